@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command: set-up, generated-stub freshness, lint, types, then the test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -m "not chaos").
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+scripts/setup.sh
+export PATH="$root/.venv/bin:$PATH"
+PYTHON=.venv/bin/python scripts/gen_proto.sh --check
+ruff check .
+ruff format --check .
+mypy proto/i2v_contract node/i2v_node coordinator/i2v_coordinator
+HF_HUB_OFFLINE=1 pytest "$@"
