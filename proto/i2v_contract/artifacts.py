@@ -1,0 +1,120 @@
+"""The artifact store: where input images and output videos live (etcd holds only their URIs).
+
+A plain directory (or file:// URL) by default; any other URL scheme goes through fsspec, so
+`s3://bucket/prefix` works once s3fs is installed, and `memory://` serves tests of that seam.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import fsspec
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
+
+
+class ArtifactError(Exception):
+    """An artifact could not be stored or read; the message says which and why."""
+
+
+def check_name(name: str) -> str:
+    """Artifact names are short relative paths of safe segments (no '..', no absolute paths)."""
+    if not _NAME.match(name):
+        raise ArtifactError(
+            f"artifact name {name!r} is not allowed: use 1-4 segments of letters, digits, '.', '_', '-'"
+        )
+    return name
+
+
+class ArtifactStore(Protocol):
+    root_url: str
+
+    def put(self, name: str, data: bytes) -> str:
+        """Stores `data` under `name` (atomically replacing it) and returns its URI."""
+        ...
+
+    def get(self, uri: str) -> bytes: ...
+
+    def uri_for(self, name: str) -> str: ...
+
+
+class FileStore:
+    """A directory on a local or shared file system; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root_url = self.root.as_uri()
+
+    def uri_for(self, name: str) -> str:
+        return (self.root / check_name(name)).as_uri()
+
+    def _path(self, uri: str) -> Path:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
+        path = Path(parsed.path).resolve()
+        if not path.is_relative_to(self.root):
+            raise ArtifactError(f"{uri!r} is outside this store ({self.root_url})")
+        return path
+
+    def put(self, name: str, data: bytes) -> str:
+        path = self.root / check_name(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path.as_uri()
+
+    def get(self, uri: str) -> bytes:
+        try:
+            return self._path(uri).read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
+
+
+class FsspecStore:
+    """Any fsspec URL (s3://, gs://, memory://): the seam for object stores."""
+
+    def __init__(self, root_url: str) -> None:
+        self.root_url = root_url.rstrip("/")
+        try:
+            self.fs, self._root_path = fsspec.core.url_to_fs(self.root_url)
+        except (ImportError, ValueError) as exc:
+            raise ArtifactError(f"artifact store {root_url!r} is not usable here: {exc}") from exc
+
+    def uri_for(self, name: str) -> str:
+        return f"{self.root_url}/{check_name(name)}"
+
+    def put(self, name: str, data: bytes) -> str:
+        uri = self.uri_for(name)
+        self.fs.pipe_file(f"{self._root_path}/{name}", data)
+        return uri
+
+    def get(self, uri: str) -> bytes:
+        if not uri.startswith(self.root_url + "/"):
+            raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
+        name = uri[len(self.root_url) + 1 :]
+        try:
+            data: bytes = self.fs.cat_file(f"{self._root_path}/{check_name(name)}")
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"artifact {uri!r} does not exist") from exc
+        return data
+
+
+def open_store(location: str) -> ArtifactStore:
+    """A directory path or file:// URL gives a FileStore; any other scheme goes through fsspec."""
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        return FileStore(Path(parsed.path if parsed.scheme else location))
+    return FsspecStore(location)
