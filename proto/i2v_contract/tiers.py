@@ -39,7 +39,7 @@ def tier_for_free_bytes(free_bytes: int | None) -> int:
     """The tier of a node with `free_bytes` of free accelerator memory; None means no accelerator."""
     if free_bytes is None:
         return common_pb2.TIER_CPU
-    chosen = common_pb2.TIER_LT12
+    chosen: int = common_pb2.TIER_LT12
     for band in TIERS[2:]:
         if free_bytes >= band.floor_bytes:
             chosen = band.tier

@@ -1,0 +1,389 @@
+"""The job state machine, as pure transitions over immutable job views.
+
+Life of a job (DESIGN.md): QUEUED -> ASSIGNED(node, attempt) -> node claims -> RUNNING -> node writes
+its result -> SUCCEEDED / FAILED / CANCELLED. Every transition returns a `Transition` with the new
+view, whether anything changed and a reason for the log line; an event that does not apply (stale
+attempt, duplicate, job already final) returns the job unchanged with the reason it was ignored.
+
+Attempts are numbered from 1. A result counts only for the job's current attempt and only while the
+job is not final, so a result is never accepted twice. Attempts lost to a node (claim gone, node
+dead, claim never made, node gave the job back) are bounded by `max_attempts`; re-routing after an
+OOM is bounded by the tier ladder instead, since each one moves the job to a strictly larger tier.
+
+Times are wall-clock seconds (Unix time): they are stored in etcd and compared by the next leader.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from i2v_contract.tiers import tier_name
+from i2v_contract.v1 import common_pb2, coordinator_pb2
+from i2v_coordinator.routing import JobNeed, NodeView, escalate_after_oom
+
+QUEUED: int = coordinator_pb2.JOB_QUEUED
+ASSIGNED: int = coordinator_pb2.JOB_ASSIGNED
+RUNNING: int = coordinator_pb2.JOB_RUNNING
+SUCCEEDED: int = coordinator_pb2.JOB_SUCCEEDED
+FAILED: int = coordinator_pb2.JOB_FAILED
+CANCELLED: int = coordinator_pb2.JOB_CANCELLED
+FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+ACTIVE_STATES = frozenset({ASSIGNED, RUNNING})
+
+
+class Code(enum.IntEnum):
+    """The numeric gRPC status codes jobs end with (kept here: this module imports no grpc)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    DEADLINE_EXCEEDED = 4
+    RESOURCE_EXHAUSTED = 8
+    ABORTED = 10
+    UNAVAILABLE = 14
+
+
+# Result codes that say "this node gave the job back", not "the job is bad": the job is requeued.
+_GIVEN_BACK = frozenset({Code.CANCELLED, Code.ABORTED, Code.UNAVAILABLE})
+
+
+_STATE_NAMES = {int(value): name.removeprefix("JOB_") for name, value in coordinator_pb2.JobState.items()}
+
+
+def state_name(state: int) -> str:
+    return _STATE_NAMES.get(state, f"state {state}")
+
+
+@dataclass(frozen=True)
+class JobView:
+    job_id: str
+    state: int  # coordinator_pb2.JobState value
+    attempt: int = 1
+    node_id: str = ""
+    node_tier: int = common_pb2.TIER_UNSPECIFIED  # the node's tier when assigned (for OOM escalation)
+    epoch: int = 0  # the leader epoch that made the last assignment
+    required_bytes: int = 0
+    required_tier: int = common_pb2.TIER_UNSPECIFIED
+    min_tier: int = common_pb2.TIER_UNSPECIFIED  # raised after an OOM
+    model: str = ""
+    lost_attempts: int = 0
+    created_at: float = 0.0
+    assigned_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    error: str = ""
+    error_code: int = Code.OK
+    artifact_uri: str = ""
+    result_attempt: int = 0  # the attempt whose result finished the job
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def need(self) -> JobNeed:
+        return JobNeed(self.job_id, self.required_bytes, self.required_tier, self.min_tier, self.model)
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    job_id: str
+    attempt: int
+    node_id: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ResultView:
+    job_id: str
+    attempt: int
+    code: int  # Code value; RESOURCE_EXHAUSTED = out of memory at the node's leanest profile
+    message: str = ""
+    artifact_uri: str = ""
+
+
+@dataclass(frozen=True)
+class Transition:
+    job: JobView
+    changed: bool
+    reason: str
+    stop_node: str = ""  # node to tell to stop the job's current attempt (cancel of an active job)
+
+
+def _same(job: JobView, reason: str) -> Transition:
+    return Transition(job, False, reason)
+
+
+def _ended(
+    job: JobView,
+    state: int,
+    now: float,
+    *,
+    error: str = "",
+    error_code: int = Code.OK,
+    result_attempt: int = 0,
+    artifact_uri: str = "",
+) -> JobView:
+    return replace(
+        job,
+        state=state,
+        finished_at=now,
+        error=error,
+        error_code=error_code,
+        result_attempt=result_attempt,
+        artifact_uri=artifact_uri,
+    )
+
+
+def new_job(job_id: str, required_bytes: int, required_tier: int, model: str, now: float) -> JobView:
+    return JobView(
+        job_id,
+        QUEUED,
+        required_bytes=required_bytes,
+        required_tier=required_tier,
+        model=model,
+        created_at=now,
+    )
+
+
+def assign(job: JobView, node_id: str, node_tier: int, epoch: int, now: float) -> Transition:
+    if job.state != QUEUED:
+        return _same(job, f"{job.job_id} is {state_name(job.state)}, not queued: not assigning")
+    new = replace(job, state=ASSIGNED, node_id=node_id, node_tier=node_tier, epoch=epoch, assigned_at=now)
+    return Transition(new, True, f"{job.job_id} attempt {job.attempt} assigned to {node_id} in epoch {epoch}")
+
+
+def on_claim(job: JobView, claim: ClaimView, now: float) -> Transition:
+    if claim.job_id != job.job_id or claim.attempt != job.attempt or claim.node_id != job.node_id:
+        return _same(
+            job,
+            f"claim by {claim.node_id} for {claim.job_id} attempt {claim.attempt} does not match "
+            f"{job.job_id} attempt {job.attempt} on {job.node_id or 'no node'}: ignored",
+        )
+    if job.state == RUNNING:
+        return _same(job, f"{job.job_id} attempt {job.attempt} already running on {job.node_id}")
+    if job.state != ASSIGNED:
+        return _same(job, f"{job.job_id} is {state_name(job.state)}: claim ignored")
+    return Transition(
+        replace(job, state=RUNNING, started_at=now),
+        True,
+        f"{job.job_id} attempt {job.attempt} claimed by {job.node_id}: running",
+    )
+
+
+def _requeue(job: JobView, *, lost_attempts: int, min_tier: int) -> JobView:
+    return replace(
+        job,
+        state=QUEUED,
+        attempt=job.attempt + 1,
+        node_id="",
+        node_tier=common_pb2.TIER_UNSPECIFIED,
+        assigned_at=0.0,
+        started_at=0.0,
+        lost_attempts=lost_attempts,
+        min_tier=min_tier,
+    )
+
+
+def on_claim_lost(job: JobView, now: float, max_attempts: int, cause: str = "claim lost") -> Transition:
+    """The current attempt's node is gone (or never claimed): requeue with attempt+1, or fail."""
+    if job.state not in ACTIVE_STATES:
+        return _same(job, f"{job.job_id} is {state_name(job.state)}: {cause} ignored")
+    lost = job.lost_attempts + 1
+    where = f"{job.job_id} attempt {job.attempt} on {job.node_id}"
+    if lost >= max_attempts:
+        message = (
+            f"attempt {job.attempt} on node {job.node_id} was lost ({cause}); gave up after {lost} lost "
+            f"attempts (limit {max_attempts}); submit the job again under a new request id"
+        )
+        failed = _ended(replace(job, lost_attempts=lost), FAILED, now, error=message, error_code=Code.ABORTED)
+        return Transition(failed, True, f"{where}: {cause}, {lost}/{max_attempts} attempts lost: failed")
+    return Transition(
+        _requeue(job, lost_attempts=lost, min_tier=job.min_tier),
+        True,
+        f"{where}: {cause}, requeued as attempt {job.attempt + 1} ({lost}/{max_attempts} attempts lost)",
+    )
+
+
+def on_node_oom(
+    job: JobView, result_attempt: int, message: str, now: float, nodes: Sequence[NodeView]
+) -> Transition:
+    """The node ran out of memory at its leanest profile: move to a strictly larger tier, or fail."""
+    if job.state not in ACTIVE_STATES or result_attempt != job.attempt:
+        return _same(job, f"{job.job_id}: OOM report for attempt {result_attempt} ignored")
+    node_tier = job.node_tier
+    if node_tier == common_pb2.TIER_UNSPECIFIED:
+        # A record written without the node's tier: fall back to what the node reports now.
+        node_tier = next((n.tier for n in nodes if n.node_id == job.node_id), node_tier)
+    failed_tier = tier_name(node_tier)
+    escalated = escalate_after_oom(job.need, node_tier, nodes)
+    where = f"{job.job_id} attempt {job.attempt} out of memory on {job.node_id} (tier {failed_tier})"
+    if escalated is None:
+        error = (
+            f"out of memory on node {job.node_id} (tier {failed_tier}) at its leanest profile: {message}; "
+            f"no node of a larger tier is in the cluster; lower width, height or frames, or add a larger GPU"
+        )
+        failed = _ended(
+            job, FAILED, now, error=error, error_code=Code.RESOURCE_EXHAUSTED, result_attempt=result_attempt
+        )
+        return Transition(failed, True, f"{where}: no larger tier in the cluster, failed")
+    return Transition(
+        _requeue(job, lost_attempts=job.lost_attempts, min_tier=escalated.min_tier),
+        True,
+        f"{where}: requeued as attempt {job.attempt + 1} for tier {tier_name(escalated.min_tier)} or above",
+    )
+
+
+def on_result(
+    job: JobView, result: ResultView, now: float, *, nodes: Sequence[NodeView], max_attempts: int
+) -> Transition:
+    """Apply a node's result; only the current attempt of an active job counts, and only once."""
+    if result.job_id != job.job_id:
+        return _same(job, f"result for {result.job_id} applied to {job.job_id}: ignored")
+    if job.final:
+        return _same(
+            job, f"{job.job_id} already {state_name(job.state)}: result for attempt {result.attempt} ignored"
+        )
+    if result.attempt != job.attempt or job.state not in ACTIVE_STATES:
+        return _same(
+            job,
+            f"{job.job_id} is {state_name(job.state)} at attempt {job.attempt}: stale result for attempt "
+            f"{result.attempt} ignored",
+        )
+    if result.code == Code.OK:
+        done = _ended(job, SUCCEEDED, now, result_attempt=result.attempt, artifact_uri=result.artifact_uri)
+        return Transition(done, True, f"{job.job_id} attempt {job.attempt} succeeded on {job.node_id}")
+    if result.code == Code.RESOURCE_EXHAUSTED:
+        return on_node_oom(job, result.attempt, result.message, now, nodes)
+    if result.code in _GIVEN_BACK:
+        cause = f"node gave it back ({_code_name(result.code)}: {result.message})"
+        return on_claim_lost(job, now, max_attempts, cause)
+    failed = _ended(
+        job, FAILED, now, error=result.message, error_code=result.code, result_attempt=result.attempt
+    )
+    return Transition(
+        failed, True, f"{job.job_id} attempt {job.attempt} failed on {job.node_id}: {_code_name(result.code)}"
+    )
+
+
+def _code_name(code: int) -> str:
+    try:
+        return Code(code).name
+    except ValueError:
+        return f"code {code}"
+
+
+def on_cancel(job: JobView, now: float, message: str = "cancelled by the client") -> Transition:
+    """Cancel at once; an active attempt's node is told to stop, and its later result is ignored."""
+    if job.final:
+        return _same(job, f"{job.job_id} already {state_name(job.state)}: cancel has nothing to do")
+    stop = job.node_id if job.state in ACTIVE_STATES else ""
+    cancelled = _ended(job, CANCELLED, now, error=message, error_code=Code.CANCELLED)
+    where = f" (stopping attempt {job.attempt} on {stop})" if stop else ""
+    return Transition(cancelled, True, f"{job.job_id} cancelled from {state_name(job.state)}{where}", stop)
+
+
+def claim_overdue(job: JobView, now: float, claim_timeout_s: float) -> bool:
+    """An assignment the node has not claimed within `claim_timeout_s`."""
+    return job.state == ASSIGNED and now - job.assigned_at > claim_timeout_s
+
+
+class ActionKind(enum.Enum):
+    KEEP_QUEUED = "keep_queued"
+    AWAIT_CLAIM = "await_claim"  # assigned to a live node, claim not due yet (re-sending is safe)
+    REATTACH = "reattach"  # the node holds the claim for the current attempt: follow it
+    FINALIZE = "finalize"  # a result for the current attempt ends the job
+    REQUEUE = "requeue"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    job: JobView  # the job as it should be written (unchanged for KEEP_QUEUED, AWAIT_CLAIM)
+    changed: bool
+    reason: str
+    # The write must also check that the current attempt's claim key is absent, so a claim made
+    # after the snapshot aborts the requeue instead of running the attempt twice.
+    expect_no_claim: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+
+def reconcile(
+    jobs: Iterable[JobView],
+    claims: Iterable[ClaimView],
+    results: Iterable[ResultView],
+    live_nodes: Sequence[NodeView],
+    now: float,
+    *,
+    claim_timeout_s: float,
+    max_attempts: int,
+) -> list[Action]:
+    """What a new leader does with every non-final job, from one snapshot of jobs/, claims/, results/.
+
+    Also usable as a periodic sweep by a sitting leader. Claims and results of other attempts are
+    ignored; final jobs get no action.
+    """
+    claim_of = {(c.job_id, c.attempt): c for c in claims}
+    result_of: dict[tuple[str, int], ResultView] = {}
+    for r in results:
+        result_of.setdefault((r.job_id, r.attempt), r)
+    live = {n.node_id for n in live_nodes if n.alive}
+    actions = []
+    for job in jobs:
+        if not job.final:
+            actions.append(
+                _reconcile_one(job, claim_of, result_of, live, live_nodes, now, claim_timeout_s, max_attempts)
+            )
+    return actions
+
+
+def _reconcile_one(
+    job: JobView,
+    claim_of: dict[tuple[str, int], ClaimView],
+    result_of: dict[tuple[str, int], ResultView],
+    live: set[str],
+    live_nodes: Sequence[NodeView],
+    now: float,
+    claim_timeout_s: float,
+    max_attempts: int,
+) -> Action:
+    key = (job.job_id, job.attempt)
+    if job.state == QUEUED:
+        return Action(ActionKind.KEEP_QUEUED, job, False, f"{job.job_id} attempt {job.attempt} stays queued")
+    result = result_of.get(key)
+    if result is not None:
+        t = on_result(job, result, now, nodes=live_nodes, max_attempts=max_attempts)
+        kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FINALIZE
+        return Action(kind, t.job, t.changed, t.reason)
+    claim = claim_of.get(key)
+    if claim is not None and claim.node_id != job.node_id:
+        claim = None  # only the assigned node is dispatched to; a foreign claim is not ours to follow
+    node_alive = job.node_id in live
+    if claim is not None and node_alive:
+        t = on_claim(job, claim, now)
+        return Action(ActionKind.REATTACH, t.job, t.changed, f"re-attached: {t.reason}")
+    if not node_alive:
+        cause = f"node {job.node_id} is gone" + (
+            " (its claim is stale)" if claim else ", no claim, no result"
+        )
+    elif job.state == RUNNING:
+        cause = "claim gone without a result"
+    elif claim_overdue(job, now, claim_timeout_s):
+        cause = f"not claimed within {claim_timeout_s:g} s"
+    else:
+        return Action(
+            ActionKind.AWAIT_CLAIM,
+            job,
+            False,
+            f"{job.job_id} attempt {job.attempt} assigned to live node {job.node_id} "
+            f"{now - job.assigned_at:.1f} s ago: awaiting its claim",
+        )
+    t = on_claim_lost(job, now, max_attempts, cause)
+    kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FAIL
+    return Action(kind, t.job, t.changed, t.reason, expect_no_claim=claim is None)
