@@ -1,0 +1,233 @@
+"""A real etcd cluster (1 or 3 members) on free loopback ports, for integration and chaos tests.
+
+Members run as child processes we own; every kill/stop targets our own pids. Raft timings are
+shortened (heartbeat 50 ms, election 250 ms) so leader failover takes well under a second; with
+those settings etcd's minimum lease TTL is 1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_MS = 50
+ELECTION_MS = 250
+START_TIMEOUT_S = 20.0
+
+
+def etcd_binary() -> str | None:
+    """The etcd binary: $ETCD_BIN, else `etcd` on PATH; None when absent."""
+    return os.environ.get("ETCD_BIN") or shutil.which("etcd")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class _Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+
+class EtcdCluster:
+    def __init__(self, size: int, tmp_dir: Path) -> None:
+        if size < 1:
+            raise ValueError(f"EtcdCluster size must be >= 1, got {size}")
+        binary = etcd_binary()
+        if binary is None:
+            raise FileNotFoundError("etcd binary not found: install etcd or set ETCD_BIN")
+        self._binary = binary
+        self._token = f"i2v-test-{uuid.uuid4().hex[:12]}"
+        self.members = [
+            _Member(
+                name=f"m{i}",
+                client_port=free_port(),
+                peer_port=free_port(),
+                data_dir=tmp_dir / f"m{i}.etcd",
+                log_path=tmp_dir / f"m{i}.log",
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def _spawn(self, member: _Member, state: str) -> None:
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        args = [
+            self._binary,
+            "--name", member.name,
+            "--data-dir", str(member.data_dir),
+            "--listen-client-urls", member.client_url,
+            "--advertise-client-urls", member.client_url,
+            "--listen-peer-urls", member.peer_url,
+            "--initial-advertise-peer-urls", member.peer_url,
+            "--initial-cluster", initial,
+            "--initial-cluster-state", state,
+            "--initial-cluster-token", self._token,
+            "--heartbeat-interval", str(HEARTBEAT_MS),
+            "--election-timeout", str(ELECTION_MS),
+            "--logger", "zap",
+            "--log-outputs", "stderr",
+            "--log-level", "warn",
+        ]  # fmt: skip
+        with member.log_path.open("ab") as log_file:
+            member.proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+
+    def start(self, attempts: int = 3) -> EtcdCluster:
+        """Start all members; on a failed start (e.g. a port taken meanwhile) retry on new ports."""
+        for attempt in range(attempts):
+            for member in self.members:
+                self._spawn(member, "new")
+            try:
+                self.wait_healthy(range(len(self.members)))
+                return self
+            except (RuntimeError, TimeoutError):
+                self.stop_all()
+                if attempt == attempts - 1:
+                    raise
+                for member in self.members:
+                    shutil.rmtree(member.data_dir, ignore_errors=True)
+                    member.client_port, member.peer_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def wait_healthy(self, indexes: range | list[int], timeout: float = START_TIMEOUT_S) -> None:
+        """Wait until the given members report healthy (they have a leader); bounded."""
+        deadline = time.monotonic() + timeout
+        for i in indexes:
+            member = self.members[i]
+            while not self._healthy(member):
+                if member.proc is None or member.proc.poll() is not None:
+                    raise RuntimeError(f"etcd member {member.name} exited during start:\n{self.log_tail(i)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"etcd member {member.name} not healthy in {timeout}s:\n{self.log_tail(i)}"
+                    )
+                time.sleep(0.05)
+
+    @staticmethod
+    def _healthy(member: _Member) -> bool:
+        try:
+            with urllib.request.urlopen(f"{member.client_url}/health", timeout=0.5) as resp:
+                return bool(json.loads(resp.read()).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+    def log_tail(self, i: int, lines: int = 20) -> str:
+        path = self.members[i].log_path
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def pid(self, i: int) -> int:
+        proc = self.members[i].proc
+        if proc is None:
+            raise RuntimeError(f"etcd member {i} is not running")
+        return proc.pid
+
+    def running(self, i: int) -> bool:
+        proc = self.members[i].proc
+        return proc is not None and proc.poll() is None
+
+    def kill(self, i: int) -> None:
+        """SIGKILL member i (a crash) and reap it."""
+        proc = self.members[i].proc
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # a paused process must be able to die and be reaped
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self.members[i].proc = None
+
+    def stop(self, i: int, timeout: float = 5.0) -> None:
+        """SIGTERM member i (a clean shutdown), SIGKILL if it does not exit in time."""
+        proc = self.members[i].proc
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.members[i].proc = None
+
+    def pause(self, i: int) -> None:
+        os.kill(self.pid(i), signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        os.kill(self.pid(i), signal.SIGCONT)
+
+    def restart(self, i: int, wait: bool = True) -> None:
+        """Start member i again on its data dir and ports (after kill or stop)."""
+        if self.running(i):
+            raise RuntimeError(f"etcd member {i} is still running; kill or stop it first")
+        self._spawn(self.members[i], "existing")
+        if wait:
+            self.wait_healthy([i])
+
+    def leader_index(self, timeout: float = 5.0) -> int:
+        """Index of the current leader, asked of the running members; bounded wait for an election."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ids: dict[str, int] = {}
+            leaders: set[str] = set()
+            for i, member in enumerate(self.members):
+                if not self.running(i):
+                    continue
+                status = self._status(member)
+                if status is not None:
+                    ids[status["header"]["member_id"]] = i
+                    if status.get("leader"):
+                        leaders.add(status["leader"])
+            if len(leaders) == 1 and (leader := leaders.pop()) in ids:
+                return ids[leader]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no agreed etcd leader among running members within {timeout}s")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _status(member: _Member) -> dict[str, Any] | None:
+        request = urllib.request.Request(
+            f"{member.client_url}/v3/maintenance/status", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=0.5) as resp:
+                status: dict[str, Any] = json.loads(resp.read())
+                return status
+        except (OSError, ValueError):
+            return None
+
+    def stop_all(self) -> None:
+        for i in range(len(self.members)):
+            self.kill(i)
