@@ -1,0 +1,186 @@
+"""The node's settings, parsed from its command line (`i2v-node --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(text: str) -> int:
+    """'24GiB', '1.5 GB', '4096' -> bytes. Raises ValueError naming the accepted forms."""
+    match = _SIZE.match(text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ValueError(
+            f"{text!r} is not a size; use bytes or a number with a unit like 24GiB, 512MiB, 16GB"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (IPv6 as '[::1]:PORT') -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051)")
+    return host.strip("[]"), int(port)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("I2V_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "i2v-cluster"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    model: str
+    listen: str
+    metrics_listen: str | None
+    device: str
+    dtype: str | None
+    cache_dir: Path
+    max_vram_bytes: int | None
+    simulate_free_vram_bytes: int | None
+    simulate_free_vram_file: Path | None
+    drain_grace_seconds: float
+    node_id: str
+    fault_inject_oom: str | None
+    log_level: str
+    offline: bool
+
+
+def _size_arg(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _address_arg(text: str) -> str:
+    try:
+        parse_address(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _device_arg(text: str) -> str:
+    if text == "cpu" or text == "cuda" or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda or cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="i2v-node",
+        description="GPU worker: serves image-to-video generation over gRPC (service i2v.v1.Node).",
+    )
+    p.add_argument("--model", required=True, help="local pipeline directory, hub id, or 'tiny' (test model)")
+    p.add_argument("--listen", type=_address_arg, default="127.0.0.1:50051", help="gRPC address HOST:PORT")
+    p.add_argument(
+        "--metrics-listen",
+        type=_address_arg,
+        default=None,
+        help="Prometheus /metrics address HOST:PORT (default: no metrics endpoint)",
+    )
+    p.add_argument("--device", type=_device_arg, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument(
+        "--dtype",
+        choices=("float16", "bfloat16", "float32"),
+        default=None,
+        help="weights dtype (default float16 on cuda, float32 on cpu)",
+    )
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="model cache ($I2V_CACHE_DIR or ~/.cache/...)"
+    )
+    p.add_argument(
+        "--max-vram",
+        type=_size_arg,
+        default=None,
+        metavar="SIZE",
+        help="cap the accelerator memory this node uses (e.g. 10GiB); on CUDA also sets the per-process "
+        "memory fraction",
+    )
+    testing = p.add_argument_group("testing only (never in production)")
+    testing.add_argument(
+        "--simulate-free-vram",
+        type=_size_arg,
+        default=None,
+        metavar="SIZE",
+        help="TESTING: a CPU node reports this much free accelerator memory (tier and profile choice "
+        "follow it; the pipeline still runs on the CPU)",
+    )
+    testing.add_argument(
+        "--simulate-free-vram-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="TESTING: like --simulate-free-vram, re-read from PATH (a size like 6GiB) at every probe, so "
+        "tests can change it while the node runs",
+    )
+    testing.add_argument(
+        "--fault-inject-oom",
+        default=None,
+        metavar="PLAN",
+        help="TESTING: raise out-of-memory at chosen stages/profiles, e.g. 'denoise', "
+        "'decode:fast,chunked', 'encode_prompt:*'",
+    )
+    p.add_argument(
+        "--drain-grace-seconds",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long the running job may take before it is cancelled (default 30)",
+    )
+    p.add_argument("--node-id", default=None, help="identity in logs, status and metrics (default: hostname)")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="allow model downloads from the hub (default: offline, local files only)",
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.simulate_free_vram is not None and ns.simulate_free_vram_file is not None:
+        parser.error("use one of --simulate-free-vram and --simulate-free-vram-file, not both")
+    if (ns.simulate_free_vram is not None or ns.simulate_free_vram_file is not None) and ns.device != "cpu":
+        parser.error("--simulate-free-vram* is for CPU nodes only (testing); drop it or use --device cpu")
+    if ns.drain_grace_seconds < 0:
+        parser.error("--drain-grace-seconds must be >= 0")
+    return NodeConfig(
+        model=ns.model,
+        listen=ns.listen,
+        metrics_listen=ns.metrics_listen,
+        device=ns.device,
+        dtype=ns.dtype,
+        cache_dir=ns.cache_dir or default_cache_dir(),
+        max_vram_bytes=ns.max_vram,
+        simulate_free_vram_bytes=ns.simulate_free_vram,
+        simulate_free_vram_file=ns.simulate_free_vram_file,
+        drain_grace_seconds=ns.drain_grace_seconds,
+        node_id=ns.node_id or socket.gethostname(),
+        fault_inject_oom=ns.fault_inject_oom,
+        log_level=ns.log_level,
+        offline=not ns.online,
+    )

@@ -1,0 +1,460 @@
+"""The generation engine: one I2VGen-XL pipeline, run one job at a time with progress, cancellation
+and out-of-memory recovery.
+
+OOM recovery: an attempt that raises torch.OutOfMemoryError at any stage is abandoned, memory is
+freed outside the except block (the traceback pins the tensors until then), and the job is retried
+with the next leaner profile. Below the leanest profile, if the request allows it, the job is
+degraded one rung (degrade.py) and restarts from the caller's first profile: a smaller job usually
+fits a faster profile again, and failed attempts at the same size are cheap because OOM mostly
+strikes at the first denoising step. When nothing is left, OutOfMemoryExhausted names the stage,
+the size and what would fit.
+
+Progress: the pipeline has no step callback, so forward hooks mark stages (image encoder: encode
+image; first UNet call: denoise; VAE decoder: decode) and the UNet's post-forward hook counts steps
+(classifier-free guidance batches both branches into one call per step). The same hooks check the
+cancel event, so a cancel stops the run within one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from i2v_contract import memory
+from i2v_contract.memory import ArchSpec
+from i2v_contract.profiles import Profile, leaner_than, usable_profiles
+from i2v_contract.v1 import common_pb2
+from i2v_node import degrade
+from i2v_node.apply import ProfiledPipeline, decode_chunk_arg
+from i2v_node.faults import STAGE_NAMES, FaultPlan, parse_fault_plan
+from i2v_node.job import Cancelled, JobSpec, Outcome, OutOfMemoryExhausted, ProgressEvent
+from i2v_node.loader import dtype_name, load_pipeline, resolve_dtype
+from i2v_node.prompt import encode_prompts
+
+__all__ = ["Engine", "EngineConfig", "FaultPlan", "parse_fault_plan"]
+
+log = logging.getLogger(__name__)
+
+_GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str  # "tiny", a local pipeline directory, or a hub id
+    device: str  # "cpu" | "cuda" | "cuda:N"
+    dtype: str | None  # None: float16 on cuda, float32 on cpu
+    cache_dir: Path  # where `tiny` is built ($I2V_CACHE_DIR or ~/.cache/i2v-cluster by the CLI)
+    offline: bool = False
+    fault_plan: FaultPlan | None = None  # TESTING ONLY: injected OOMs
+
+
+def stage_name(stage: int) -> str:
+    return (
+        STAGE_NAMES.get(stage)
+        or common_pb2.Stage.Name(common_pb2.Stage.ValueType(stage)).removeprefix("STAGE_").lower()
+    )
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} requested but this torch build sees no CUDA device; use --device cpu"
+        )
+    return dev
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class _PeakMeter:
+    """Peak memory of one attempt. CUDA: torch's peak allocated bytes (weights included). CPU: growth
+    of the process's peak resident set over its size at the start (Linux /proc; coarse: counts every
+    thread of the process and the allocator's caching, 0 where /proc is missing)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._rss_before = 0
+
+    def start(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self._device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+            self._rss_before = _proc_status_bytes("VmRSS")
+        except OSError:
+            self._rss_before = 0
+
+    def peak(self) -> int:
+        if self._device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self._device))
+        if not self._rss_before:
+            return 0
+        try:
+            return max(0, _proc_status_bytes("VmHWM") - self._rss_before)
+        except OSError:
+            return 0
+
+
+@dataclass
+class _Attempt:
+    """Mutable state of one attempt, shared with the hooks."""
+
+    spec: JobSpec
+    profile: Profile
+    on_progress: Callable[[ProgressEvent], None]
+    cancel: threading.Event
+    fault_plan: FaultPlan | None
+    stage: int = common_pb2.STAGE_LOADING
+    step: int = 0
+    started: float = 0.0
+    denoise_at: float = 0.0
+    decode_at: float = 0.0
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(
+                f"cancelled at {stage_name(self.stage)} (after step {self.step}/{self.spec.steps})"
+            )
+
+    def enter(self, stage: int) -> None:
+        """Start `stage` once: emit its event, honour cancel, fire an injected fault."""
+        if self.stage == stage:
+            return
+        self.stage = stage
+        self.on_progress(ProgressEvent(stage, step=0, total_steps=self.spec.steps, profile=self.profile.name))
+        self.check_cancel()
+        plan = self.fault_plan
+        if plan and plan.should_fail(stage, self.profile.name, self.spec.width, self.spec.height):
+            raise torch.OutOfMemoryError(
+                f"injected by fault plan at {stage_name(stage)} ({self.profile.name})"
+            )
+
+    def step_done(self) -> None:
+        self.step += 1
+        self.on_progress(
+            ProgressEvent(
+                common_pb2.STAGE_DENOISE,
+                step=self.step,
+                total_steps=self.spec.steps,
+                profile=self.profile.name,
+            )
+        )
+        self.check_cancel()
+
+
+@dataclass(frozen=True)
+class _Done:
+    frames: np.ndarray
+    peak_bytes: int
+    timings: dict[str, float]
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        holder: ProfiledPipeline,
+        device: torch.device,
+        dtype: torch.dtype,
+        arch: ArchSpec,
+    ) -> None:
+        self.config = config
+        self.model_id = config.model
+        self.device = str(device)
+        self.dtype_name = dtype_name(dtype)
+        self.has_accelerator = device.type == "cuda"
+        self.arch = arch  # measured from the loaded components: the memory model's input
+        self.load_seconds = 0.0
+        self.ladder: tuple[Profile, ...] = usable_profiles(self.has_accelerator)
+        self._holder = holder
+        self._device = device
+        self._busy = threading.Lock()
+        self._meter = _PeakMeter(device)
+        self._dtype_bytes = dtype.itemsize
+
+    @classmethod
+    def load(cls, config: EngineConfig) -> Engine:
+        """Load (for `tiny`: build once, then load) and place the pipeline; raises ValueError with a
+        message for the operator when the model, device or dtype is unusable."""
+        started = time.monotonic()
+        device = _check_device(config.device)
+        dtype = resolve_dtype(config.dtype, config.device)
+        pipe = load_pipeline(config.model, dtype=dtype, cache_dir=config.cache_dir, offline=config.offline)
+        arch = ArchSpec.from_pipeline(pipe, name=config.model)
+        holder = ProfiledPipeline(pipe, device)
+        engine = cls(config, holder, device, dtype, arch)
+        holder.apply(engine.ladder[0])
+        engine.load_seconds = time.monotonic() - started
+        log.info(
+            "loaded %s on %s (%s) in %.1fs; profiles: %s%s",
+            config.model,
+            engine.device,
+            engine.dtype_name,
+            engine.load_seconds,
+            ", ".join(p.name for p in engine.ladder),
+            "; FAULT INJECTION ACTIVE (testing only)" if config.fault_plan else "",
+        )
+        return engine
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("Engine.run called while another run is in progress")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def run(
+        self,
+        spec: JobSpec,
+        first_profile: Profile,
+        on_progress: Callable[[ProgressEvent], None],
+        cancel: threading.Event,
+    ) -> Outcome:
+        if first_profile not in self.ladder:
+            usable = ", ".join(p.name for p in self.ladder)
+            raise ValueError(f"profile {first_profile.name} is not usable on {self.device}; usable: {usable}")
+        with self._exclusive():
+            requested = degrade.Size(spec.width, spec.height, spec.frames)
+            current, profile = spec, first_profile
+            degradations: list[str] = []
+            attempts = 0
+            log.info(
+                "run %dx%d, %d frames, %d steps, seed %d: profile %s (the caller's choice)",
+                spec.width,
+                spec.height,
+                spec.frames,
+                spec.steps,
+                spec.seed,
+                profile.name,
+            )
+            while True:
+                attempts += 1
+                result = self._attempt(current, profile, on_progress, cancel)
+                if isinstance(result, _Done):
+                    return Outcome(
+                        frames=result.frames,
+                        spec=current,
+                        profile=profile.name,
+                        degradations=tuple(degradations),
+                        peak_bytes=result.peak_bytes,
+                        timings=result.timings,
+                        metadata=self._metadata(current, profile, first_profile, attempts),
+                    )
+                stage = result
+                self._free_memory()
+                leaner = leaner_than(profile, self.ladder)
+                rung = None
+                if leaner is None and spec.allow_degrade:
+                    rung = degrade.next_degradation(
+                        requested, degrade.Size(current.width, current.height, current.frames)
+                    )
+                if leaner is not None:
+                    message = (
+                        f"OOM at {stage_name(stage)} with profile {profile.name} "
+                        f"-> retrying with profile {leaner.name}"
+                    )
+                    profile = leaner
+                elif rung is not None:
+                    message = (
+                        f"OOM at {stage_name(stage)} with profile {profile.name} (the leanest) -> degrading "
+                        f"{rung.description}, retrying with profile {first_profile.name}"
+                    )
+                    degradations.append(rung.description)
+                    current = replace(
+                        current, width=rung.after.width, height=rung.after.height, frames=rung.after.frames
+                    )
+                    profile = first_profile
+                else:
+                    message = self._exhausted_message(spec, current, profile, stage, degradations)
+                    log.warning("%s", message)
+                    raise OutOfMemoryExhausted(message, stage=stage)
+                log.warning("%s", message)
+                on_progress(ProgressEvent(common_pb2.STAGE_RETRY, profile=profile.name, message=message))
+                if cancel.is_set():
+                    raise Cancelled(f"cancelled before retry {attempts + 1}")
+
+    def _attempt(
+        self,
+        spec: JobSpec,
+        profile: Profile,
+        on_progress: Callable[[ProgressEvent], None],
+        cancel: threading.Event,
+    ) -> _Done | int:
+        """One try at `spec` with `profile`: the finished frames, or the stage that ran out of memory."""
+        state = _Attempt(spec, profile, on_progress, cancel, self.config.fault_plan)
+        state.check_cancel()
+        handles: list[Any] = []
+        oom = False
+        try:
+            pipe = self._holder.apply(profile)
+            self._meter.start()
+            state.started = time.perf_counter()
+            handles = self._install_hooks(pipe, state)
+            frames = self._generate(pipe, spec, profile, state)
+        except torch.OutOfMemoryError:
+            oom = True
+        finally:
+            for handle in handles:
+                handle.remove()
+        if oom:
+            return state.stage
+        ended = time.perf_counter()
+        return _Done(
+            frames=frames,
+            peak_bytes=self._meter.peak(),
+            timings={
+                "encode_s": state.denoise_at - state.started,
+                "denoise_s": state.decode_at - state.denoise_at,
+                "decode_s": ended - state.decode_at,
+            },
+        )
+
+    def _install_hooks(self, pipe: Any, state: _Attempt) -> list[Any]:
+        def on_image(*_: Any) -> None:
+            state.enter(common_pb2.STAGE_ENCODE_IMAGE)
+
+        def before_unet(*_: Any) -> None:
+            if state.stage != common_pb2.STAGE_DENOISE:
+                state.denoise_at = time.perf_counter()
+            state.enter(common_pb2.STAGE_DENOISE)
+
+        def after_unet(*_: Any) -> None:
+            state.step_done()
+
+        def before_decoder(*_: Any) -> None:
+            if state.stage != common_pb2.STAGE_DECODE:
+                state.decode_at = time.perf_counter()
+            state.enter(common_pb2.STAGE_DECODE)
+
+        return [
+            pipe.image_encoder.register_forward_pre_hook(on_image),
+            pipe.unet.register_forward_pre_hook(before_unet),
+            pipe.unet.register_forward_hook(after_unet),
+            pipe.vae.decoder.register_forward_pre_hook(before_decoder),
+        ]
+
+    def _generate(self, pipe: Any, spec: JobSpec, profile: Profile, state: _Attempt) -> np.ndarray:
+        state.enter(common_pb2.STAGE_ENCODE_PROMPT)
+        device = pipe._execution_device
+        positive, negative = encode_prompts(
+            pipe.tokenizer, pipe.text_encoder, spec.prompt, spec.negative_prompt, device, spec.guidance_scale
+        )
+        generator = torch.Generator(device=self._device).manual_seed(spec.seed)
+        cuda_devices = [self._device.index or 0] if self._device.type == "cuda" else []
+        # The VAE samples the image latents from the global RNG (no generator argument): seed it too.
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(spec.seed)
+            output = pipe(
+                image=spec.image,
+                prompt_embeds=positive,
+                negative_prompt_embeds=negative,
+                height=spec.height,
+                width=spec.width,
+                target_fps=spec.fps,
+                num_frames=spec.frames,
+                num_inference_steps=spec.steps,
+                guidance_scale=spec.guidance_scale,
+                decode_chunk_size=decode_chunk_arg(profile),
+                generator=generator,
+                output_type="np",
+            )
+        video = np.asarray(output.frames[0])
+        frames: np.ndarray = np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)
+        return frames
+
+    def _free_memory(self) -> None:
+        gc.collect()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _metadata(self, spec: JobSpec, profile: Profile, first: Profile, attempts: int) -> dict[str, str]:
+        return {
+            "model": self.model_id,
+            "device": self.device,
+            "dtype": self.dtype_name,
+            "seed": str(spec.seed),
+            "profile": profile.name,
+            "first_profile": first.name,
+            "attempts": str(attempts),
+            **_versions(),
+        }
+
+    def _exhausted_message(
+        self, requested: JobSpec, current: JobSpec, leanest: Profile, stage: int, degradations: list[str]
+    ) -> str:
+        where = "GPU" if self.has_accelerator else "host (CPU)"
+        text = (
+            f"out of {where} memory at {stage_name(stage)} for {requested.width}x{requested.height}, "
+            f"{requested.frames} frames, even with profile {leanest.name} (the leanest on this node)"
+        )
+        if degradations:
+            tried = f"{current.width}x{current.height}, {current.frames} frames"
+            text += f" and after degrading ({'; '.join(degradations)}; last tried {tried})"
+        elif not requested.allow_degrade:
+            text += "; set allow_degrade to let the node lower resolution and frames"
+        size = (requested.width, requested.height, requested.frames)
+        need = memory.required_bytes(*size, arch=self.arch)
+        least = memory.minimum_bytes(*size, arch=self.arch)
+        text += (
+            f". The memory model puts this job at {need / _GIB:.2f} GiB without offload, "
+            f"{least / _GIB:.2f} GiB with the leanest profile"
+        )
+        if self.has_accelerator:
+            free, _ = torch.cuda.mem_get_info(self._device)
+            fit = self._largest_fitting(requested, free)
+            text += f"; {free / _GIB:.1f} GiB is free here"
+            text += f"; {fit} would fit" if fit else "; nothing down to half the size would fit"
+        return text + ": retry on a node with more free memory or request a smaller video."
+
+    def _largest_fitting(self, spec: JobSpec, free_bytes: int) -> str | None:
+        requested = degrade.Size(spec.width, spec.height, spec.frames)
+        for size in (requested, *(rung.after for rung in degrade.ladder(requested))):
+            chosen = memory.choose_profile(
+                size.width,
+                size.height,
+                size.frames,
+                free_bytes,
+                self.ladder,
+                arch=self.arch,
+                dtype_bytes=self._dtype_bytes,
+                accelerator=self.has_accelerator,
+            )
+            if chosen is not None:
+                return f"{size.width}x{size.height}, {size.frames} frames (profile {chosen.name})"
+        return None

@@ -1,0 +1,207 @@
+"""The node process's gRPC server: health, reflection, message limits, model load, drain.
+
+Order of life: listen (health NOT_SERVING, so probes answer during a long load) -> load the model
+in a thread -> SERVING -> on SIGTERM: NOT_SERVING, refuse new jobs with UNAVAILABLE, let the running
+job finish within the drain grace period (then cancel it), stop.
+
+Message limits: a request may carry an image up to the limits' byte cap plus 1 MiB for the other
+fields; a response may carry up to 128 MiB (an inline MP4 plus optional PNG frames). Bigger
+results fail with RESOURCE_EXHAUSTED and a hint to use output_uri or drop return_frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from i2v_contract.artifacts import ArtifactStore
+from i2v_contract.limits import DEFAULT_LIMITS, Limits
+from i2v_contract.tiers import tier_name
+from i2v_contract.v1 import node_pb2, node_pb2_grpc
+from i2v_node.config import NodeConfig, parse_address
+from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
+from i2v_node.gpu import ProbeError, limit_torch_memory, make_monitor
+from i2v_node.metrics import NodeMetrics, serve_metrics
+from i2v_node.servicer import JobHooks, NodeServicer, default_profile
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MAX_SEND_BYTES = 128 * MIB
+NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"].full_name
+HEALTH_SERVICES = ("", NODE_SERVICE)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (address in use, model not loadable); the message says why."""
+
+
+def engine_config(config: NodeConfig) -> EngineConfig:
+    plan = parse_fault_plan(config.fault_inject_oom) if config.fault_inject_oom else None
+    if plan is not None:
+        log.warning("TESTING: out-of-memory faults will be injected: %s", config.fault_inject_oom)
+    return EngineConfig(
+        model=config.model,
+        device=config.device,
+        dtype=config.dtype,
+        cache_dir=config.cache_dir,
+        offline=config.offline,
+        fault_plan=plan,
+    )
+
+
+def max_receive_bytes(limits: Limits) -> int:
+    return limits.max_image_bytes + MIB
+
+
+class NodeServer:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        hooks: JobHooks | None = None,
+        artifacts: ArtifactStore | None = None,
+        load_engine: Callable[[EngineConfig], Engine] = Engine.load,
+    ) -> None:
+        self.config = config
+        self._load_engine = load_engine
+        try:
+            self._engine_config = engine_config(config)
+            self.monitor = make_monitor(
+                config.device,
+                max_vram_bytes=config.max_vram_bytes,
+                simulate_free_bytes=config.simulate_free_vram_bytes,
+                simulate_file=config.simulate_free_vram_file,
+            )
+        except (ValueError, ProbeError) as err:
+            raise StartupError(str(err)) from None
+        self.metrics = NodeMetrics(self.monitor.read)
+        self.servicer = NodeServicer(
+            node_id=config.node_id,
+            monitor=self.monitor,
+            metrics=self.metrics,
+            limits=limits,
+            max_result_bytes=MAX_SEND_BYTES,
+            hooks=hooks,
+            artifacts=artifacts,
+        )
+        self.servicer.drain_grace_seconds = config.drain_grace_seconds
+        self.health = health.aio.HealthServicer()
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_receive_bytes(limits)),
+                ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ]
+        )
+        self._metrics_http: WSGIServer | None = None
+        self.address = config.listen
+
+    async def _set_health(self, status: int) -> None:
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, status)
+
+    async def start(self) -> None:
+        """Listen with health NOT_SERVING; /metrics up. The model is not loaded yet."""
+        node_pb2_grpc.add_NodeServicer_to_server(self.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        names = (
+            NODE_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, self._server)
+        host, _ = parse_address(self.config.listen)
+        try:
+            port = self._server.add_insecure_port(self.config.listen)
+        except RuntimeError as err:
+            raise StartupError(f"cannot listen on {self.config.listen}: {err}") from None
+        self.address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        await self._server.start()
+        if self.config.metrics_listen:
+            mhost, mport = parse_address(self.config.metrics_listen)
+            try:
+                self._metrics_http, _ = serve_metrics(self.metrics.registry, mhost, mport)
+            except OSError as err:
+                await self._server.stop(0)
+                raise StartupError(f"cannot serve metrics on {self.config.metrics_listen}: {err}") from None
+        log.info(
+            "node %s listening on %s (NOT_SERVING until the model is loaded)",
+            self.config.node_id,
+            self.address,
+        )
+
+    async def load(self) -> None:
+        """Load the model in a daemon thread (a signal during a long load need not wait for it)."""
+        config = self.config
+        reading = self.servicer.observe_memory()
+        if config.device.startswith("cuda") and config.max_vram_bytes is not None:
+            limit_torch_memory(config.device, config.max_vram_bytes, reading.total_bytes)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Engine] = loop.create_future()
+
+        def target() -> None:
+            try:
+                engine = self._load_engine(self._engine_config)
+            except BaseException as err:
+                loop.call_soon_threadsafe(_settle_error, done, err)
+            else:
+                loop.call_soon_threadsafe(_settle, done, engine)
+
+        started = time.monotonic()
+        threading.Thread(target=target, name="i2v-load", daemon=True).start()
+        try:
+            engine = await done
+        except Exception as err:
+            raise StartupError(f"cannot load model {config.model!r}: {type(err).__name__}: {err}") from err
+        load_s = getattr(engine, "load_seconds", None) or time.monotonic() - started
+        self.metrics.model_load_seconds.set(load_s)
+        self.servicer.set_engine(engine)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        choice = default_profile(engine, self.servicer.observe_memory(), self.servicer.limits)
+        log.info(
+            "node %s serving model %s on %s, tier %s, profile %s, load %.1f s",
+            config.node_id,
+            engine.model_id,
+            self.address,
+            tier_name(self.servicer.tier),
+            choice.profile.name,
+            load_s,
+        )
+
+    async def stop(self) -> None:
+        """Drain: NOT_SERVING, refuse new jobs, finish (or after the grace period cancel) the running one."""
+        self.servicer.start_drain()
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        finished = await self.servicer.wait_idle(self.config.drain_grace_seconds)
+        if not finished:
+            log.warning(
+                "cancelled the running job: it outlasted the %g s drain grace",
+                self.config.drain_grace_seconds,
+            )
+        # A short grace lets the last result message reach its caller.
+        await self._server.stop(2.0)
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+        self.servicer.close()
+        log.info("node %s stopped", self.config.node_id)
+
+
+def _settle(future: asyncio.Future[Engine], engine: Engine) -> None:
+    if not future.done():
+        future.set_result(engine)
+
+
+def _settle_error(future: asyncio.Future[Engine], err: BaseException) -> None:
+    if not future.done():
+        future.set_exception(err)

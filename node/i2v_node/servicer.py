@@ -1,0 +1,611 @@
+"""The i2v.v1.Node gRPC servicer: validation, one job at a time, progress streaming, cancellation.
+
+The engine runs in a dedicated one-thread executor; its progress callbacks cross into the event loop
+with `call_soon_threadsafe`. Cancellation (client cancel, deadline, Cancel RPC, drain) sets a
+threading.Event that the denoising loop checks every step. The node counts as busy until the engine
+thread has returned, so a cancelled job never overlaps the next one.
+
+Seams for the coordinator: `JobHooks.before_run` runs after the busy slot is taken and before the
+engine starts (the fenced claim goes there); `after_run` sees every finished job (result records);
+an `ArtifactStore` resolves `image_uri` and writes `output_uri`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Protocol
+
+import grpc
+from PIL import Image
+
+from i2v_contract.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.limits import FieldError, Limits, Normalized, check_model, decode_image, normalize_request
+from i2v_contract.tiers import tier_name
+from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
+from i2v_node.engine import Engine
+from i2v_node.gpu import MemoryMonitor, MemoryReading, ProfileChoice, first_profile, tier_of
+from i2v_node.job import Cancelled, JobSpec, Outcome, OutOfMemoryExhausted, ProgressEvent
+from i2v_node.metrics import NodeMetrics
+from i2v_node.video import encode_mp4, frames_to_png
+
+log = logging.getLogger(__name__)
+
+# Why a job's cancel event was set; decides the status code the caller sees.
+CLIENT, DEADLINE, CANCEL_RPC, DRAIN = "client", "deadline", "cancel_rpc", "drain"
+# A cancelled job stops within one denoising step; a full-size step can take many seconds.
+CANCEL_WAIT_S = 120.0
+DEADLINE_SLACK_S = 0.25
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("i2v-cluster")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class JobRejected(Exception):
+    """Raised by a JobHooks.before_run to refuse a job (e.g. a lost fenced claim)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What `after_run` learns about a finished job."""
+
+    job_id: str
+    request: node_pb2.NodeGenerateRequest
+    code: grpc.StatusCode
+    message: str
+    result: common_pb2.Result | None
+
+
+class JobHooks(Protocol):
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None: ...
+
+    async def after_run(self, report: JobReport) -> None: ...
+
+
+class NoHooks:
+    """Standalone node: every job may run, nothing is recorded elsewhere."""
+
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None:
+        return None
+
+    async def after_run(self, report: JobReport) -> None:
+        return None
+
+
+@dataclass
+class _Job:
+    job_id: str
+    request: node_pb2.NodeGenerateRequest
+    received: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    tier: int = common_pb2.TIER_UNSPECIFIED
+    last_step: int = 0
+    deadline: float | None = None  # monotonic time the caller's deadline passes
+
+    def cancel_for(self, reason: str) -> None:
+        if not self.cancel.is_set():
+            self.reason = reason
+            self.cancel.set()
+            log.info("cancelling job %s: %s", self.job_id, reason)
+
+
+_DONE = object()
+
+
+def output_name(uri: str, store: ArtifactStore) -> str:
+    """The store-relative name of an output URI inside `store`."""
+    prefix = store.root_url.rstrip("/") + "/"
+    if not uri.startswith(prefix):
+        raise FieldError("output_uri", f"{uri!r} is outside this node's artifact store ({store.root_url})")
+    return uri[len(prefix) :]
+
+
+def profile_for(
+    engine: Engine, reading: MemoryReading, width: int, height: int, frames: int
+) -> ProfileChoice:
+    return first_profile(
+        width,
+        height,
+        frames,
+        reading,
+        engine.ladder,
+        arch=engine.arch,
+        dtype_name=engine.dtype_name,
+        accelerator=engine.has_accelerator,
+    )
+
+
+def default_profile(engine: Engine, reading: MemoryReading, limits: Limits) -> ProfileChoice:
+    """The first profile for a request that leaves every size at the default."""
+    return profile_for(engine, reading, limits.default_width, limits.default_height, limits.default_frames)
+
+
+class NodeServicer(node_pb2_grpc.NodeServicer):
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        monitor: MemoryMonitor,
+        metrics: NodeMetrics,
+        limits: Limits,
+        max_result_bytes: int,
+        hooks: JobHooks | None = None,
+        artifacts: ArtifactStore | None = None,
+        random_seed: Callable[[], int] = lambda: secrets.randbits(63),
+    ) -> None:
+        self.node_id = node_id
+        self.monitor = monitor
+        self.metrics = metrics
+        self.limits = limits
+        self.max_result_bytes = max_result_bytes
+        self.hooks: JobHooks = hooks or NoHooks()
+        self.artifacts = artifacts
+        self.random_seed = random_seed
+        self.engine: Engine | None = None
+        self.draining = False
+        self.drain_grace_seconds = 0.0
+        self.job: _Job | None = None
+        self.tier: int = common_pb2.TIER_UNSPECIFIED
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="i2v-engine")
+        self._listeners: list[Callable[[], None]] = []
+
+    # --- state -------------------------------------------------------------------------------
+
+    def set_engine(self, engine: Engine) -> None:
+        self.engine = engine
+        self.observe_memory()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Called (on the event loop) whenever busy, tier or serving changes: for registration."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._listeners:
+            try:
+                callback()
+            except Exception:
+                log.exception("state listener failed")
+
+    @property
+    def serving(self) -> bool:
+        return self.engine is not None and not self.draining
+
+    def observe_memory(self) -> MemoryReading:
+        """Probe memory (blocking briefly) and update the tier; call on the event loop."""
+        reading = self.monitor.read()
+        self.note_reading(reading)
+        return reading
+
+    async def probe(self) -> MemoryReading:
+        reading = await asyncio.to_thread(self.monitor.read)
+        self.note_reading(reading)
+        return reading
+
+    def note_reading(self, reading: MemoryReading) -> None:
+        """Update the tier from a reading, saying so when it moves."""
+        tier = tier_of(reading)
+        if tier != self.tier:
+            log.info(
+                "tier %s -> %s because %s free is %d bytes",
+                tier_name(self.tier),
+                tier_name(tier),
+                reading.label,
+                reading.free_bytes,
+            )
+            self.tier = tier
+            self.metrics.set_tier(tier)
+            self._changed()
+
+    def start_drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log.info(
+                "draining: refusing new jobs, letting job %s finish", self.job.job_id if self.job else "-"
+            )
+            self._changed()
+
+    async def wait_idle(self, grace_seconds: float) -> bool:
+        """Wait for the running job; cancel it after `grace_seconds`. True if it finished by itself."""
+        job = self.job
+        if job is None:
+            return True
+        try:
+            await asyncio.wait_for(job.finished.wait(), grace_seconds)
+            return True
+        except TimeoutError:
+            job.cancel_for(DRAIN)
+        try:
+            await asyncio.wait_for(job.finished.wait(), CANCEL_WAIT_S)
+        except TimeoutError:
+            log.error("job %s ignored its cancel for %g s; stopping anyway", job.job_id, CANCEL_WAIT_S)
+        return False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- RPCs --------------------------------------------------------------------------------
+
+    async def Generate(
+        self, request: node_pb2.NodeGenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+        received = time.monotonic()
+        engine = self.engine
+        if self.draining:
+            self.metrics.job_done("unavailable")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "node is draining; retry on another node")
+        if engine is None:
+            self.metrics.job_done("unavailable")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "node is still loading its model; retry in a few seconds or use another node",
+            )
+        assert engine is not None
+        try:
+            norm, image = await self._validate(request, engine)
+        except FieldError as err:
+            self.metrics.job_done("invalid")
+            log.info("rejected request: %s", err)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        if self.job is not None:
+            self.metrics.job_done("busy")
+            log.info("refused a job: busy with %s", self.job.job_id)
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"node busy with job {self.job.job_id}; retry later or use another node",
+            )
+        job = _Job(request.job_id or f"local-{uuid.uuid4().hex[:12]}", request, received)
+        self.job = job
+        self.metrics.busy.set(1)
+        self._changed()
+        started = False
+        timer: asyncio.TimerHandle | None = None
+        try:
+            try:
+                await self.hooks.before_run(job.job_id, request)
+            except JobRejected as err:
+                log.info("job %s refused by before_run: %s", job.job_id, err.message)
+                await context.abort(err.code, err.message)
+            reading = await self.probe()
+            job.tier = self.tier
+            choice = profile_for(engine, reading, norm.width, norm.height, norm.frames)
+            loop = asyncio.get_running_loop()
+            remaining = context.time_remaining()
+            if remaining is not None:
+                job.deadline = time.monotonic() + remaining
+                timer = loop.call_later(max(0.0, remaining), job.cancel_for, DEADLINE)
+            queue: asyncio.Queue[object] = asyncio.Queue()
+
+            def post(item: object) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            future = loop.run_in_executor(
+                self._executor,
+                self._work,
+                engine,
+                job,
+                norm,
+                image,
+                choice,
+                post,
+            )
+            started = True
+            future.add_done_callback(lambda f: self._finished(job, f))
+            future.add_done_callback(lambda _f: queue.put_nowait(_DONE))
+            while (item := await queue.get()) is not _DONE:
+                assert isinstance(item, common_pb2.Progress)
+                yield common_pb2.GenerateEvent(progress=item)
+            code, message, result = self._classify(job, future)
+            await self._after_run(job, code, message, result)
+            if result is None:
+                await context.abort(code, message)
+            yield common_pb2.GenerateEvent(result=result)
+        except asyncio.CancelledError:
+            # gRPC ends the call a little before our timer when the deadline passes.
+            past_deadline = job.deadline is not None and time.monotonic() >= job.deadline - DEADLINE_SLACK_S
+            job.cancel_for(DEADLINE if past_deadline else CLIENT)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not started:
+                self._release(job)
+
+    async def Cancel(
+        self, request: node_pb2.NodeCancelRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.NodeCancelResponse:
+        job = self.job
+        if job is None or (request.job_id and request.job_id != job.job_id):
+            return node_pb2.NodeCancelResponse(cancelled=False)
+        job.cancel_for(CANCEL_RPC)
+        return node_pb2.NodeCancelResponse(cancelled=True)
+
+    async def Status(
+        self, request: node_pb2.NodeStatusRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.NodeStatus:
+        reading = await self.probe()
+        engine = self.engine
+        status = node_pb2.NodeStatus(
+            node_id=self.node_id,
+            tier=self.tier,  # type: ignore[arg-type]
+            device=f"{reading.label} {reading.name}",
+            total_bytes=reading.total_bytes,
+            free_bytes=reading.free_bytes,
+            busy=self.job is not None,
+            job_id=self.job.job_id if self.job else "",
+            version=package_version(),
+            serving=self.serving,
+        )
+        if engine is not None:
+            status.model = engine.model_id
+            status.profiles.extend(p.name for p in engine.ladder)
+            status.profile = default_profile(engine, reading, self.limits).profile.name
+        return status
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    async def _validate(
+        self, request: node_pb2.NodeGenerateRequest, engine: Engine
+    ) -> tuple[Normalized, Image.Image]:
+        req = request.request
+        norm = normalize_request(req, self.limits, random_seed=self.random_seed)
+        check_model(norm.model, engine.model_id)
+        if request.output_uri and self.artifacts is None:
+            raise FieldError(
+                "output_uri",
+                "this node has no artifact store; leave it empty to get the video inline",
+            )
+        if self.artifacts is not None and request.output_uri:
+            output_name(request.output_uri, self.artifacts)
+        data = req.image
+        if not data and req.image_uri:
+            if self.artifacts is None:
+                raise FieldError("image_uri", "this node has no artifact store; send the image inline")
+            try:
+                data = await asyncio.to_thread(self.artifacts.get, req.image_uri)
+            except ArtifactError as err:
+                raise FieldError("image_uri", str(err)) from None
+        image = await asyncio.to_thread(decode_image, data, self.limits)
+        return norm, image
+
+    def _release(self, job: _Job) -> None:
+        if self.job is job:
+            self.job = None
+        self.metrics.busy.set(0)
+        job.finished.set()
+        self._changed()
+
+    def _work(
+        self,
+        engine: Engine,
+        job: _Job,
+        norm: Normalized,
+        image: Image.Image,
+        choice: ProfileChoice,
+        post: Callable[[object], None],
+    ) -> tuple[common_pb2.Result, Outcome]:
+        """Runs in the engine thread: the engine, video encoding, the Result."""
+        log.info(
+            "job %s: %dx%d, %d frames, %d steps; first profile %s because %s (free %d bytes)",
+            job.job_id,
+            norm.width,
+            norm.height,
+            norm.frames,
+            norm.steps,
+            choice.profile.name,
+            "it is the fastest that fits" if choice.fits else "nothing fits by the model, trying the leanest",
+            choice.free_bytes,
+        )
+        spec = JobSpec(
+            image=image,
+            prompt=norm.prompt,
+            negative_prompt=norm.negative_prompt,
+            width=norm.width,
+            height=norm.height,
+            frames=norm.frames,
+            fps=norm.fps,
+            steps=norm.steps,
+            guidance_scale=norm.guidance_scale,
+            seed=norm.seed,
+            allow_degrade=norm.allow_degrade,
+            return_frames=norm.return_frames,
+        )
+        engine_start = time.monotonic()
+        queue_s = engine_start - job.received
+        tracker = _ProgressTracker(self, job, post)
+        outcome = engine.run(spec, choice.profile, tracker.on_event, job.cancel)
+        if job.cancel.is_set():
+            raise Cancelled(f"job {job.job_id} cancelled after the last step")
+        tracker.on_event(ProgressEvent(common_pb2.STAGE_ENCODE_VIDEO, profile=outcome.profile))
+        video_start = time.monotonic()
+        video = encode_mp4(outcome.frames, outcome.spec.fps)
+        pngs = frames_to_png(outcome.frames) if norm.return_frames else []
+        video_s = time.monotonic() - video_start
+        result = common_pb2.Result(
+            mime_type="video/mp4",
+            frames=int(outcome.frames.shape[0]),
+            fps=outcome.spec.fps,
+            width=int(outcome.frames.shape[2]),
+            height=int(outcome.frames.shape[1]),
+            steps=outcome.spec.steps,
+            seed=outcome.spec.seed,
+            profile=outcome.profile,
+            degradations=list(outcome.degradations),
+            peak_bytes=outcome.peak_bytes,
+            sha256=hashlib.sha256(video).hexdigest(),
+            frames_png=pngs,
+        )
+        result.metadata.update(outcome.metadata)
+        result.metadata.update(
+            {
+                "tier": tier_name(job.tier),
+                "node_id": self.node_id,
+                "model": engine.model_id,
+                "device": engine.device,
+                "dtype": engine.dtype_name,
+                "first_profile": choice.profile.name,
+                "free_bytes_at_start": str(choice.free_bytes),
+                "i2v_cluster": package_version(),
+            }
+        )
+        if job.request.output_uri and self.artifacts is not None:
+            result.artifact_uri = self.artifacts.put(
+                output_name(job.request.output_uri, self.artifacts), video
+            )
+        else:
+            result.video = video
+        t = outcome.timings
+        result.timings.CopyFrom(
+            common_pb2.Timings(
+                queue_s=queue_s,
+                encode_s=t.get("encode_s", 0.0),
+                denoise_s=t.get("denoise_s", 0.0),
+                decode_s=t.get("decode_s", 0.0),
+                video_s=video_s,
+                total_s=time.monotonic() - job.received,
+            )
+        )
+        return result, outcome
+
+    def _classify(
+        self, job: _Job, future: asyncio.Future[tuple[common_pb2.Result, Outcome]]
+    ) -> tuple[grpc.StatusCode, str, common_pb2.Result | None]:
+        """The status the caller sees for a finished engine run."""
+        try:
+            result, _ = future.result()
+        except Exception as err:
+            code, message = self._failure(job, err)
+            return code, message, None
+        if result.ByteSize() > self.max_result_bytes:
+            return (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"result is {result.ByteSize()} bytes, over this node's {self.max_result_bytes}-byte "
+                "message limit; set return_frames=false, or use output_uri",
+                None,
+            )
+        return grpc.StatusCode.OK, "", result
+
+    def _failure(self, job: _Job, err: Exception) -> tuple[grpc.StatusCode, str]:
+        if isinstance(err, Cancelled):
+            if job.reason == DEADLINE:
+                return grpc.StatusCode.DEADLINE_EXCEEDED, (
+                    f"deadline passed during job {job.job_id} (stopped after step {job.last_step}); "
+                    "allow more time or request fewer steps/frames"
+                )
+            if job.reason == DRAIN:
+                return grpc.StatusCode.UNAVAILABLE, (
+                    f"node is draining; job {job.job_id} was cancelled after the "
+                    f"{self.drain_grace_seconds:g} s grace period; retry on another node"
+                )
+            return (
+                grpc.StatusCode.CANCELLED,
+                f"job {job.job_id} was cancelled ({job.reason or 'by the node'})",
+            )
+        if isinstance(err, OutOfMemoryExhausted):
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)
+        return grpc.StatusCode.INTERNAL, (
+            f"internal error in job {job.job_id}: {type(err).__name__}; the node still serves, see its log"
+        )
+
+    async def _after_run(
+        self, job: _Job, code: grpc.StatusCode, message: str, result: common_pb2.Result | None
+    ) -> None:
+        try:
+            await self.hooks.after_run(JobReport(job.job_id, job.request, code, message, result))
+        except Exception:
+            log.exception("after_run hook failed for job %s", job.job_id)
+
+    def _finished(self, job: _Job, future: asyncio.Future[tuple[common_pb2.Result, Outcome]]) -> None:
+        """On the loop once the engine thread returned: metrics, log line, free the node."""
+        try:
+            exc = future.exception() if not future.cancelled() else Cancelled("executor shut down")
+            if exc is None:
+                result, outcome = future.result()
+                self.metrics.job_succeeded(
+                    width=result.width,
+                    height=result.height,
+                    frames=result.frames,
+                    tier=job.tier,
+                    seconds=result.timings.total_s,
+                    peak_bytes=outcome.peak_bytes,
+                    degradations=outcome.degradations,
+                )
+                log.info(
+                    "job %s succeeded in %.2f s with profile %s, peak %d bytes%s",
+                    job.job_id,
+                    result.timings.total_s,
+                    result.profile,
+                    result.peak_bytes,
+                    f", degraded: {', '.join(result.degradations)}" if result.degradations else "",
+                )
+            elif isinstance(exc, Cancelled):
+                self.metrics.job_done("deadline_exceeded" if job.reason == DEADLINE else "cancelled")
+                log.info(
+                    "job %s stopped after step %d (%s)", job.job_id, job.last_step, job.reason or "cancelled"
+                )
+            elif isinstance(exc, OutOfMemoryExhausted):
+                self.metrics.job_done("oom")
+                self.metrics.oom_caught(exc.stage, job.tier)
+                log.warning("job %s out of memory at every profile: %s", job.job_id, exc)
+            else:
+                self.metrics.job_done("failed")
+                log.error("job %s failed", job.job_id, exc_info=exc)
+        finally:
+            self._release(job)
+
+
+class _ProgressTracker:
+    """Turns engine events into Progress messages (engine thread) and counts steps and OOM retries."""
+
+    def __init__(self, servicer: NodeServicer, job: _Job, post: Callable[[object], None]) -> None:
+        self._s = servicer
+        self._job = job
+        self._post = post
+        self._stage: int = common_pb2.STAGE_UNSPECIFIED
+        self._last_step_at = time.monotonic()
+
+    def on_event(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        job = self._job
+        if event.stage == common_pb2.STAGE_RETRY:
+            # The OOM happened in the stage that was running when the retry was announced.
+            self._s.metrics.oom_caught(self._stage, job.tier)
+            log.warning("job %s: out of memory in %s; %s", job.job_id, self._stage, event.message)
+        else:
+            if event.stage == common_pb2.STAGE_DENOISE:
+                if event.step > 0:
+                    self._s.metrics.step(now - self._last_step_at, job.tier)
+                    job.last_step = event.step
+                self._last_step_at = now
+            self._stage = event.stage
+        self._post(
+            common_pb2.Progress(
+                stage=event.stage,  # type: ignore[arg-type]
+                step=event.step,
+                total_steps=event.total_steps,
+                elapsed_s=now - job.received,
+                profile=event.profile,
+                message=event.message,
+                node_id=self._s.node_id,
+                attempt=job.request.attempt,
+            )
+        )

@@ -1,0 +1,220 @@
+"""The etcd key schema and the JSON values stored under it (DESIGN.md, etcd data model).
+
+Every value is a JSON object. Decoding is strict about types and the presence of required fields
+(a clear ValueError names the record and the field) and tolerant of unknown fields, so a newer
+writer can add fields without breaking an older reader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+DEFAULT_PREFIX = "/i2v/v1/"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key layout under `prefix` (which ends with "/")."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
+            raise ValueError(f"key prefix {self.prefix!r} must start and end with '/'")
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}coord/leader"
+
+    @property
+    def members(self) -> str:
+        return f"{self.prefix}coord/members/"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}nodes/"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}jobs/"
+
+    @property
+    def claims(self) -> str:
+        return f"{self.prefix}claims/"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}results/"
+
+    def member(self, member_id: str) -> str:
+        return self.members + _segment("member id", member_id)
+
+    def node(self, node_id: str) -> str:
+        return self.nodes + _segment("node id", node_id)
+
+    def job(self, job_id: str) -> str:
+        return self.jobs + _segment("job id", job_id)
+
+    def claim(self, job_id: str, attempt: int) -> str:
+        return f"{self.claims}{_segment('job id', job_id)}/{_attempt(attempt)}"
+
+    def result(self, job_id: str, attempt: int) -> str:
+        return f"{self.results}{_segment('job id', job_id)}/{_attempt(attempt)}"
+
+    def id_of(self, key: str, collection: str) -> str:
+        """The id in `key` under `collection` (one of the prefix properties, e.g. keys.nodes)."""
+        if not key.startswith(collection) or len(key) == len(collection):
+            raise ValueError(f"key {key!r} is not under {collection!r}")
+        return key[len(collection) :]
+
+    def job_attempt_of(self, key: str, collection: str) -> tuple[str, int]:
+        """(job id, attempt) of a claims/ or results/ key."""
+        job_id, _, attempt = self.id_of(key, collection).rpartition("/")
+        if not job_id or not attempt.isdigit():
+            raise ValueError(f"key {key!r} is not {collection}<job id>/<attempt>")
+        return job_id, int(attempt)
+
+
+def _segment(what: str, value: str) -> str:
+    if not value or "/" in value:
+        raise ValueError(f"{what} {value!r} must be non-empty and contain no '/'")
+    return value
+
+
+def _attempt(attempt: int) -> int:
+    if attempt < 1:
+        raise ValueError(f"attempt {attempt} must be >= 1")
+    return attempt
+
+
+def _allowed(annotation: Any) -> tuple[type, ...]:
+    """The JSON types a field annotation accepts (a float field takes an int; a tuple, a list)."""
+    if isinstance(annotation, types.UnionType):
+        return tuple(t for arg in typing.get_args(annotation) for t in _allowed(arg))
+    origin = typing.get_origin(annotation) or annotation
+    if origin is float:
+        return (float, int)
+    if origin is tuple:
+        return (list,)
+    return (origin,)
+
+
+def _items_ok(annotation: Any, value: Any) -> bool:
+    """Element types of tuple[X, ...] and dict[str, X] values."""
+    args = typing.get_args(annotation)
+    if isinstance(value, list):
+        return all(_is(v, args[0]) for v in value)
+    if isinstance(value, dict) and len(args) == 2:
+        return all(isinstance(k, str) and _is(v, args[1]) for k, v in value.items())
+    return True
+
+
+def _is(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    allowed = _allowed(annotation)
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, allowed) and _items_ok(annotation, value)
+
+
+class _Record:
+    """JSON object codec shared by the records: to_json() / from_json(bytes)."""
+
+    def to_json(self) -> bytes:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Self:
+        name = cls.__name__
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{name}: value is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{name}: value is {type(data).__name__}, expected a JSON object")
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise ValueError(f"{name}: field {f.name!r} is missing")
+                continue
+            value = data[f.name]
+            if not _is(value, hints[f.name]):
+                raise ValueError(
+                    f"{name}: field {f.name!r} is {json.dumps(value)[:80]}, expected {hints[f.name]}"
+                )
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LeaderRecord(_Record):
+    """coord/leader, on the leader's lease; the epoch is this key's create_revision."""
+
+    id: str
+    addr: str
+
+
+@dataclass(frozen=True)
+class MemberRecord(_Record):
+    """coord/members/{id}, on the member's lease."""
+
+    addr: str
+    version: str
+
+
+@dataclass(frozen=True)
+class NodeRecord(_Record):
+    """nodes/{node_id}, on the node's lease, re-put when anything changes."""
+
+    addr: str
+    gpu: str  # device name, "" on a CPU node
+    total_bytes: int
+    free_bytes: int
+    tier: int  # common_pb2.Tier value
+    busy: bool
+    models: tuple[str, ...]
+    version: str
+
+
+@dataclass(frozen=True)
+class JobRecord(_Record):
+    """jobs/{job_id}, written by the leader only."""
+
+    spec: dict[str, Any]  # the normalised request as JSON (protobuf JSON mapping), no image bytes
+    input_uri: str
+    state: int  # coordinator_pb2.JobState value
+    attempt: int
+    node: str
+    epoch: int
+    timestamps: dict[str, float] = field(default_factory=dict)  # event -> Unix seconds
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimRecord(_Record):
+    """claims/{job_id}/{attempt}, on the node's lease."""
+
+    node_id: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ResultRecord(_Record):
+    """results/{job_id}/{attempt}, written once by the node."""
+
+    status: str  # gRPC status code name, "OK" on success
+    artifact_uri: str
+    sha256: str
+    profile_used: str
+    timings: dict[str, float]  # common.Timings field -> seconds
+    peak_bytes: int
+    message: str = ""  # the error message when status is not OK
