@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a development machine (Debian/Ubuntu): etcd, Prometheus tools, a virtual environment in
+# Sets up a development machine (Debian/Ubuntu): the etcd server, a virtual environment in
 # .venv with the project and its dev tools. Safe to run again; it only adds what is missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -7,7 +7,6 @@ cd "$root"
 
 need_apt=()
 command -v etcd >/dev/null || need_apt+=(etcd-server)
-command -v promtool >/dev/null || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   sudo_cmd=()
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from i2v_contract.etcd_kv import parse_endpoints
+from i2v_contract.keys import DEFAULT_PREFIX, Keys
+
 _UNITS = {
     "": 1,
     "b": 1,
@@ -65,6 +68,12 @@ class NodeConfig:
     fault_inject_oom: str | None
     log_level: str
     offline: bool
+    # Cluster mode (only with etcd endpoints); defaults keep a standalone node.
+    etcd: tuple[str, ...] = ()
+    advertise: str = ""  # "" = the bound listen address
+    artifacts: str = ""  # directory or URL of the artifact store shared with the coordinator
+    prefix: str = DEFAULT_PREFIX
+    lease_ttl: float = 10.0
 
 
 def _size_arg(text: str) -> int:
@@ -80,6 +89,31 @@ def _address_arg(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def _endpoints_arg(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(parse_endpoints(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _prefix_arg(text: str) -> str:
+    try:
+        Keys(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _lease_ttl_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lease-ttl must be a number of seconds, got {text!r}") from None
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"--lease-ttl must be 1..3600 s (etcd's minimum is 1), got {text}")
+    return value
 
 
 def _device_arg(text: str) -> str:
@@ -119,6 +153,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap the accelerator memory this node uses (e.g. 10GiB); on CUDA also sets the per-process "
         "memory fraction",
     )
+    p.add_argument(
+        "--artifacts",
+        default="",
+        metavar="DIR_OR_URL",
+        help="artifact store for input images and output videos: a directory, file:// or s3:// URL; "
+        "in a cluster it must be the coordinator's store (required with --etcd)",
+    )
+    cluster = p.add_argument_group("cluster (join by giving --etcd; without it the node runs standalone)")
+    cluster.add_argument(
+        "--etcd",
+        type=_endpoints_arg,
+        default=(),
+        metavar="ENDPOINTS",
+        help="etcd endpoints, comma-separated host:port: register there and take dispatched jobs",
+    )
+    cluster.add_argument(
+        "--advertise",
+        type=_address_arg,
+        default=None,
+        metavar="HOST:PORT",
+        help="address coordinators dial (default: the bound --listen address; a wildcard host becomes "
+        "the hostname)",
+    )
+    cluster.add_argument(
+        "--prefix", type=_prefix_arg, default=None, help=f"etcd key prefix (default {DEFAULT_PREFIX})"
+    )
+    cluster.add_argument(
+        "--lease-ttl",
+        type=_lease_ttl_arg,
+        default=None,
+        metavar="SECONDS",
+        help="registration lease TTL: a crashed node's key and claims vanish this long after (default 10)",
+    )
     testing = p.add_argument_group("testing only (never in production)")
     testing.add_argument(
         "--simulate-free-vram",
@@ -149,7 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="on SIGTERM, how long the running job may take before it is cancelled (default 30)",
     )
-    p.add_argument("--node-id", default=None, help="identity in logs, status and metrics (default: hostname)")
+    p.add_argument(
+        "--node-id",
+        default=None,
+        help="identity in logs, status, metrics and etcd; unique in a cluster (default: hostname)",
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument(
         "--online",
@@ -168,6 +239,16 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         parser.error("--simulate-free-vram* is for CPU nodes only (testing); drop it or use --device cpu")
     if ns.drain_grace_seconds < 0:
         parser.error("--drain-grace-seconds must be >= 0")
+    cluster_only = {"--advertise": ns.advertise, "--prefix": ns.prefix, "--lease-ttl": ns.lease_ttl}
+    if not ns.etcd:
+        given = [flag for flag, value in cluster_only.items() if value is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only apply in a cluster; add --etcd ENDPOINTS or drop them")
+    elif not ns.artifacts:
+        parser.error("--etcd needs --artifacts DIR_OR_URL: the artifact store the coordinator uses")
+    node_id = ns.node_id or socket.gethostname()
+    if "/" in node_id or not node_id:
+        parser.error(f"--node-id {node_id!r} must be non-empty and contain no '/'")
     return NodeConfig(
         model=ns.model,
         listen=ns.listen,
@@ -179,8 +260,13 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         simulate_free_vram_bytes=ns.simulate_free_vram,
         simulate_free_vram_file=ns.simulate_free_vram_file,
         drain_grace_seconds=ns.drain_grace_seconds,
-        node_id=ns.node_id or socket.gethostname(),
+        node_id=node_id,
         fault_inject_oom=ns.fault_inject_oom,
         log_level=ns.log_level,
         offline=not ns.online,
+        etcd=ns.etcd,
+        advertise=ns.advertise or "",
+        artifacts=ns.artifacts,
+        prefix=ns.prefix or DEFAULT_PREFIX,
+        lease_ttl=ns.lease_ttl or 10.0,
     )

@@ -1,4 +1,9 @@
-"""`i2v-node`: serve one model over gRPC until SIGTERM/SIGINT, then drain and exit 0."""
+"""`i2v-node`: serve one model over gRPC until SIGTERM/SIGINT, then drain and exit 0.
+
+With --etcd it also joins the cluster (after binding, before the model load, so a duplicate node id
+fails fast with exit 2). Shutdown order: drain (published as busy) -> pending result writes ->
+revoke the lease (nodes/{id} disappears at once) -> stop gRPC -> close etcd.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,54 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from i2v_contract.etcd_kv import EtcdKV
+from i2v_contract.keys import Keys
+from i2v_contract.kv import KVUnavailable
+from i2v_node.cluster import ClusterNode, advertised, join_cluster
 from i2v_node.config import NodeConfig, parse_args
+from i2v_node.membership import DuplicateNode
 
 log = logging.getLogger("i2v_node")
 
 
 async def serve(config: NodeConfig) -> int:
+    from i2v_contract.artifacts import ArtifactError, ArtifactStore, open_store
     from i2v_node.server import NodeServer, StartupError
 
+    store: ArtifactStore | None = None
+    if config.artifacts:
+        try:
+            store = open_store(config.artifacts)
+        except (ArtifactError, OSError) as err:
+            log.error("cannot open artifact store %s: %s", config.artifacts, err)
+            return 2
     try:
-        server = NodeServer(config)
+        server = NodeServer(config, artifacts=store)
         await server.start()
     except StartupError as err:
         log.error("%s", err)
         return 2
+    cluster: ClusterNode | None = None
+    kv: EtcdKV | None = None
+    if config.etcd:
+        assert store is not None  # parse_args requires --artifacts with --etcd
+        kv = EtcdKV(config.etcd)
+        try:
+            cluster = await join_cluster(
+                server.servicer,
+                kv,
+                Keys(config.prefix),
+                store,
+                node_id=config.node_id,
+                addr=config.advertise or advertised(server.address),
+                model=config.model,
+                lease_ttl=config.lease_ttl,
+            )
+        except (DuplicateNode, KVUnavailable) as err:
+            log.error("cannot join the cluster at %s: %s", ",".join(config.etcd), err)
+            await server.close()
+            await kv.close()
+            return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -42,7 +81,12 @@ async def serve(config: NodeConfig) -> int:
         load.cancel()
     await stop.wait()
     log.info("stop requested: draining (grace %g s)", config.drain_grace_seconds)
-    await server.stop()
+    await server.drain()
+    if cluster is not None:
+        await cluster.leave()
+    await server.close()
+    if kv is not None:
+        await kv.close()
     return code
 
 

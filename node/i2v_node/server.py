@@ -2,7 +2,8 @@
 
 Order of life: listen (health NOT_SERVING, so probes answer during a long load) -> load the model
 in a thread -> SERVING -> on SIGTERM: NOT_SERVING, refuse new jobs with UNAVAILABLE, let the running
-job finish within the drain grace period (then cancel it), stop.
+job finish within the drain grace period (then cancel it), stop. A cluster node leaves etcd
+between the drain and the stop (see main.py).
 
 Message limits: a request may carry an image up to the limits' byte cap plus 1 MiB for the other
 fields; a response may carry up to 128 MiB (an inline MP4 plus optional PNG frames). Bigger
@@ -178,8 +179,8 @@ class NodeServer:
             load_s,
         )
 
-    async def stop(self) -> None:
-        """Drain: NOT_SERVING, refuse new jobs, finish (or after the grace period cancel) the running one."""
+    async def drain(self) -> None:
+        """NOT_SERVING, refuse new jobs, finish (or after the grace period cancel) the running one."""
         self.servicer.start_drain()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         finished = await self.servicer.wait_idle(self.config.drain_grace_seconds)
@@ -188,6 +189,9 @@ class NodeServer:
                 "cancelled the running job: it outlasted the %g s drain grace",
                 self.config.drain_grace_seconds,
             )
+
+    async def close(self) -> None:
+        """Stop serving gRPC and /metrics; call after drain (and after leaving the cluster)."""
         # A short grace lets the last result message reach its caller.
         await self._server.stop(2.0)
         if self._metrics_http is not None:
@@ -195,6 +199,11 @@ class NodeServer:
             self._metrics_http.server_close()
         self.servicer.close()
         log.info("node %s stopped", self.config.node_id)
+
+    async def stop(self) -> None:
+        """Drain, then close: a standalone node's whole shutdown."""
+        await self.drain()
+        await self.close()
 
 
 def _settle(future: asyncio.Future[Engine], engine: Engine) -> None:

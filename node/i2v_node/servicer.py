@@ -8,6 +8,13 @@ thread has returned, so a cancelled job never overlaps the next one.
 Seams for the coordinator: `JobHooks.before_run` runs after the busy slot is taken and before the
 engine starts (the fenced claim goes there); `after_run` sees every finished job (result records);
 an `ArtifactStore` resolves `image_uri` and writes `output_uri`.
+
+Once a job holds the slot it runs in its own task, and the Generate call only relays its events.
+A standalone request (no job_id) is validated before it takes the slot, and its caller's cancel or
+deadline stops it. A dispatched request (job_id set) is claimed first and validated after: from the
+claim on, every outcome (bad input included) reaches `after_run`, so the coordinator always gets a
+result, and the job keeps running when the caller's stream drops (a leader crash): only
+Node.Cancel(job_id) or the drain grace period stops it.
 """
 
 from __future__ import annotations
@@ -90,6 +97,18 @@ class NoHooks:
         return None
 
 
+@dataclass(frozen=True)
+class _Final:
+    """How a job ended, as its caller sees it: the result, or a status code and message."""
+
+    code: grpc.StatusCode
+    message: str
+    result: common_pb2.Result | None
+
+
+_Prepared = tuple[Normalized, Image.Image]  # a validated request and its decoded input image
+
+
 @dataclass
 class _Job:
     job_id: str
@@ -98,18 +117,20 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    events: asyncio.Queue[common_pb2.Progress | _Final] = field(default_factory=asyncio.Queue)
     tier: int = common_pb2.TIER_UNSPECIFIED
     last_step: int = 0
     deadline: float | None = None  # monotonic time the caller's deadline passes
+
+    @property
+    def dispatched(self) -> bool:
+        return bool(self.request.job_id)
 
     def cancel_for(self, reason: str) -> None:
         if not self.cancel.is_set():
             self.reason = reason
             self.cancel.set()
             log.info("cancelling job %s: %s", self.job_id, reason)
-
-
-_DONE = object()
 
 
 def output_name(uri: str, store: ArtifactStore) -> str:
@@ -166,25 +187,35 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self.drain_grace_seconds = 0.0
         self.job: _Job | None = None
         self.tier: int = common_pb2.TIER_UNSPECIFIED
+        self.reading: MemoryReading | None = None  # the last memory probe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="i2v-engine")
         self._listeners: list[Callable[[], None]] = []
+        self._notifying = False
+        self._runs: set[asyncio.Task[None]] = set()
 
     # --- state -------------------------------------------------------------------------------
 
     def set_engine(self, engine: Engine) -> None:
         self.engine = engine
         self.observe_memory()
+        self._changed()  # now serving
 
     def add_listener(self, callback: Callable[[], None]) -> None:
-        """Called (on the event loop) whenever busy, tier or serving changes: for registration."""
+        """Called (on the event loop) whenever busy, serving or the memory reading changes."""
         self._listeners.append(callback)
 
     def _changed(self) -> None:
-        for callback in self._listeners:
-            try:
-                callback()
-            except Exception:
-                log.exception("state listener failed")
+        if self._notifying:  # a listener that probes memory must not re-enter
+            return
+        self._notifying = True
+        try:
+            for callback in self._listeners:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("state listener failed")
+        finally:
+            self._notifying = False
 
     @property
     def serving(self) -> bool:
@@ -202,7 +233,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         return reading
 
     def note_reading(self, reading: MemoryReading) -> None:
-        """Update the tier from a reading, saying so when it moves."""
+        """Keep the reading and update the tier from it, saying so when it moves."""
+        previous, self.reading = self.reading, reading
         tier = tier_of(reading)
         if tier != self.tier:
             log.info(
@@ -214,6 +246,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
             self.tier = tier
             self.metrics.set_tier(tier)
+        if reading != previous:
             self._changed()
 
     def start_drain(self) -> None:
@@ -260,12 +293,15 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 "node is still loading its model; retry in a few seconds or use another node",
             )
         assert engine is not None
-        try:
-            norm, image = await self._validate(request, engine)
-        except FieldError as err:
-            self.metrics.job_done("invalid")
-            log.info("rejected request: %s", err)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        prepared: _Prepared | None = None
+        # A dispatched job is validated after its claim (in _drive), so bad input still gets a result.
+        if not request.job_id:
+            try:
+                prepared = await self._validate(request, engine)
+            except FieldError as err:
+                self.metrics.job_done("invalid")
+                log.info("rejected request: %s", err)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         if self.job is not None:
             self.metrics.job_done("busy")
             log.info("refused a job: busy with %s", self.job.job_id)
@@ -277,58 +313,37 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self.job = job
         self.metrics.busy.set(1)
         self._changed()
-        started = False
+        loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle | None = None
+        remaining = context.time_remaining()
+        if remaining is not None and not job.dispatched:
+            job.deadline = time.monotonic() + remaining
+            timer = loop.call_later(max(0.0, remaining), job.cancel_for, DEADLINE)
+        run = loop.create_task(self._drive(job, engine, prepared), name=f"job-{job.job_id}")
+        self._runs.add(run)
+        run.add_done_callback(self._runs.discard)
         try:
-            try:
-                await self.hooks.before_run(job.job_id, request)
-            except JobRejected as err:
-                log.info("job %s refused by before_run: %s", job.job_id, err.message)
-                await context.abort(err.code, err.message)
-            reading = await self.probe()
-            job.tier = self.tier
-            choice = profile_for(engine, reading, norm.width, norm.height, norm.frames)
-            loop = asyncio.get_running_loop()
-            remaining = context.time_remaining()
-            if remaining is not None:
-                job.deadline = time.monotonic() + remaining
-                timer = loop.call_later(max(0.0, remaining), job.cancel_for, DEADLINE)
-            queue: asyncio.Queue[object] = asyncio.Queue()
-
-            def post(item: object) -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-            future = loop.run_in_executor(
-                self._executor,
-                self._work,
-                engine,
-                job,
-                norm,
-                image,
-                choice,
-                post,
-            )
-            started = True
-            future.add_done_callback(lambda f: self._finished(job, f))
-            future.add_done_callback(lambda _f: queue.put_nowait(_DONE))
-            while (item := await queue.get()) is not _DONE:
-                assert isinstance(item, common_pb2.Progress)
+            while not isinstance(item := await job.events.get(), _Final):
                 yield common_pb2.GenerateEvent(progress=item)
-            code, message, result = self._classify(job, future)
-            await self._after_run(job, code, message, result)
-            if result is None:
-                await context.abort(code, message)
-            yield common_pb2.GenerateEvent(result=result)
-        except asyncio.CancelledError:
-            # gRPC ends the call a little before our timer when the deadline passes.
-            past_deadline = job.deadline is not None and time.monotonic() >= job.deadline - DEADLINE_SLACK_S
-            job.cancel_for(DEADLINE if past_deadline else CLIENT)
+            if item.result is None:
+                await context.abort(item.code, item.message)
+            yield common_pb2.GenerateEvent(result=item.result)
+        except (asyncio.CancelledError, GeneratorExit):
+            if job.dispatched:
+                log.info(
+                    "caller of job %s went away; the job keeps running (only Node.Cancel stops it)",
+                    job.job_id,
+                )
+            else:
+                # gRPC ends the call a little before our timer when the deadline passes.
+                past_deadline = (
+                    job.deadline is not None and time.monotonic() >= job.deadline - DEADLINE_SLACK_S
+                )
+                job.cancel_for(DEADLINE if past_deadline else CLIENT)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-            if not started:
-                self._release(job)
 
     async def Cancel(
         self, request: node_pb2.NodeCancelRequest, context: grpc.aio.ServicerContext
@@ -363,9 +378,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
     # --- helpers -----------------------------------------------------------------------------
 
-    async def _validate(
-        self, request: node_pb2.NodeGenerateRequest, engine: Engine
-    ) -> tuple[Normalized, Image.Image]:
+    async def _validate(self, request: node_pb2.NodeGenerateRequest, engine: Engine) -> _Prepared:
         req = request.request
         norm = normalize_request(req, self.limits, random_seed=self.random_seed)
         check_model(norm.model, engine.model_id)
@@ -387,6 +400,59 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         image = await asyncio.to_thread(decode_image, data, self.limits)
         return norm, image
 
+    async def _drive(self, job: _Job, engine: Engine, prepared: _Prepared | None) -> None:
+        """A job's life once it holds the slot, independent of the call that started it.
+
+        Once before_run accepted the job (a dispatched job's claim), after_run sees how it ended,
+        whatever that is, so the claim always gets its result.
+        """
+        final = _Final(grpc.StatusCode.INTERNAL, f"job {job.job_id} ended without an outcome", None)
+        accepted = False
+        try:
+            try:
+                await self.hooks.before_run(job.job_id, job.request)
+            except JobRejected as err:
+                log.info("job %s refused by before_run: %s", job.job_id, err.message)
+                final = _Final(err.code, err.message, None)
+                return
+            accepted = True
+            if prepared is None:
+                try:
+                    prepared = await self._validate(job.request, engine)
+                except FieldError as err:
+                    self.metrics.job_done("invalid")
+                    log.info("job %s rejected after its claim (a failed result follows): %s", job.job_id, err)
+                    final = _Final(grpc.StatusCode.INVALID_ARGUMENT, str(err), None)
+                    return
+            final = await self._execute(job, engine, prepared)
+        except Exception:
+            log.exception("job %s: unexpected error", job.job_id)
+            final = _Final(
+                grpc.StatusCode.INTERNAL, f"internal error in job {job.job_id}; see the node log", None
+            )
+        finally:
+            if accepted:
+                await self._after_run(job, final)
+            self._release(job)
+            job.events.put_nowait(final)
+
+    async def _execute(self, job: _Job, engine: Engine, prepared: _Prepared) -> _Final:
+        """Run the engine in its thread; progress goes to the job's event queue."""
+        norm, image = prepared
+        reading = await self.probe()
+        job.tier = self.tier
+        choice = profile_for(engine, reading, norm.width, norm.height, norm.frames)
+        loop = asyncio.get_running_loop()
+
+        def post(item: common_pb2.Progress) -> None:
+            loop.call_soon_threadsafe(job.events.put_nowait, item)
+
+        future = loop.run_in_executor(self._executor, self._work, engine, job, norm, image, choice, post)
+        future.add_done_callback(lambda f: self._finished(job, f))
+        # The thread's last progress posts are queued on the loop before the future completes.
+        await asyncio.wait([future])
+        return self._classify(job, future)
+
     def _release(self, job: _Job) -> None:
         if self.job is job:
             self.job = None
@@ -401,9 +467,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         norm: Normalized,
         image: Image.Image,
         choice: ProfileChoice,
-        post: Callable[[object], None],
+        post: Callable[[common_pb2.Progress], None],
     ) -> tuple[common_pb2.Result, Outcome]:
         """Runs in the engine thread: the engine, video encoding, the Result."""
+        if job.cancel.is_set():
+            raise Cancelled(f"job {job.job_id} cancelled before it started")
         log.info(
             "job %s: %dx%d, %d frames, %d steps; first profile %s because %s (free %d bytes)",
             job.job_id,
@@ -486,23 +554,22 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         )
         return result, outcome
 
-    def _classify(
-        self, job: _Job, future: asyncio.Future[tuple[common_pb2.Result, Outcome]]
-    ) -> tuple[grpc.StatusCode, str, common_pb2.Result | None]:
+    def _classify(self, job: _Job, future: asyncio.Future[tuple[common_pb2.Result, Outcome]]) -> _Final:
         """The status the caller sees for a finished engine run."""
-        try:
-            result, _ = future.result()
-        except Exception as err:
-            code, message = self._failure(job, err)
-            return code, message, None
+        if future.cancelled():
+            return _Final(grpc.StatusCode.UNAVAILABLE, f"node stopped before job {job.job_id} ran", None)
+        err = future.exception()
+        if isinstance(err, Exception):
+            return _Final(*self._failure(job, err), None)
+        result, _ = future.result()
         if result.ByteSize() > self.max_result_bytes:
-            return (
+            return _Final(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"result is {result.ByteSize()} bytes, over this node's {self.max_result_bytes}-byte "
                 "message limit; set return_frames=false, or use output_uri",
                 None,
             )
-        return grpc.StatusCode.OK, "", result
+        return _Final(grpc.StatusCode.OK, "", result)
 
     def _failure(self, job: _Job, err: Exception) -> tuple[grpc.StatusCode, str]:
         if isinstance(err, Cancelled):
@@ -526,57 +593,56 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             f"internal error in job {job.job_id}: {type(err).__name__}; the node still serves, see its log"
         )
 
-    async def _after_run(
-        self, job: _Job, code: grpc.StatusCode, message: str, result: common_pb2.Result | None
-    ) -> None:
+    async def _after_run(self, job: _Job, final: _Final) -> None:
         try:
-            await self.hooks.after_run(JobReport(job.job_id, job.request, code, message, result))
+            await self.hooks.after_run(
+                JobReport(job.job_id, job.request, final.code, final.message, final.result)
+            )
         except Exception:
             log.exception("after_run hook failed for job %s", job.job_id)
 
     def _finished(self, job: _Job, future: asyncio.Future[tuple[common_pb2.Result, Outcome]]) -> None:
-        """On the loop once the engine thread returned: metrics, log line, free the node."""
-        try:
-            exc = future.exception() if not future.cancelled() else Cancelled("executor shut down")
-            if exc is None:
-                result, outcome = future.result()
-                self.metrics.job_succeeded(
-                    width=result.width,
-                    height=result.height,
-                    frames=result.frames,
-                    tier=job.tier,
-                    seconds=result.timings.total_s,
-                    peak_bytes=outcome.peak_bytes,
-                    degradations=outcome.degradations,
-                )
-                log.info(
-                    "job %s succeeded in %.2f s with profile %s, peak %d bytes%s",
-                    job.job_id,
-                    result.timings.total_s,
-                    result.profile,
-                    result.peak_bytes,
-                    f", degraded: {', '.join(result.degradations)}" if result.degradations else "",
-                )
-            elif isinstance(exc, Cancelled):
-                self.metrics.job_done("deadline_exceeded" if job.reason == DEADLINE else "cancelled")
-                log.info(
-                    "job %s stopped after step %d (%s)", job.job_id, job.last_step, job.reason or "cancelled"
-                )
-            elif isinstance(exc, OutOfMemoryExhausted):
-                self.metrics.job_done("oom")
-                self.metrics.oom_caught(exc.stage, job.tier)
-                log.warning("job %s out of memory at every profile: %s", job.job_id, exc)
-            else:
-                self.metrics.job_done("failed")
-                log.error("job %s failed", job.job_id, exc_info=exc)
-        finally:
-            self._release(job)
+        """On the loop once the engine thread returned: metrics and a log line."""
+        exc = future.exception() if not future.cancelled() else Cancelled("executor shut down")
+        if exc is None:
+            result, outcome = future.result()
+            self.metrics.job_succeeded(
+                width=result.width,
+                height=result.height,
+                frames=result.frames,
+                tier=job.tier,
+                seconds=result.timings.total_s,
+                peak_bytes=outcome.peak_bytes,
+                degradations=outcome.degradations,
+            )
+            log.info(
+                "job %s succeeded in %.2f s with profile %s, peak %d bytes%s",
+                job.job_id,
+                result.timings.total_s,
+                result.profile,
+                result.peak_bytes,
+                f", degraded: {', '.join(result.degradations)}" if result.degradations else "",
+            )
+        elif isinstance(exc, Cancelled):
+            self.metrics.job_done("deadline_exceeded" if job.reason == DEADLINE else "cancelled")
+            log.info(
+                "job %s stopped after step %d (%s)", job.job_id, job.last_step, job.reason or "cancelled"
+            )
+        elif isinstance(exc, OutOfMemoryExhausted):
+            self.metrics.job_done("oom")
+            self.metrics.oom_caught(exc.stage, job.tier)
+            log.warning("job %s out of memory at every profile: %s", job.job_id, exc)
+        else:
+            self.metrics.job_done("failed")
+            log.error("job %s failed", job.job_id, exc_info=exc)
 
 
 class _ProgressTracker:
     """Turns engine events into Progress messages (engine thread) and counts steps and OOM retries."""
 
-    def __init__(self, servicer: NodeServicer, job: _Job, post: Callable[[object], None]) -> None:
+    def __init__(
+        self, servicer: NodeServicer, job: _Job, post: Callable[[common_pb2.Progress], None]
+    ) -> None:
         self._s = servicer
         self._job = job
         self._post = post

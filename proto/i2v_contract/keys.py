@@ -183,6 +183,9 @@ class NodeRecord(_Record):
     busy: bool
     models: tuple[str, ...]
     version: str
+    # Added after the first schema; readers get these defaults from nodes that do not write them.
+    serving: bool = True  # False while loading or draining (busy is then also true)
+    arch: dict[str, Any] = field(default_factory=dict)  # memory.ArchSpec.to_dict() of the model; {} = unknown
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ reads a loaded pipeline duck-typed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -154,6 +155,45 @@ class ArchSpec:
             vae_layers_per_block=int(vae_config.get("layers_per_block", 1)),
             vae_scale_factor=2 ** (len(vae_widths) - 1),
             vae_tile=tile,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (nodes publish it so the coordinator can size jobs for their model)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchSpec:
+        """Inverse of to_dict; raises ValueError naming the first missing or mistyped field."""
+
+        def count(value: Any, path: str) -> int:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"ArchSpec: {path} is {value!r}, expected an integer >= 0")
+            return value
+
+        def component(key: str) -> ComponentSize:
+            part = data.get(key)
+            if not isinstance(part, Mapping):
+                raise ValueError(f"ArchSpec: {key} is {part!r}, expected an object")
+            names = [f.name for f in dataclasses.fields(ComponentSize)]
+            return ComponentSize(*(count(part.get(n), f"{key}.{n}") for n in names))
+
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise ValueError(f"ArchSpec: name is {name!r}, expected a string")
+        widths = data.get("vae_channels")
+        if not isinstance(widths, list | tuple) or len(widths) != 2:
+            raise ValueError(f"ArchSpec: vae_channels is {widths!r}, expected two integers")
+        return cls(
+            name=name,
+            unet=component("unet"),
+            text_encoder=component("text_encoder"),
+            image_encoder=component("image_encoder"),
+            vae=component("vae"),
+            unet_channels=count(data.get("unet_channels"), "unet_channels"),
+            vae_channels=(count(widths[0], "vae_channels[0]"), count(widths[1], "vae_channels[1]")),
+            vae_layers_per_block=count(data.get("vae_layers_per_block"), "vae_layers_per_block"),
+            vae_scale_factor=count(data.get("vae_scale_factor"), "vae_scale_factor"),
+            vae_tile=count(data.get("vae_tile"), "vae_tile"),
         )
 
     @classmethod

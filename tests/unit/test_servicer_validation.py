@@ -233,3 +233,74 @@ async def test_status_when_ready(node: tuple[NodeServicer, node_pb2_grpc.NodeStu
     assert status.serving and not status.busy
     assert list(status.profiles) == [p.name for p in usable_profiles(False)]
     assert status.profile in status.profiles
+
+
+class _Claims:
+    """Accepts every claim; records what the seam saw, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, grpc.StatusCode | None]] = []
+
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None:
+        self.seen.append(("claim", job_id, None))
+
+    async def after_run(self, report: JobReport) -> None:
+        self.seen.append(("result", report.job_id, report.code))
+
+
+@pytest.fixture
+async def claiming() -> AsyncIterator[tuple[NodeServicer, node_pb2_grpc.NodeStub, _Claims]]:
+    hooks = _Claims()
+    servicer = make_servicer(hooks)
+    servicer.set_engine(NoRunEngine())  # type: ignore[arg-type]
+    server, stub, channel = await start(servicer)
+    yield servicer, stub, hooks
+    await channel.close()
+    await server.stop(0)
+    servicer.close()
+
+
+DISPATCHED_BAD = [
+    ("corrupt image", {"image": png()[:40]}, "image"),
+    ("unknown model", {"model": "ali-vilab/not-this-one"}, "model"),
+    ("too many frames", {"frames": 100_000}, "frames"),
+]
+
+
+@pytest.mark.parametrize(("case", "overrides", "field"), DISPATCHED_BAD, ids=[b[0] for b in DISPATCHED_BAD])
+async def test_dispatched_bad_input_is_claimed_then_recorded_as_invalid(
+    claiming: tuple[NodeServicer, node_pb2_grpc.NodeStub, _Claims],
+    case: str,
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    servicer, stub, hooks = claiming
+    req = request(**overrides)
+    req.job_id = "job-9"
+    err = await call_error(stub, req)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, case
+    assert field in (err.details() or "")
+    # The claim came first, so a result must follow: the coordinator finalises instead of waiting.
+    assert hooks.seen == [("claim", "job-9", None), ("result", "job-9", grpc.StatusCode.INVALID_ARGUMENT)]
+    assert servicer.job is None
+
+
+async def test_standalone_bad_input_never_reaches_the_hooks(
+    claiming: tuple[NodeServicer, node_pb2_grpc.NodeStub, _Claims],
+) -> None:
+    _, stub, hooks = claiming
+    err = await call_error(stub, request(width=65))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert hooks.seen == []
+
+
+async def test_busy_refuses_a_dispatch_before_its_claim(
+    claiming: tuple[NodeServicer, node_pb2_grpc.NodeStub, _Claims],
+) -> None:
+    servicer, stub, hooks = claiming
+    servicer.job = _Job("job-42", request(), 0.0)
+    req = request()
+    req.job_id = "job-43"
+    err = await call_error(stub, req)
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert hooks.seen == []
