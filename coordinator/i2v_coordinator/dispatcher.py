@@ -1,0 +1,593 @@
+"""The leader's loop: reconcile, pair queued jobs with free nodes, dispatch, follow claims and results.
+
+While this coordinator leads with epoch E (Issue 3 dispatch protocol):
+1. load jobs/, claims/, results/ at one revision R, reconcile every open job (jobs.reconcile), then
+   follow the table from R + 1;
+2. on every wake-up (submit, node change, claim, result, node call ended, or the sweep timer) fold
+   the changed jobs through jobs.reconcile again and apply what changed with fenced writes;
+3. plan a round with queue.next_dispatches and, per dispatch, commit ASSIGNED (fenced, compared on
+   the job's mod revision) and call Node.Generate with that txn's revision as assign_revision,
+   relaying the stream's progress to the ProgressHub. The node's own claim and result records, not
+   the stream, move the job on; a stream that fails before the node claimed gives the job back.
+
+All writes happen in this loop (the call tasks only report back), and `Leadership` losing the lead
+stops everything at once: the loop, the node streams (a claimed job keeps running on its node) and
+every watch stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import grpc
+
+from i2v_contract.artifacts import ArtifactStore
+from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
+from i2v_coordinator import jobs
+from i2v_coordinator.jobs import ActionKind, JobView
+from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
+from i2v_coordinator.progress import ProgressHub
+from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
+from i2v_coordinator.routing import NodeView
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+class NodeCallError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class NodeCalls(Protocol):
+    """The coordinator's calls to nodes (gRPC in production, a fake in unit tests)."""
+
+    def generate(
+        self, addr: str, request: node_pb2.NodeGenerateRequest
+    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+        """The node's event stream; raises NodeCallError when the call fails."""
+        ...
+
+    async def cancel(self, addr: str, job_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class GrpcNodeCalls:
+    """grpc.aio calls to nodes, one cached channel per node address."""
+
+    def __init__(self, cancel_timeout_s: float = 3.0) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
+        self._cancel_timeout_s = cancel_timeout_s
+
+    def _stub(self, addr: str) -> node_pb2_grpc.NodeStub:
+        stub = self._stubs.get(addr)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(
+                addr, options=[("grpc.max_receive_message_length", 128 * MIB)]
+            )
+            self._channels[addr] = channel
+            stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
+        return stub
+
+    async def generate(
+        self, addr: str, request: node_pb2.NodeGenerateRequest
+    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+        call = self._stub(addr).Generate(request)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as err:
+            raise NodeCallError(err.code(), err.details() or "") from None
+        finally:
+            call.cancel()
+
+    async def cancel(self, addr: str, job_id: str) -> bool:
+        try:
+            response = await self._stub(addr).Cancel(
+                node_pb2.NodeCancelRequest(job_id=job_id), timeout=self._cancel_timeout_s
+            )
+        except grpc.aio.AioRpcError as err:
+            raise NodeCallError(err.code(), err.details() or "") from None
+        return bool(response.cancelled)
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._stubs.clear()
+        for channel in channels:
+            await channel.close()
+
+
+class LeadershipView(Protocol):
+    """What the dispatcher reads of leadership.Leadership (epoch None while not leading)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def epoch(self) -> int | None: ...
+
+    def on_change(self, cb: Callable[[int | None], Awaitable[None] | None]) -> None: ...
+
+
+class NodeSource(Protocol):
+    def snapshot(self) -> tuple[NodeView, ...]: ...
+
+    def on_change(self, callback: Callable[[], None]) -> None: ...
+
+
+class DispatchMetrics(Protocol):
+    def dispatch_retry(self) -> None: ...
+
+    def requeued(self) -> None: ...
+
+    def queue_depth(self, depth: int) -> None: ...
+
+    def queue_wait(self, seconds: float) -> None: ...
+
+    def end_to_end(self, seconds: float) -> None: ...
+
+
+class NoMetrics:
+    def dispatch_retry(self) -> None:
+        pass
+
+    def requeued(self) -> None:
+        pass
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def queue_wait(self, seconds: float) -> None:
+        pass
+
+    def end_to_end(self, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    claim_timeout_s: float = 10.0  # an assignment not claimed by then is taken back
+    max_attempts: int = 3  # attempts lost to nodes before the job fails
+    sweep_interval_s: float = 1.0  # full reconcile of open jobs (claim timeouts, vanished nodes)
+    refusal_cooldown_s: float = 2.0  # a node that refused a dispatch gets no new one for this long
+    recent_window_s: float = 60.0  # assignments counted as "recent load" for routing
+    max_queue: int = 1000  # admission bound on QUEUED jobs
+    queue_policy: QueuePolicy = DEFAULT_POLICY
+
+
+class Verdict(enum.Enum):
+    STALE = "stale"  # the node refused a dispatch from an old epoch/revision: nothing to do
+    RETRY = "retry"  # the node could not take it now: give the job back to the queue
+    FAIL = "fail"  # the job itself is unacceptable to the node: fail it
+
+
+_RETRY_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
+def verdict_for(code: grpc.StatusCode) -> Verdict:
+    """What a failed Node.Generate means for a job the node has NOT claimed."""
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return Verdict.STALE
+    if code in _RETRY_CODES:
+        return Verdict.RETRY
+    return Verdict.FAIL
+
+
+def take_back(job: JobView) -> JobView:
+    """An unclaimed assignment back to the queue as the next attempt (not counted as lost).
+
+    A fresh attempt number keeps any late claim or result of the old dispatch from counting.
+    """
+    return replace(
+        job,
+        state=jobs.QUEUED,
+        attempt=job.attempt + 1,
+        node_id="",
+        node_tier=common_pb2.TIER_UNSPECIFIED,
+        assigned_at=0.0,
+        started_at=0.0,
+    )
+
+
+def refused(job: JobView, code: grpc.StatusCode, message: str, now: float) -> JobView:
+    return replace(
+        job,
+        state=jobs.FAILED,
+        finished_at=now,
+        error=f"node {job.node_id} refused the job: {message}",
+        error_code=int(code.value[0]),
+    )
+
+
+@dataclass(frozen=True)
+class _CallEnded:
+    job_id: str
+    attempt: int
+    node_id: str
+    error: NodeCallError
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: JobStore,
+        leadership: LeadershipView,
+        registry: NodeSource,
+        hub: ProgressHub,
+        calls: NodeCalls,
+        artifacts: ArtifactStore,
+        *,
+        config: DispatchConfig | None = None,
+        metrics: DispatchMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or DispatchConfig()
+        self._leadership = leadership
+        self._registry = registry
+        self._hub = hub
+        self._calls = calls
+        self._artifacts = artifacts
+        self._metrics = metrics or NoMetrics()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._wakeup = asyncio.Event()
+        self._leading = asyncio.Event()
+        self._lead_task: asyncio.Task[None] | None = None
+        self._epoch = 0
+        self._dirty: set[str] = set()
+        self._relisted = False
+        self._ended: deque[_CallEnded] = deque()
+        self._call_tasks: set[asyncio.Task[None]] = set()
+        self._skips: dict[str, int] = {}
+        self._recent: deque[tuple[float, str]] = deque()
+        self._cooldown: dict[str, float] = {}
+        self.rounds = 0
+        store.on_change(self._on_store_change)
+        leadership.on_change(self._on_leadership)
+        registry.on_change(self.wake)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch this dispatcher leads in; 0 while it does not lead."""
+        return self._epoch
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def queue_depth(self) -> int:
+        return len(self.store.table.queued()) if self._epoch else 0
+
+    # --- leadership -------------------------------------------------------------------------
+
+    def _on_leadership(self, _epoch: int | None = None) -> None:
+        epoch = self._leadership.epoch
+        if epoch is not None:
+            if self._epoch and epoch != self._epoch:
+                self._stop_leading(f"epoch changed from {self._epoch} to {epoch}")
+            self._leading.set()
+        else:
+            self._leading.clear()
+            if self._epoch:
+                self._stop_leading("leadership lost")
+
+    def _stop_leading(self, why: str) -> None:
+        if self._lead_task is not None and not self._lead_task.done():
+            log.warning("stopping dispatch in epoch %d at once: %s", self._epoch, why)
+            self._lead_task.cancel()
+
+    async def run(self) -> None:
+        """Lead whenever the leadership says so, until cancelled."""
+        self._on_leadership()
+        while True:
+            await self._leading.wait()
+            epoch = self._leadership.epoch
+            if epoch is None:
+                self._leading.clear()
+                continue
+            task = asyncio.create_task(self._lead(epoch), name=f"dispatch-epoch-{epoch}")
+            self._lead_task = task
+            try:
+                await asyncio.wait([task])
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await self._after_leading(epoch)
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, Fenced):
+                log.warning("dispatch in epoch %d stopped: %s", epoch, error)
+            elif error is not None:
+                log.error("dispatch in epoch %d ended: %s; resuming if still leading", epoch, error)
+                await asyncio.sleep(self.config.sweep_interval_s)  # no hot loop on a persistent error
+            if self._leadership.epoch is None:
+                self._leading.clear()
+
+    async def _after_leading(self, epoch: int) -> None:
+        tasks = list(self._call_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._epoch = 0
+        self._dirty.clear()
+        self._ended.clear()
+        self._skips.clear()
+        self._hub.close_all(
+            f"this coordinator stopped leading (epoch {epoch}); the job continues: watch it again "
+            "through the new leader"
+        )
+
+    async def _lead(self, epoch: int) -> None:
+        self._epoch = epoch
+        self._hub.open()
+        await self.store.load()
+        log.info("leading in epoch %d: reconciling %d jobs", epoch, len(self.store.table.jobs))
+        self._relisted = False
+        await self._reconcile(list(self.store.table.jobs), epoch, new_epoch=True)
+        follow = asyncio.create_task(self.store.follow(), name=f"job-watch-{epoch}")
+        next_sweep = 0.0
+        try:
+            while True:
+                if follow.done():
+                    follow.result()
+                    raise RuntimeError("job watch ended")
+                if self._leadership.epoch != epoch:
+                    raise Fenced(f"epoch {epoch} no longer held (lease not renewed in time or deposed)")
+                now = time.monotonic()
+                if self._relisted or now >= next_sweep:
+                    self._relisted = False
+                    self._dirty.clear()
+                    await self._reconcile([r.job_id for r in self.store.table.active()], epoch)
+                    next_sweep = now + self.config.sweep_interval_s
+                elif self._dirty:
+                    dirty, self._dirty = self._dirty, set()
+                    await self._reconcile(sorted(dirty), epoch)
+                while self._ended:
+                    await self._call_ended(self._ended.popleft(), epoch)
+                await self._dispatch_round(epoch)
+                self.rounds += 1
+                await self._sleep(max(0.0, next_sweep - time.monotonic()))
+        finally:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await follow
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+        self._wakeup.clear()
+
+    # --- the job table ----------------------------------------------------------------------
+
+    def _on_store_change(self, change: Change) -> None:
+        if not self._epoch:
+            return
+        if change.kind is ChangeKind.RELIST:
+            self._relisted = True
+        else:
+            self._dirty.add(change.job_id)
+            if change.kind is ChangeKind.JOB:
+                record = self.store.table.jobs.get(change.job_id)
+                if record is not None:
+                    self._hub.publish(
+                        record.job_id, job_event(record, self.store.table), final=record.view.final
+                    )
+        self.wake()
+
+    def _live_nodes(self) -> list[NodeView]:
+        """Registered nodes, plus any node holding a claim (claims live on the node's lease)."""
+        nodes = list(self._registry.snapshot())
+        known = {n.node_id for n in nodes}
+        for claim in self.store.table.claims.values():
+            if claim.node_id not in known:
+                known.add(claim.node_id)
+                nodes.append(NodeView(claim.node_id, "", common_pb2.TIER_UNSPECIFIED, 0, busy=True))
+        return nodes
+
+    async def _reconcile(self, job_ids: Iterable[str], epoch: int, *, new_epoch: bool = False) -> None:
+        table = self.store.table
+        records = [table.jobs[j] for j in job_ids if j in table.jobs]
+        if not records:
+            return
+        wanted = {r.job_id for r in records}
+        actions = jobs.reconcile(
+            [r.view for r in records],
+            [c for c in table.claims.values() if c.job_id in wanted],
+            [r.view for r in table.results.values() if r.view.job_id in wanted],
+            self._live_nodes(),
+            self._clock(),
+            claim_timeout_s=self.config.claim_timeout_s,
+            max_attempts=self.config.max_attempts,
+        )
+        for action in actions:
+            record = table.jobs[action.job_id]
+            if action.kind is ActionKind.AWAIT_CLAIM and (new_epoch or record.view.epoch != epoch):
+                # Assigned in an older epoch: the node's claim compares that epoch and can never win.
+                await self._write(record, take_back(record.view), epoch, "assigned in an older epoch", True)
+            elif action.changed:
+                written = await self._write(record, action.job, epoch, action.reason, action.expect_no_claim)
+                if written is not None and action.kind is ActionKind.REQUEUE:
+                    self._metrics.requeued()
+
+    async def _write(
+        self, record: JobRecord, view: JobView, epoch: int, reason: str, expect_no_claim: bool = False
+    ) -> JobRecord | None:
+        written = await self.store.write(record, view, epoch, expect_no_claim=expect_no_claim)
+        if written is not None:
+            log.info("%s", reason)
+            if view.final and view.created_at:
+                self._metrics.end_to_end(max(0.0, view.finished_at - view.created_at))
+        return written
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def _routable_nodes(self, now: float) -> list[NodeView]:
+        while self._recent and self._recent[0][0] < now - self.config.recent_window_s:
+            self._recent.popleft()
+        counts: dict[str, int] = {}
+        for _, node_id in self._recent:
+            counts[node_id] = counts.get(node_id, 0) + 1
+        nodes = []
+        for node in self._registry.snapshot():
+            cooling = self._cooldown.get(node.node_id, 0.0) > now
+            nodes.append(
+                replace(node, busy=node.busy or cooling, recent_assignments=counts.get(node.node_id, 0))
+            )
+        return nodes
+
+    async def _dispatch_round(self, epoch: int) -> None:
+        table = self.store.table
+        queued = table.queued()
+        self._metrics.queue_depth(len(queued))
+        if not queued:
+            return
+        now = self._clock()
+        nodes = {n.node_id: n for n in self._routable_nodes(now)}
+        occupied = frozenset(r.view.node_id for r in table.active())
+        if all(n.busy or n.node_id in occupied for n in nodes.values()):
+            return  # no free node: a round would only re-derive that every job waits
+        plan = next_dispatches(
+            [QueuedJob(r.view.need, r.view.created_at, self._skips.get(r.job_id, 0)) for r in queued],
+            list(nodes.values()),
+            self._rng,
+            now,
+            occupied=occupied,
+            policy=self.config.queue_policy,
+        )
+        for job_id in plan.passed_over:
+            self._skips[job_id] = self._skips.get(job_id, 0) + 1
+        for dispatch in plan.dispatches:
+            record = table.jobs.get(dispatch.job_id)
+            node = nodes[dispatch.node_id]
+            if record is None:
+                continue
+            t = jobs.assign(record.view, node.node_id, node.tier, epoch, now)
+            written = await self.store.write(record, t.job, epoch)
+            if written is None:
+                continue
+            log.info("%s: %s", t.reason, dispatch.reason)
+            self._skips.pop(record.job_id, None)
+            self._recent.append((now, node.node_id))
+            self._metrics.queue_wait(max(0.0, now - record.view.created_at))
+            task = asyncio.create_task(self._call(written, node), name=f"dispatch-{record.job_id}")
+            self._call_tasks.add(task)
+            task.add_done_callback(self._call_tasks.discard)
+
+    def output_uri(self, job_id: str, attempt: int) -> str:
+        return self._artifacts.uri_for(f"jobs/{job_id}/attempt-{attempt}.mp4")
+
+    async def _call(self, record: JobRecord, node: NodeView) -> None:
+        view = record.view
+        request = node_pb2.NodeGenerateRequest(
+            request=record.request,
+            job_id=view.job_id,
+            attempt=view.attempt,
+            epoch=view.epoch,
+            assign_revision=record.mod_revision,
+            output_uri=self.output_uri(view.job_id, view.attempt),
+        )
+        try:
+            async for event in self._calls.generate(node.addr, request):
+                if event.HasField("progress"):
+                    self._hub.publish(
+                        view.job_id,
+                        coordinator_pb2.JobEvent(
+                            job_id=view.job_id,
+                            state=coordinator_pb2.JOB_RUNNING,
+                            attempt=view.attempt,
+                            node_id=node.node_id,
+                            progress=event.progress,
+                        ),
+                    )
+        except NodeCallError as err:
+            self._ended.append(_CallEnded(view.job_id, view.attempt, node.node_id, err))
+            self.wake()
+
+    async def _call_ended(self, ended: _CallEnded, epoch: int) -> None:
+        record = self.store.table.jobs.get(ended.job_id)
+        if (
+            record is None
+            or record.view.attempt != ended.attempt
+            or record.view.node_id != ended.node_id
+            or record.view.state not in jobs.ACTIVE_STATES
+        ):
+            return
+        err = ended.error
+        verdict = verdict_for(err.code)
+        where = f"{ended.job_id} attempt {ended.attempt} on {ended.node_id}: {err}"
+        if verdict is Verdict.STALE:
+            log.info("%s: the node refused a stale dispatch; nothing to do", where)
+            return
+        if verdict is Verdict.RETRY:
+            view = take_back(record.view)
+            reason = f"{where}: not claimed, requeued as attempt {view.attempt}"
+        else:
+            view = refused(record.view, err.code, err.message, self._clock())
+            reason = f"{where}: failed"
+        # The write requires the attempt to be unclaimed; once claimed, the node's result decides.
+        written = await self._write(record, view, epoch, reason, expect_no_claim=True)
+        if written is not None and verdict is Verdict.RETRY:
+            self._metrics.dispatch_retry()
+            self._cooldown[ended.node_id] = self._clock() + self.config.refusal_cooldown_s
+
+    # --- client actions ---------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, attempts: int = 5) -> JobRecord | None:
+        """Mark the job CANCELLED (fenced) and tell its node to stop; None if no such job."""
+        epoch = self._epoch
+        if not epoch:
+            raise Fenced("not leading")
+        for _ in range(attempts):
+            record = self.store.table.jobs.get(job_id) or await self.store.fetch(job_id)
+            if record is None:
+                return None
+            t = jobs.on_cancel(record.view, self._clock())
+            if not t.changed:
+                return record
+            written = await self._write(record, t.job, epoch, t.reason)
+            if written is None:
+                await self.store.fetch(job_id)
+                continue
+            if t.stop_node:
+                await self._stop_on_node(t.stop_node, job_id)
+            self.wake()
+            return written
+        raise Fenced(f"job {job_id} kept changing during cancel; retry")
+
+    async def _stop_on_node(self, node_id: str, job_id: str) -> None:
+        node = next((n for n in self._registry.snapshot() if n.node_id == node_id), None)
+        if node is None:
+            log.info("cancel %s: node %s is gone; nothing to stop", job_id, node_id)
+            return
+        try:
+            stopped = await self._calls.cancel(node.addr, job_id)
+            log.info(
+                "cancel %s: node %s %s", job_id, node_id, "stopped it" if stopped else "was not running it"
+            )
+        except NodeCallError as err:
+            log.warning(
+                "cancel %s: node %s did not answer (%s); its result will be ignored", job_id, node_id, err
+            )

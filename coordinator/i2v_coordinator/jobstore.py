@@ -1,0 +1,347 @@
+"""The durable job table in etcd and the leader's in-memory mirror of it.
+
+`jobs/{id}` is written only by the leader, always in a txn guarded by the leader key's create
+revision (the epoch) and, for updates, by the job key's last seen mod revision, so a deposed leader
+or a stale view can never overwrite newer state. `claims/{id}/{attempt}` and `results/{id}/{attempt}`
+are written by nodes; this module only reads them.
+
+The mirror (`JobTable`) is a range read of the whole prefix at one revision R, then one watch from
+R + 1 (DESIGN.md: nothing lives only in memory); a compacted watch relists. Every change reaches the
+`on_change` callback with the job id it concerns, so the dispatcher and the watch streams react.
+
+The job record is this module's own JSON codec (the coordinator is its only reader and writer): the
+pure `jobs.JobView` fields, the normalised request (image bytes removed, `image_uri` set), the input
+URI and the digest of the client's original request, which makes a retried submit idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import json_format
+
+from i2v_contract.keys import ClaimRecord, Keys, ResultRecord
+from i2v_contract.kv import KV, Compacted, Compare, KeyValue, Put, WatchEvent
+from i2v_contract.v1 import common_pb2, coordinator_pb2
+from i2v_coordinator.jobs import ACTIVE_STATES, QUEUED, SUCCEEDED, ClaimView, JobView, ResultView
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(JobView))
+_RESULT_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRecord)) | {"video", "frames_png"}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    view: JobView
+    request: common_pb2.GenerationRequest  # normalised; no image bytes, image_uri set
+    input_uri: str
+    digest: str  # of the client's original SubmitRequest.request
+    mod_revision: int = 0  # from etcd, not stored in the value
+
+    @property
+    def job_id(self) -> str:
+        return self.view.job_id
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    view: ResultView
+    result: common_pb2.Result  # what the node reported (no inline video)
+
+
+def request_digest(request: common_pb2.GenerationRequest) -> str:
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+def encode_job(record: JobRecord) -> bytes:
+    return json.dumps(
+        {
+            "v": RECORD_VERSION,
+            "job": dataclasses.asdict(record.view),
+            "request": base64.b64encode(record.request.SerializeToString(deterministic=True)).decode(),
+            "input_uri": record.input_uri,
+            "digest": record.digest,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_job(kv: KeyValue) -> JobRecord:
+    data = json.loads(kv.value)
+    view = JobView(**{k: v for k, v in data["job"].items() if k in _JOB_FIELDS})
+    request = common_pb2.GenerationRequest.FromString(base64.b64decode(data["request"]))
+    return JobRecord(view, request, data.get("input_uri", ""), data.get("digest", ""), kv.mod_revision)
+
+
+def _status_code(name: str) -> int:
+    try:
+        return int(grpc.StatusCode[name].value[0])
+    except KeyError:
+        return int(grpc.StatusCode.UNKNOWN.value[0])
+
+
+def decode_claim(kv: KeyValue, keys: Keys) -> ClaimView:
+    job_id, attempt = keys.job_attempt_of(kv.key, keys.claims)
+    record = ClaimRecord.from_json(kv.value)
+    return ClaimView(job_id, attempt, record.node_id, record.epoch)
+
+
+def decode_result(kv: KeyValue, keys: Keys) -> StoredResult:
+    """A node's result record as a Result message (fields the node adds that Result names are kept)."""
+    job_id, attempt = keys.job_attempt_of(kv.key, keys.results)
+    record = ResultRecord.from_json(kv.value)
+    extra = {k: v for k, v in json.loads(kv.value).items() if k not in _RESULT_RECORD_FIELDS}
+    result = common_pb2.Result()
+    json_format.ParseDict(extra, result, ignore_unknown_fields=True)
+    result.artifact_uri = record.artifact_uri
+    result.sha256 = record.sha256
+    result.profile = record.profile_used
+    result.peak_bytes = record.peak_bytes
+    json_format.ParseDict(record.timings, result.timings, ignore_unknown_fields=True)
+    if record.artifact_uri and not result.mime_type:
+        result.mime_type = "video/mp4"
+    view = ResultView(job_id, attempt, _status_code(record.status), record.message, record.artifact_uri)
+    return StoredResult(view, result)
+
+
+class ChangeKind(enum.Enum):
+    JOB = "job"
+    CLAIM = "claim"
+    CLAIM_GONE = "claim_gone"
+    RESULT = "result"
+    RELIST = "relist"  # the whole table was reloaded: re-examine every job
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ChangeKind
+    job_id: str = ""
+    attempt: int = 0
+
+
+@dataclass
+class JobTable:
+    """The mirror of jobs/, claims/, results/ at `revision`."""
+
+    keys: Keys
+    revision: int = 0
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    claims: dict[tuple[str, int], ClaimView] = field(default_factory=dict)
+    results: dict[tuple[str, int], StoredResult] = field(default_factory=dict)
+
+    def load(self, items: Iterable[KeyValue], revision: int) -> None:
+        self.jobs.clear()
+        self.claims.clear()
+        self.results.clear()
+        for kv in items:
+            self.apply(WatchEvent("put", kv))
+        self.revision = revision
+
+    def apply(self, event: WatchEvent) -> Change | None:
+        """Fold one event in; None when it changes nothing (e.g. our own write seen again)."""
+        kv = event.kv
+        self.revision = max(self.revision, kv.mod_revision)
+        try:
+            return self._apply(event)
+        except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
+            log.warning("ignoring undecodable record %s: %s", kv.key, exc)
+            return None
+
+    def _apply(self, event: WatchEvent) -> Change | None:
+        kv, keys = event.kv, self.keys
+        if kv.key.startswith(keys.jobs):
+            job_id = kv.key[len(keys.jobs) :]
+            old = self.jobs.get(job_id)
+            if event.kind == "delete":
+                return Change(ChangeKind.JOB, job_id) if self.jobs.pop(job_id, None) else None
+            if old is not None and old.mod_revision >= kv.mod_revision:
+                return None
+            self.jobs[job_id] = decode_job(kv)
+            return Change(ChangeKind.JOB, job_id)
+        if kv.key.startswith(keys.claims):
+            job_id, attempt = keys.job_attempt_of(kv.key, keys.claims)
+            if event.kind == "delete":
+                if self.claims.pop((job_id, attempt), None) is None:
+                    return None
+                return Change(ChangeKind.CLAIM_GONE, job_id, attempt)
+            self.claims[(job_id, attempt)] = decode_claim(kv, keys)
+            return Change(ChangeKind.CLAIM, job_id, attempt)
+        if kv.key.startswith(keys.results) and event.kind == "put":
+            stored = decode_result(kv, keys)
+            self.results.setdefault((stored.view.job_id, stored.view.attempt), stored)
+            return Change(ChangeKind.RESULT, stored.view.job_id, stored.view.attempt)
+        return None
+
+    def record_write(self, record: JobRecord) -> Change | None:
+        """Our own committed write, folded in before its watch event arrives."""
+        old = self.jobs.get(record.job_id)
+        if old is not None and old.mod_revision >= record.mod_revision:
+            return None
+        self.jobs[record.job_id] = record
+        return Change(ChangeKind.JOB, record.job_id)
+
+    def result_for(self, job: JobView) -> StoredResult | None:
+        return self.results.get((job.job_id, job.result_attempt or job.attempt))
+
+    def queued(self) -> list[JobRecord]:
+        return [r for r in self.jobs.values() if r.view.state == QUEUED]
+
+    def active(self) -> list[JobRecord]:
+        return [r for r in self.jobs.values() if r.view.state in ACTIVE_STATES]
+
+
+class Fenced(Exception):
+    """The leader key no longer carries our epoch: this coordinator must stop writing."""
+
+
+class IdConflict(Exception):
+    """A job with this id exists and was submitted with a different request."""
+
+
+class JobStore:
+    def __init__(self, kv: KV, keys: Keys | None = None) -> None:
+        self.kv = kv
+        self.keys = keys or Keys()
+        self.table = JobTable(self.keys)
+        self._listeners: list[Callable[[Change], None]] = []
+
+    def on_change(self, callback: Callable[[Change], None]) -> None:
+        self._listeners.append(callback)
+
+    def _emit(self, change: Change | None) -> None:
+        if change is None:
+            return
+        for callback in self._listeners:
+            try:
+                callback(change)
+            except Exception:
+                log.exception("job table listener failed on %s", change)
+
+    def fence(self, epoch: int) -> Compare:
+        return Compare(self.keys.leader, "create", "==", epoch)
+
+    async def load(self) -> int:
+        """Range-read the whole prefix at one revision into the table; returns that revision."""
+        items, revision = await self.kv.range_prefix(self.keys.prefix)
+        self.table.load(items, revision)
+        log.info(
+            "job table loaded at revision %d: %d jobs, %d claims, %d results",
+            revision,
+            len(self.table.jobs),
+            len(self.table.claims),
+            len(self.table.results),
+        )
+        self._emit(Change(ChangeKind.RELIST))
+        return revision
+
+    async def follow(self) -> None:
+        """Watch from the table's revision + 1 forever; relist on compaction."""
+        while True:
+            try:
+                async for event in self.kv.watch_prefix(self.keys.prefix, self.table.revision + 1):
+                    self._emit(self.table.apply(event))
+            except Compacted as exc:
+                log.warning("job watch compacted (%s): relisting", exc)
+                await self.load()
+
+    async def _fenced_txn(self, epoch: int, compares: list[Compare], put: Put) -> int | None:
+        """Commit `put` under the epoch fence; the new revision, None on a lost compare."""
+        result = await self.kv.txn([self.fence(epoch), *compares], [put])
+        if result.succeeded:
+            return result.revision
+        leader = await self.kv.get(self.keys.leader)
+        if leader is None or leader.create_revision != epoch:
+            raise Fenced(f"epoch {epoch} is over (leader key {'gone' if leader is None else 'replaced'})")
+        return None
+
+    async def submit(self, record: JobRecord, epoch: int) -> tuple[JobRecord, bool]:
+        """Create the job if its id is free; an existing job with the same digest is returned as is."""
+        key = self.keys.job(record.job_id)
+        absent = Compare(key, "create", "==", 0)
+        revision = await self._fenced_txn(epoch, [absent], Put(key, encode_job(record)))
+        if revision is not None:
+            created = dataclasses.replace(record, mod_revision=revision)
+            self._emit(self.table.record_write(created))
+            return created, True
+        existing = await self.fetch(record.job_id)
+        if existing is None:
+            raise IdConflict(f"job {record.job_id} was created and deleted concurrently; submit again")
+        if existing.digest != record.digest:
+            raise IdConflict(
+                f"request_id {record.job_id!r} already names a different request; "
+                "use a new request_id for a new job, or resend the identical request to get the same job"
+            )
+        return existing, False
+
+    async def fetch(self, job_id: str) -> JobRecord | None:
+        kv = await self.kv.get(self.keys.job(job_id))
+        if kv is None:
+            return None
+        record = decode_job(kv)
+        self._emit(self.table.record_write(record))
+        return record
+
+    async def write(
+        self, old: JobRecord, view: JobView, epoch: int, *, expect_no_claim: bool = False
+    ) -> JobRecord | None:
+        """Replace `old` (compared by mod revision) with `view` under the epoch fence.
+
+        expect_no_claim: also require that no claim exists for old's attempt (a requeue must not race
+        a claim made after our snapshot). None when a compare failed: the table will catch up.
+        """
+        key = self.keys.job(old.job_id)
+        compares = [Compare(key, "mod", "==", old.mod_revision)]
+        if expect_no_claim:
+            compares.append(Compare(self.keys.claim(old.job_id, old.view.attempt), "create", "==", 0))
+        new = dataclasses.replace(old, view=view)
+        revision = await self._fenced_txn(epoch, compares, Put(key, encode_job(new)))
+        if revision is None:
+            log.info("write of %s lost a compare (stale view or a new claim): skipped", old.job_id)
+            return None
+        new = dataclasses.replace(new, mod_revision=revision)
+        self._emit(self.table.record_write(new))
+        return new
+
+
+def job_event(record: JobRecord, table: JobTable) -> coordinator_pb2.JobEvent:
+    """The JobEvent that tells a watcher the job's current state (final ones carry result or error)."""
+    view = record.view
+    event = coordinator_pb2.JobEvent(
+        job_id=view.job_id,
+        state=coordinator_pb2.JobState.ValueType(view.state),
+        attempt=view.attempt,
+        node_id=view.node_id,
+    )
+    if view.state == SUCCEEDED:
+        stored = table.result_for(view)
+        event.result.CopyFrom(stored.result if stored else common_pb2.Result(artifact_uri=view.artifact_uri))
+        _fill_from_request(event.result, record.request)
+    elif view.final:
+        event.error = view.error
+        event.error_code = view.error_code
+    return event
+
+
+def _fill_from_request(result: common_pb2.Result, request: common_pb2.GenerationRequest) -> None:
+    """Fields the node's result record left out, where the normalised request settles them.
+
+    The seed and fps are never changed by a node. Size, frames and steps are only known to be as
+    requested when the request did not allow degradation.
+    """
+    result.seed = result.seed or request.seed
+    result.fps = result.fps or request.fps
+    if not request.allow_degrade:
+        result.width = result.width or request.width
+        result.height = result.height or request.height
+        result.frames = result.frames or request.frames
+        result.steps = result.steps or request.steps

@@ -1,0 +1,471 @@
+"""The election shell: runs `election.decide` against etcd and tells the rest of the process who leads.
+
+One loop per coordinator: read the leader key (a watch delivers changes at once, a periodic read is
+the backstop), probe the leader's address while following, ask `decide`, act (campaign txn, revoke a
+dead leader's lease, step down), log the decision when it changes. A LeaseKeeper renews this
+coordinator's lease every keepalive interval; `epoch` re-checks the lease's validity window on every
+read, so a leader that could not renew for ttl - margin stops dispatching even before the loop runs.
+
+Every coordinator also holds `members/{id}` on its lease, created if absent: a second live process
+with the same id fails at start instead of fighting over one identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import importlib.metadata
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
+from i2v_contract.kv import KV, Compacted, Compare, KeyValue, KVUnavailable, LeaseKeeper, LeaseLost, Put
+from i2v_coordinator.election import (
+    DEFAULT_TIMINGS,
+    Decision,
+    DecisionKind,
+    ElectionTimings,
+    LeaderKey,
+    LeaderView,
+    ProbeOutcome,
+    ProbeTally,
+    decide,
+)
+
+log = logging.getLogger(__name__)
+
+ChangeCallback = Callable[[int | None], Awaitable[None] | None]
+Probe = Callable[[str, float], Awaitable[ProbeOutcome]]
+Sleep = Callable[[float], Awaitable[None]]
+
+PROBE_INTERVAL_S = 0.1
+PROBE_TIMEOUT_S = 0.1
+_RETRY_S = 0.2  # pause after an etcd call failed before the next tick
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("i2v-cluster")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
+
+
+class NotLeader(Exception):
+    """This coordinator does not lead (or its lease is no longer valid): do not write."""
+
+
+class DuplicateMember(RuntimeError):
+    """Another live coordinator registered the same id."""
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); ValueError naming the address otherwise."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"address {addr!r}: expected host:port")
+    return host.strip("[]"), int(port)
+
+
+async def probe_tcp(addr: str, wait_s: float) -> ProbeOutcome:
+    """TCP connect to `addr`: REFUSED only for ECONNREFUSED (nothing listens); a timeout proves nothing."""
+    try:
+        host, port = split_addr(addr)
+    except ValueError:
+        return ProbeOutcome.ERROR
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_s)
+    except TimeoutError:
+        return ProbeOutcome.TIMEOUT
+    except ConnectionRefusedError:
+        return ProbeOutcome.REFUSED
+    except OSError as err:
+        return ProbeOutcome.REFUSED if err.errno == errno.ECONNREFUSED else ProbeOutcome.ERROR
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return ProbeOutcome.OK
+
+
+def _leader_key(kv: KeyValue | None) -> LeaderKey | None:
+    if kv is None:
+        return None
+    try:
+        record = LeaderRecord.from_json(kv.value)
+    except ValueError:
+        # An unreadable value still names a lease: treat it as a holder nobody can reach.
+        record = LeaderRecord(id="?", addr="")
+    return LeaderKey(record.id, record.addr, kv.create_revision, kv.lease)
+
+
+class Leadership:
+    def __init__(
+        self,
+        kv: KV,
+        keys: Keys,
+        member_id: str,
+        addr: str,
+        timings: ElectionTimings = DEFAULT_TIMINGS,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        probe: Probe = probe_tcp,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not member_id:
+            raise ValueError("member_id must not be empty: pass --id or let main derive one")
+        self._kv = kv
+        self._keys = keys
+        self.member_id = member_id
+        self.addr = addr
+        self.timings = timings
+        self._clock = clock
+        self._probe = probe
+        self._probe_interval = probe_interval_s
+        self._sleep = sleep
+        self._keeper: LeaseKeeper | None = None
+        self._my_leases: set[int] = set()
+        self._epoch: int | None = None
+        self._seen: LeaderKey | None = None
+        self._seen_rev = 0
+        self._stale = True
+        self._last_read = -math.inf
+        self._tally = ProbeTally()
+        self._last_logged: tuple[DecisionKind, str, int] | None = None
+        self._callbacks: list[ChangeCallback] = []
+        self._events: asyncio.Queue[int | None] = asyncio.Queue()
+        self._term_lost = asyncio.Event()
+        self._term_lost.set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._saw_other_leader = False
+        self.took_over = False  # the last election won followed another coordinator's leadership
+
+    # ---- what the rest of the process reads ----
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch while leading with a lease inside its validity window; None otherwise."""
+        keeper = self._keeper
+        if self._epoch is None or keeper is None or not keeper.valid():
+            return None
+        return self._epoch
+
+    @property
+    def is_leader(self) -> bool:
+        return self.epoch is not None
+
+    @property
+    def leader(self) -> tuple[str, str] | None:
+        seen = self._seen
+        return None if seen is None else (seen.holder_id, seen.addr)
+
+    @property
+    def lease_id(self) -> int:
+        keeper = self._keeper
+        return 0 if keeper is None else keeper.lease_id
+
+    def fence(self) -> Compare:
+        """The compare every leader write carries: the leader key still has my epoch."""
+        epoch = self.epoch
+        if epoch is None:
+            raise NotLeader(f"coordinator {self.member_id} does not lead (leader: {self.leader})")
+        return Compare(self._keys.leader, "create", "==", epoch)
+
+    def on_change(self, cb: ChangeCallback) -> None:
+        """cb(epoch) when elected, cb(None) when deposed; run in order, one at a time."""
+        self._callbacks.append(cb)
+
+    async def lost(self) -> None:
+        """Resolves when the current leadership ends (at once when not leading)."""
+        if self.epoch is None:
+            return
+        await self._term_lost.wait()
+
+    # ---- life cycle ----
+
+    async def open(self) -> None:
+        """Grant the lease, register as a member, read the leader key; no background loop."""
+        await self._new_lease()
+        await self._register(first=True)
+        await self._refresh()
+        self._tasks.append(asyncio.create_task(self._notify_loop(), name="leadership-notify"))
+
+    async def start(self) -> None:
+        await self.open()
+        self._tasks.append(asyncio.create_task(self._watch_loop(), name="leadership-watch"))
+        self._tasks.append(asyncio.create_task(self._run(), name="leadership-loop"))
+
+    async def resign(self) -> None:
+        """Planned handover: stop dispatching, then revoke the lease (deletes the leader key at once)."""
+        self._closing = True
+        loops = [t for t in self._tasks if t.get_name() != "leadership-notify"]
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._depose("resigning (planned stop)")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), self.timings.call_timeout_s)
+        if self._keeper is not None:
+            await self._keeper.stop(revoke=True)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        log.info("coordinator %s resigned: lease revoked", self.member_id)
+
+    # ---- the loop ----
+
+    async def _run(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            try:
+                delay = await self.tick()
+            except KVUnavailable as err:
+                log.warning("election tick failed, retrying in %.1f s: %s", _RETRY_S, err)
+                self._stale = True
+                delay = _RETRY_S
+            except LeaseLost as err:
+                self._depose(f"etcd no longer knows my lease ({err})")
+                await self._drop_lease()
+                delay = 0.0
+            except Exception:
+                # The loop must outlive any surprise: a coordinator without it never leads again.
+                log.exception("election tick failed unexpectedly; retrying in %.1f s", _RETRY_S)
+                self._stale = True
+                delay = _RETRY_S
+            if delay > 0 and not self._wake.is_set():
+                await self._sleep_or_wake(delay)
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    async def tick(self) -> float:
+        """One decision and its action; returns how long to wait before the next tick."""
+        if self._keeper is None or not self._keeper.valid():
+            # A lapsed lease is never trusted again: stop acting on it, take a fresh one (if the old
+            # one still holds the leader key, the decision below revokes it as a previous incarnation).
+            self._depose("my lease is no longer valid")
+            await self._drop_lease()
+            await self._new_lease()
+            await self._register(first=False)
+        due = self._clock() - self._last_read >= self.timings.keepalive_s
+        if self._stale or due or not self._watching():
+            await self._refresh()
+        seen = self._seen
+        if seen is not None and seen.holder_id != self.member_id:
+            outcome = await self._probe(seen.addr, PROBE_TIMEOUT_S)
+            self._tally = self._tally.record(seen, outcome, self._clock())
+        decision = decide(self._view(), self._clock(), self.timings)
+        return await self._act(decision)
+
+    def _watching(self) -> bool:
+        return any(t.get_name() == "leadership-watch" and not t.done() for t in self._tasks)
+
+    def _view(self) -> LeaderView:
+        keeper = self._keeper
+        lease = 0 if keeper is None else keeper.lease_id
+        valid_until = None
+        if keeper is not None and keeper.lost_reason is None:
+            valid_until = keeper.deadline()
+        return LeaderView(self.member_id, lease, valid_until, self._seen, self._tally)
+
+    async def _act(self, d: Decision) -> float:
+        kind = d.kind
+        if kind is DecisionKind.LEAD:
+            if self._epoch != d.epoch:
+                self._elect(d.epoch, d.reason)
+            return self.timings.keepalive_s
+        if kind is DecisionKind.FOLLOW:
+            self._depose(f"leader key now held by {d.leader_id} at {d.leader_addr}")
+            self._log(d)
+            return self._probe_interval
+        if kind is DecisionKind.STEP_DOWN:
+            self._depose(d.reason)
+            await self._drop_lease()
+            return 0.0
+        if kind is DecisionKind.REVOKE_DEAD_LEADER:
+            self._depose("the leader key names a lease this process no longer renews")
+            await self._kv.revoke_lease(d.revoke_lease)
+            log.warning("election: revoked the leader's lease (%s)", d.reason)
+            self._stale = True
+            return 0.0
+        self._depose("leader key absent")
+        return await self._campaign(d)
+
+    async def _campaign(self, d: Decision) -> float:
+        keeper = self._keeper
+        if d.needs_fresh_lease or keeper is None or not keeper.valid():
+            await self._drop_lease()
+            await self._new_lease()
+            await self._register(first=False)
+        lease = self.lease_id
+        leader_key = self._keys.leader
+        value = LeaderRecord(self.member_id, self.addr).to_json()
+        try:
+            result = await self._kv.txn(
+                [Compare(leader_key, "create", "==", 0)], [Put(leader_key, value, lease=lease)]
+            )
+        except LeaseLost:
+            log.warning("campaign: my lease %x vanished before the txn; retrying with a fresh one", lease)
+            await self._drop_lease()
+            return 0.0
+        if not result.succeeded:
+            log.info("campaign lost: another coordinator created the leader key first")
+            self._stale = True
+            return 0.0
+        self.took_over = self._saw_other_leader
+        self._apply_seen(LeaderKey(self.member_id, self.addr, result.revision, lease), result.revision)
+        self._elect(result.revision, f"won the campaign with lease {lease:x}")
+        return self.timings.keepalive_s
+
+    # ---- state changes ----
+
+    def _elect(self, epoch: int, reason: str) -> None:
+        self._epoch = epoch
+        self._term_lost = asyncio.Event()
+        self._tally = ProbeTally()
+        log.info("coordinator %s leads with epoch %d: %s", self.member_id, epoch, reason)
+        self._last_logged = (DecisionKind.LEAD, self.member_id, epoch)
+        self._events.put_nowait(epoch)
+
+    def _depose(self, reason: str) -> None:
+        if self._epoch is None:
+            return
+        log.warning("coordinator %s stepped down from epoch %d: %s", self.member_id, self._epoch, reason)
+        self._epoch = None
+        self._term_lost.set()
+        self._events.put_nowait(None)
+
+    def _log(self, d: Decision) -> None:
+        seen = self._seen
+        key = (d.kind, d.leader_id, 0 if seen is None else seen.create_revision)
+        if key != self._last_logged:
+            self._last_logged = key
+            log.info("election: %s (%s)", d.kind.value, d.reason)
+
+    def _on_lease_lost(self, reason: str) -> None:
+        self._depose(f"lease lost: {reason}")
+        self._wake.set()
+
+    # ---- etcd I/O ----
+
+    async def _new_lease(self) -> None:
+        keeper = LeaseKeeper(
+            self._kv,
+            ttl=self.timings.ttl_s,
+            interval=self.timings.keepalive_s,
+            clock=self._clock,
+            margin=self.timings.margin_s,
+            sleep=self._sleep,
+        )
+        keeper.on_lost(self._on_lease_lost)
+        await keeper.start()
+        self._keeper = keeper
+        self._my_leases.add(keeper.lease_id)
+
+    async def _drop_lease(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is None:
+            return
+        await keeper.stop(revoke=True)
+
+    async def _register(self, *, first: bool) -> None:
+        """members/{id} on my lease, created if absent; a live duplicate id fails the start."""
+        key = self._keys.member(self.member_id)
+        value = MemberRecord(self.addr, VERSION).to_json()
+        for _ in range(3):
+            result = await self._kv.txn([Compare(key, "create", "==", 0)], [Put(key, value, self.lease_id)])
+            if result.succeeded:
+                return
+            existing = await self._kv.get(key)
+            if existing is None:
+                continue
+            if existing.lease in self._my_leases:
+                replaced = await self._kv.txn(
+                    [Compare(key, "mod", "==", existing.mod_revision)], [Put(key, value, self.lease_id)]
+                )
+                if replaced.succeeded:
+                    return
+                continue
+            other = MemberRecord.from_json(existing.value).addr
+            if not first:
+                log.error("member key %s was taken by another coordinator at %s", key, other)
+                return
+            # The same address cannot be live twice (we hold its port): a previous incarnation.
+            if other != self.addr and await self._probe(other, PROBE_TIMEOUT_S) is not ProbeOutcome.REFUSED:
+                raise DuplicateMember(
+                    f"coordinator id {self.member_id!r} is already registered by a live coordinator at "
+                    f"{other}; give each coordinator a unique --id"
+                )
+            log.warning(
+                "member %s was held by a dead previous incarnation at %s: revoking its lease %x",
+                self.member_id,
+                other,
+                existing.lease,
+            )
+            await self._kv.revoke_lease(existing.lease)
+        raise KVUnavailable(f"could not register {key}: it kept changing under three attempts")
+
+    async def _refresh(self) -> None:
+        items, revision = await self._kv.range_prefix(self._keys.leader)
+        current = next((kv for kv in items if kv.key == self._keys.leader), None)
+        self._last_read = self._clock()
+        self._stale = False
+        self._apply_seen(_leader_key(current), revision)
+
+    def _apply_seen(self, seen: LeaderKey | None, revision: int) -> None:
+        if revision < self._seen_rev:
+            return
+        self._seen_rev = revision
+        self._seen = seen
+        if seen is not None and seen.holder_id != self.member_id:
+            self._saw_other_leader = True
+
+    async def _watch_loop(self) -> None:
+        key = self._keys.leader
+        while not self._closing:
+            try:
+                async for ev in self._kv.watch_prefix(key, self._seen_rev + 1):
+                    if ev.kv.key != key:
+                        continue
+                    self._apply_seen(_leader_key(ev.kv) if ev.kind == "put" else None, ev.kv.mod_revision)
+                    self._wake.set()
+            except Compacted:
+                self._stale = True
+                with contextlib.suppress(KVUnavailable):
+                    await self._refresh()
+            except KVUnavailable as err:
+                log.warning("leader key watch failed, re-reading and re-watching: %s", err)
+                self._stale = True
+                await asyncio.sleep(_RETRY_S)
+
+    async def _notify_loop(self) -> None:
+        while True:
+            epoch = await self._events.get()
+            try:
+                for cb in self._callbacks:
+                    try:
+                        outcome = cb(epoch)
+                        if inspect.isawaitable(outcome):
+                            await outcome
+                    except Exception:
+                        log.exception("leadership change callback failed (epoch %s)", epoch)
+            finally:
+                self._events.task_done()

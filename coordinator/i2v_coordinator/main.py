@@ -1,0 +1,277 @@
+"""`i2v-coordinator`: one member of the control plane; any number may run, one leads.
+
+Life: listen (health SERVING once started: a standby is healthy, it answers clients with the
+leader's address) -> register under members/{id} and run the election -> on SIGTERM/SIGINT:
+NOT_SERVING, stop accepting, drain open streams for --drain-grace seconds, resign (revoke the lease,
+which deletes the leader key so a standby campaigns at once), exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from i2v_contract.artifacts import ArtifactError, open_store
+from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
+from i2v_contract.keys import DEFAULT_PREFIX, Keys
+from i2v_contract.kv import KVUnavailable
+from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
+from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
+from i2v_coordinator.election import ElectionTimings
+from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.leadership import DuplicateMember, Leadership, split_addr
+from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
+from i2v_coordinator.progress import ProgressHub
+from i2v_coordinator.registry import NodeRegistry
+from i2v_coordinator.servicer import CoordinatorServicer
+
+log = logging.getLogger("i2v_coordinator")
+
+COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
+HEALTH_SERVICES = ("", COORDINATOR_SERVICE)
+MIB = 1024 * 1024
+_START_RETRY_S = 1.0
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    etcd: tuple[str, ...]
+    listen: str
+    metrics_listen: str
+    artifacts: str
+    member_id: str
+    advertise: str  # "" = derived from the bound listen address
+    prefix: str
+    lease_ttl: float
+    max_queue: int
+    max_attempts: int
+    drain_grace_s: float
+    log_level: str
+
+
+def timings_for_ttl(ttl_s: float) -> ElectionTimings:
+    """DESIGN.md's defaults (ttl 5, keepalive 1, margin and call timeout 1.5) scaled to any TTL."""
+    margin = round(ttl_s * 0.3, 3)
+    return ElectionTimings(ttl_s=ttl_s, keepalive_s=ttl_s / 5, call_timeout_s=margin, margin_s=margin)
+
+
+def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{what} must be > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
+    p = argparse.ArgumentParser(prog="i2v-coordinator", description=__doc__.splitlines()[0])
+    p.add_argument("--etcd", required=True, help="etcd endpoints, comma-separated host:port")
+    p.add_argument("--listen", required=True, help="client gRPC address, host:port (port 0 = any free)")
+    p.add_argument("--metrics-listen", required=True, help="Prometheus /metrics address, host:port")
+    p.add_argument("--artifacts", required=True, help="artifact store: a directory, file:// or s3:// URL")
+    p.add_argument("--id", default="", help="unique coordinator id (default: hostname-port)")
+    p.add_argument("--advertise", default="", help="address clients and peers use (default: --listen)")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="etcd key prefix (starts and ends with /)")
+    p.add_argument("--lease-ttl", type=_positive(float, "--lease-ttl"), default=5.0, help="seconds")
+    p.add_argument("--max-queue", type=_positive(int, "--max-queue"), default=DispatchConfig.max_queue)
+    p.add_argument(
+        "--max-attempts", type=_positive(int, "--max-attempts"), default=DispatchConfig.max_attempts
+    )
+    p.add_argument("--drain-grace", type=float, default=0.25, help="seconds open streams get on SIGTERM")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    a = p.parse_args(argv)
+    try:
+        endpoints = tuple(parse_endpoints(a.etcd))
+        Keys(a.prefix)
+        timings_for_ttl(a.lease_ttl)
+        for addr in (a.listen, a.metrics_listen, *([a.advertise] if a.advertise else [])):
+            split_addr(addr)
+    except ValueError as err:
+        p.error(str(err))
+    if a.lease_ttl < 1:
+        p.error(f"--lease-ttl must be >= 1 s (etcd's minimum lease TTL), got {a.lease_ttl}")
+    if "/" in a.id:
+        p.error(f"--id {a.id!r} must not contain '/'")
+    return CoordinatorConfig(
+        etcd=endpoints,
+        listen=a.listen,
+        metrics_listen=a.metrics_listen,
+        artifacts=a.artifacts,
+        member_id=a.id,
+        advertise=a.advertise,
+        prefix=a.prefix,
+        lease_ttl=a.lease_ttl,
+        max_queue=a.max_queue,
+        max_attempts=a.max_attempts,
+        drain_grace_s=max(0.0, a.drain_grace),
+        log_level=a.log_level,
+    )
+
+
+def advertised(listen: str, port: int) -> str:
+    """The address peers reach a server bound to `listen` on `port` (a wildcard host -> hostname)."""
+    host, _ = split_addr(listen)
+    if host in _WILDCARD_HOSTS:
+        host = socket.gethostname()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(config: CoordinatorConfig) -> int:
+    metrics = CoordinatorMetrics()
+    keys = Keys(config.prefix)
+    try:
+        artifacts = open_store(config.artifacts)
+    except (ArtifactError, OSError) as err:
+        log.error("cannot open artifact store %s: %s", config.artifacts, err)
+        return 2
+    # No port sharing: a second process on our port must fail to bind, never split the traffic.
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * MIB)]
+    )
+    try:
+        port = server.add_insecure_port(config.listen)
+    except RuntimeError as err:
+        log.error("cannot listen on %s: %s", config.listen, err)
+        return 2
+    addr = config.advertise or advertised(config.listen, port)
+    member_id = config.member_id or f"{socket.gethostname()}-{port}"
+    mhost, mport = split_addr(config.metrics_listen)
+    try:
+        metrics_http = serve_metrics(metrics.registry, mhost, mport)
+    except OSError as err:
+        log.error("cannot serve metrics on %s: %s", config.metrics_listen, err)
+        return 2
+
+    timings = timings_for_ttl(config.lease_ttl)
+    kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    leadership = Leadership(kv, keys, member_id, addr, timings)
+    metrics.track_leadership(lambda: leadership.epoch)
+    leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
+    registry = NodeRegistry(kv, keys)
+    metrics.watch_nodes(registry.snapshot)
+    store = JobStore(kv, keys)
+    hub = ProgressHub()
+    calls = GrpcNodeCalls()
+    dispatcher = Dispatcher(
+        store,
+        leadership,
+        registry,
+        hub,
+        calls,
+        artifacts,
+        config=DispatchConfig(max_queue=config.max_queue, max_attempts=config.max_attempts),
+        metrics=metrics,
+    )
+    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        COORDINATOR_SERVICE,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    await server.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        started = await _start(registry, leadership, stop)
+    except DuplicateMember as err:
+        log.error("%s", err)
+        started = False
+    if not started:
+        await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+        return 0 if stop.is_set() else 2
+    dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    for service in HEALTH_SERVICES:
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "coordinator %s serving on %s (advertised %s), metrics on %s, etcd %s, lease ttl %g s",
+        member_id,
+        config.listen,
+        addr,
+        config.metrics_listen,
+        ",".join(config.etcd),
+        config.lease_ttl,
+    )
+
+    await stop.wait()
+    log.info("stop requested: draining streams for up to %g s, then resigning", config.drain_grace_s)
+    for service in HEALTH_SERVICES:
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(config.drain_grace_s)
+    await leadership.resign()
+    dispatching.cancel()
+    await asyncio.gather(dispatching, return_exceptions=True)
+    await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+    log.info("coordinator %s stopped", member_id)
+    return 0
+
+
+async def _start(registry: NodeRegistry, leadership: Leadership, stop: asyncio.Event) -> bool:
+    """Start the node table and the election, retrying while etcd is unreachable; False if stopped."""
+    while not stop.is_set():
+        try:
+            await registry.start()
+            await leadership.start()
+            return True
+        except KVUnavailable as err:
+            log.warning("etcd unreachable at start (%s); retrying in %g s", err, _START_RETRY_S)
+            await registry.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _START_RETRY_S)
+    return False
+
+
+async def _shutdown(
+    server: grpc.aio.Server,
+    metrics_http: WSGIServer,
+    registry: NodeRegistry,
+    kv: TimedKV,
+    calls: GrpcNodeCalls,
+    *,
+    grace: float,
+) -> None:
+    await server.stop(grace)
+    await registry.stop()
+    await calls.close()
+    await kv.close()
+    metrics_http.shutdown()
+    metrics_http.server_close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

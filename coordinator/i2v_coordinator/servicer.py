@@ -1,0 +1,426 @@
+"""The client-facing Coordinator service (coordinator.proto): the cluster's front door.
+
+Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel); a standby answers UNAVAILABLE
+with "coordinator C is a standby; the leader is L at ADDR" and trailing metadata `i2v-leader-addr`,
+which the bundled client follows. ListNodes and ClusterStatus are answered by every coordinator.
+
+Submit validates (i2v_contract.limits), sizes the job (i2v_contract.memory), admits it
+(routing.admit), stores the image in the artifact store and commits the job with a fenced
+create-if-absent txn before answering. The request id is the job id: the same id with the same
+request returns the existing job, with a different request ALREADY_EXISTS.
+
+Results: Watch's final event carries the Result with `artifact_uri` (the video stays in the store).
+Generate's final event also inlines the video bytes when this coordinator can read the artifact and
+the video is at most `inline_video_max_bytes` (64 MiB by default), so a one-shot caller needs no
+access to the store; otherwise it carries the URI only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import NoReturn, Protocol
+
+import grpc
+
+from i2v_contract import memory
+from i2v_contract.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.keys import LeaderRecord, MemberRecord, NodeRecord
+from i2v_contract.kv import KVUnavailable
+from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
+from i2v_contract.limits import normalize_request as normalize
+from i2v_contract.memory import ArchSpec
+from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from i2v_coordinator import jobs
+from i2v_coordinator.dispatcher import Dispatcher
+from i2v_coordinator.jobstore import (
+    Fenced,
+    IdConflict,
+    JobRecord,
+    JobStore,
+    decode_job,
+    job_event,
+    request_digest,
+)
+from i2v_coordinator.progress import HubClosed, ProgressHub
+from i2v_coordinator.routing import JobNeed, NodeView, admit, serves_model
+
+log = logging.getLogger(__name__)
+
+LEADER_ADDR_KEY = "i2v-leader-addr"
+INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
+
+
+class LeaderInfo(Protocol):
+    """What the servicer reads of leadership.Leadership."""
+
+    member_id: str
+    addr: str
+
+    @property
+    def epoch(self) -> int | None: ...
+
+    @property
+    def leader(self) -> tuple[str, str] | None: ...
+
+
+class NodeSnapshot(Protocol):
+    def snapshot(self) -> tuple[NodeView, ...]: ...
+
+    def records(self) -> dict[str, NodeRecord]: ...
+
+
+def advertised_arch(records: Mapping[str, NodeRecord], model: str) -> ArchSpec:
+    """The model's shape as live nodes advertise it (the largest if several); full-size I2VGen-XL
+    when no node serving `model` ("" = any) publishes one."""
+    archs = []
+    for record in records.values():
+        if record.arch and (not model or model in record.models):
+            try:
+                archs.append(ArchSpec.from_dict(record.arch))
+            except ValueError as exc:
+                log.warning("ignoring a node's arch summary: %s", exc)
+    return max(archs, key=lambda a: a.total_params, default=memory.I2VGEN_XL)
+
+
+def job_need(job_id: str, norm: Normalized, arch: ArchSpec, nodes: Sequence[NodeView]) -> tuple[int, int]:
+    """(required bytes, required tier) of a normalised request.
+
+    memory.required_tier never says CPU: CPU nodes are for development and CI. The rule here: when
+    every live node serving the model is a CPU node, the job's floor is the CPU tier (bytes still
+    checked); in a cluster with GPUs, jobs never go to CPU nodes.
+    """
+    need_bytes = memory.required_bytes(norm.width, norm.height, norm.frames, arch=arch)
+    tier = memory.required_tier(norm.width, norm.height, norm.frames, arch=arch)
+    probe = JobNeed(job_id, need_bytes, tier, model=norm.model)
+    serving = [n for n in nodes if n.alive and serves_model(n, probe)]
+    if serving and all(n.tier == common_pb2.TIER_CPU for n in serving):
+        tier = common_pb2.TIER_CPU
+    return need_bytes, tier
+
+
+def image_ext(data: bytes) -> str:
+    return next((ext for magic, ext in _IMAGE_EXT if data.startswith(magic)), "img")
+
+
+def stored_request(norm: Normalized, image_uri: str) -> common_pb2.GenerationRequest:
+    """The request as dispatched: defaults filled (seed fixed, so every attempt renders the same)."""
+    return common_pb2.GenerationRequest(image_uri=image_uri, **dataclasses.asdict(norm))
+
+
+def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinator_pb2.Job:
+    view = record.view
+    job = coordinator_pb2.Job(
+        job_id=view.job_id,
+        state=event.state,
+        attempt=view.attempt,
+        node_id=view.node_id,
+        epoch=view.epoch,
+        required_tier=common_pb2.Tier.ValueType(view.required_tier),
+        required_bytes=view.required_bytes,
+        created_at=view.created_at,
+        started_at=view.started_at,
+        finished_at=view.finished_at,
+        error=view.error,
+        error_code=view.error_code,
+        input_uri=record.input_uri,
+        request=record.request,
+    )
+    if event.HasField("result"):
+        job.result.CopyFrom(event.result)
+    return job
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    def __init__(
+        self,
+        leadership: LeaderInfo,
+        registry: NodeSnapshot,
+        store: JobStore,
+        dispatcher: Dispatcher,
+        hub: ProgressHub,
+        artifacts: ArtifactStore,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        arch_for: Callable[[str], ArchSpec] | None = None,
+        inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
+        clock: Callable[[], float] = time.time,
+        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+    ) -> None:
+        self._leadership = leadership
+        self._registry = registry
+        self._store = store
+        self._dispatcher = dispatcher
+        self._hub = hub
+        self._artifacts = artifacts
+        self._limits = limits
+        self._arch_for = arch_for or (lambda model: advertised_arch(registry.records(), model))
+        self._inline_max = inline_video_max_bytes
+        self._clock = clock
+        self._random_seed = random_seed
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _not_leader(self, context: grpc.aio.ServicerContext, why: str = "") -> NoReturn:
+        me = self._leadership.member_id
+        leader = self._leadership.leader
+        if leader is not None and leader[0] != me and leader[1]:
+            context.set_trailing_metadata(((LEADER_ADDR_KEY, leader[1]),))
+            message = f"coordinator {me} is a standby; the leader is {leader[0]} at {leader[1]}"
+        else:
+            message = f"coordinator {me} does not lead and no leader is known yet; retry in a second"
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{message}{f' ({why})' if why else ''}")
+        raise AssertionError("abort returned")
+
+    async def _epoch(self, context: grpc.aio.ServicerContext) -> int:
+        epoch = self._leadership.epoch
+        if epoch is None or self._dispatcher.epoch != epoch:
+            await self._not_leader(context)
+        return epoch
+
+    async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+        record = self._store.table.jobs.get(job_id)
+        if record is None and job_id:
+            try:
+                record = await self._store.fetch(job_id)
+            except (KVUnavailable, ValueError) as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read job {job_id}: {exc}; retry")
+        if record is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)",
+            )
+        assert record is not None
+        return record
+
+    # --- Submit -----------------------------------------------------------------------------
+
+    async def _submit(
+        self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> tuple[JobRecord, bool]:
+        epoch = await self._epoch(context)
+        job_id = request.request_id or uuid.uuid4().hex
+        if not _REQUEST_ID.match(job_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request_id: {job_id[:40]!r} is not allowed; use 1-128 letters, digits, '.', '_' or '-' "
+                "starting with a letter or digit (a uuid4 hex is ideal), or leave it empty",
+            )
+        digest = request_digest(request.request)
+        existing = self._store.table.jobs.get(job_id)
+        if existing is not None:
+            if existing.digest != digest:
+                await context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"request_id {job_id!r} already names a different request; use a new request_id",
+                )
+            return existing, False
+        gen = request.request
+        try:
+            if gen.image_uri:
+                raise FieldError("image_uri", "is set by the coordinator; send the image bytes in `image`")
+            norm = normalize(gen, self._limits, random_seed=self._random_seed)
+            await asyncio.to_thread(decode_image, gen.image, self._limits)
+        except FieldError as err:
+            log.info("submit %s rejected: %s", job_id, err)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        nodes = self._registry.snapshot()
+        need_bytes, tier = job_need(job_id, norm, self._arch_for(norm.model), nodes)
+        need = JobNeed(job_id, need_bytes, tier, model=norm.model)
+        admission = admit(need, nodes, self._dispatcher.queue_depth(), self._dispatcher.config.max_queue)
+        if not admission.accepted:
+            log.info("submit %s rejected: %s", job_id, admission.message)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, admission.message)
+        name = f"jobs/{job_id}/input-{digest[:16]}.{image_ext(gen.image)}"
+        try:
+            input_uri = await asyncio.to_thread(self._artifacts.put, name, gen.image)
+        except (ArtifactError, OSError) as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot store the input image ({exc}); retry with the same request_id",
+            )
+        view = jobs.new_job(job_id, need_bytes, tier, norm.model, self._clock())
+        record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
+        try:
+            stored, created = await self._store.submit(record, epoch)
+        except IdConflict as err:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
+        except Fenced as err:
+            await self._not_leader(context, str(err))
+        except KVUnavailable as err:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"etcd did not confirm the job ({err}); it may or may not be stored: "
+                "retry with the same request_id (idempotent)",
+            )
+        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admission.message)
+        self._dispatcher.wake()
+        return stored, created
+
+    async def Submit(
+        self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.SubmitResponse:
+        record, created = await self._submit(request, context)
+        return coordinator_pb2.SubmitResponse(
+            job_id=record.job_id,
+            state=coordinator_pb2.JobState.ValueType(record.view.state),
+            created=created,
+            required_tier=common_pb2.Tier.ValueType(record.view.required_tier),
+        )
+
+    # --- Watch / Generate -------------------------------------------------------------------
+
+    async def _follow(
+        self, job_id: str, context: grpc.aio.ServicerContext, *, inline: bool
+    ) -> AsyncIterator[coordinator_pb2.JobEvent]:
+        """The job's current state, then its events until the final one."""
+        with self._hub.subscribe(job_id) as sub:
+            record = await self._record(job_id, context)
+            current = job_event(record, self._store.table)
+            if record.view.final:
+                yield await self._final(current, inline)
+                return
+            yield current
+            try:
+                async for event in sub:
+                    if event.state in jobs.FINAL_STATES:
+                        yield await self._final(event, inline)
+                        return
+                    yield event
+            except HubClosed as exc:
+                await self._not_leader(context, str(exc))
+
+    async def _final(self, event: coordinator_pb2.JobEvent, inline: bool) -> coordinator_pb2.JobEvent:
+        uri = event.result.artifact_uri
+        if not inline or not uri or event.result.video:
+            return event
+        try:
+            video = await asyncio.to_thread(self._artifacts.get, uri)
+        except (ArtifactError, OSError) as exc:
+            log.info("job %s: video not inlined (%s); the result names %s", event.job_id, exc, uri)
+            return event
+        if len(video) > self._inline_max:
+            return event
+        out = coordinator_pb2.JobEvent()
+        out.CopyFrom(event)
+        out.result.video = video
+        return out
+
+    async def Watch(
+        self, request: coordinator_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[coordinator_pb2.JobEvent]:
+        await self._epoch(context)
+        async for event in self._follow(request.job_id, context, inline=False):
+            yield event
+
+    async def Generate(
+        self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[coordinator_pb2.JobEvent]:
+        record, _ = await self._submit(request, context)
+        async for event in self._follow(record.job_id, context, inline=True):
+            yield event
+
+    # --- Get / Cancel -----------------------------------------------------------------------
+
+    async def Get(
+        self, request: coordinator_pb2.GetRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.Job:
+        await self._epoch(context)
+        record = await self._record(request.job_id, context)
+        return job_message(record, job_event(record, self._store.table))
+
+    async def Cancel(
+        self, request: coordinator_pb2.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.Job:
+        await self._epoch(context)
+        await self._record(request.job_id, context)
+        try:
+            record = await self._dispatcher.cancel(request.job_id)
+        except Fenced as err:
+            await self._not_leader(context, str(err))
+        except KVUnavailable as err:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"etcd did not confirm the cancel ({err}); retry"
+            )
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
+        assert record is not None
+        return job_message(record, job_event(record, self._store.table))
+
+    # --- cluster views (any coordinator) ----------------------------------------------------
+
+    async def ListNodes(
+        self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.ListNodesResponse:
+        running = {r.view.node_id: r.job_id for r in self._store.table.active()}
+        return coordinator_pb2.ListNodesResponse(
+            nodes=[
+                coordinator_pb2.NodeInfo(
+                    node_id=n.node_id,
+                    addr=n.addr,
+                    tier=common_pb2.Tier.ValueType(n.tier),
+                    total_bytes=n.total_bytes,
+                    free_bytes=n.free_bytes,
+                    busy=n.busy,
+                    job_id=running.get(n.node_id, ""),
+                    model=n.model,
+                )
+                for n in sorted(self._registry.snapshot(), key=lambda n: n.node_id)
+                if n.alive
+            ]
+        )
+
+    async def ClusterStatus(
+        self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.ClusterStatusResponse:
+        keys = self._store.keys
+        try:
+            leader_kv = await self._store.kv.get(keys.leader)
+            member_kvs, _ = await self._store.kv.range_prefix(keys.members)
+            states = [r.view.state for r in self._store.table.jobs.values()]
+            if self._leadership.epoch is None:
+                job_kvs, _ = await self._store.kv.range_prefix(keys.jobs)
+                states = [decode_job(kv).view.state for kv in job_kvs]
+        except (KVUnavailable, ValueError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read cluster state from etcd: {exc}")
+        leader_id, leader_addr, epoch = "", "", 0
+        if leader_kv is not None:
+            with contextlib.suppress(ValueError):
+                record = LeaderRecord.from_json(leader_kv.value)
+                leader_id, leader_addr = record.id, record.addr
+            epoch = leader_kv.create_revision
+        members = []
+        for kv in member_kvs:
+            member_id = keys.id_of(kv.key, keys.members)
+            try:
+                addr = MemberRecord.from_json(kv.value).addr
+            except ValueError:
+                addr = ""
+            members.append(coordinator_pb2.Member(id=member_id, addr=addr, leader=member_id == leader_id))
+        tiers: dict[int, list[int]] = {}
+        for node in self._registry.snapshot():
+            if node.alive:
+                count = tiers.setdefault(node.tier, [0, 0])
+                count[0] += 1
+                count[1] += int(node.busy)
+        return coordinator_pb2.ClusterStatusResponse(
+            leader_id=leader_id,
+            leader_addr=leader_addr,
+            epoch=epoch,
+            members=members,
+            tiers=[
+                coordinator_pb2.TierCount(tier=common_pb2.Tier.ValueType(t), nodes=c[0], busy=c[1])
+                for t, c in sorted(tiers.items())
+            ],
+            queued=sum(1 for s in states if s == jobs.QUEUED),
+            running=sum(1 for s in states if s in jobs.ACTIVE_STATES),
+            answered_by=self._leadership.member_id,
+        )

@@ -1,0 +1,357 @@
+"""Python client for the coordinators (synchronous gRPC, like client.NodeClient).
+
+`CoordinatorClient(targets)` talks to whichever coordinator leads. A standby answers UNAVAILABLE
+with trailing metadata `i2v-leader-addr`; the client goes there at once. Any other UNAVAILABLE
+(connection refused, leader crashed, leadership moving) rotates to the next target with bounded
+exponential backoff, until `RetryPolicy.reconnect_s` has passed without any coordinator answering.
+
+Submits carry a client-made request id (uuid4 hex) that the coordinator uses as the job id, so a
+retried submit never makes a second job. `generate` uses the Generate stream (submit + watch, with
+the video inlined in the final event); when the stream breaks it re-issues Generate with the same
+request id, which the new leader answers by re-attaching to the existing job: a failover shows up
+as a pause in the progress, not as an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from i2v_contract.client import CallError, checked, open_channel
+from i2v_contract.tiers import tier_name
+from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+
+LEADER_ADDR_KEY = "i2v-leader-addr"
+FINAL_STATES = frozenset(
+    {coordinator_pb2.JOB_SUCCEEDED, coordinator_pb2.JOB_FAILED, coordinator_pb2.JOB_CANCELLED}
+)
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+T = TypeVar("T")
+EventCallback = Callable[[coordinator_pb2.JobEvent], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    reconnect_s: float = 30.0  # give up when no coordinator answered for this long (> lease TTL + margin)
+    call_timeout_s: float = 10.0  # one unary attempt
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+
+
+def parse_targets(text: str | Sequence[str]) -> list[str]:
+    """'a:1,b:2' or ['a:1', 'b:2'] -> ['a:1', 'b:2'] (duplicates and blanks dropped)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    targets = list(dict.fromkeys(t.strip() for t in items if t.strip()))
+    if not targets:
+        raise ValueError("no coordinator address given; use --target HOST:PORT[,HOST:PORT...]")
+    return targets
+
+
+def leader_hint(err: grpc.RpcError) -> str:
+    call: Any = err
+    try:
+        metadata = call.trailing_metadata() or ()
+    except Exception:
+        return ""
+    return next((str(v) for k, v in metadata if k == LEADER_ADDR_KEY), "")
+
+
+def final_result(event: coordinator_pb2.JobEvent) -> common_pb2.Result:
+    """The Result of a final event; CallError with the job's status code when it did not succeed."""
+    if event.state == coordinator_pb2.JOB_SUCCEEDED:
+        return checked(event.result)
+    try:
+        code = next(c for c in grpc.StatusCode if c.value[0] == event.error_code)
+    except StopIteration:
+        code = grpc.StatusCode.UNKNOWN
+    state = coordinator_pb2.JobState.Name(event.state).removeprefix("JOB_").lower()
+    raise CallError(code, f"job {event.job_id} {state}: {event.error or 'no detail given'}")
+
+
+class _Reconnect:
+    """Backoff and give-up bookkeeping across reconnects; reset whenever a coordinator answers."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float]) -> None:
+        self._policy = policy
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        self._since = self._clock()
+        self._backoff = self._policy.initial_backoff_s
+        self._followed_hint = False
+
+    def remaining(self) -> float:
+        return self._since + self._policy.reconnect_s - self._clock()
+
+    def next_delay(self, hinted: bool) -> float:
+        """Pause before the next attempt: none for the first leader hint in a row."""
+        if hinted and not self._followed_hint:
+            self._followed_hint = True
+            return 0.0
+        self._followed_hint = hinted
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self._policy.max_backoff_s)
+        return delay
+
+
+class CoordinatorClient:
+    def __init__(
+        self,
+        targets: str | Sequence[str],
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.targets = parse_targets(targets)
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._current = 0
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, coordinator_pb2_grpc.CoordinatorStub] = {}
+
+    @property
+    def target(self) -> str:
+        return self.targets[self._current]
+
+    def _stub(self) -> coordinator_pb2_grpc.CoordinatorStub:
+        target = self.target
+        stub = self._stubs.get(target)
+        if stub is None:
+            self._channels[target] = open_channel(target)
+            stub = self._stubs[target] = coordinator_pb2_grpc.CoordinatorStub(self._channels[target])
+        return stub
+
+    def _failed(self, err: grpc.RpcError, reconnect: _Reconnect, what: str) -> None:
+        """Pick the next target after a retryable failure, or raise when the budget is spent."""
+        call: Any = err
+        hint = leader_hint(err)
+        if hint and hint != self.target:
+            if hint not in self.targets:
+                self.targets.append(hint)
+            self._current = self.targets.index(hint)
+        else:
+            hint = ""
+            self._current = (self._current + 1) % len(self.targets)
+        delay = reconnect.next_delay(bool(hint))
+        if reconnect.remaining() < delay:
+            raise CallError(
+                call.code(),
+                f"{what}: no coordinator answered for {self.policy.reconnect_s:g} s "
+                f"(tried {', '.join(self.targets)}); last error: {call.details() or call.code().name}",
+            )
+        if delay:
+            self._sleep(delay)
+
+    def _unary(self, what: str, fn: Callable[[coordinator_pb2_grpc.CoordinatorStub, float], T]) -> T:
+        reconnect = _Reconnect(self.policy, self._clock)
+        while True:
+            timeout = max(0.05, min(self.policy.call_timeout_s, reconnect.remaining()))
+            try:
+                return fn(self._stub(), timeout)
+            except grpc.RpcError as err:
+                if err.code() not in _RETRYABLE:
+                    raise CallError.from_rpc(err) from None
+                self._failed(err, reconnect, what)
+
+    def _stream(
+        self,
+        what: str,
+        open_stream: Callable[[coordinator_pb2_grpc.CoordinatorStub], Iterable[coordinator_pb2.JobEvent]],
+        on_event: EventCallback | None,
+        deadline: float | None,
+    ) -> coordinator_pb2.JobEvent:
+        """Follow a job stream to its final event, re-opening it after retryable failures."""
+        reconnect = _Reconnect(self.policy, self._clock)
+        while True:
+            call: Any = open_stream(self._stub())
+            event: coordinator_pb2.JobEvent
+            try:
+                for event in call:
+                    reconnect.reset()
+                    if on_event is not None:
+                        on_event(event)
+                    if event.state in FINAL_STATES:
+                        return event
+                    if deadline is not None and self._clock() > deadline:
+                        call.cancel()
+                        raise CallError(
+                            grpc.StatusCode.DEADLINE_EXCEEDED, f"{what}: timed out; the job goes on"
+                        )
+            except grpc.RpcError as err:
+                if err.code() not in _RETRYABLE:
+                    raise CallError.from_rpc(err) from None
+                self._failed(err, reconnect, what)
+                continue
+            except BaseException:
+                call.cancel()
+                raise
+            # A stream that ends without a final event: the server went away cleanly; re-attach.
+            reconnect.next_delay(False)
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def submit(
+        self, request: common_pb2.GenerationRequest, *, request_id: str | None = None
+    ) -> coordinator_pb2.SubmitResponse:
+        submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
+        response: coordinator_pb2.SubmitResponse = self._unary(
+            "submit", lambda stub, timeout: stub.Submit(submit, timeout=timeout)
+        )
+        return response
+
+    def watch(
+        self, job_id: str, on_event: EventCallback | None = None, *, timeout: float | None = None
+    ) -> coordinator_pb2.JobEvent:
+        """Follow the job to its end (re-attaching after failovers); returns the final event."""
+        deadline = None if timeout is None else self._clock() + timeout
+        request = coordinator_pb2.WatchRequest(job_id=job_id)
+        return self._stream(f"watch {job_id}", lambda stub: stub.Watch(request), on_event, deadline)
+
+    def generate(
+        self,
+        request: common_pb2.GenerationRequest,
+        on_event: EventCallback | None = None,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> coordinator_pb2.JobEvent:
+        """Submit and follow to the end; the final event inlines the video when the server can."""
+        deadline = None if timeout is None else self._clock() + timeout
+        submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
+        return self._stream(
+            f"job {submit.request_id}", lambda stub: stub.Generate(submit), on_event, deadline
+        )
+
+    def get(self, job_id: str) -> coordinator_pb2.Job:
+        request = coordinator_pb2.GetRequest(job_id=job_id)
+        job: coordinator_pb2.Job = self._unary(
+            "get", lambda stub, timeout: stub.Get(request, timeout=timeout)
+        )
+        return job
+
+    def cancel(self, job_id: str) -> coordinator_pb2.Job:
+        request = coordinator_pb2.CancelRequest(job_id=job_id)
+        job: coordinator_pb2.Job = self._unary(
+            "cancel", lambda stub, timeout: stub.Cancel(request, timeout=timeout)
+        )
+        return job
+
+    def list_nodes(self) -> coordinator_pb2.ListNodesResponse:
+        request = coordinator_pb2.ListNodesRequest()
+        response: coordinator_pb2.ListNodesResponse = self._unary(
+            "list nodes", lambda stub, timeout: stub.ListNodes(request, timeout=timeout)
+        )
+        return response
+
+    def cluster_status(self) -> coordinator_pb2.ClusterStatusResponse:
+        request = coordinator_pb2.ClusterStatusRequest()
+        response: coordinator_pb2.ClusterStatusResponse = self._unary(
+            "cluster status", lambda stub, timeout: stub.ClusterStatus(request, timeout=timeout)
+        )
+        return response
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        self._stubs.clear()
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CoordinatorCall:
+    """One `generate` through the coordinators, shaped like client.GenerateCall for the CLI."""
+
+    def __init__(
+        self, client: CoordinatorClient, request: common_pb2.GenerationRequest, timeout: float | None
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._timeout = timeout
+        self.job_id = uuid.uuid4().hex
+
+    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
+        def forward(event: coordinator_pb2.JobEvent) -> None:
+            if on_progress is not None and event.HasField("progress"):
+                on_progress(event.progress)
+
+        final = self._client.generate(self._request, forward, request_id=self.job_id, timeout=self._timeout)
+        return final_result(final)
+
+    def cancel(self) -> None:
+        """Cancel the job on the cluster (best effort: the job may not have been submitted yet)."""
+        with contextlib.suppress(CallError):
+            self._client.cancel(self.job_id)
+
+
+class CoordinatorGenerator:
+    """client.Generator over coordinators: `i2v generate --target ADDR[,ADDR...]`."""
+
+    def __init__(self, targets: str | Sequence[str], *, policy: RetryPolicy | None = None) -> None:
+        self.client = CoordinatorClient(targets, policy=policy)
+
+    def generate(
+        self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
+    ) -> CoordinatorCall:
+        return CoordinatorCall(self.client, request, timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _state(state: int) -> str:
+    return coordinator_pb2.JobState.Name(state).removeprefix("JOB_").lower()  # type: ignore[arg-type]
+
+
+def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:
+    """`i2v status`: leader, epoch, members, nodes by tier, queue."""
+    lines = [
+        f"leader {status.leader_id or '(none)'} at {status.leader_addr or '-'}, epoch {status.epoch} "
+        f"(answered by {status.answered_by})",
+        "members: "
+        + (", ".join(f"{m.id}{'*' if m.leader else ''} {m.addr}" for m in status.members) or "none"),
+        "nodes: "
+        + (
+            ", ".join(f"{tier_name(t.tier)} {t.nodes} ({t.busy} busy)" for t in status.tiers)
+            or "none registered"
+        ),
+        f"jobs: {status.queued} queued, {status.running} assigned or running",
+    ]
+    return "\n".join(lines)
+
+
+def format_nodes(nodes: coordinator_pb2.ListNodesResponse) -> str:
+    """`i2v nodes`: one line per live node."""
+    gib = 1024**3
+    return "\n".join(
+        f"{n.node_id:<16} {n.addr:<22} tier {tier_name(n.tier):<6} free {n.free_bytes / gib:6.1f} / "
+        f"{n.total_bytes / gib:6.1f} GiB  {'busy ' + n.job_id if n.busy or n.job_id else 'idle'}  {n.model}"
+        for n in nodes.nodes
+    )
+
+
+def format_job(job: coordinator_pb2.Job) -> str:
+    """`i2v get JOB` / `i2v cancel JOB`: the job's state and, when finished, its outcome."""
+    line = f"{job.job_id} {_state(job.state)} attempt {job.attempt}"
+    if job.node_id:
+        line += f" on {job.node_id}"
+    line += f", needs tier {tier_name(job.required_tier)}"
+    if job.state == coordinator_pb2.JOB_SUCCEEDED:
+        line += f"\nvideo: {job.result.artifact_uri} (sha256 {job.result.sha256[:12]})"
+    elif job.error:
+        line += f"\nerror: {job.error}"
+    return line

@@ -1,0 +1,208 @@
+"""The coordinator's client API end to end: real etcd, coordinators on loopback gRPC, a tiny real node.
+
+Everything but etcd runs in this process (tests/integration/coordinator_cluster.py); the bundled
+synchronous CoordinatorClient is driven from a worker thread so the servers keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from PIL import Image
+
+from i2v_contract.client import CallError, build_request
+from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, final_result
+from i2v_contract.keys import Keys, ResultRecord
+from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from tests.etcd_cluster import EtcdCluster
+from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def png(size: int = 64) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 120, 40)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def tiny_request(steps: int = 2, prompt: str = "a rusty robot") -> common_pb2.GenerationRequest:
+    return build_request(png(), prompt=prompt, width=64, height=64, frames=2, steps=steps, fps=4, seed=3)
+
+
+class Cluster:
+    def __init__(self, etcd: EtcdCluster, tmp: Path, cache_dir: Path) -> None:
+        self.keys = Keys(f"/api-{uuid.uuid4().hex[:8]}/")
+        self.artifacts = artifact_store(tmp / "artifacts")
+        self.etcd = etcd
+        self.cache_dir = cache_dir
+        self.coordinators: list[InProcessCoordinator] = []
+
+    async def start(self) -> Cluster:
+        self.node = await InProcessNode(
+            self.etcd.endpoints, self.keys, "n1", self.artifacts, self.cache_dir
+        ).start()
+        for name in ("c1", "c2"):
+            # No arch_for: jobs are sized by the model shape the node advertises in its record.
+            coordinator = InProcessCoordinator(self.etcd.endpoints, self.keys, name, self.artifacts)
+            self.coordinators.append(await coordinator.start())
+            if name == "c1":
+                await coordinator.wait_leading()
+        return self
+
+    @property
+    def leader(self) -> InProcessCoordinator:
+        return next(c for c in self.coordinators if c.leadership.epoch is not None)
+
+    @property
+    def standby(self) -> InProcessCoordinator:
+        return next(c for c in self.coordinators if c.leadership.epoch is None)
+
+    def client(self, *targets: str) -> CoordinatorClient:
+        return CoordinatorClient(list(targets) or [c.addr for c in self.coordinators])
+
+    async def stop(self) -> None:
+        for coordinator in self.coordinators:
+            await coordinator.stop()
+        await self.node.stop()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "i2v-cache"
+
+
+@pytest.fixture
+async def cluster(etcd: EtcdCluster, tmp_path: Path, cache_dir: Path) -> AsyncIterator[Cluster]:
+    c = await Cluster(etcd, tmp_path, cache_dir).start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+async def test_generate_runs_on_the_node_and_returns_the_video_once(cluster: Cluster) -> None:
+    events: list[coordinator_pb2.JobEvent] = []
+    with cluster.client(cluster.standby.addr, cluster.leader.addr) as client:
+        final = await asyncio.to_thread(client.generate, tiny_request(), events.append, request_id="gen-1")
+    result = final_result(final)
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.node_id == "n1"
+    assert result.video and hashlib.sha256(result.video).hexdigest() == result.sha256
+    assert result.artifact_uri.endswith("/jobs/gen-1/attempt-1.mp4")
+    assert cluster.artifacts.get(result.artifact_uri) == result.video
+    states = [e.state for e in events]
+    assert states[0] == coordinator_pb2.JOB_QUEUED and coordinator_pb2.JOB_ASSIGNED in states
+    steps = [e.progress.step for e in events if e.progress.stage == common_pb2.STAGE_DENOISE]
+    assert steps and max(steps) == 2
+    results, _ = await cluster.leader.kv.range_prefix(cluster.keys.results)
+    assert [kv.key for kv in results] == [cluster.keys.result("gen-1", 1)]
+    assert ResultRecord.from_json(results[0].value).status == "OK"
+    with cluster.client() as client:
+        job = await asyncio.to_thread(client.get, "gen-1")
+    assert job.state == coordinator_pb2.JOB_SUCCEEDED and job.result.artifact_uri == result.artifact_uri
+    assert job.request.seed == 3 and not job.request.image and job.request.image_uri == job.input_uri
+
+
+async def test_submit_is_idempotent_on_request_id(cluster: Cluster) -> None:
+    # The first target refuses connections: the client moves on to the next one.
+    with cluster.client("127.0.0.1:1", cluster.leader.addr) as client:
+        first = await asyncio.to_thread(client.submit, tiny_request(), request_id="idem-1")
+        again = await asyncio.to_thread(client.submit, tiny_request(), request_id="idem-1")
+        with pytest.raises(CallError) as conflict:
+            await asyncio.to_thread(client.submit, tiny_request(prompt="other"), request_id="idem-1")
+        final = await asyncio.to_thread(client.watch, "idem-1")
+    assert first.created and not again.created and first.job_id == again.job_id == "idem-1"
+    assert conflict.value.code == grpc.StatusCode.ALREADY_EXISTS
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.artifact_uri
+    assert not final.result.video  # Watch names the artifact; only Generate inlines it
+    jobs_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.jobs)
+    assert [kv.key for kv in jobs_kvs] == [cluster.keys.job("idem-1")]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"width": 63}, "width"),
+        ({"image": b"not an image"}, "image"),
+        ({"steps": 10_000}, "steps"),
+    ],
+)
+async def test_bad_requests_are_rejected_naming_the_field(
+    cluster: Cluster, change: dict[str, object], field: str
+) -> None:
+    request = tiny_request()
+    for name, value in change.items():
+        setattr(request, name, value)
+    with cluster.client() as client, pytest.raises(CallError) as err:
+        await asyncio.to_thread(client.submit, request)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.message
+
+
+async def test_standby_answers_unavailable_with_the_leaders_address(cluster: Cluster) -> None:
+    async with grpc.aio.insecure_channel(cluster.standby.addr) as channel:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        call = stub.Get(coordinator_pb2.GetRequest(job_id="x"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "standby" in (err.value.details() or "")
+    assert (LEADER_ADDR_KEY, cluster.leader.addr) in tuple(err.value.trailing_metadata() or ())
+
+
+async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:
+    with cluster.client() as client:
+        await asyncio.to_thread(client.submit, tiny_request(steps=200), request_id="cancel-1")
+        for _ in range(300):
+            job = await asyncio.to_thread(client.get, "cancel-1")
+            if job.state == coordinator_pb2.JOB_RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        assert job.state == coordinator_pb2.JOB_RUNNING
+        cancelled = await asyncio.to_thread(client.cancel, "cancel-1")
+        final = await asyncio.to_thread(client.watch, "cancel-1")
+    assert cancelled.state == coordinator_pb2.JOB_CANCELLED == final.state
+    assert final.error_code == grpc.StatusCode.CANCELLED.value[0]
+    for _ in range(200):  # the node stops within a step and records the attempt as cancelled
+        record = await cluster.leader.kv.get(cluster.keys.result("cancel-1", 1))
+        if record is not None and cluster.node.server.servicer.job is None:
+            break
+        await asyncio.sleep(0.05)
+    assert record is not None and ResultRecord.from_json(record.value).status == "CANCELLED"
+
+
+async def test_cluster_views_from_any_coordinator(cluster: Cluster) -> None:
+    for target in (cluster.leader.addr, cluster.standby.addr):
+        with cluster.client(target) as client:
+            status = await asyncio.to_thread(client.cluster_status)
+            nodes = await asyncio.to_thread(client.list_nodes)
+        assert status.leader_id == cluster.leader.member_id and status.leader_addr == cluster.leader.addr
+        assert status.epoch == cluster.leader.leadership.epoch
+        assert sorted(m.id for m in status.members) == ["c1", "c2"]
+        assert [(t.tier, t.nodes) for t in status.tiers] == [(common_pb2.TIER_CPU, 1)]
+        assert [n.node_id for n in nodes.nodes] == ["n1"] and nodes.nodes[0].model == "tiny"
+
+
+async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
+    old = cluster.leader
+    events: list[coordinator_pb2.JobEvent] = []
+    with cluster.client(old.addr, cluster.standby.addr) as client:
+        task = asyncio.create_task(
+            asyncio.to_thread(client.generate, tiny_request(steps=40), events.append, request_id="ho-1")
+        )
+        for _ in range(300):
+            if any(e.HasField("progress") for e in events):
+                break
+            await asyncio.sleep(0.05)
+        await old.stop()  # resigns: the standby takes over while the node keeps running the job
+        cluster.coordinators.remove(old)
+        final = await asyncio.wait_for(task, 120)
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video
+    results, _ = await cluster.coordinators[0].kv.range_prefix(cluster.keys.results)
+    assert [kv.key for kv in results] == [cluster.keys.result("ho-1", 1)]  # ran once

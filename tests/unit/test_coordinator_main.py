@@ -1,0 +1,51 @@
+"""i2v-coordinator command line: defaults, validation messages, timings derived from the TTL."""
+
+from __future__ import annotations
+
+import pytest
+
+from i2v_coordinator.election import DEFAULT_TIMINGS
+from i2v_coordinator.main import advertised, parse_args, timings_for_ttl
+
+REQUIRED = ["--etcd", "127.0.0.1:2379", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+REQUIRED += ["--artifacts", "artifacts"]
+
+
+def test_defaults() -> None:
+    config = parse_args(REQUIRED)
+    assert config.etcd == ("127.0.0.1:2379",)
+    assert config.prefix == "/i2v/v1/" and config.lease_ttl == 5.0 and config.member_id == ""
+    assert timings_for_ttl(config.lease_ttl) == DEFAULT_TIMINGS
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lease-ttl", "0.5"], "--lease-ttl must be >= 1"),
+        (["--lease-ttl", "-2"], "--lease-ttl must be > 0"),
+        (["--max-queue", "0"], "--max-queue must be > 0"),
+        (["--prefix", "i2v"], "must start and end with '/'"),
+        (["--id", "a/b"], "must not contain '/'"),
+        (["--advertise", "nohostport"], "expected host:port"),
+        (["--etcd", "https://x:1"], "not supported"),
+    ],
+)
+def test_bad_flags_exit_2(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args([*REQUIRED, *extra])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ttl", [1.0, 2.0, 5.0, 30.0])
+def test_timings_scale_with_ttl(ttl: float) -> None:
+    t = timings_for_ttl(ttl)
+    assert t.keepalive_s < t.validity_s and t.margin_s == pytest.approx(0.3 * ttl)
+
+
+@pytest.mark.parametrize(
+    ("listen", "port", "expected_host"),
+    [("127.0.0.1:0", 4100, "127.0.0.1:4100"), ("[::1]:0", 4100, "[::1]:4100")],
+)
+def test_advertised_address(listen: str, port: int, expected_host: str) -> None:
+    assert advertised(listen, port) == expected_host

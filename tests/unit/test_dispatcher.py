@@ -1,0 +1,458 @@
+"""The leader's dispatch loop against the in-memory KV, a fake leadership and a fake node client.
+
+The fake node follows the dispatch protocol on the KV exactly as a real node does (fenced claim on
+its own lease before "running", write-once result), so these tests exercise the coordinator's side
+of the protocol: what is committed, dispatched, requeued and finalised, and what is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from i2v_contract.artifacts import open_store
+from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
+from i2v_contract.kv import Compare, Put
+from i2v_contract.memory_kv import ManualClock, MemoryKV
+from i2v_contract.tiers import GIB
+from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2
+from i2v_coordinator import jobs
+from i2v_coordinator.dispatcher import (
+    DispatchConfig,
+    Dispatcher,
+    NodeCallError,
+    Verdict,
+    take_back,
+    verdict_for,
+)
+from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
+from i2v_coordinator.progress import HubClosed, ProgressHub
+from i2v_coordinator.routing import NodeView
+
+KEYS = Keys("/d/")
+
+
+class FakeLeadership:
+    member_id = "c1"
+    addr = "127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self._epoch: int | None = None
+        self._callbacks: list[Callable[[int | None], object]] = []
+
+    @property
+    def epoch(self) -> int | None:
+        return self._epoch
+
+    @property
+    def is_leader(self) -> bool:
+        return self._epoch is not None
+
+    @property
+    def leader(self) -> tuple[str, str] | None:
+        return (self.member_id, self.addr) if self._epoch else None
+
+    def on_change(self, cb: Callable[[int | None], object]) -> None:
+        self._callbacks.append(cb)
+
+    def set(self, epoch: int | None) -> None:
+        self._epoch = epoch
+        for cb in self._callbacks:
+            cb(epoch)
+
+
+class FakeRegistry:
+    def __init__(self, nodes: list[NodeView]) -> None:
+        self.nodes = tuple(nodes)
+        self._callbacks: list[Callable[[], None]] = []
+
+    def snapshot(self) -> tuple[NodeView, ...]:
+        return self.nodes
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def set(self, nodes: list[NodeView]) -> None:
+        self.nodes = tuple(nodes)
+        for cb in self._callbacks:
+            cb()
+
+
+@dataclasses.dataclass
+class Behaviour:
+    node_id: str
+    lease: int = 0
+    refuse: grpc.StatusCode | None = None  # before the claim
+    status: str = "OK"  # result written after the claim
+    hang: bool = False  # claim, report progress, then run until cancelled
+
+
+class FakeCalls:
+    """Node client double: claims and writes results on the KV like a node's ClusterHooks."""
+
+    def __init__(self, kv: MemoryKV) -> None:
+        self.kv = kv
+        self.nodes: dict[str, Behaviour] = {}
+        self.requests: list[tuple[str, node_pb2.NodeGenerateRequest]] = []
+        self.cancels: list[tuple[str, str]] = []
+        self.streams_cancelled = 0
+
+    async def generate(
+        self, addr: str, request: node_pb2.NodeGenerateRequest
+    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+        self.requests.append((addr, request))
+        b = self.nodes[addr]
+        if b.refuse is not None:
+            raise NodeCallError(b.refuse, f"node {b.node_id} refuses")
+        claim = KEYS.claim(request.job_id, request.attempt)
+        claimed = await self.kv.txn(
+            [
+                Compare(KEYS.leader, "create", "==", request.epoch),
+                Compare(KEYS.job(request.job_id), "mod", "==", request.assign_revision),
+                Compare(claim, "create", "==", 0),
+            ],
+            [Put(claim, ClaimRecord(node_id=b.node_id, epoch=request.epoch).to_json(), b.lease)],
+        )
+        if not claimed.succeeded:
+            raise NodeCallError(grpc.StatusCode.FAILED_PRECONDITION, "stale dispatch")
+        try:
+            for i in (1, 2):
+                yield common_pb2.GenerateEvent(
+                    progress=common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=i, total_steps=2)
+                )
+            if b.hang:
+                await asyncio.Event().wait()
+        except (asyncio.CancelledError, GeneratorExit):
+            self.streams_cancelled += 1
+            raise
+        await write_result(self.kv, request.job_id, request.attempt, b.status, request.output_uri)
+        if b.status != "OK":
+            raise NodeCallError(grpc.StatusCode[b.status], f"{b.status} on {b.node_id}")
+        yield common_pb2.GenerateEvent(result=common_pb2.Result(artifact_uri=request.output_uri))
+
+    async def cancel(self, addr: str, job_id: str) -> bool:
+        self.cancels.append((addr, job_id))
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+async def write_result(kv: MemoryKV, job_id: str, attempt: int, status: str, uri: str = "") -> None:
+    key = KEYS.result(job_id, attempt)
+    record = ResultRecord(
+        status=status,
+        artifact_uri=uri if status == "OK" else "",
+        sha256="",
+        profile_used="fast",
+        timings={"total_s": 1.0},
+        peak_bytes=1,
+        message="" if status == "OK" else f"{status} at the leanest profile",
+    )
+    await kv.txn([Compare(key, "create", "==", 0)], [Put(key, record.to_json())])
+
+
+class CountingMetrics:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def _add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def dispatch_retry(self) -> None:
+        self._add("dispatch_retry")
+
+    def requeued(self) -> None:
+        self._add("requeued")
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def queue_wait(self, seconds: float) -> None:
+        self._add("queue_wait")
+
+    def end_to_end(self, seconds: float) -> None:
+        self._add("end_to_end")
+
+
+def node(node_id: str, tier: int = common_pb2.TIER_CPU, free_gib: float = 8) -> NodeView:
+    free = int(free_gib * GIB)
+    return NodeView(node_id, f"addr-{node_id}", tier, free, busy=False, model="tiny", total_bytes=free)
+
+
+@dataclasses.dataclass
+class Env:
+    kv: MemoryKV
+    lease_clock: ManualClock
+    wall: ManualClock
+    leadership: FakeLeadership
+    registry: FakeRegistry
+    calls: FakeCalls
+    hub: ProgressHub
+    store: JobStore
+    dispatcher: Dispatcher
+    metrics: CountingMetrics
+    epoch: int = 0
+
+    async def elect(self, holder: str = "c1") -> int:
+        await self.kv.delete(KEYS.leader)
+        await self.kv.put(KEYS.leader, LeaderRecord(id=holder, addr="x").to_json())
+        leader = await self.kv.get(KEYS.leader)
+        assert leader is not None
+        self.epoch = leader.create_revision
+        self.leadership.set(self.epoch)
+        await until(lambda: self.dispatcher.epoch == self.epoch)
+        return self.epoch
+
+    async def add_node(self, view: NodeView, behaviour: Behaviour, ttl: int = 1000) -> None:
+        behaviour.lease = await self.kv.grant_lease(ttl)
+        self.calls.nodes[view.addr] = behaviour
+        self.registry.set([*self.registry.nodes, view])
+
+    async def submit(self, job_id: str = "job1", required_tier: int = common_pb2.TIER_CPU) -> JobRecord:
+        request = common_pb2.GenerationRequest(
+            prompt="p", width=64, height=64, frames=2, seed=1, image_uri="u"
+        )
+        view = jobs.new_job(job_id, GIB, required_tier, "tiny", self.wall())
+        rec, _ = await self.store.submit(JobRecord(view, request, "u", request_digest(request)), self.epoch)
+        self.dispatcher.wake()
+        return rec
+
+    def job(self, job_id: str = "job1") -> jobs.JobView:
+        return self.store.table.jobs[job_id].view
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:
+    for _ in range(int(within_s / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    assert predicate(), "condition not reached in time"
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    lease_clock, wall = ManualClock(), ManualClock(50_000.0)
+    kv = MemoryKV(lease_clock)
+    leadership, registry, hub, calls = FakeLeadership(), FakeRegistry([]), ProgressHub(), FakeCalls(kv)
+    store = JobStore(kv, KEYS)
+    metrics = CountingMetrics()
+    config = DispatchConfig(claim_timeout_s=5.0, sweep_interval_s=0.05, refusal_cooldown_s=60.0)
+    dispatcher = Dispatcher(
+        store,
+        leadership,
+        registry,
+        hub,
+        calls,
+        open_store(str(tmp_path)),
+        config=config,
+        metrics=metrics,
+        clock=wall,
+    )
+    e = Env(kv, lease_clock, wall, leadership, registry, calls, hub, store, dispatcher, metrics)
+    task = asyncio.create_task(dispatcher.run())
+    yield e
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def collect(hub: ProgressHub, job_id: str) -> tuple[list[coordinator_pb2.JobEvent], asyncio.Task[None]]:
+    events: list[coordinator_pb2.JobEvent] = []
+    sub = hub.subscribe(job_id)
+
+    async def run() -> None:
+        async for event in sub:
+            events.append(event)
+
+    return events, asyncio.create_task(run())
+
+
+async def test_dispatches_a_job_and_finalises_it_from_the_nodes_result(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1"))
+    epoch = await env.elect()
+    events, watcher = collect(env.hub, "job1")
+    submitted = await env.submit()
+    await asyncio.wait_for(watcher, 3)
+    view = env.job()
+    assert view.state == jobs.SUCCEEDED and view.result_attempt == 1 and view.node_id == "n1"
+    ((addr, request),) = env.calls.requests
+    assert addr == "addr-n1"
+    assert (request.job_id, request.attempt, request.epoch) == ("job1", 1, epoch)
+    assert request.assign_revision > submitted.mod_revision  # the ASSIGNED write's revision
+    assert request.output_uri.endswith("/jobs/job1/attempt-1.mp4")
+    assert request.request.image_uri == "u" and not request.request.image
+    states = [e.state for e in events]
+    assert (
+        states[:2] == [jobs.QUEUED, jobs.ASSIGNED] and states[-1] == jobs.SUCCEEDED and jobs.RUNNING in states
+    )
+    assert [e.progress.step for e in events if e.HasField("progress")] == [1, 2]
+    assert events[-1].result.artifact_uri == request.output_uri
+    assert env.metrics.counts.get("end_to_end") == 1
+
+
+async def test_refusal_before_the_claim_requeues_to_another_node(env: Env) -> None:
+    await env.add_node(node("n1", free_gib=20), Behaviour("n1", refuse=grpc.StatusCode.UNAVAILABLE))
+    await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    view = env.job()
+    assert [a for a, _ in env.calls.requests] == ["addr-n1", "addr-n2"]
+    assert (view.node_id, view.attempt, view.result_attempt, view.lost_attempts) == ("n2", 2, 2, 0)
+    assert env.metrics.counts.get("dispatch_retry") == 1
+
+
+async def test_invalid_input_reported_before_the_claim_fails_the_job(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", refuse=grpc.StatusCode.INVALID_ARGUMENT))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().final)
+    view = env.job()
+    assert view.state == jobs.FAILED and view.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "n1 refused the job" in view.error and len(env.calls.requests) == 1
+
+
+async def test_stale_refusal_changes_nothing_until_the_claim_timeout(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", refuse=grpc.StatusCode.FAILED_PRECONDITION))
+    await env.elect()
+    await env.submit()
+    await until(lambda: len(env.calls.requests) == 1)
+    await asyncio.sleep(0.2)  # several sweeps
+    assert env.job().state == jobs.ASSIGNED and env.job().attempt == 1
+    env.wall.advance(6.0)  # past claim_timeout_s
+    await until(lambda: env.job().attempt == 2 and env.job().state == jobs.ASSIGNED)
+    assert env.job().lost_attempts == 1 and env.metrics.counts.get("requeued") == 1
+
+
+async def test_out_of_memory_moves_the_job_to_a_larger_tier(env: Env) -> None:
+    await env.add_node(
+        node("small", common_pb2.TIER_LT12, 10), Behaviour("small", status="RESOURCE_EXHAUSTED")
+    )
+    await env.add_node(node("big", common_pb2.TIER_GE40, 80), Behaviour("big"))
+    await env.elect()
+    await env.submit(required_tier=common_pb2.TIER_LT12)
+    await until(lambda: env.job().final)
+    view = env.job()
+    assert [a for a, _ in env.calls.requests] == ["addr-small", "addr-big"]
+    assert (view.state, view.node_id, view.attempt, view.min_tier) == (
+        jobs.SUCCEEDED,
+        "big",
+        2,
+        common_pb2.TIER_GE40,
+    )
+
+
+async def test_node_lost_after_its_claim_requeues_on_another_node(env: Env) -> None:
+    await env.add_node(node("n1", free_gib=20), Behaviour("n1", hang=True), ttl=10)
+    await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.RUNNING)
+    env.registry.set([n for n in env.registry.nodes if n.node_id != "n1"])
+    env.lease_clock.advance(11)
+    env.kv.expire()  # n1's lease ends: its claim goes with it
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    view = env.job()
+    assert (view.node_id, view.attempt, view.lost_attempts) == ("n2", 2, 1)
+    assert env.metrics.counts.get("requeued") == 1
+
+
+async def test_new_leader_takes_back_old_assignments_and_reattaches_to_running_jobs(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1"))
+    await env.add_node(node("n2"), Behaviour("n2", hang=True))
+    # What a previous leader (epoch `old`) left behind.
+    await env.kv.put(KEYS.leader, LeaderRecord(id="c0", addr="y").to_json())
+    old = (await env.kv.get(KEYS.leader)).create_revision  # type: ignore[union-attr]
+    request = common_pb2.GenerationRequest(prompt="p", image_uri="u")
+    base = jobs.new_job("a", GIB, common_pb2.TIER_CPU, "tiny", env.wall())
+    assigned = dataclasses.replace(base, state=jobs.ASSIGNED, node_id="n1", epoch=old, assigned_at=env.wall())
+    running = dataclasses.replace(
+        base, job_id="b", state=jobs.RUNNING, node_id="n2", epoch=old, assigned_at=env.wall()
+    )
+    for view in (assigned, running):
+        rec = JobRecord(view, request, "u", "d")
+        await env.kv.put(KEYS.job(view.job_id), encode_job(rec))
+    await env.kv.put(
+        KEYS.claim("b", 1), ClaimRecord(node_id="n2", epoch=old).to_json(), env.calls.nodes["addr-n2"].lease
+    )
+    await env.elect("c1")
+    await until(lambda: env.job("a").state == jobs.SUCCEEDED)
+    a = env.job("a")
+    assert (a.attempt, a.lost_attempts, a.epoch) == (2, 0, env.epoch)  # taken back, not counted as lost
+    assert env.job("b").state == jobs.RUNNING
+    assert [r.job_id for _, r in env.calls.requests] == ["a"]  # b was not dispatched again
+    await write_result(env.kv, "b", 1, "OK", "file:///b.mp4")
+    await until(lambda: env.job("b").state == jobs.SUCCEEDED)
+    assert env.job("b").artifact_uri == "file:///b.mp4"
+
+
+async def test_losing_leadership_stops_streams_watchers_and_writes(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", hang=True))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.RUNNING)
+    sub = env.hub.subscribe("job1")
+    mod = env.store.table.jobs["job1"].mod_revision
+    env.leadership.set(None)
+    await until(lambda: env.dispatcher.epoch == 0)
+    assert env.calls.streams_cancelled == 1
+    with pytest.raises(HubClosed, match="stopped leading"):
+        async for _ in sub:
+            pass
+    await write_result(env.kv, "job1", 1, "OK")
+    await asyncio.sleep(0.2)
+    assert (await env.kv.get(KEYS.job("job1"))).mod_revision == mod  # type: ignore[union-attr]
+
+
+async def test_cancel_marks_the_job_and_stops_it_on_its_node(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", hang=True))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.RUNNING)
+    events, watcher = collect(env.hub, "job1")
+    cancelled = await env.dispatcher.cancel("job1")
+    assert cancelled is not None and cancelled.view.state == jobs.CANCELLED
+    assert env.calls.cancels == [("addr-n1", "job1")]
+    await asyncio.wait_for(watcher, 3)
+    assert events[-1].state == jobs.CANCELLED and events[-1].error_code == grpc.StatusCode.CANCELLED.value[0]
+    assert await env.dispatcher.cancel("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [
+        (grpc.StatusCode.FAILED_PRECONDITION, Verdict.STALE),
+        (grpc.StatusCode.UNAVAILABLE, Verdict.RETRY),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, Verdict.RETRY),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, Verdict.RETRY),
+        (grpc.StatusCode.INVALID_ARGUMENT, Verdict.FAIL),
+        (grpc.StatusCode.INTERNAL, Verdict.FAIL),
+    ],
+)
+def test_verdict_for_a_failed_unclaimed_dispatch(code: grpc.StatusCode, verdict: Verdict) -> None:
+    assert verdict_for(code) is verdict
+
+
+def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
+    view = dataclasses.replace(
+        jobs.new_job("j", 1, common_pb2.TIER_CPU, "", 1.0),
+        state=jobs.ASSIGNED,
+        attempt=3,
+        node_id="n",
+        lost_attempts=1,
+        assigned_at=5.0,
+    )
+    back = take_back(view)
+    assert (back.state, back.attempt, back.node_id, back.lost_attempts, back.assigned_at) == (
+        jobs.QUEUED,
+        4,
+        "",
+        1,
+        0.0,
+    )
