@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Offline demo: set up, start a node on the tiny model, generate ./out/demo.mp4 from a gradient
 # image, print its frame count and fps, stop the node. Exits non-zero if any step fails.
+#
+# I2V_SKIP_SETUP=1 skips scripts/setup.sh (an already set-up checkout).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-scripts/setup.sh
+[[ "${I2V_SKIP_SETUP:-}" == 1 ]] || scripts/setup.sh
 export HF_HUB_OFFLINE=1
 py=.venv/bin/python
-
-free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/demo_common.sh
+source scripts/demo_common.sh
 port="$(free_port)"
 mport="$(free_port)"
 mkdir -p out
@@ -48,28 +50,13 @@ while time.monotonic() < deadline:
 sys.exit("node did not become SERVING within 180 s")
 EOF
 
-"$py" - <<'EOF'
-from PIL import Image
-
-size = 64
-image = Image.new("RGB", (size, size))
-image.putdata([(x * 255 // size, y * 255 // size, 160) for y in range(size) for x in range(size)])
-image.save("out/demo-input.png")
-EOF
+write_gradient out/demo-input.png
 
 .venv/bin/i2v generate out/demo-input.png --prompt "a gradient drifting to the right" \
   --frames 8 --width 64 --height 64 --steps 10 --seed 42 --fps 8 \
   --node "127.0.0.1:$port" -o out/demo.mp4
 
-"$py" - <<'EOF'
-import av
-
-with av.open("out/demo.mp4") as container:
-    stream = container.streams.video[0]
-    frames = sum(1 for _ in container.decode(stream))
-    print(f"out/demo.mp4: {frames} frames at {float(stream.average_rate):g} fps, "
-          f"{stream.codec_context.width}x{stream.codec_context.height}, codec {stream.codec_context.name}")
-EOF
+check_mp4 out/demo.mp4
 
 stop_node
 trap - EXIT

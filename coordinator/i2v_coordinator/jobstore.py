@@ -108,6 +108,11 @@ def decode_result(kv: KeyValue, keys: Keys) -> StoredResult:
     result.profile = record.profile_used
     result.peak_bytes = record.peak_bytes
     json_format.ParseDict(record.timings, result.timings, ignore_unknown_fields=True)
+    # What the node produced (0 / empty from nodes that predate these fields: job_event fills them in).
+    result.width, result.height, result.frames = record.width, record.height, record.frames
+    result.fps, result.steps, result.seed = record.fps, record.steps, record.seed
+    result.degradations.extend(record.degradations)
+    result.metadata.update(record.metadata)
     if record.artifact_uri and not result.mime_type:
         result.mime_type = "video/mp4"
     view = ResultView(job_id, attempt, _status_code(record.status), record.message, record.artifact_uri)

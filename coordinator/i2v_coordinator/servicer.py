@@ -2,7 +2,8 @@
 
 Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel); a standby answers UNAVAILABLE
 with "coordinator C is a standby; the leader is L at ADDR" and trailing metadata `i2v-leader-addr`,
-which the bundled client follows. ListNodes and ClusterStatus are answered by every coordinator.
+which the bundled client follows. ListJobs, ListNodes and ClusterStatus are answered by every
+coordinator (a standby reads the job table from etcd).
 
 Submit validates (i2v_contract.limits), sizes the job (i2v_contract.memory), admits it
 (routing.admit), stores the image in the artifact store and commits the job with a fenced
@@ -24,7 +25,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import NoReturn, Protocol
 
 import grpc
@@ -44,6 +45,7 @@ from i2v_coordinator.jobstore import (
     IdConflict,
     JobRecord,
     JobStore,
+    JobTable,
     decode_job,
     job_event,
     request_digest,
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 
 LEADER_ADDR_KEY = "i2v-leader-addr"
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
 
@@ -137,6 +140,42 @@ def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinat
     if event.HasField("result"):
         job.result.CopyFrom(event.result)
     return job
+
+
+def finished_message(view: jobs.JobView) -> str:
+    """Why a finished job cannot be cancelled, and where its outcome is."""
+    state = coordinator_pb2.JobState.Name(view.state).removeprefix("JOB_")  # type: ignore[arg-type]
+    return (
+        f"job {view.job_id} already {state} (attempt {view.attempt}); there is nothing to cancel: "
+        f"`i2v get {view.job_id}` shows its outcome"
+    )
+
+
+def list_limit(requested: int) -> int:
+    """ListJobsRequest.limit -> how many jobs to return; ValueError (INVALID_ARGUMENT) beyond the max."""
+    if requested > LIST_JOBS_MAX:
+        raise ValueError(
+            f"limit: {requested} is above {LIST_JOBS_MAX}; ask for at most {LIST_JOBS_MAX} "
+            f"(0 means {LIST_JOBS_DEFAULT}) and narrow the list with states"
+        )
+    return requested or LIST_JOBS_DEFAULT
+
+
+def state_filter(states: Sequence[int]) -> frozenset[int]:
+    """ListJobsRequest.states -> the states to keep (empty = all); ValueError on unknown values."""
+    known = set(coordinator_pb2.JobState.values()) - {coordinator_pb2.JOB_STATE_UNSPECIFIED}
+    bad = [s for s in states if s not in known]
+    if bad:
+        names = ", ".join(coordinator_pb2.JobState.Name(s) for s in sorted(known))
+        raise ValueError(f"states: {bad} are not job states; use any of {names}, or none for every state")
+    return frozenset(states)
+
+
+def newest_jobs(records: Iterable[JobRecord], states: frozenset[int], limit: int) -> list[JobRecord]:
+    """The `limit` newest jobs (by created time, then id) whose state is in `states` (empty = any)."""
+    kept = [r for r in records if not states or r.view.state in states]
+    kept.sort(key=lambda r: (r.view.created_at, r.job_id), reverse=True)
+    return kept[:limit]
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -353,9 +392,42 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
         assert record is not None
+        if record.view.state in (jobs.SUCCEEDED, jobs.FAILED):
+            # Cancelling a cancelled job answers it again (a retried Cancel is idempotent).
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, finished_message(record.view))
         return job_message(record, job_event(record, self._store.table))
 
     # --- cluster views (any coordinator) ----------------------------------------------------
+
+    async def _job_table(self) -> JobTable:
+        """The leader's mirror; a standby reads jobs/ and results/ from etcd (KVUnavailable)."""
+        if self._leadership.epoch is not None:
+            return self._store.table
+        keys = self._store.keys
+        job_kvs, revision = await self._store.kv.range_prefix(keys.jobs)
+        result_kvs, _ = await self._store.kv.range_prefix(keys.results)
+        table = JobTable(keys)
+        table.load([*job_kvs, *result_kvs], revision)
+        return table
+
+    async def ListJobs(
+        self, request: coordinator_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.ListJobsResponse:
+        try:
+            limit = list_limit(request.limit)
+            states = state_filter(request.states)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            table = await self._job_table()
+        except KVUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read jobs from etcd: {exc}; retry")
+        # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
+        return coordinator_pb2.ListJobsResponse(
+            jobs=[
+                job_message(r, job_event(r, table)) for r in newest_jobs(table.jobs.values(), states, limit)
+            ]
+        )
 
     async def ListNodes(
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext

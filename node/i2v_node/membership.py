@@ -526,6 +526,14 @@ class ClusterHooks:
             profile_used=result.profile,
             peak_bytes=result.peak_bytes,
             timings={f.name: float(getattr(timings, f.name)) for f in timings.DESCRIPTOR.fields},
+            width=result.width,
+            height=result.height,
+            frames=result.frames,
+            fps=result.fps,
+            steps=result.steps,
+            seed=result.seed,
+            degradations=tuple(result.degradations),
+            metadata=dict(result.metadata),
         )
 
     def _spawn_write(self, request: node_pb2.NodeGenerateRequest, record: ResultRecord) -> asyncio.Task[bool]:

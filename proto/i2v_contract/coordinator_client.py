@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -35,6 +36,7 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
 
 T = TypeVar("T")
 EventCallback = Callable[[coordinator_pb2.JobEvent], None]
+PauseCallback = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,12 @@ class CoordinatorClient:
         open_stream: Callable[[coordinator_pb2_grpc.CoordinatorStub], Iterable[coordinator_pb2.JobEvent]],
         on_event: EventCallback | None,
         deadline: float | None,
+        on_pause: PauseCallback | None = None,
     ) -> coordinator_pb2.JobEvent:
-        """Follow a job stream to its final event, re-opening it after retryable failures."""
+        """Follow a job stream to its final event, re-opening it after retryable failures.
+
+        on_pause hears why the stream broke each time it is about to be re-opened.
+        """
         reconnect = _Reconnect(self.policy, self._clock)
         while True:
             call: Any = open_stream(self._stub())
@@ -190,7 +196,10 @@ class CoordinatorClient:
             except grpc.RpcError as err:
                 if err.code() not in _RETRYABLE:
                     raise CallError.from_rpc(err) from None
+                lost = self.target
                 self._failed(err, reconnect, what)
+                if on_pause is not None:
+                    on_pause(f"{lost} answered {err.code().name}; re-attaching via {self.target}")
                 continue
             except BaseException:
                 call.cancel()
@@ -210,12 +219,17 @@ class CoordinatorClient:
         return response
 
     def watch(
-        self, job_id: str, on_event: EventCallback | None = None, *, timeout: float | None = None
+        self,
+        job_id: str,
+        on_event: EventCallback | None = None,
+        *,
+        timeout: float | None = None,
+        on_pause: PauseCallback | None = None,
     ) -> coordinator_pb2.JobEvent:
         """Follow the job to its end (re-attaching after failovers); returns the final event."""
         deadline = None if timeout is None else self._clock() + timeout
         request = coordinator_pb2.WatchRequest(job_id=job_id)
-        return self._stream(f"watch {job_id}", lambda stub: stub.Watch(request), on_event, deadline)
+        return self._stream(f"watch {job_id}", lambda stub: stub.Watch(request), on_event, deadline, on_pause)
 
     def generate(
         self,
@@ -224,12 +238,13 @@ class CoordinatorClient:
         *,
         request_id: str | None = None,
         timeout: float | None = None,
+        on_pause: PauseCallback | None = None,
     ) -> coordinator_pb2.JobEvent:
         """Submit and follow to the end; the final event inlines the video when the server can."""
         deadline = None if timeout is None else self._clock() + timeout
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
         return self._stream(
-            f"job {submit.request_id}", lambda stub: stub.Generate(submit), on_event, deadline
+            f"job {submit.request_id}", lambda stub: stub.Generate(submit), on_event, deadline, on_pause
         )
 
     def get(self, job_id: str) -> coordinator_pb2.Job:
@@ -245,6 +260,14 @@ class CoordinatorClient:
             "cancel", lambda stub, timeout: stub.Cancel(request, timeout=timeout)
         )
         return job
+
+    def list_jobs(self, states: Sequence[int] = (), limit: int = 0) -> coordinator_pb2.ListJobsResponse:
+        """Newest jobs first; `states` empty = every state, `limit` 0 = the server's default (100)."""
+        request = coordinator_pb2.ListJobsRequest(states=list(states), limit=limit)  # type: ignore[arg-type]
+        response: coordinator_pb2.ListJobsResponse = self._unary(
+            "list jobs", lambda stub, timeout: stub.ListJobs(request, timeout=timeout)
+        )
+        return response
 
     def list_nodes(self) -> coordinator_pb2.ListNodesResponse:
         request = coordinator_pb2.ListNodesRequest()
@@ -273,6 +296,56 @@ class CoordinatorClient:
         self.close()
 
 
+_STATE_STAGES = {
+    coordinator_pb2.JOB_QUEUED: common_pb2.STAGE_QUEUED,
+    coordinator_pb2.JOB_ASSIGNED: common_pb2.STAGE_ASSIGNED,
+}
+
+
+class ProgressLine:
+    """JobEvents -> Progress for a progress display.
+
+    Node progress passes through; queued/assigned states become their stages; a broken stream
+    repeats the last progress with a note, so a failover shows as a pause in the bar, not an error.
+    """
+
+    def __init__(
+        self,
+        on_progress: Callable[[common_pb2.Progress], None] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on_progress = on_progress
+        self._clock = clock
+        self._started = clock()
+        self._last = common_pb2.Progress(stage=common_pb2.STAGE_QUEUED)
+
+    def _show(self, progress: common_pb2.Progress) -> None:
+        self._last = progress
+        if self._on_progress is not None:
+            self._on_progress(progress)
+
+    def event(self, event: coordinator_pb2.JobEvent) -> None:
+        if event.HasField("progress"):
+            self._show(event.progress)
+        elif event.state in _STATE_STAGES:
+            where = f"on {event.node_id}, attempt {event.attempt}" if event.node_id else ""
+            self._show(
+                common_pb2.Progress(
+                    stage=_STATE_STAGES[event.state],
+                    elapsed_s=self._clock() - self._started,
+                    message=where,
+                    node_id=event.node_id,
+                    attempt=event.attempt,
+                )
+            )
+
+    def pause(self, why: str) -> None:
+        paused = common_pb2.Progress()
+        paused.CopyFrom(self._last)
+        paused.message = f"paused: {why}"
+        self._show(paused)
+
+
 class CoordinatorCall:
     """One `generate` through the coordinators, shaped like client.GenerateCall for the CLI."""
 
@@ -285,11 +358,11 @@ class CoordinatorCall:
         self.job_id = uuid.uuid4().hex
 
     def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
-        def forward(event: coordinator_pb2.JobEvent) -> None:
-            if on_progress is not None and event.HasField("progress"):
-                on_progress(event.progress)
-
-        final = self._client.generate(self._request, forward, request_id=self.job_id, timeout=self._timeout)
+        """Follow the job; queue/assignment and re-attach pauses reach `on_progress` as Progress too."""
+        line = ProgressLine(on_progress)
+        final = self._client.generate(
+            self._request, line.event, request_id=self.job_id, timeout=self._timeout, on_pause=line.pause
+        )
         return final_result(final)
 
     def cancel(self) -> None:
@@ -334,6 +407,51 @@ def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:
     return "\n".join(lines)
 
 
+def parse_states(text: str) -> list[int]:
+    """'queued,running' -> JobState values; ValueError naming the allowed words."""
+    names = {
+        _state(v): v for v in coordinator_pb2.JobState.values() if v != coordinator_pb2.JOB_STATE_UNSPECIFIED
+    }
+    words = [w.strip().lower() for w in text.split(",") if w.strip()]
+    bad = [w for w in words if w not in names]
+    if bad or not words:
+        raise ValueError(
+            f"unknown job state {', '.join(bad) or repr(text)}; use a comma-separated list of "
+            + ", ".join(names)
+        )
+    return list(dict.fromkeys(names[w] for w in words))
+
+
+def _clock_time(unix_s: float) -> str:
+    if not unix_s:
+        return "-"
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _took(job: coordinator_pb2.Job) -> str:
+    if not job.finished_at or not job.created_at:
+        return "-"
+    return f"{job.finished_at - job.created_at:.1f}s"
+
+
+def format_jobs(response: coordinator_pb2.ListJobsResponse) -> str:
+    """`i2v jobs`: one line per job, newest first, with its outcome (video URI or error)."""
+    if not response.jobs:
+        return "no jobs"
+    header = f"{'JOB':<32} {'STATE':<9} {'TRY':>3} {'NODE':<14} {'CREATED (UTC)':<20} {'TOOK':>7}  OUTCOME"
+    lines = [header]
+    for job in response.jobs:
+        if job.state == coordinator_pb2.JOB_SUCCEEDED:
+            outcome = job.result.artifact_uri
+        else:
+            outcome = job.error.splitlines()[0][:80] if job.error else ""
+        lines.append(
+            f"{job.job_id:<32} {_state(job.state):<9} {job.attempt:>3} {job.node_id or '-':<14} "
+            f"{_clock_time(job.created_at):<20} {_took(job):>7}  {outcome}"
+        )
+    return "\n".join(lines)
+
+
 def format_nodes(nodes: coordinator_pb2.ListNodesResponse) -> str:
     """`i2v nodes`: one line per live node."""
     gib = 1024**3
@@ -351,7 +469,14 @@ def format_job(job: coordinator_pb2.Job) -> str:
         line += f" on {job.node_id}"
     line += f", needs tier {tier_name(job.required_tier)}"
     if job.state == coordinator_pb2.JOB_SUCCEEDED:
-        line += f"\nvideo: {job.result.artifact_uri} (sha256 {job.result.sha256[:12]})"
+        r = job.result
+        line += f"\nvideo: {r.artifact_uri} (sha256 {r.sha256[:12]})"
+        line += (
+            f"\nproduced: {r.frames} frames {r.width}x{r.height} @ {r.fps} fps, {r.steps} steps, "
+            f"seed {r.seed}, profile {r.profile}, took {_took(job)}"
+        )
+        if r.degradations:
+            line += "\ndegraded: " + ", ".join(r.degradations)
     elif job.error:
         line += f"\nerror: {job.error}"
     return line

@@ -221,3 +221,13 @@ class ResultRecord(_Record):
     timings: dict[str, float]  # common.Timings field -> seconds
     peak_bytes: int
     message: str = ""  # the error message when status is not OK
+    # Added after the first schema (older records decode with these "unknown" defaults): what the
+    # node actually produced, which may differ from the request when degradation was allowed.
+    width: int = 0
+    height: int = 0
+    frames: int = 0
+    fps: int = 0
+    steps: int = 0
+    seed: int = 0
+    degradations: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)  # dtype, library versions, model, tier

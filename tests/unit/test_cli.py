@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -11,7 +11,7 @@ import pytest
 from i2v_contract import cli
 from i2v_contract.client import CallError, GenerateCall, build_request, checked
 from i2v_contract.progress import Mode, ProgressDisplay, mode_for, render, stage_name, worth_a_line
-from i2v_contract.v1 import common_pb2
+from i2v_contract.v1 import common_pb2, coordinator_pb2
 
 
 def progress(
@@ -148,11 +148,14 @@ class _FakeClient:
         return None
 
 
-def run_cli(argv: list[str], client: _FakeClient, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+def run_cli(argv: list[str], client: object, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     monkeypatch.setattr(cli, "connect", lambda args: client)
+    monkeypatch.setattr(cli, "coordinator", lambda args: client)
     out, err = io.StringIO(), io.StringIO()
     args = cli.build_parser().parse_args(argv)
-    return args.run(args, out, err), out.getvalue(), err.getvalue()
+    cli.resolve_where(args, {})
+    code: int = args.run(args, out, err)
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_generate_writes_video_and_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,13 +237,281 @@ def test_stream_without_result_is_an_error(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     "argv",
     [
-        ["generate", "in.png", "--prompt", "p", "-o", "o.mp4"],  # no --node
+        ["generate", "in.png", "--prompt", "p", "-o", "o.mp4"],  # no --node, no --target, no env
+        ["generate", "in.png", "--prompt", "p", "--node", "h:1", "--target", "c:1", "-o", "o.mp4"],
+        ["status"],  # no --target and no env
+        ["jobs", "--target", "c:1", "--state", "queued,bogus"],
+        ["jobs", "--target", "c:1", "--limit", "-3"],
+        ["get", "--target", "c:1"],  # no job id
+        ["status", "--target", " , "],
         ["generate", "in.png", "--node", "h:1", "-o", "o.mp4"],  # no --prompt
         ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--frames", "-1"],
         [],  # no subcommand
     ],
 )
-def test_usage_errors_exit_2(argv: list[str]) -> None:
+def test_usage_errors_exit_2(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cli.TARGETS_ENV, raising=False)
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
+
+
+# --- where to run --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "targets"),
+    [
+        (["--node", "n:1"], {"I2V_TARGETS": "c:1"}, None),  # a node wins over the environment
+        (["--target", "c:1,c:2"], {}, ["c:1", "c:2"]),
+        ([], {"I2V_TARGETS": "c:3, c:4"}, ["c:3", "c:4"]),
+        (["--target", "c:1"], {"I2V_TARGETS": "c:9"}, ["c:1"]),  # the flag wins over the environment
+    ],
+)
+def test_resolve_where(argv: list[str], env: dict[str, str], targets: list[str] | None) -> None:
+    args = cli.build_parser().parse_args(["generate", "in.png", "--prompt", "p", "-o", "o.mp4", *argv])
+    cli.resolve_where(args, env)
+    assert args.targets == targets
+
+
+def test_cluster_commands_take_targets_from_the_environment() -> None:
+    args = cli.build_parser().parse_args(["jobs", "--state", "queued,running", "--limit", "5"])
+    cli.resolve_where(args, {"I2V_TARGETS": "c:1"})
+    assert args.targets == ["c:1"] and args.limit == 5
+    assert args.state == [coordinator_pb2.JOB_QUEUED, coordinator_pb2.JOB_RUNNING]
+
+
+def test_missing_target_message_says_what_to_pass(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(cli.TARGETS_ENV, raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["watch", "j1"])
+    assert "--target ADDR[,ADDR...] (or set I2V_TARGETS)" in capsys.readouterr().err
+
+
+# --- generate through the coordinators -----------------------------------------------------------
+
+
+class _ResultCall:
+    """A CoordinatorCall stand-in: replays progress, then returns (or raises) once."""
+
+    def __init__(self, result: common_pb2.Result | None = None, raises: BaseException | None = None) -> None:
+        self.result = result
+        self.raises = raises
+        self.cancelled = False
+        self.job_id = "job-42"
+
+    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
+        if on_progress is not None:
+            on_progress(progress(common_pb2.STAGE_QUEUED))
+        if self.raises is not None:
+            raise self.raises
+        assert self.result is not None
+        return self.result
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Starter:
+    def __init__(self, call: _ResultCall) -> None:
+        self.call = call
+
+    def generate(self, request: common_pb2.GenerationRequest, *, timeout: float | None = None) -> _ResultCall:
+        return self.call
+
+    def close(self) -> None:
+        return None
+
+
+def _generate(
+    tmp_path: Path, call: _ResultCall, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str, Path]:
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    out_path = tmp_path / "out.mp4"
+    argv = ["generate", str(image), "--prompt", "p", "--target", "c:1,c:2", "-o", str(out_path)]
+    code, out, err = run_cli(argv, _Starter(call), monkeypatch)
+    return code, out, err, out_path
+
+
+def _stored(uri: str, video: bytes) -> common_pb2.Result:
+    return common_pb2.Result(
+        artifact_uri=uri, sha256=hashlib.sha256(video).hexdigest(), frames=2, width=64, height=64, fps=4
+    )
+
+
+def test_generate_via_coordinator_fetches_a_local_file_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = tmp_path / "store" / "out-1.mp4"
+    stored.parent.mkdir()
+    stored.write_bytes(b"mp4 bytes")
+    code, out, _, out_path = _generate(
+        tmp_path, _ResultCall(_stored(stored.as_uri(), b"mp4 bytes")), monkeypatch
+    )
+    assert code == 0
+    assert out_path.read_bytes() == b"mp4 bytes"
+    assert f"wrote {out_path}: 2 frames 64x64 @ 4 fps, 9 bytes" in out and "job job-42" in out
+
+
+def test_generate_via_coordinator_prints_a_remote_uri_instead_of_an_empty_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = _ResultCall(_stored("s3://bucket/jobs/j/out-1.mp4", b"elsewhere"))
+    code, out, _, out_path = _generate(tmp_path, call, monkeypatch)
+    assert code == 0 and not out_path.exists()
+    assert "video stored at s3://bucket/jobs/j/out-1.mp4 (not written to" in out
+
+
+def test_generate_via_coordinator_checks_a_fetched_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = tmp_path / "out-1.mp4"
+    stored.write_bytes(b"truncated")
+    code, _, err, out_path = _generate(
+        tmp_path, _ResultCall(_stored(stored.as_uri(), b"the real video")), monkeypatch
+    )
+    assert code == cli.EXIT_FAILED and "error: DATA_LOSS" in err and not out_path.exists()
+
+
+def test_ctrl_c_on_generate_cancels_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    call = _ResultCall(raises=KeyboardInterrupt())
+    code, _, err, _ = _generate(tmp_path, call, monkeypatch)
+    assert code == cli.EXIT_INTERRUPTED and call.cancelled
+    assert "interrupted: job job-42 was cancelled" in err
+
+
+@pytest.mark.parametrize(
+    ("uri", "readable"),
+    [("file:///definitely/not/here.mp4", False), ("s3://b/k", False), ("file://otherhost/x.mp4", False)],
+)
+def test_read_local_artifact_only_reads_local_files(uri: str, readable: bool) -> None:
+    assert (cli.read_local_artifact(uri) is not None) is readable
+
+
+# --- status / jobs / get / cancel / watch -------------------------------------------------------
+
+
+def _job(job_id: str, state: int, **kw: object) -> coordinator_pb2.Job:
+    return coordinator_pb2.Job(job_id=job_id, state=state, attempt=1, **kw)  # type: ignore[arg-type]
+
+
+class _FakeCoordinator:
+    def __init__(
+        self, error: CallError | None = None, events: list[coordinator_pb2.JobEvent] | None = None
+    ) -> None:
+        self.error = error
+        self.events = events or []
+        self.calls: list[tuple[str, object]] = []
+        self.closed = False
+
+    def _answer(self, name: str, arg: object, value: object) -> object:
+        self.calls.append((name, arg))
+        if self.error is not None:
+            raise self.error
+        return value
+
+    def cluster_status(self) -> coordinator_pb2.ClusterStatusResponse:
+        status = coordinator_pb2.ClusterStatusResponse(
+            leader_id="c1", leader_addr="h:1", epoch=9, answered_by="c2"
+        )
+        return self._answer("status", None, status)  # type: ignore[return-value]
+
+    def list_nodes(self) -> coordinator_pb2.ListNodesResponse:
+        node = coordinator_pb2.NodeInfo(node_id="n1", addr="h:7", tier=common_pb2.TIER_CPU, model="tiny")
+        return self._answer("nodes", None, coordinator_pb2.ListNodesResponse(nodes=[node]))  # type: ignore[return-value]
+
+    def list_jobs(self, states: list[int], limit: int) -> coordinator_pb2.ListJobsResponse:
+        jobs = [
+            _job("j2", coordinator_pb2.JOB_RUNNING, node_id="n1"),
+            _job("j1", coordinator_pb2.JOB_SUCCEEDED),
+        ]
+        return self._answer("jobs", (states, limit), coordinator_pb2.ListJobsResponse(jobs=jobs))  # type: ignore[return-value]
+
+    def get(self, job_id: str) -> coordinator_pb2.Job:
+        return self._answer("get", job_id, _job(job_id, coordinator_pb2.JOB_QUEUED))  # type: ignore[return-value]
+
+    def cancel(self, job_id: str) -> coordinator_pb2.Job:
+        return self._answer("cancel", job_id, _job(job_id, coordinator_pb2.JOB_CANCELLED))  # type: ignore[return-value]
+
+    def watch(
+        self,
+        job_id: str,
+        on_event: Callable[[coordinator_pb2.JobEvent], None],
+        *,
+        on_pause: Callable[[str], None],
+    ) -> coordinator_pb2.JobEvent:
+        self._answer("watch", job_id, None)
+        for event in self.events[:-1]:
+            on_event(event)
+        on_pause("c:1 answered UNAVAILABLE; re-attaching via c:2")
+        on_event(self.events[-1])
+        return self.events[-1]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(
+    ("argv", "call", "expected"),
+    [
+        (["status"], ("nodes", None), ["leader c1 at h:1, epoch 9 (answered by c2)", "n1", "tiny"]),
+        (
+            ["jobs", "--state", "running,succeeded", "--limit", "7"],
+            ("jobs", ([3, 4], 7)),
+            ["j2", "running", "n1", "j1"],
+        ),
+        (["get", "j5"], ("get", "j5"), ["j5 queued attempt 1"]),
+        (["cancel", "j6"], ("cancel", "j6"), ["j6 cancelled attempt 1"]),
+    ],
+)
+def test_cluster_commands_print_what_the_coordinator_says(
+    argv: list[str], call: tuple[str, object], expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _FakeCoordinator()
+    code, out, err = run_cli([*argv, "--target", "c:1"], fake, monkeypatch)
+    assert code == 0, err
+    assert call in fake.calls and fake.closed
+    for words in expected:
+        assert words in out
+
+
+def test_cluster_command_errors_exit_1_with_code_and_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeCoordinator(CallError(grpc.StatusCode.FAILED_PRECONDITION, "job j1 already SUCCEEDED"))
+    code, out, err = run_cli(["cancel", "j1", "--target", "c:1"], fake, monkeypatch)
+    assert code == cli.EXIT_FAILED and out == ""
+    assert err == "error: FAILED_PRECONDITION: job j1 already SUCCEEDED\n"
+
+
+def test_watch_shows_states_progress_and_a_pause_then_the_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    done = coordinator_pb2.JobEvent(job_id="j1", state=coordinator_pb2.JOB_SUCCEEDED)
+    done.result.artifact_uri = "file:///s/o.mp4"
+    events = [
+        coordinator_pb2.JobEvent(job_id="j1", state=coordinator_pb2.JOB_ASSIGNED, node_id="n1", attempt=1),
+        coordinator_pb2.JobEvent(
+            job_id="j1", state=coordinator_pb2.JOB_RUNNING, progress=progress(common_pb2.STAGE_DENOISE, 1, 2)
+        ),
+        done,
+    ]
+    code, out, err = run_cli(["watch", "j1", "--target", "c:1"], _FakeCoordinator(events=events), monkeypatch)
+    assert code == 0 and out == "job j1 succeeded: file:///s/o.mp4\n"
+    lines = err.splitlines()
+    assert lines[0].startswith("assigned") and "on n1, attempt 1" in lines[0]
+    assert lines[1].startswith("denoise") and "1/2" in lines[1]
+    # The pause repeats the bar where it stood, with why: not an error.
+    assert (
+        lines[2].startswith("denoise")
+        and "1/2" in lines[2]
+        and "paused: c:1 answered UNAVAILABLE" in lines[2]
+    )
+    assert "error" not in err
+
+
+def test_watch_of_a_failed_job_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = coordinator_pb2.JobEvent(
+        job_id="j1", state=coordinator_pb2.JOB_FAILED, error="oom", error_code=8
+    )
+    code, _, err = run_cli(["watch", "j1", "--target", "c:1"], _FakeCoordinator(events=[failed]), monkeypatch)
+    assert code == cli.EXIT_FAILED and "error: RESOURCE_EXHAUSTED: job j1 failed: oom" in err

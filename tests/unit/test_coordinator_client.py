@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 
 from i2v_contract.client import CallError
 from i2v_contract.coordinator_client import (
+    CoordinatorClient,
+    ProgressLine,
     RetryPolicy,
     _Reconnect,
     final_result,
     format_job,
+    format_jobs,
     format_status,
+    parse_states,
     parse_targets,
 )
 from i2v_contract.memory_kv import ManualClock
@@ -81,3 +87,120 @@ def test_formatting_for_the_cli() -> None:
     assert "leader c1 at h:1, epoch 7" in text and "cpu 2 (1 busy)" in text and "3 queued" in text
     job = coordinator_pb2.Job(job_id="j", state=coordinator_pb2.JOB_FAILED, attempt=2, error="boom")
     assert format_job(job).splitlines() == ["j failed attempt 2, needs tier unspecified", "error: boom"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("queued", [coordinator_pb2.JOB_QUEUED]),
+        (" Running,queued,running ", [coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_QUEUED]),
+        ("succeeded,failed,cancelled", [4, 5, 6]),
+    ],
+)
+def test_parse_states(text: str, expected: list[int]) -> None:
+    assert parse_states(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "done", "queued,unspecified"])
+def test_parse_states_names_the_allowed_words(text: str) -> None:
+    with pytest.raises(ValueError, match="queued, assigned, running, succeeded, failed, cancelled"):
+        parse_states(text)
+
+
+def test_format_jobs() -> None:
+    assert format_jobs(coordinator_pb2.ListJobsResponse()) == "no jobs"
+    done = coordinator_pb2.Job(
+        job_id="j1", state=coordinator_pb2.JOB_SUCCEEDED, attempt=2, node_id="n1", created_at=86400.0,
+        finished_at=86403.25,
+    )  # fmt: skip
+    done.result.artifact_uri = "file:///s/j1.mp4"
+    failed = coordinator_pb2.Job(job_id="j0", state=coordinator_pb2.JOB_FAILED, attempt=1, error="oom\nmore")
+    lines = format_jobs(coordinator_pb2.ListJobsResponse(jobs=[done, failed])).splitlines()
+    assert lines[0].split()[:3] == ["JOB", "STATE", "TRY"]
+    assert lines[1].split() == [
+        "j1",
+        "succeeded",
+        "2",
+        "n1",
+        "1970-01-02",
+        "00:00:00Z",
+        "3.2s",
+        "file:///s/j1.mp4",
+    ]
+    assert lines[2].split() == ["j0", "failed", "1", "-", "-", "-", "oom"]
+
+
+def test_format_job_of_a_success_says_what_was_produced() -> None:
+    job = coordinator_pb2.Job(
+        job_id="j", state=coordinator_pb2.JOB_SUCCEEDED, attempt=1, created_at=1, finished_at=3
+    )
+    job.result.MergeFrom(
+        common_pb2.Result(
+            artifact_uri="file:///o.mp4", sha256="ab" * 32, frames=2, width=32, height=48, fps=4, steps=3,
+            seed=9, profile="fast", degradations=["steps 6->3"],
+        )
+    )  # fmt: skip
+    assert format_job(job).splitlines()[1:] == [
+        "video: file:///o.mp4 (sha256 abababababab)",
+        "produced: 2 frames 32x48 @ 4 fps, 3 steps, seed 9, profile fast, took 2.0s",
+        "degraded: steps 6->3",
+    ]
+
+
+def test_progress_line_turns_states_into_stages_and_pauses_into_notes() -> None:
+    shown: list[common_pb2.Progress] = []
+    clock = ManualClock(10.0)
+    line = ProgressLine(shown.append, clock)
+    clock.advance(1.5)
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_QUEUED))
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_RUNNING))  # no progress: nothing to show
+    denoise = common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=3, total_steps=5)
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_RUNNING, progress=denoise))
+    line.pause("a:1 answered UNAVAILABLE; re-attaching via b:2")
+    assert [(p.stage, p.step, p.message) for p in shown] == [
+        (common_pb2.STAGE_QUEUED, 0, ""),
+        (common_pb2.STAGE_DENOISE, 3, ""),
+        (common_pb2.STAGE_DENOISE, 3, "paused: a:1 answered UNAVAILABLE; re-attaching via b:2"),
+    ]
+    assert shown[0].elapsed_s == pytest.approx(1.5)
+
+
+class _Unavailable(grpc.RpcError):  # type: ignore[misc]
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "connection refused"
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+
+class _Stream:
+    def __init__(self, events: list[coordinator_pb2.JobEvent], fail: bool) -> None:
+        self.events = events
+        self.fail = fail
+
+    def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
+        yield from self.events
+        if self.fail:
+            raise _Unavailable()
+
+    def cancel(self) -> None:
+        return None
+
+
+def test_a_broken_stream_is_a_pause_then_re_attaches_to_the_next_target() -> None:
+    client = CoordinatorClient(["a:1", "b:2"], sleep=lambda s: None, clock=ManualClock(0.0))
+    running = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_RUNNING)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    streams = iter([_Stream([running], fail=True), _Stream([running, done], fail=False)])
+    seen: list[int] = []
+    pauses: list[str] = []
+    final = client._stream(
+        "watch j", lambda stub: next(streams), lambda e: seen.append(e.state), None, pauses.append
+    )
+    client.close()
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED
+    assert seen == [coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_SUCCEEDED]
+    assert pauses == ["a:1 answered UNAVAILABLE; re-attaching via b:2"]

@@ -209,3 +209,37 @@ def test_job_event_carries_result_or_error_only_when_final(
         assert (event.result.seed, event.result.width, event.result.frames) == (7, 64, 4)
     assert event.error == expect_error
     assert isinstance(event, coordinator_pb2.JobEvent)
+
+
+def _succeeded(raw: bytes, allow_degrade: bool) -> coordinator_pb2.JobEvent:
+    table = JobTable(KEYS)
+    table.apply(WatchEvent("put", KeyValue(KEYS.result("job1", 1), raw, 4, 4, 1, 0)))
+    base = record()
+    request = common_pb2.GenerationRequest()
+    request.CopyFrom(base.request)
+    request.allow_degrade = allow_degrade
+    request.steps, request.fps = 6, 8
+    view = dataclasses.replace(base.view, state=jobs.SUCCEEDED, result_attempt=1)
+    return job_event(dataclasses.replace(base, view=view, request=request), table)
+
+
+def test_result_carries_exactly_what_the_node_produced() -> None:
+    produced = ResultRecord(
+        status="OK", artifact_uri="file:///o.mp4", sha256="s", profile_used="p", timings={}, peak_bytes=1,
+        width=32, height=48, frames=2, fps=8, steps=3, seed=2**63,
+        degradations=("width 64->32", "steps 6->3"), metadata={"dtype": "float32", "tier": "cpu"},
+    )  # fmt: skip
+    result = _succeeded(produced.to_json(), allow_degrade=True).result
+    # Degraded values from the node win over the request's.
+    assert (result.width, result.height, result.frames, result.steps) == (32, 48, 2, 3)
+    assert (result.fps, result.seed) == (8, 2**63)
+    assert list(result.degradations) == ["width 64->32", "steps 6->3"]
+    assert dict(result.metadata) == {"dtype": "float32", "tier": "cpu"}
+
+
+def test_a_result_record_from_an_older_node_still_decodes() -> None:
+    old = b'{"status":"OK","artifact_uri":"file:///o.mp4","sha256":"s","profile_used":"p","timings":{},"peak_bytes":1}'
+    result = _succeeded(old, allow_degrade=False).result
+    assert result.artifact_uri == "file:///o.mp4"
+    assert (result.width, result.frames, result.steps, result.seed) == (64, 4, 6, 7)  # from the request
+    assert list(result.degradations) == [] and dict(result.metadata) == {}

@@ -74,6 +74,22 @@ RECORDS = [
     ClaimRecord("n1", 17),
     ResultRecord("OK", "file:///a/out.mp4", "ab" * 32, "chunked", {"denoise_s": 4.5}, 123),
     ResultRecord("RESOURCE_EXHAUSTED", "", "", "sequential_offload", {}, 0, "decode ran out of memory"),
+    ResultRecord(
+        "OK",
+        "file:///a/o.mp4",
+        "cd" * 32,
+        "fast",
+        {},
+        9,
+        width=32,
+        height=48,
+        frames=2,
+        fps=8,
+        steps=3,
+        seed=2**63,
+        degradations=("steps 6->3",),
+        metadata={"dtype": "float32"},
+    ),
 ]
 
 
@@ -106,6 +122,12 @@ def test_unknown_fields_are_ignored_and_defaults_fill_in() -> None:
             ResultRecord,
             b'{"status":"OK","artifact_uri":"","sha256":"","profile_used":"","timings":{"a":"x"},"peak_bytes":0}',
             "'timings'",
+        ),
+        (
+            ResultRecord,
+            b'{"status":"OK","artifact_uri":"","sha256":"","profile_used":"","timings":{},"peak_bytes":0,'
+            b'"metadata":{"tier":1}}',
+            "'metadata'",
         ),
     ],
 )

@@ -421,8 +421,10 @@ async def test_claim_during_outage_is_refused_and_the_attempt_handed_back(
 
 def ok_result(artifact_uri: str = "file:///out.mp4", video: bytes = b"") -> common_pb2.Result:
     result = common_pb2.Result(
-        artifact_uri=artifact_uri, video=video, sha256="ab" * 32, profile="fast", peak_bytes=123
-    )
+        artifact_uri=artifact_uri, video=video, sha256="ab" * 32, profile="fast", peak_bytes=123,
+        width=48, height=32, frames=4, fps=8, steps=3, seed=2**40, degradations=["steps 6->3"],
+    )  # fmt: skip
+    result.metadata.update({"dtype": "float32", "tier": "cpu"})
     result.timings.denoise_s = 2.5
     result.timings.total_s = 3.0
     return result
@@ -464,6 +466,14 @@ async def test_result_is_written_once(world: World, tmp_path: Path) -> None:
             "total_s": 3.0,
         },
         peak_bytes=123,
+        width=48,
+        height=32,
+        frames=4,
+        fps=8,
+        steps=3,
+        seed=2**40,
+        degradations=("steps 6->3",),
+        metadata={"dtype": "float32", "tier": "cpu"},
     )
     revision = world.kv.revision
     failed = ResultRecord(

@@ -59,6 +59,11 @@ class CoordinatorStub:
                 request_serializer=i2v__contract_dot_v1_dot_coordinator__pb2.CancelRequest.SerializeToString,
                 response_deserializer=i2v__contract_dot_v1_dot_coordinator__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/i2v.v1.Coordinator/ListJobs',
+                request_serializer=i2v__contract_dot_v1_dot_coordinator__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=i2v__contract_dot_v1_dot_coordinator__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
         self.ListNodes = channel.unary_unary(
                 '/i2v.v1.Coordinator/ListNodes',
                 request_serializer=i2v__contract_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
@@ -107,6 +112,13 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """Jobs, newest first, optionally filtered by state (answered by any coordinator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListNodes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -146,6 +158,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=i2v__contract_dot_v1_dot_coordinator__pb2.CancelRequest.FromString,
                     response_serializer=i2v__contract_dot_v1_dot_coordinator__pb2.Job.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=i2v__contract_dot_v1_dot_coordinator__pb2.ListJobsRequest.FromString,
+                    response_serializer=i2v__contract_dot_v1_dot_coordinator__pb2.ListJobsResponse.SerializeToString,
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNodes,
@@ -293,6 +310,33 @@ class Coordinator:
             '/i2v.v1.Coordinator/Cancel',
             i2v__contract_dot_v1_dot_coordinator__pb2.CancelRequest.SerializeToString,
             i2v__contract_dot_v1_dot_coordinator__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/i2v.v1.Coordinator/ListJobs',
+            i2v__contract_dot_v1_dot_coordinator__pb2.ListJobsRequest.SerializeToString,
+            i2v__contract_dot_v1_dot_coordinator__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,8 @@ class CoordinatorStub:
     """Submit + Watch in one stream."""
     Get: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetRequest, _coordinator_pb2.Job]
     Cancel: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.CancelRequest, _coordinator_pb2.Job]
+    ListJobs: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListJobsRequest, _coordinator_pb2.ListJobsResponse]
+    """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
     ListNodes: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]
     ClusterStatus: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]
 
@@ -53,6 +55,8 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """Submit + Watch in one stream."""
     Get: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetRequest, _coordinator_pb2.Job]  # type: ignore[assignment]
     Cancel: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.CancelRequest, _coordinator_pb2.Job]  # type: ignore[assignment]
+    ListJobs: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListJobsRequest, _coordinator_pb2.ListJobsResponse]  # type: ignore[assignment]
+    """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
     ListNodes: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]  # type: ignore[assignment]
     ClusterStatus: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]  # type: ignore[assignment]
 
@@ -94,6 +98,14 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.CancelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.Job, _abc.Awaitable[_coordinator_pb2.Job]]: ...
+
+    @_abc_1.abstractmethod
+    def ListJobs(
+        self,
+        request: _coordinator_pb2.ListJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListJobsResponse, _abc.Awaitable[_coordinator_pb2.ListJobsResponse]]:
+        """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
 
     @_abc_1.abstractmethod
     def ListNodes(
