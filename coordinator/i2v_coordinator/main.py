@@ -28,6 +28,7 @@ from i2v_contract.artifacts import ArtifactError, open_store
 from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
+from i2v_contract.logs import setup_logging
 from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
@@ -265,11 +266,7 @@ async def _shutdown(
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config.log_level)
     return asyncio.run(serve(config))
 
 

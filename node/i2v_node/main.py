@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KVUnavailable
+from i2v_contract.logs import setup_logging
 from i2v_node.cluster import ClusterNode, advertised, join_cluster
 from i2v_node.config import NodeConfig, parse_args
 from i2v_node.membership import DuplicateNode
@@ -92,11 +93,7 @@ async def serve(config: NodeConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config.log_level)
     return asyncio.run(serve(config))
 
 
