@@ -395,6 +395,9 @@ def _failure(status: str, message: str) -> ResultRecord:
     )
 
 
+RESULT_BUDGET_MIN_S = 60.0
+
+
 class ClusterHooks:
     """Fenced claim before the GPU is touched; a write-once result after every claimed run."""
 
@@ -411,8 +414,10 @@ class ClusterHooks:
         self.m = membership
         self.store = store
         self.call_budget_s = call_budget_s
-        # Past this, etcd has been away longer than the lease: the claim is gone and the job requeued.
-        self.result_budget_s = result_budget_s if result_budget_s is not None else 2 * membership.lease_ttl
+        # etcd cannot expire leases without a quorum (a new etcd leader renews them), so the claim
+        # usually outlives an outage: keep trying long enough that finished work is not redone.
+        default_budget = max(2 * membership.lease_ttl, RESULT_BUDGET_MIN_S)
+        self.result_budget_s = result_budget_s if result_budget_s is not None else default_budget
         self._sleep = sleep
         self._clock = clock
         self._claimed: set[tuple[str, int]] = set()
