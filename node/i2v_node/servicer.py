@@ -252,9 +252,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def start_drain(self) -> None:
         if not self.draining:
             self.draining = True
-            log.info(
-                "draining: refusing new jobs, letting job %s finish", self.job.job_id if self.job else "-"
-            )
+            if self.job is None:
+                log.info("draining: refusing new jobs; no job running")
+            else:
+                log.info("draining: refusing new jobs, letting job %s finish", self.job.job_id)
             self._changed()
 
     async def wait_idle(self, grace_seconds: float) -> bool:

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from i2v_contract.v1 import common_pb2
 
@@ -163,7 +163,12 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(limits.image_formats))
+            try:
+                image = Image.open(io.BytesIO(data), formats=list(limits.image_formats))
+            except UnidentifiedImageError:
+                raise FieldError(
+                    "image", f"{len(data)} bytes are not a {formats} image; send one of those formats"
+                ) from None
             width, height = image.size
             if width * height > limits.max_image_pixels:
                 raise FieldError(

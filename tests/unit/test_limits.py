@@ -105,13 +105,13 @@ def test_supported_formats_decode_to_rgb(fmt: str) -> None:
     ("data", "words"),
     [
         (b"", "is empty"),
-        (b"hello, this is a text file\n", "cannot be decoded"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "cannot be decoded"),
+        (b"hello, this is a text file\n", "are not a PNG, JPEG, WEBP image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "are not a PNG, JPEG, WEBP image"),
         (_encoded("PNG", (64, 64))[:-30], "cannot be decoded"),  # truncated
-        (_encoded("GIF", mode="P"), "cannot be decoded"),  # a real image, unsupported format
+        (_encoded("GIF", mode="P"), "are not a PNG, JPEG, WEBP image"),  # a real image, unsupported format
         (png_claiming(100_000, 100_000), "too many"),
         (png_claiming(4097, 4096), "too many"),
-        (b"\xff\xd8\xff" + b"\x00" * 100, "cannot be decoded"),  # corrupt JPEG
+        (b"\xff\xd8\xff" + b"\x00" * 100, "are not a PNG, JPEG, WEBP image"),  # corrupt JPEG
         (b"\x00" * (20 * 1024 * 1024 + 1), "too large"),
     ],
 )
