@@ -74,9 +74,10 @@ def term_seen_at(history: History, epoch: int) -> float:
 def test_kill_9_primary_with_jobs_in_flight(tmp_path: Path) -> None:
     takeovers, dispatches = [], []
     with Cluster(tmp_path, coordinators=3, nodes=(NodeSpec("n1"), NodeSpec("n2"))) as cluster:
-        client = cluster.client()
         acked: list[str] = []
         for run in range(RUNS):
+            # Replaced coordinators listen on new ports: a client knows the addresses of its run.
+            client = cluster.client()
             leader, state, _ = cluster.wait_leader(10)
             acked += cluster.submit_running(20, f"kill{run}", client)
             killed_at = time.monotonic()
@@ -102,9 +103,9 @@ def test_kill_9_primary_with_jobs_in_flight(tmp_path: Path) -> None:
 def test_sigterm_primary_hands_over_and_jobs_continue(tmp_path: Path) -> None:
     handovers = []
     with Cluster(tmp_path, coordinators=2) as cluster:
-        client = cluster.client()
         acked: list[str] = []
         for run in range(RUNS):
+            client = cluster.client()
             leader, state, _ = cluster.wait_leader(10)
             acked += cluster.submit_running(10, f"term{run}", client)
             stopped_at = time.monotonic()
