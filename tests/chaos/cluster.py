@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -32,7 +34,7 @@ from i2v_contract.client import CallError, build_request
 from i2v_contract.coordinator_client import CoordinatorClient, RetryPolicy
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
-from i2v_contract.kv import Compacted, KVUnavailable, WatchEvent
+from i2v_contract.kv import WatchEvent
 from i2v_contract.tiers import tier_name, tier_rank
 from i2v_contract.v1 import common_pb2
 from i2v_coordinator.jobs import ASSIGNED, FINAL_STATES, SUCCEEDED, JobView, state_name
@@ -40,8 +42,9 @@ from i2v_coordinator.jobstore import decode_job
 from i2v_coordinator.routing import floor_tier
 from i2v_node.config import default_cache_dir
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess, LeaderState
+from tests.chaos.recorder import decode
 from tests.etcd_cluster import EtcdCluster
-from tests.integration.node_process import NodeProcess
+from tests.integration.node_process import ROOT, NodeProcess
 
 T = TypeVar("T")
 
@@ -74,45 +77,30 @@ class Seen:
 
 
 class Recorder:
-    """Watches `prefix` from revision 1 in its own thread and event loop; survives etcd outages."""
+    """Every change under the prefix, as seen by a recorder process (tests/chaos/recorder.py)."""
 
-    def __init__(self, endpoints: Sequence[str], prefix: str) -> None:
-        self._endpoints = list(endpoints)
-        self._prefix = prefix
+    def __init__(self, endpoints: Sequence[str], prefix: str, log_path: Path) -> None:
+        self._args = [sys.executable, "-m", "tests.chaos.recorder", ",".join(endpoints), prefix]
+        self._log_path = log_path
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._next_rev = 1
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(target=self._thread_main, name="etcd-recorder", daemon=True)
-        self._ready = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader = threading.Thread(target=self._read, name="etcd-recorder", daemon=True)
 
     def start(self) -> Recorder:
-        self._thread.start()
-        self._ready.wait(10)
+        with open(self._log_path, "wb") as log:
+            self._proc = subprocess.Popen(self._args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+        self._reader.start()
         return self
 
-    def _thread_main(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._ready.set()
-        kv = EtcdKV(self._endpoints)
-        try:
-            while True:
-                try:
-                    async for event in kv.watch_prefix(self._prefix, self._next_rev):
-                        with self._lock:
-                            self._seen.append(Seen(time.monotonic(), event))
-                            self._next_rev = event.kv.mod_revision + 1
-                except (KVUnavailable, Compacted):
-                    await asyncio.sleep(0.2)  # etcd away (quorum lost): resume from the next revision
-        except asyncio.CancelledError:
-            pass
-        finally:
-            await kv.close()
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            at, event = decode(line)
+            with self._lock:
+                self._seen.append(Seen(at, event))
+                self._next_rev = event.kv.mod_revision + 1
 
     def events(self) -> list[Seen]:
         with self._lock:
@@ -126,15 +114,21 @@ class Recorder:
         deadline = time.monotonic() + timeout
         while self.seen_revision() < revision:
             if time.monotonic() > deadline:
-                raise AssertionError(f"recorder did not reach revision {revision} in {timeout}s")
+                raise AssertionError(
+                    f"recorder did not reach revision {revision} in {timeout}s; "
+                    f"its log: {self._log_path.read_text(errors='replace')[-2000:]}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-        self._thread.join(10)
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        self._reader.join(10)
 
 
 @dataclass(frozen=True)
@@ -374,7 +368,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         self.etcd.start()
-        self.recorder = Recorder(self.etcd.endpoints, self.keys.prefix).start()
+        self.recorder = Recorder(self.etcd.endpoints, self.keys.prefix, self.tmp / "recorder.log").start()
         for spec in self._node_specs:
             self.spawn_node(spec)
         self.group = CoordinatorGroup(
