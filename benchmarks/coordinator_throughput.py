@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
-from PIL import Image
 
 from i2v_contract.client import build_request
 from i2v_contract.keys import Keys
@@ -40,14 +38,9 @@ from i2v_coordinator.dispatcher import DispatchConfig
 from i2v_node.config import default_cache_dir
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
+from tests.media import png
 
 MIB = 1024 * 1024
-
-
-def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 64), (30, 140, 200)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def request(steps: int) -> common_pb2.GenerationRequest:

@@ -32,18 +32,11 @@ from i2v_node.config import default_cache_dir
 from i2v_node.engine import Engine, EngineConfig
 from i2v_node.job import JobSpec
 from tests.integration.node_process import BIN, NodeProcess, node_env
+from tests.media import png as gradient_png
 
 WIDTH = HEIGHT = 64
 FRAMES, STEPS, FPS, SEED = 8, 10, 8, 1234
 PROMPT = "a gradient slowly rotating"
-
-
-def gradient_png() -> bytes:
-    image = Image.new("RGB", (WIDTH, HEIGHT))
-    image.putdata([(x * 4, y * 4, 160) for y in range(HEIGHT) for x in range(WIDTH)])
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def spread(values: list[float]) -> str:
@@ -58,7 +51,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     args = parser.parse_args()
-    png = gradient_png()
+    png = gradient_png(WIDTH, HEIGHT)
 
     with tempfile.TemporaryDirectory() as tmp_text:
         tmp = Path(tmp_text)

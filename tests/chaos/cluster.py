@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -27,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from unittest import mock
-
-from PIL import Image
 
 from i2v_contract.client import CallError, build_request
 from i2v_contract.coordinator_client import CoordinatorClient, RetryPolicy
@@ -45,6 +42,7 @@ from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess, 
 from tests.chaos.recorder import decode
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import ROOT, NodeProcess
+from tests.media import png
 
 T = TypeVar("T")
 
@@ -52,12 +50,6 @@ T = TypeVar("T")
 def chaos_runs() -> int:
     """Repetitions per chaos test: 1 in CI, scripts/chaos.sh sets I2V_CHAOS_RUNS for the full count."""
     return max(1, int(os.environ.get("I2V_CHAOS_RUNS", "1")))
-
-
-def png(size: int = 64) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (size, size), (40, 120, 200)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def tiny_request(steps: int = 3, frames: int = 4, seed: int = 7) -> common_pb2.GenerationRequest:

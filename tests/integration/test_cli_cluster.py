@@ -21,7 +21,7 @@ from i2v_contract.coordinator_client import CoordinatorClient
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import BIN, NodeProcess, node_env
-from tests.integration.test_node_server import decode, png
+from tests.media import decode, png
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

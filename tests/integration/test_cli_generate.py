@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.node_process import BIN, NodeProcess, free_port, node_env
-from tests.integration.test_node_server import decode, png
+from tests.media import decode, png
 
 pytestmark = pytest.mark.integration
 

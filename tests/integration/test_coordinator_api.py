@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-from PIL import Image
 
 from i2v_contract.client import CallError, build_request
 from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, final_result
@@ -23,14 +21,9 @@ from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
+from tests.media import png
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-def png(size: int = 64) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (size, size), (200, 120, 40)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def tiny_request(steps: int = 2, prompt: str = "a rusty robot") -> common_pb2.GenerationRequest:

@@ -28,7 +28,7 @@ from i2v_contract.memory import ArchSpec
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import NodeProcess
-from tests.integration.test_node_server import decode, png
+from tests.media import decode, png
 
 pytestmark = pytest.mark.integration
 

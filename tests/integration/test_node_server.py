@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from PIL import Image
 
 from i2v_contract.limits import DEFAULT_LIMITS
 from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
 from tests.integration.node_process import NodeProcess, metric_value
+from tests.media import decode, png
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +45,6 @@ def node(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield proc
     finally:
         proc.stop()
-
-
-def png(width: int = 64, height: int = 64) -> bytes:
-    image = Image.new("RGB", (width, height))
-    image.putdata([(x * 4 % 256, y * 4 % 256, 128) for y in range(height) for x in range(width)])
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def request(job_id: str = "", **overrides: Any) -> node_pb2.NodeGenerateRequest:
@@ -107,15 +97,6 @@ def wait_idle(node: NodeProcess, timeout: float = 30) -> float:
         assert time.monotonic() - start < timeout, "node stayed busy"
         time.sleep(0.02)
     return time.monotonic() - start
-
-
-def decode(video: bytes) -> tuple[int, float, int, int]:
-    """(frames, fps, width, height) as a standard decoder (FFmpeg via PyAV) reads the MP4."""
-    container: Any = av.open(io.BytesIO(video))
-    with container:
-        stream = container.streams.video[0]
-        frames = len(list(container.decode(stream)))
-        return frames, float(stream.average_rate), stream.codec_context.width, stream.codec_context.height
 
 
 def test_health_goes_from_not_serving_to_serving(node: NodeProcess) -> None:
@@ -187,7 +168,7 @@ def test_bad_input_then_still_serving(
 
 
 def test_decompression_bomb_is_refused(node: NodeProcess) -> None:
-    from tests.unit.test_servicer_validation import png_claiming
+    from tests.media import png_claiming
 
     err: Any = error_of(node, request(image=png_claiming(80_000, 80_000)))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -17,7 +17,7 @@ from i2v_contract.limits import (
     normalize_request,
 )
 from i2v_contract.v1 import common_pb2
-from tests.unit.test_servicer_validation import png_claiming
+from tests.media import png_claiming
 
 
 def _normalize(**fields: object) -> Normalized:

@@ -6,16 +6,12 @@ node, a loading or draining node must all be answered before any GPU work.
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
-from PIL import Image
 
 from i2v_contract.limits import DEFAULT_LIMITS
 from i2v_contract.memory import I2VGEN_XL
@@ -24,6 +20,7 @@ from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
 from i2v_node.gpu import MemoryMonitor, SimulatedProbe
 from i2v_node.metrics import NodeMetrics
 from i2v_node.servicer import JobHooks, JobRejected, JobReport, NodeServicer, _Job
+from tests.media import png, png_claiming
 
 GIB = 1024**3
 
@@ -40,27 +37,6 @@ class NoRunEngine:
 
     def run(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("validation must refuse before the engine runs")
-
-
-def png(width: int = 64, height: int = 64) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 100, 50)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims a huge image (a decompression bomb's signature)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def request(**overrides: Any) -> node_pb2.NodeGenerateRequest:
