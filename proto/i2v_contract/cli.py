@@ -22,11 +22,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from i2v_contract.client import CallError, NodeClient, build_request, checked
+from i2v_contract.client import CallError, Generator, NodeClient, build_request, checked
 from i2v_contract.coordinator_client import (
     CoordinatorClient,
     CoordinatorGenerator,
@@ -44,20 +44,6 @@ from i2v_contract.v1 import common_pb2
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TARGETS_ENV = "I2V_TARGETS"
-
-
-class Call(Protocol):
-    """A started generation: a node's GenerateCall or a job through the coordinators."""
-
-    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result: ...
-
-    def cancel(self) -> None: ...
-
-
-class Starter(Protocol):
-    def generate(self, request: common_pb2.GenerationRequest, *, timeout: float | None = None) -> Call: ...
-
-    def close(self) -> None: ...
 
 
 def _non_negative_int(text: str) -> int:
@@ -166,7 +152,7 @@ def resolve_where(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     args.targets = parse_targets(text)
 
 
-def connect(args: argparse.Namespace) -> Starter:
+def connect(args: argparse.Namespace) -> Generator:
     if args.targets is None:
         return NodeClient(args.node)
     return CoordinatorGenerator(args.targets)

@@ -1,7 +1,7 @@
 """Python client for the i2v services (synchronous gRPC; no torch, so the CLI starts fast).
 
-`NodeClient` talks to one node. Anything that can start a generation returns a `GenerateCall`, so
-a coordinator client (several addresses, retries across them) can slot in beside it behind the
+`NodeClient` talks to one node. Anything that can start a generation returns a `Call`, so a
+coordinator client (several addresses, retries across them) slots in beside it behind the
 `Generator` protocol and the CLI stays the same.
 """
 
@@ -114,10 +114,16 @@ def checked(result: common_pb2.Result) -> common_pb2.Result:
     return result
 
 
+class Call(Protocol):
+    """A started generation: a node's GenerateCall or a job through the coordinators."""
+
+    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result: ...
+
+    def cancel(self) -> None: ...
+
+
 class Generator(Protocol):
-    def generate(
-        self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
-    ) -> GenerateCall: ...
+    def generate(self, request: common_pb2.GenerationRequest, *, timeout: float | None = None) -> Call: ...
 
     def close(self) -> None: ...
 
