@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from i2v_contract.v1 import common_pb2 as i2v__contract_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!i2v_contract/v1/coordinator.proto\x12\x06i2v.v1\x1a\x1ci2v_contract/v1/common.proto\"O\n\rSubmitRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"w\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x12#\n\rrequired_tier\x18\x04 \x01(\x0e\x32\x0c.i2v.v1.Tier\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xc4\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\"\n\x08progress\x18\x05 \x01(\x0b\x32\x10.i2v.v1.Progress\x12\x1e\n\x06result\x18\x06 \x01(\x0b\x32\x0e.i2v.v1.Result\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\x05\"\xe3\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x03\x12#\n\rrequired_tier\x18\x06 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x16\n\x0erequired_bytes\x18\x07 \x01(\x03\x12\x12\n\ncreated_at\x18\x08 \x01(\x01\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x12\n\nerror_code\x18\x0c \x01(\x05\x12\x1e\n\x06result\x18\r \x01(\x0b\x32\x0e.i2v.v1.Result\x12\x11\n\tinput_uri\x18\x0e \x01(\t\x12*\n\x07request\x18\x0f \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\"\x1c\n\nGetRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb9\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x1a\n\x04tier\x18\x03 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x0b\n\x03gpu\x18\x04 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x03\x12\x12\n\nfree_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04\x62usy\x18\x07 \x01(\x08\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\t\"B\n\x0fListJobsRequest\x12 \n\x06states\x18\x01 \x03(\x0e\x32\x10.i2v.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\"-\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.i2v.v1.Job\"\x12\n\x10ListNodesRequest\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.i2v.v1.NodeInfo\"\x16\n\x14\x43lusterStatusRequest\"2\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\"D\n\tTierCount\x12\x1a\n\x04tier\x18\x01 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\r\n\x05nodes\x18\x02 \x01(\r\x12\x0c\n\x04\x62usy\x18\x03 \x01(\r\"\xc7\x01\n\x15\x43lusterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x13\n\x0bleader_addr\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x1f\n\x07members\x18\x04 \x03(\x0b\x32\x0e.i2v.v1.Member\x12 \n\x05tiers\x18\x05 \x03(\x0b\x32\x11.i2v.v1.TierCount\x12\x0e\n\x06queued\x18\x06 \x01(\r\x12\x0f\n\x07running\x18\x07 \x01(\r\x12\x13\n\x0b\x61nswered_by\x18\x08 \x01(\t*\x8e\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nJOB_QUEUED\x10\x01\x12\x10\n\x0cJOB_ASSIGNED\x10\x02\x12\x0f\n\x0bJOB_RUNNING\x10\x03\x12\x11\n\rJOB_SUCCEEDED\x10\x04\x12\x0e\n\nJOB_FAILED\x10\x05\x12\x11\n\rJOB_CANCELLED\x10\x06\x32\xd5\x03\n\x0b\x43oordinator\x12\x37\n\x06Submit\x12\x15.i2v.v1.SubmitRequest\x1a\x16.i2v.v1.SubmitResponse\x12\x31\n\x05Watch\x12\x14.i2v.v1.WatchRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12\x35\n\x08Generate\x12\x15.i2v.v1.SubmitRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12&\n\x03Get\x12\x12.i2v.v1.GetRequest\x1a\x0b.i2v.v1.Job\x12,\n\x06\x43\x61ncel\x12\x15.i2v.v1.CancelRequest\x1a\x0b.i2v.v1.Job\x12=\n\x08ListJobs\x12\x17.i2v.v1.ListJobsRequest\x1a\x18.i2v.v1.ListJobsResponse\x12@\n\tListNodes\x12\x18.i2v.v1.ListNodesRequest\x1a\x19.i2v.v1.ListNodesResponse\x12L\n\rClusterStatus\x12\x1c.i2v.v1.ClusterStatusRequest\x1a\x1d.i2v.v1.ClusterStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!i2v_contract/v1/coordinator.proto\x12\x06i2v.v1\x1a\x1ci2v_contract/v1/common.proto\"O\n\rSubmitRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"w\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x12#\n\rrequired_tier\x18\x04 \x01(\x0e\x32\x0c.i2v.v1.Tier\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xd7\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\"\n\x08progress\x18\x05 \x01(\x0b\x32\x10.i2v.v1.Progress\x12\x1e\n\x06result\x18\x06 \x01(\x0b\x32\x0e.i2v.v1.Result\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\x05\x12\x11\n\theartbeat\x18\t \x01(\x08\"\xe3\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x03\x12#\n\rrequired_tier\x18\x06 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x16\n\x0erequired_bytes\x18\x07 \x01(\x03\x12\x12\n\ncreated_at\x18\x08 \x01(\x01\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x12\n\nerror_code\x18\x0c \x01(\x05\x12\x1e\n\x06result\x18\r \x01(\x0b\x32\x0e.i2v.v1.Result\x12\x11\n\tinput_uri\x18\x0e \x01(\t\x12*\n\x07request\x18\x0f \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\"\x1c\n\nGetRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x95\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x1a\n\x04tier\x18\x03 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x0b\n\x03gpu\x18\x04 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x03\x12\x12\n\nfree_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04\x62usy\x18\x07 \x01(\x08\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\t\x12\x12\n\ncooldown_s\x18\x0b \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x0c \x01(\r\x12\x11\n\tset_aside\x18\r \x01(\x08\x12\x15\n\rhealth_reason\x18\x0e \x01(\t\"V\n\x0fListJobsRequest\x12 \n\x06states\x18\x01 \x03(\x0e\x32\x10.i2v.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.i2v.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x12\n\x10ListNodesRequest\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.i2v.v1.NodeInfo\"\x16\n\x14\x43lusterStatusRequest\"2\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\"D\n\tTierCount\x12\x1a\n\x04tier\x18\x01 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\r\n\x05nodes\x18\x02 \x01(\r\x12\x0c\n\x04\x62usy\x18\x03 \x01(\r\"\xf7\x01\n\x15\x43lusterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x13\n\x0bleader_addr\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x1f\n\x07members\x18\x04 \x03(\x0b\x32\x0e.i2v.v1.Member\x12 \n\x05tiers\x18\x05 \x03(\x0b\x32\x11.i2v.v1.TierCount\x12\x0e\n\x06queued\x18\x06 \x01(\r\x12\x0f\n\x07running\x18\x07 \x01(\r\x12\x13\n\x0b\x61nswered_by\x18\x08 \x01(\t\x12\x15\n\rnodes_cooling\x18\t \x01(\r\x12\x17\n\x0fnodes_set_aside\x18\n \x01(\r*\x8e\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nJOB_QUEUED\x10\x01\x12\x10\n\x0cJOB_ASSIGNED\x10\x02\x12\x0f\n\x0bJOB_RUNNING\x10\x03\x12\x11\n\rJOB_SUCCEEDED\x10\x04\x12\x0e\n\nJOB_FAILED\x10\x05\x12\x11\n\rJOB_CANCELLED\x10\x06\x32\xd5\x03\n\x0b\x43oordinator\x12\x37\n\x06Submit\x12\x15.i2v.v1.SubmitRequest\x1a\x16.i2v.v1.SubmitResponse\x12\x31\n\x05Watch\x12\x14.i2v.v1.WatchRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12\x35\n\x08Generate\x12\x15.i2v.v1.SubmitRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12&\n\x03Get\x12\x12.i2v.v1.GetRequest\x1a\x0b.i2v.v1.Job\x12,\n\x06\x43\x61ncel\x12\x15.i2v.v1.CancelRequest\x1a\x0b.i2v.v1.Job\x12=\n\x08ListJobs\x12\x17.i2v.v1.ListJobsRequest\x1a\x18.i2v.v1.ListJobsResponse\x12@\n\tListNodes\x12\x18.i2v.v1.ListNodesRequest\x1a\x19.i2v.v1.ListNodesResponse\x12L\n\rClusterStatus\x12\x1c.i2v.v1.ClusterStatusRequest\x1a\x1d.i2v.v1.ClusterStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'i2v_contract.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1655
-  _globals['_JOBSTATE']._serialized_end=1797
+  _globals['_JOBSTATE']._serialized_start=1859
+  _globals['_JOBSTATE']._serialized_end=2001
   _globals['_SUBMITREQUEST']._serialized_start=75
   _globals['_SUBMITREQUEST']._serialized_end=154
   _globals['_SUBMITRESPONSE']._serialized_start=156
@@ -41,31 +41,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHREQUEST']._serialized_start=277
   _globals['_WATCHREQUEST']._serialized_end=307
   _globals['_JOBEVENT']._serialized_start=310
-  _globals['_JOBEVENT']._serialized_end=506
-  _globals['_JOB']._serialized_start=509
-  _globals['_JOB']._serialized_end=864
-  _globals['_GETREQUEST']._serialized_start=866
-  _globals['_GETREQUEST']._serialized_end=894
-  _globals['_CANCELREQUEST']._serialized_start=896
-  _globals['_CANCELREQUEST']._serialized_end=927
-  _globals['_NODEINFO']._serialized_start=930
-  _globals['_NODEINFO']._serialized_end=1115
-  _globals['_LISTJOBSREQUEST']._serialized_start=1117
-  _globals['_LISTJOBSREQUEST']._serialized_end=1183
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1185
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1230
-  _globals['_LISTNODESREQUEST']._serialized_start=1232
-  _globals['_LISTNODESREQUEST']._serialized_end=1250
-  _globals['_LISTNODESRESPONSE']._serialized_start=1252
-  _globals['_LISTNODESRESPONSE']._serialized_end=1304
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1306
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1328
-  _globals['_MEMBER']._serialized_start=1330
-  _globals['_MEMBER']._serialized_end=1380
-  _globals['_TIERCOUNT']._serialized_start=1382
-  _globals['_TIERCOUNT']._serialized_end=1450
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1453
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1652
-  _globals['_COORDINATOR']._serialized_start=1800
-  _globals['_COORDINATOR']._serialized_end=2269
+  _globals['_JOBEVENT']._serialized_end=525
+  _globals['_JOB']._serialized_start=528
+  _globals['_JOB']._serialized_end=883
+  _globals['_GETREQUEST']._serialized_start=885
+  _globals['_GETREQUEST']._serialized_end=913
+  _globals['_CANCELREQUEST']._serialized_start=915
+  _globals['_CANCELREQUEST']._serialized_end=946
+  _globals['_NODEINFO']._serialized_start=949
+  _globals['_NODEINFO']._serialized_end=1226
+  _globals['_LISTJOBSREQUEST']._serialized_start=1228
+  _globals['_LISTJOBSREQUEST']._serialized_end=1314
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1316
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1386
+  _globals['_LISTNODESREQUEST']._serialized_start=1388
+  _globals['_LISTNODESREQUEST']._serialized_end=1406
+  _globals['_LISTNODESRESPONSE']._serialized_start=1408
+  _globals['_LISTNODESRESPONSE']._serialized_end=1460
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1462
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1484
+  _globals['_MEMBER']._serialized_start=1486
+  _globals['_MEMBER']._serialized_end=1536
+  _globals['_TIERCOUNT']._serialized_start=1538
+  _globals['_TIERCOUNT']._serialized_end=1606
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1609
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1856
+  _globals['_COORDINATOR']._serialized_start=2004
+  _globals['_COORDINATOR']._serialized_end=2473
 # @@protoc_insertion_point(module_scope)

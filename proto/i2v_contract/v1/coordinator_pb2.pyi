@@ -129,6 +129,7 @@ class JobEvent(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     state: Global___JobState.ValueType
     attempt: _builtins.int
@@ -137,6 +138,10 @@ class JobEvent(_message.Message):
     """set when the job failed or was cancelled"""
     error_code: _builtins.int
     """grpc status code of the failure"""
+    heartbeat: _builtins.bool
+    """A keep-alive with no news: sent when nothing else was for a few seconds, so a client can tell
+    a quiet job from a frozen coordinator (state and attempt are current).
+    """
     @_builtins.property
     def progress(self) -> _common_pb2.Progress:
         """set for progress events"""
@@ -156,10 +161,11 @@ class JobEvent(_message.Message):
         result: _common_pb2.Result | None = ...,
         error: _builtins.str = ...,
         error_code: _builtins.int = ...,
+        heartbeat: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "error_code", b"error_code", "job_id", b"job_id", "node_id", b"node_id", "progress", b"progress", "result", b"result", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "error_code", b"error_code", "heartbeat", b"heartbeat", "job_id", b"job_id", "node_id", b"node_id", "progress", b"progress", "result", b"result", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,6 +289,10 @@ class NodeInfo(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    COOLDOWN_S_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    SET_ASIDE_FIELD_NUMBER: _builtins.int
+    HEALTH_REASON_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     addr: _builtins.str
     tier: _common_pb2.Tier.ValueType
@@ -293,6 +303,16 @@ class NodeInfo(_message.Message):
     job_id: _builtins.str
     model: _builtins.str
     version: _builtins.str
+    cooldown_s: _builtins.float
+    """Dispatch health as the leader sees it: a node that failed to claim or failed jobs for reasons
+    that are not the request's gets no work until the cooldown ends; after repeated failures it
+    is set aside until it re-registers or succeeds.
+    seconds of cooldown left, 0 = none
+    """
+    consecutive_failures: _builtins.int
+    set_aside: _builtins.bool
+    health_reason: _builtins.str
+    """the last failure, when there is a cooldown or set-aside"""
     def __init__(
         self,
         *,
@@ -306,10 +326,14 @@ class NodeInfo(_message.Message):
         job_id: _builtins.str = ...,
         model: _builtins.str = ...,
         version: _builtins.str = ...,
+        cooldown_s: _builtins.float = ...,
+        consecutive_failures: _builtins.int = ...,
+        set_aside: _builtins.bool = ...,
+        health_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr", "busy", b"busy", "free_bytes", b"free_bytes", "gpu", b"gpu", "job_id", b"job_id", "model", b"model", "node_id", b"node_id", "tier", b"tier", "total_bytes", b"total_bytes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addr", b"addr", "busy", b"busy", "consecutive_failures", b"consecutive_failures", "cooldown_s", b"cooldown_s", "free_bytes", b"free_bytes", "gpu", b"gpu", "health_reason", b"health_reason", "job_id", b"job_id", "model", b"model", "node_id", b"node_id", "set_aside", b"set_aside", "tier", b"tier", "total_bytes", b"total_bytes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -321,8 +345,11 @@ class ListJobsRequest(_message.Message):
 
     STATES_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """0 = 100; at most 1000"""
+    page_token: _builtins.str
+    """ListJobsResponse.next_page_token of the previous page; "" = first"""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___JobState.ValueType]:
         """empty = every state"""
@@ -332,10 +359,11 @@ class ListJobsRequest(_message.Message):
         *,
         states: _abc.Iterable[Global___JobState.ValueType] | None = ...,
         limit: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,9 +371,15 @@ Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
 
 @_typing.final
 class ListJobsResponse(_message.Message):
+    """Newest first (by submit time). A page may hold fewer than `limit` jobs when a state filter
+    skipped many: keep paging while next_page_token is set.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     JOBS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
         """without results' video bytes"""
@@ -354,10 +388,11 @@ class ListJobsResponse(_message.Message):
         self,
         *,
         jobs: _abc.Iterable[Global___Job] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,12 +510,18 @@ class ClusterStatusResponse(_message.Message):
     QUEUED_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
     ANSWERED_BY_FIELD_NUMBER: _builtins.int
+    NODES_COOLING_FIELD_NUMBER: _builtins.int
+    NODES_SET_ASIDE_FIELD_NUMBER: _builtins.int
     leader_id: _builtins.str
     leader_addr: _builtins.str
     epoch: _builtins.int
     queued: _builtins.int
     running: _builtins.int
     answered_by: _builtins.str
+    nodes_cooling: _builtins.int
+    """nodes in a dispatch cooldown"""
+    nodes_set_aside: _builtins.int
+    """nodes given no work after repeated failures"""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
     @_builtins.property
@@ -496,10 +537,12 @@ class ClusterStatusResponse(_message.Message):
         queued: _builtins.int = ...,
         running: _builtins.int = ...,
         answered_by: _builtins.str = ...,
+        nodes_cooling: _builtins.int = ...,
+        nodes_set_aside: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "epoch", b"epoch", "leader_addr", b"leader_addr", "leader_id", b"leader_id", "members", b"members", "queued", b"queued", "running", b"running", "tiers", b"tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "epoch", b"epoch", "leader_addr", b"leader_addr", "leader_id", b"leader_id", "members", b"members", "nodes_cooling", b"nodes_cooling", "nodes_set_aside", b"nodes_set_aside", "queued", b"queued", "running", b"running", "tiers", b"tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
