@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from i2v_contract.kv import KV, Compare, Delete, KeyValue, Put, TxnResult, WatchEvent
+from i2v_contract.kv import KV, Compare, Delete, KeyValue, Page, Put, TxnResult, WatchEvent
 from i2v_contract.tiers import TIERS, tier_name
 from i2v_coordinator.routing import NodeView
 
@@ -129,6 +129,14 @@ class TimedKV:
     async def range_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         with self._timer("range"):
             return await self._inner.range_prefix(prefix)
+
+    async def range_page(self, start: str, end: str, limit: int, *, descending: bool = False) -> Page:
+        with self._timer("range"):
+            return await self._inner.range_page(start, end, limit, descending=descending)
+
+    async def count_prefix(self, prefix: str) -> int:
+        with self._timer("range"):
+            return await self._inner.count_prefix(prefix)
 
     async def txn(
         self,
