@@ -390,7 +390,7 @@ class Dispatcher:
         else:
             self._dirty.add(change.job_id)
             if change.kind is ChangeKind.JOB:
-                record = self.store.table.jobs.get(change.job_id)
+                record = self.store.table.get(change.job_id)  # a finished job has left table.jobs
                 if record is not None:
                     self._hub.publish(
                         record.job_id, job_event(record, self.store.table), final=record.view.final

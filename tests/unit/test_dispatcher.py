@@ -224,7 +224,9 @@ class Env:
         return rec
 
     def job(self, job_id: str = "job1") -> jobs.JobView:
-        return self.store.table.jobs[job_id].view
+        record = self.store.table.get(job_id)  # open, or finished by this leader
+        assert record is not None, f"{job_id} is neither open nor finished here"
+        return record.view
 
 
 async def until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:
