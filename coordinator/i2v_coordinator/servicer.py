@@ -19,8 +19,11 @@ access to the store; otherwise it carries the URI only.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -32,7 +35,7 @@ import grpc
 
 from i2v_contract import memory
 from i2v_contract.artifacts import ArtifactError, ArtifactStore
-from i2v_contract.keys import LeaderRecord, MemberRecord, NodeRecord
+from i2v_contract.keys import Keys, LeaderRecord, MemberRecord, NodeRecord
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
@@ -45,7 +48,6 @@ from i2v_coordinator.jobstore import (
     IdConflict,
     JobRecord,
     JobStore,
-    JobTable,
     decode_job,
     job_event,
     request_digest,
@@ -171,11 +173,52 @@ def state_filter(states: Sequence[int]) -> frozenset[int]:
     return frozenset(states)
 
 
-def newest_jobs(records: Iterable[JobRecord], states: frozenset[int], limit: int) -> list[JobRecord]:
-    """The `limit` newest jobs (by created time, then id) whose state is in `states` (empty = any)."""
-    kept = [r for r in records if not states or r.view.state in states]
-    kept.sort(key=lambda r: (r.view.created_at, r.job_id), reverse=True)
-    return kept[:limit]
+OPEN, HISTORY = "open", "history"  # ListJobs phases: open jobs (bounded), then finished ones
+_OPEN_STATES = frozenset({jobs.QUEUED, *jobs.ACTIVE_STATES})
+
+
+def open_cursor(record: JobRecord) -> str:
+    """An open job's place in newest-first order: created time, then id."""
+    return f"{max(0, round(record.view.created_at * 1e6)):016d}-{record.job_id}"
+
+
+def newest_open(
+    records: Iterable[JobRecord], states: frozenset[int], limit: int, after: str = ""
+) -> tuple[list[JobRecord], bool]:
+    """The `limit` newest jobs (by created time, then id) below cursor `after` ("" = from the
+    newest) whose state is in `states` (empty = any), and whether more remain."""
+    kept = [
+        r for r in records if (not states or r.view.state in states) and (not after or open_cursor(r) < after)
+    ]
+    kept.sort(key=open_cursor, reverse=True)
+    return kept[:limit], len(kept) > limit
+
+
+def page_token(phase: str, after: str) -> str:
+    """Opaque to clients: base64 of the phase and the last key (cursor) the page covered."""
+    return base64.urlsafe_b64encode(json.dumps([phase, after]).encode()).decode()
+
+
+def parse_page_token(token: str, keys: Keys) -> tuple[str, str]:
+    """ListJobsRequest.page_token -> (phase, after); ValueError (INVALID_ARGUMENT) on anything else."""
+    if not token:
+        return OPEN, ""
+    try:
+        phase, after = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(after, str) or phase not in (OPEN, HISTORY):
+            raise ValueError(phase)
+        if phase == HISTORY and after:
+            keys.history_of(after)
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise ValueError(
+            f"page_token: {token[:40]!r} is not a token this service issued; pass a "
+            "ListJobsResponse.next_page_token unchanged, or leave it empty for the first page"
+        ) from None
+    return phase, after
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -226,19 +269,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return epoch
 
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
-        record = self._store.table.jobs.get(job_id)
+        record = self._store.table.get(job_id)
         if record is None and job_id:
             try:
                 record = await self._store.fetch(job_id)
             except (KVUnavailable, ValueError) as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read job {job_id}: {exc}; retry")
         if record is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)",
-            )
+            await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(job_id))
         assert record is not None
         return record
+
+    async def _not_found(self, job_id: str) -> str:
+        """NOT_FOUND's message: removed by retention (while its tombstone lasts), or never known."""
+        tomb = None
+        with contextlib.suppress(KVUnavailable, ValueError):
+            tomb = await self._store.tombstone(job_id) if job_id else None
+        if tomb is not None:
+            return (
+                f"job {job_id} finished at {_utc(tomb.finished_at)} and was removed by retention at "
+                f"{_utc(tomb.expired_at)} ({tomb.reason}); submit it again for a new result"
+            )
+        return f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)"
 
     # --- Submit -----------------------------------------------------------------------------
 
@@ -399,16 +451,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     # --- cluster views (any coordinator) ----------------------------------------------------
 
-    async def _job_table(self) -> JobTable:
-        """The leader's mirror; a standby reads jobs/ and results/ from etcd (KVUnavailable)."""
-        if self._leadership.epoch is not None:
-            return self._store.table
-        keys = self._store.keys
-        job_kvs, revision = await self._store.kv.range_prefix(keys.jobs)
-        result_kvs, _ = await self._store.kv.range_prefix(keys.results)
-        table = JobTable(keys)
-        table.load([*job_kvs, *result_kvs], revision)
-        return table
+    async def _list_page(
+        self, states: frozenset[int], limit: int, phase: str, after: str
+    ) -> tuple[list[JobRecord], str]:
+        """One ListJobs page from bounded reads: open jobs newest first (the leader's table, or a
+        paged read of jobs/ on a standby), then finished ones from a descending read of history/
+        of at most `limit` keys; the state filter applies within that read, so a page may be short."""
+        out: list[JobRecord] = []
+        if phase == OPEN:
+            if not states or states & _OPEN_STATES:
+                leading = self._leadership.epoch is not None
+                records = self._store.table.jobs.values() if leading else await self._store.open_records()
+                out, more = newest_open(records, states, limit, after)
+                if more:
+                    return out, page_token(OPEN, open_cursor(out[-1]))
+            phase, after = HISTORY, ""
+        if states and not states - _OPEN_STATES:
+            return out, ""
+        if len(out) == limit:
+            return out, page_token(HISTORY, "")
+        entries, more = await self._store.history_page(after, limit - len(out))
+        out += [r for _, r in entries if not states or r.view.state in states]
+        return out, page_token(HISTORY, entries[-1][0]) if more and entries else ""
 
     async def ListJobs(
         self, request: coordinator_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
@@ -416,17 +480,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         try:
             limit = list_limit(request.limit)
             states = state_filter(request.states)
+            phase, after = parse_page_token(request.page_token, self._store.keys)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            table = await self._job_table()
-        except KVUnavailable as exc:
+            records, token = await self._list_page(states, limit, phase, after)
+        except (KVUnavailable, ValueError) as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read jobs from etcd: {exc}; retry")
         # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
+        table = self._store.table
         return coordinator_pb2.ListJobsResponse(
-            jobs=[
-                job_message(r, job_event(r, table)) for r in newest_jobs(table.jobs.values(), states, limit)
-            ]
+            jobs=[job_message(r, job_event(r, table)) for r in records], next_page_token=token
         )
 
     async def ListNodes(
