@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -401,6 +401,32 @@ class JobStore:
         end = before or prefix_end(self.keys.history)
         page: Page = await self.kv.range_page(self.keys.history, end, limit, descending=True)
         return [(kv.key, decode_job(kv)) for kv in page.items], page.more
+
+    async def oldest_finished(self, limit: int) -> tuple[list[tuple[str, JobRecord]], int]:
+        """Up to `limit` finished jobs, oldest finished first, with their history keys, and how many
+        finished jobs there are in all."""
+        total = await self.kv.count_prefix(self.keys.history)
+        page = await self.kv.range_page(self.keys.history, prefix_end(self.keys.history), limit)
+        return [(kv.key, decode_job(kv)) for kv in page.items], total
+
+    async def remove_finished(
+        self, epoch: int, removals: Sequence[tuple[str, str, ExpiredRecord]], lease: int
+    ) -> int:
+        """Retention: delete each (history key, job id)'s record and done/ pointer and leave the
+        tombstone on `lease`, in one txn under the epoch fence; returns its revision."""
+        ops: list[Put | Delete] = []
+        for entry, job_id, tomb in removals:
+            ops += [
+                Delete(entry),
+                Delete(self.keys.done_of(job_id)),
+                Put(self.keys.expired_of(job_id), tomb.to_json(), lease),
+            ]
+        revision = await self._fenced_txn(epoch, [], ops)
+        if revision is None:
+            raise Fenced(f"epoch {epoch}: the fence failed while the leader key still matched")
+        for _, job_id, _ in removals:
+            self.table.finished.pop(job_id, None)
+        return revision
 
     async def write(
         self, old: JobRecord, view: JobView, epoch: int, *, expect_no_claim: bool = False

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -37,7 +37,9 @@ from i2v_coordinator.leadership import DuplicateMember, Leadership, split_addr
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
+from i2v_coordinator.retention import DEFAULT_MAX_AGE_S, DEFAULT_MAX_JOBS, RetentionPolicy, parse_duration
 from i2v_coordinator.servicer import CoordinatorServicer
+from i2v_coordinator.sweeper import RetentionSweeper
 
 log = logging.getLogger("i2v_coordinator")
 
@@ -62,6 +64,7 @@ class CoordinatorConfig:
     max_attempts: int
     drain_grace_s: float
     log_level: str
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -83,6 +86,19 @@ def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], int |
     return parse
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0 = no limit), got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     p = argparse.ArgumentParser(prog="i2v-coordinator", description=__doc__.splitlines()[0])
     p.add_argument("--etcd", required=True, help="etcd endpoints, comma-separated host:port")
@@ -99,6 +115,19 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     )
     p.add_argument("--drain-grace", type=float, default=0.25, help="seconds open streams get on SIGTERM")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--retention-max-age",
+        type=_duration,
+        default=DEFAULT_MAX_AGE_S,
+        help="keep finished jobs (record, input image, video) this long: 7d, 12h, 30m or seconds; "
+        "0 = no age limit (default 7d)",
+    )
+    p.add_argument(
+        "--retention-max-jobs",
+        type=_count,
+        default=DEFAULT_MAX_JOBS,
+        help=f"keep at most this many finished jobs, newest first; 0 = no limit (default {DEFAULT_MAX_JOBS})",
+    )
     a = p.parse_args(argv)
     try:
         endpoints = tuple(parse_endpoints(a.etcd))
@@ -125,6 +154,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         max_attempts=a.max_attempts,
         drain_grace_s=max(0.0, a.drain_grace),
         log_level=a.log_level,
+        retention=RetentionPolicy(a.retention_max_age, a.retention_max_jobs),
     )
 
 
@@ -182,6 +212,8 @@ async def serve(config: CoordinatorConfig) -> int:
         config=DispatchConfig(max_queue=config.max_queue, max_attempts=config.max_attempts),
         metrics=metrics,
     )
+    sweeper = RetentionSweeper(store, artifacts, config.retention, dispatcher.output_uri, metrics=metrics)
+    leadership.on_change(sweeper.on_leadership)  # sweeps only while leading, in the epoch it leads
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -210,13 +242,15 @@ async def serve(config: CoordinatorConfig) -> int:
     for service in HEALTH_SERVICES:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "coordinator %s serving on %s (advertised %s), metrics on %s, etcd %s, lease ttl %g s",
+        "coordinator %s serving on %s (advertised %s), metrics on %s, etcd %s, lease ttl %g s, "
+        "finished jobs %s",
         member_id,
         config.listen,
         addr,
         config.metrics_listen,
         ",".join(config.etcd),
         config.lease_ttl,
+        config.retention.describe(),
     )
 
     await stop.wait()
@@ -227,6 +261,7 @@ async def serve(config: CoordinatorConfig) -> int:
     await leadership.resign()
     dispatching.cancel()
     await asyncio.gather(dispatching, return_exceptions=True)
+    await sweeper.stop()
     await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
     log.info("coordinator %s stopped", member_id)
     return 0

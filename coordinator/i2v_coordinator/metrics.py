@@ -66,6 +66,14 @@ class CoordinatorMetrics:
             registry=r,
         )
         self._requeues = Counter("i2v_requeues", "Attempts lost to a node and requeued", registry=r)
+        self._retention_removed = Counter(
+            "i2v_retention_removed_jobs", "Finished jobs removed by retention (leader)", registry=r
+        )
+        self._oldest_finished = Gauge(
+            "i2v_oldest_finished_job_age_seconds",
+            "Age of the oldest finished job still kept, as of the last retention sweep (leader)",
+            registry=r,
+        )
         self.etcd_call = Histogram(
             "i2v_etcd_call_seconds",
             "etcd call latency by operation",
@@ -104,6 +112,14 @@ class CoordinatorMetrics:
 
     def end_to_end(self, seconds: float) -> None:
         self._end_to_end.observe(seconds)
+
+    # ---- retention sweeper (sweeper.RetentionMetrics) ----
+
+    def retention_removed(self, count: int) -> None:
+        self._retention_removed.inc(count)
+
+    def oldest_finished_age(self, seconds: float) -> None:
+        self._oldest_finished.set(seconds)
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:

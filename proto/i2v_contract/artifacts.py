@@ -6,6 +6,7 @@ A plain directory (or file:// URL) by default; any other URL scheme goes through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -39,6 +40,11 @@ class ArtifactStore(Protocol):
         ...
 
     def get(self, uri: str) -> bytes: ...
+
+    def delete(self, uri: str) -> None:
+        """Removes the artifact; one that is already gone is not an error (ArtifactError when the
+        URI is outside this store)."""
+        ...
 
     def uri_for(self, name: str) -> str: ...
 
@@ -82,6 +88,14 @@ class FileStore:
         except OSError as exc:
             raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
 
+    def delete(self, uri: str) -> None:
+        path = self._path(uri)
+        path.unlink(missing_ok=True)
+        # A job's folder goes with its last artifact; a folder still holding files stays.
+        with contextlib.suppress(OSError):
+            if path.parent != self.root:
+                path.parent.rmdir()
+
 
 class FsspecStore:
     """Any fsspec URL (s3://, gs://, memory://): the seam for object stores."""
@@ -110,6 +124,13 @@ class FsspecStore:
         except FileNotFoundError as exc:
             raise ArtifactError(f"artifact {uri!r} does not exist") from exc
         return data
+
+    def delete(self, uri: str) -> None:
+        if not uri.startswith(self.root_url + "/"):
+            raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
+        name = check_name(uri[len(self.root_url) + 1 :])
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(f"{self._root_path}/{name}")
 
 
 def open_store(location: str) -> ArtifactStore:
