@@ -3,6 +3,7 @@ with a real file artifact store: fenced bounded batches, tombstones on a reused 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -249,3 +250,29 @@ async def test_get_of_a_removed_job_says_when_and_why(env: Env) -> None:
     assert "removed by retention at 1970-04-11 00:00:00 UTC (kept 7d / no job count limit" in str(err.value)
     with pytest.raises(Aborted, match="no job 'never'"):
         await servicer.Get(coordinator_pb2.GetRequest(job_id="never"), cast(Any, Context()))
+
+
+async def test_the_sweeper_runs_only_while_leading(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    epochs: list[int] = []
+
+    async def sweep(self: RetentionSweeper, epoch: int) -> int:
+        epochs.append(epoch)
+        return 0
+
+    monkeypatch.setattr(RetentionSweeper, "sweep", sweep)
+    sweep_ = env.sweeper(RetentionPolicy(7 * DAY, 0))
+    sweep_.on_leadership(env.epoch)
+    await asyncio.sleep(0.01)
+    assert epochs == [env.epoch]
+    first = sweep_._task
+    assert first is not None and not first.done()
+    sweep_.on_leadership(None)  # deposed: the sweeps stop at once
+    await asyncio.sleep(0)
+    assert first.cancelled() and sweep_._task is None
+    sweep_.on_leadership(env.epoch + 5)
+    await asyncio.sleep(0.01)
+    assert epochs == [env.epoch, env.epoch + 5]
+    await sweep_.stop()
+    unlimited = env.sweeper(RetentionPolicy(0, 0))
+    unlimited.on_leadership(env.epoch)  # nothing to enforce: no task at all
+    assert unlimited._task is None
