@@ -344,3 +344,27 @@ async def test_load_pages_only_the_open_prefixes(kv: MemoryKV, monkeypatch: pyte
     assert sorted(fresh.table.jobs) == [f"open{i}" for i in range(5)]
     assert all(not r.startswith((KEYS.history, KEYS.done)) for r in reads)
     assert len([r for r in reads if r.startswith(KEYS.jobs)]) == 3  # 5 jobs in pages of 2
+
+
+async def test_follow_yields_to_the_loop_within_a_burst_of_events(kv: MemoryKV) -> None:
+    store = JobStore(kv, KEYS)
+    await store.load()
+    for i in range(1000):  # a burst the watch delivers back to back
+        await kv.put(KEYS.claim(f"job{i}", 1), ClaimRecord("n1", 2).to_json())
+    seen: list[int] = []
+
+    async def ticker() -> None:  # stands in for the lease keepalive
+        while True:
+            seen.append(len(store.table.claims))
+            await asyncio.sleep(0)
+
+    all_in = asyncio.Event()
+    store.on_change(lambda _: len(store.table.claims) == 1000 and all_in.set())
+    tick = asyncio.create_task(ticker())
+    follow = asyncio.create_task(store.follow())
+    try:
+        await asyncio.wait_for(all_in.wait(), 5)
+    finally:
+        follow.cancel()
+        tick.cancel()
+    assert any(0 < n < 1000 for n in seen), "the burst held the loop until its end"
