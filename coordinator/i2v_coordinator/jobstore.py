@@ -45,9 +45,9 @@ from i2v_contract.kv import (
     Compare,
     Delete,
     KeyValue,
-    Page,
     Put,
     WatchEvent,
+    count_prefix,
     prefix_end,
     range_pages,
 )
@@ -62,6 +62,7 @@ _RESULT_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRecor
 LOAD_PAGE = 500  # keys per range read while loading: bounded messages, the loop runs between pages
 YIELD_EVERY = 100  # watch events folded in before yielding to the loop (lease keepalives must run)
 FINISHED_CACHE = 1024  # recently finished records kept in memory for the watch streams' final events
+_WINDOW_US = 60_000_000  # the first window of a newest-first history read: one minute
 
 
 @dataclass(frozen=True)
@@ -273,9 +274,10 @@ class IdConflict(Exception):
 
 
 class JobStore:
-    def __init__(self, kv: KV, keys: Keys | None = None) -> None:
+    def __init__(self, kv: KV, keys: Keys | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.kv = kv
         self.keys = keys or Keys()
+        self._clock = clock  # wall clock: only where a newest-first history read starts looking
         self.table = JobTable(self.keys)
         self._listeners: list[Callable[[Change], None]] = []
 
@@ -397,15 +399,55 @@ class JobStore:
 
     async def history_page(self, before: str, limit: int) -> tuple[list[tuple[str, JobRecord]], bool]:
         """Up to `limit` finished jobs, newest finished first, with history keys below `before`
-        ("" = from the newest); each with its key, and whether older ones remain."""
-        end = before or prefix_end(self.keys.history)
-        page: Page = await self.kv.range_page(self.keys.history, end, limit, descending=True)
-        return [(kv.key, decode_job(kv)) for kv in page.items], page.more
+        ("" = from the newest); each with its key, and whether older ones remain.
+
+        etcd bounds a read by `limit` only in ascending key order, so this finds the start of the
+        newest `limit` entries by counting (etcd counts its in-memory index and reads no values):
+        a window below `before` that grows 4x from a minute until it holds `limit` entries, then is
+        bisected while it holds more than 8 x `limit`; then one ascending read of that window. Each
+        count covers only a slice next to what is counted already. With jobs finishing up to now
+        this is a few small counts; after a long idle spell a window may first take in many
+        entries at once, and each such count costs about 0.2 us per entry (etcd 3.4).
+        """
+        history = self.keys.history
+        end = before or prefix_end(history)
+        # From the clock, not from the newest entry (etcd cannot read that cheaply); entries above
+        # `top_us` (a skewed clock) are still counted, in the first count.
+        top_us = round((self.keys.history_of(before)[0] if before else self._clock() + 60) * 1e6)
+
+        def start_at(window_us: int) -> str:
+            return f"{history}{max(0, top_us - window_us):016d}"
+
+        async def between(window_us: int, above_us: int) -> int:
+            return await self.kv.count_range(start_at(window_us), start_at(above_us))
+
+        # `counted` entries in [start_at(low), end) < limit <= `total` in [start_at(window), end).
+        low, window = 0, _WINDOW_US
+        counted = await self.kv.count_range(start_at(0), end)
+        while True:
+            total = counted + await between(window, low)
+            if total >= limit or top_us - window <= 0:
+                break
+            counted, low, window = total, window, window * 4
+        while total > 8 * limit and window - low > 1:
+            mid = (low + window) // 2
+            at_mid = counted + await between(mid, low)
+            if at_mid >= limit:
+                window, total = mid, at_mid
+            else:
+                low, counted = mid, at_mid
+        start = start_at(window)
+        page = await self.kv.range_page(start, end, max(total, 1))
+        newest = page.items[-limit:][::-1]
+        # Probing below `start` would walk etcd's index over every older entry: a full window
+        # that did not reach the bottom says "maybe more" (the next page may then be empty).
+        more = len(page.items) > limit or page.more or (total >= limit and top_us - window > 0)
+        return [(kv.key, decode_job(kv)) for kv in newest], more
 
     async def oldest_finished(self, limit: int) -> tuple[list[tuple[str, JobRecord]], int]:
         """Up to `limit` finished jobs, oldest finished first, with their history keys, and how many
         finished jobs there are in all."""
-        total = await self.kv.count_prefix(self.keys.history)
+        total = await count_prefix(self.kv, self.keys.history)
         page = await self.kv.range_page(self.keys.history, prefix_end(self.keys.history), limit)
         return [(kv.key, decode_job(kv)) for kv in page.items], total
 

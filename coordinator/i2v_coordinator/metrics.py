@@ -146,13 +146,13 @@ class TimedKV:
         with self._timer("range"):
             return await self._inner.range_prefix(prefix)
 
-    async def range_page(self, start: str, end: str, limit: int, *, descending: bool = False) -> Page:
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
         with self._timer("range"):
-            return await self._inner.range_page(start, end, limit, descending=descending)
+            return await self._inner.range_page(start, end, limit)
 
-    async def count_prefix(self, prefix: str) -> int:
+    async def count_range(self, start: str, end: str) -> int:
         with self._timer("range"):
-            return await self._inner.count_prefix(prefix)
+            return await self._inner.count_range(start, end)
 
     async def txn(
         self,

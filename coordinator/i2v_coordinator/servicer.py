@@ -455,8 +455,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, states: frozenset[int], limit: int, phase: str, after: str
     ) -> tuple[list[JobRecord], str]:
         """One ListJobs page from bounded reads: open jobs newest first (the leader's table, or a
-        paged read of jobs/ on a standby), then finished ones from a descending read of history/
-        of at most `limit` keys; the state filter applies within that read, so a page may be short."""
+        paged read of jobs/ on a standby), then finished ones newest first from a read of at most
+        about 4 x `limit` history/ keys (JobStore.history_page); the state filter applies within that
+        read, so a page may be short."""
         out: list[JobRecord] = []
         if phase == OPEN:
             if not states or states & _OPEN_STATES:

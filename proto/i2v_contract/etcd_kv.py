@@ -272,16 +272,11 @@ class EtcdKV:
 
         return await self._call(f"range {prefix}", attempt, mutating=False)
 
-    async def range_page(self, start: str, end: str, limit: int, *, descending: bool = False) -> Page:
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
         if limit < 1:
             raise ValueError(f"range limit must be >= 1, got {limit}")
-        request = rpc.RangeRequest(
-            key=start.encode(),
-            range_end=end.encode(),
-            limit=limit,
-            sort_order=rpc.RangeRequest.DESCEND if descending else rpc.RangeRequest.ASCEND,
-            sort_target=rpc.RangeRequest.KEY,
-        )
+        # No sort_order: even an explicit ASCEND by key makes etcd 3.4 read the whole range first.
+        request = rpc.RangeRequest(key=start.encode(), range_end=end.encode(), limit=limit)
 
         async def attempt(ep: _Endpoint, opts: _Opts) -> Page:
             resp = await ep.kv.Range(request, **opts)
@@ -289,14 +284,14 @@ class EtcdKV:
 
         return await self._call(f"range [{start}, {end}) limit {limit}", attempt, mutating=False)
 
-    async def count_prefix(self, prefix: str) -> int:
-        start, end = _prefix_range(prefix)
+    async def count_range(self, start: str, end: str) -> int:
+        request = rpc.RangeRequest(key=start.encode(), range_end=end.encode(), count_only=True)
 
         async def attempt(ep: _Endpoint, opts: _Opts) -> int:
-            resp = await ep.kv.Range(rpc.RangeRequest(key=start, range_end=end, count_only=True), **opts)
+            resp = await ep.kv.Range(request, **opts)
             return int(resp.count)
 
-        return await self._call(f"count {prefix}", attempt, mutating=False)
+        return await self._call(f"count [{start}, {end})", attempt, mutating=False)
 
     async def txn(
         self,

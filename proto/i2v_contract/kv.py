@@ -125,12 +125,17 @@ class KV(Protocol):
         """Items sorted by key, and the store revision the read saw (watch from it + 1)."""
         ...
 
-    async def range_page(self, start: str, end: str, limit: int, *, descending: bool = False) -> Page:
-        """At most `limit` (>= 1) items with start <= key < end, in key order (descending: largest first)."""
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
+        """At most `limit` (>= 1) items with start <= key < end, in key order.
+
+        Ascending only: etcd pushes a limit down only for its natural key order; any sort order
+        makes it read and sort every value in the range first (a newest-first read of 100,000
+        finished jobs took 270 ms for 100 of them).
+        """
         ...
 
-    async def count_prefix(self, prefix: str) -> int:
-        """How many keys start with `prefix` (etcd counts them without sending values)."""
+    async def count_range(self, start: str, end: str) -> int:
+        """How many keys lie in [start, end) (etcd counts its in-memory index, reads no values)."""
         ...
 
     async def txn(
@@ -157,6 +162,10 @@ class KV(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def count_prefix(kv: KV, prefix: str) -> int:
+    return await kv.count_range(prefix, prefix_end(prefix))
 
 
 async def range_pages(kv: KV, prefix: str, page_size: int) -> AsyncIterator[Page]:

@@ -142,16 +142,16 @@ class MemoryKV:
         items = [kv for key, kv in sorted(self._data.items()) if key.startswith(prefix)]
         return items, self._revision
 
-    async def range_page(self, start: str, end: str, limit: int, *, descending: bool = False) -> Page:
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
         self._enter()
         if limit < 1:
             raise ValueError(f"range limit must be >= 1, got {limit}")
-        items = [kv for key, kv in sorted(self._data.items(), reverse=descending) if start <= key < end]
+        items = [kv for key, kv in sorted(self._data.items()) if start <= key < end]
         return Page(items[:limit], self._revision, len(items) > limit)
 
-    async def count_prefix(self, prefix: str) -> int:
+    async def count_range(self, start: str, end: str) -> int:
         self._enter()
-        return sum(1 for key in self._data if key.startswith(prefix))
+        return sum(1 for key in self._data if start <= key < end)
 
     async def txn(
         self,

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
-from i2v_contract.kv import KeyValue, WatchEvent
+from i2v_contract.kv import KeyValue, WatchEvent, count_prefix
 from i2v_contract.memory_kv import ManualClock, MemoryKV
 from i2v_contract.v1 import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
@@ -305,7 +305,7 @@ async def test_a_stale_final_write_loses_and_changes_nothing(kv: MemoryKV) -> No
     assert await store.write(running, final, epoch) is None
     assert kv.revision == before
     assert await kv.get(KEYS.done_of("job1")) is None and await kv.get(KEYS.claim("job1", 1)) is not None
-    assert await kv.count_prefix(KEYS.history) == 0
+    assert await count_prefix(kv, KEYS.history) == 0
 
 
 async def test_submit_of_a_finished_id_returns_the_finished_job(kv: MemoryKV) -> None:
@@ -334,9 +334,9 @@ async def test_load_pages_only_the_open_prefixes(kv: MemoryKV, monkeypatch: pyte
     reads: list[str] = []
     inner = kv.range_page
 
-    async def counting(start: str, end: str, limit: int, *, descending: bool = False):  # type: ignore[no-untyped-def]
+    async def counting(start: str, end: str, limit: int):  # type: ignore[no-untyped-def]
         reads.append(start)
-        return await inner(start, end, limit, descending=descending)
+        return await inner(start, end, limit)
 
     monkeypatch.setattr(kv, "range_page", counting)
     fresh = JobStore(kv, KEYS)

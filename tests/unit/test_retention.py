@@ -13,6 +13,7 @@ import pytest
 
 from i2v_contract.artifacts import FileStore
 from i2v_contract.keys import Keys, LeaderRecord
+from i2v_contract.kv import count_prefix
 from i2v_contract.memory_kv import ManualClock, MemoryKV
 from i2v_contract.v1 import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, sweeper
@@ -202,7 +203,7 @@ async def test_sweep_commits_bounded_batches(env: Env, monkeypatch: pytest.Monke
     sweep = env.sweeper(RetentionPolicy(0, 2))
     assert await sweep.sweep(env.epoch) == 10  # one page
     assert txns == [12, 12, 6]  # 3 ops per job, at most 4 jobs per txn
-    assert await sweep.sweep(env.epoch) == 1 and await env.kv.count_prefix(KEYS.history) == 2
+    assert await sweep.sweep(env.epoch) == 1 and await count_prefix(env.kv, KEYS.history) == 2
 
 
 async def test_a_deposed_leader_removes_nothing(env: Env) -> None:
@@ -211,7 +212,7 @@ async def test_a_deposed_leader_removes_nothing(env: Env) -> None:
     await env.kv.put(KEYS.leader, LeaderRecord("c2", "c:2").to_json())  # another coordinator leads
     with pytest.raises(Fenced):
         await env.sweeper(RetentionPolicy(7 * DAY, 0)).sweep(env.epoch)
-    assert await env.kv.count_prefix(KEYS.history) == 2 and await env.kv.count_prefix(KEYS.expired) == 0
+    assert await count_prefix(env.kv, KEYS.history) == 2 and await count_prefix(env.kv, KEYS.expired) == 0
 
 
 class Leader:
