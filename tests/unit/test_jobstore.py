@@ -368,3 +368,41 @@ async def test_follow_yields_to_the_loop_within_a_burst_of_events(kv: MemoryKV) 
         follow.cancel()
         tick.cancel()
     assert any(0 < n < 1000 for n in seen), "the burst held the loop until its end"
+
+
+NOW_S = 1.7e9
+
+
+@pytest.mark.parametrize(
+    ("finished_at", "limit"),
+    [
+        ([NOW_S - 6 * i for i in range(40)], 7),  # jobs finishing up to now
+        ([NOW_S - 30 * 86400 - i for i in range(40)], 5),  # after a month without jobs
+        ([NOW_S - 5.0] * 30, 4),  # a burst within one microsecond: ties broken by id
+        ([NOW_S + 86400 + i for i in range(10)] + [NOW_S - i for i in range(10)], 3),  # a clock a day ahead
+        ([float(i) for i in range(25)], 10),  # 1970
+        ([NOW_S - 1], 1),
+        ([], 5),
+    ],
+)
+async def test_history_pages_walk_newest_first_exactly_once(
+    kv: MemoryKV, finished_at: list[float], limit: int
+) -> None:
+    store = JobStore(kv, KEYS, clock=lambda: NOW_S)
+    for i, at in enumerate(finished_at):
+        view = dataclasses.replace(record(f"job{i:03d}").view, state=jobs.CANCELLED, finished_at=at)
+        await kv.put(
+            KEYS.history_entry(at, view.job_id), encode_job(dataclasses.replace(record(), view=view))
+        )
+    expected = sorted(
+        (KEYS.history_entry(at, f"job{i:03d}") for i, at in enumerate(finished_at)), reverse=True
+    )
+    walked: list[str] = []
+    before, more = "", True
+    while more:
+        page, more = await store.history_page(before, limit)
+        assert len(page) <= limit and (more or len(walked) + len(page) == len(expected))
+        walked += [key for key, _ in page]
+        before = page[-1][0] if page else before
+        assert len(walked) <= len(expected) + limit
+    assert walked == expected
