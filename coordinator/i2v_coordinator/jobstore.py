@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -184,12 +184,6 @@ class JobTable:
         self.jobs.clear()
         self.claims.clear()
         self.results.clear()
-
-    def load(self, items: Iterable[KeyValue], revision: int) -> None:
-        self.clear()
-        for kv in items:
-            self.apply(WatchEvent("put", kv))
-        self.revision = revision
 
     def get(self, job_id: str) -> JobRecord | None:
         """The open job, or one this process finished recently."""
