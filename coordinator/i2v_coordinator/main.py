@@ -34,6 +34,7 @@ from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import DuplicateMember, Leadership, split_addr
+from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
@@ -164,7 +165,8 @@ async def serve(config: CoordinatorConfig) -> int:
 
     timings = timings_for_ttl(config.lease_ttl)
     kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
-    leadership = Leadership(kv, keys, member_id, addr, timings)
+    lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    leadership = Leadership(kv, keys, member_id, addr, timings, lease_kv=lease_kv)
     metrics.track_leadership(lambda: leadership.epoch)
     leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
     registry = NodeRegistry(kv, keys)
@@ -205,8 +207,10 @@ async def serve(config: CoordinatorConfig) -> int:
         started = False
     if not started:
         await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+        await lease_kv.close()
         return 0 if stop.is_set() else 2
     dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
     for service in HEALTH_SERVICES:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -226,8 +230,10 @@ async def serve(config: CoordinatorConfig) -> int:
     await server.stop(config.drain_grace_s)
     await leadership.resign()
     dispatching.cancel()
-    await asyncio.gather(dispatching, return_exceptions=True)
+    lag.cancel()
+    await asyncio.gather(dispatching, lag, return_exceptions=True)
     await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+    await lease_kv.close()
     log.info("coordinator %s stopped", member_id)
     return 0
 

@@ -22,6 +22,7 @@ from i2v_coordinator.routing import NodeView
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 END_TO_END_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
 ETCD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3.5, 5)
 NODE_STATES = ("idle", "busy")
 
 
@@ -71,6 +72,13 @@ class CoordinatorMetrics:
             "etcd call latency by operation",
             ["op"],
             buckets=ETCD_BUCKETS,
+            registry=r,
+        )
+
+        self.loop_lag = Histogram(
+            "i2v_event_loop_lag_seconds",
+            "How late a 100 ms timer fired on the coordinator's event loop",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
 
