@@ -211,7 +211,7 @@ class CoordinatorClient:
         return {t for t, until in self._suspect_until.items() if until > now}
 
     def _suspect(self, target: str, why: str) -> None:
-        log.warning("coordinator %s %s; avoiding it for %g s", target, why, self.policy.suspect_s)
+        log.info("coordinator %s %s; avoiding it for %g s", target, why, self.policy.suspect_s)
         self._suspect_until[target] = self._clock() + self.policy.suspect_s
 
     def _answered(self) -> None:
