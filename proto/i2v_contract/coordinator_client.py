@@ -17,8 +17,10 @@ after 2 s without news, and a stream that brings nothing for `RetryPolicy.idle_t
 cancelled; its target is then suspect for `RetryPolicy.suspect_s` (skipped in the rotation, and a
 standby's leader hint naming it is ignored, since the standby keeps naming a frozen leader until its
 lease expires) and the client re-attaches through the next target, as after UNAVAILABLE. A unary call
-that runs past its deadline (`call_timeout_s`) makes its target suspect the same way. Channels send
-gRPC keepalive pings (every 10 s, 5 s to answer) so a dead connection also fails on its own.
+that runs past its deadline (`call_timeout_s`) makes its target suspect the same way. A submit's
+first answer (Submit, or Generate's first event) may take longer by the time its image needs to
+upload at `RetryPolicy.upload_floor_bps` (1 MiB/s), so a slow link is not taken for a frozen peer.
+Channels send gRPC keepalive pings (every 10 s, 5 s to answer): a dead connection fails by itself.
 
 Heartbeats are for liveness only: `watch` and `generate` never pass them to `on_event`, so SDK
 users and the progress bar see only real state, progress and final events.
@@ -71,6 +73,11 @@ class RetryPolicy:
     max_backoff_s: float = 1.0
     idle_timeout_s: float = 8.0  # a stream silent this long (4 missed 2 s heartbeats) is a frozen coordinator
     suspect_s: float = 15.0  # a silent target is avoided this long (> lease TTL + margin: a successor leads)
+    upload_floor_bps: float = 1024 * 1024  # a submit's image may take this long to send on top of the bounds
+
+    def upload_s(self, request: coordinator_pb2.SubmitRequest) -> float:
+        """Extra time before a submit's first answer: its request uploaded at `upload_floor_bps`."""
+        return request.ByteSize() / self.upload_floor_bps
 
 
 def next_target(targets: Sequence[str], current: int, hint: str, suspects: Collection[str]) -> str:
@@ -142,14 +149,15 @@ class _Reconnect:
 class _IdleWatchdog:
     """Cancels a streaming call that received nothing for `idle_s` seconds of real time.
 
-    Use as a context manager around the iteration and `touch()` on every message; after a cancel it
-    caused, `fired` is True (the iteration then ends with CANCELLED).
+    Use as a context manager around the iteration and `touch()` on every message; the first message
+    may take `first_extra_s` longer. After a cancel it caused, `fired` is True (the iteration then
+    ends with CANCELLED).
     """
 
-    def __init__(self, call: Any, idle_s: float) -> None:
+    def __init__(self, call: Any, idle_s: float, first_extra_s: float = 0.0) -> None:
         self._call = call
         self._idle_s = idle_s
-        self._last = time.monotonic()
+        self._last = time.monotonic() + first_extra_s  # the request may still be on its way
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="i2v-stream-idle", daemon=True)
         self.fired = False
@@ -242,10 +250,12 @@ class CoordinatorClient:
         detail = call.details() or call.code().name
         self._failed(call.code(), detail, leader_hint(err), reconnect, what)
 
-    def _unary(self, what: str, fn: Callable[[coordinator_pb2_grpc.CoordinatorStub, float], T]) -> T:
+    def _unary(
+        self, what: str, fn: Callable[[coordinator_pb2_grpc.CoordinatorStub, float], T], extra_s: float = 0.0
+    ) -> T:
         reconnect = _Reconnect(self.policy, self._clock)
         while True:
-            timeout = max(0.05, min(self.policy.call_timeout_s, reconnect.remaining()))
+            timeout = max(0.05, min(self.policy.call_timeout_s + extra_s, reconnect.remaining()))
             try:
                 response = fn(self._stub(), timeout)
             except grpc.RpcError as err:
@@ -263,16 +273,18 @@ class CoordinatorClient:
         on_event: EventCallback | None,
         deadline: float | None,
         on_pause: PauseCallback | None = None,
+        first_extra_s: float = 0.0,
     ) -> coordinator_pb2.JobEvent:
         """Follow a job stream to its final event, re-opening it after retryable failures and after
         `idle_timeout_s` without any message. Heartbeats keep the stream alive and never reach
-        `on_event`; on_pause hears why the stream broke each time it is about to be re-opened."""
+        `on_event`; on_pause hears why the stream broke each time it is about to be re-opened; the
+        first message of each stream may take `first_extra_s` longer (an upload)."""
         reconnect = _Reconnect(self.policy, self._clock)
         while True:
             call: Any = open_stream(self._stub())
             event: coordinator_pb2.JobEvent
             try:
-                with _IdleWatchdog(call, self.policy.idle_timeout_s) as watchdog:
+                with _IdleWatchdog(call, self.policy.idle_timeout_s, first_extra_s) as watchdog:
                     for event in call:
                         watchdog.touch()
                         reconnect.reset()
@@ -316,7 +328,7 @@ class CoordinatorClient:
     ) -> coordinator_pb2.SubmitResponse:
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
         response: coordinator_pb2.SubmitResponse = self._unary(
-            "submit", lambda stub, timeout: stub.Submit(submit, timeout=timeout)
+            "submit", lambda stub, timeout: stub.Submit(submit, timeout=timeout), self.policy.upload_s(submit)
         )
         return response
 
@@ -348,7 +360,12 @@ class CoordinatorClient:
         deadline = None if timeout is None else self._clock() + timeout
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
         return self._stream(
-            f"job {submit.request_id}", lambda stub: stub.Generate(submit), on_event, deadline, on_pause
+            f"job {submit.request_id}",
+            lambda stub: stub.Generate(submit),
+            on_event,
+            deadline,
+            on_pause,
+            first_extra_s=self.policy.upload_s(submit),
         )
 
     def get(self, job_id: str) -> coordinator_pb2.Job:

@@ -337,3 +337,46 @@ def test_a_unary_call_past_its_deadline_makes_its_target_suspect_and_moves_on() 
     assert client.suspects() == {"a:1"}
     clock.advance(client.policy.suspect_s)
     assert client.suspects() == set()
+
+
+class _Slow:
+    """A stream whose first (final) event comes after `first_after_s`, unless cancelled before."""
+
+    def __init__(self, first_after_s: float) -> None:
+        self.first_after_s = first_after_s
+        self.cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
+        if self.cancelled.wait(self.first_after_s):
+            raise _RpcError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
+        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@pytest.mark.parametrize(("first_extra_s", "streams_opened"), [(0.4, 1), (0.0, 2)])
+def test_the_first_message_may_wait_for_the_upload(first_extra_s: float, streams_opened: int) -> None:
+    client = CoordinatorClient(["a:1", "b:2"], policy=RetryPolicy(idle_timeout_s=0.3), sleep=lambda s: None)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    streams = iter([_Slow(first_after_s=0.5), _Stream([done], fail=False)])
+    opened: list[str] = []
+
+    def open_stream(stub: object) -> object:
+        opened.append(client.target)
+        return next(streams)
+
+    final = client._stream("job j", open_stream, None, None, first_extra_s=first_extra_s)  # type: ignore[arg-type]
+    client.close()
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and len(opened) == streams_opened
+
+
+def test_a_submit_gets_its_upload_time_on_top_of_the_deadline() -> None:
+    policy = RetryPolicy(call_timeout_s=2.0, upload_floor_bps=1000.0)
+    submit = coordinator_pb2.SubmitRequest(request=common_pb2.GenerationRequest(image=b"x" * 3000))
+    assert policy.upload_s(submit) == pytest.approx(submit.ByteSize() / 1000.0) and submit.ByteSize() > 3000
+    client = CoordinatorClient(["a:1"], policy=policy, clock=ManualClock(0.0))
+    timeouts: list[float] = []
+    client._unary("submit", lambda stub, timeout: timeouts.append(timeout), policy.upload_s(submit))
+    client.close()
+    assert timeouts == [pytest.approx(2.0 + submit.ByteSize() / 1000.0)]
