@@ -46,6 +46,11 @@ COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 HEALTH_SERVICES = ("", COORDINATOR_SERVICE)
 MIB = 1024 * 1024
 _START_RETRY_S = 1.0
+# Clients ping every 10 s, also on idle channels (coordinator_client.KEEPALIVE_OPTIONS); allow down to 5 s.
+KEEPALIVE_SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -147,7 +152,11 @@ async def serve(config: CoordinatorConfig) -> int:
         return 2
     # No port sharing: a second process on our port must fail to bind, never split the traffic.
     server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * MIB)]
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 64 * MIB),
+            *KEEPALIVE_SERVER_OPTIONS,
+        ]
     )
     try:
         port = server.add_insecure_port(config.listen)

@@ -10,6 +10,10 @@ Submit validates (i2v_contract.limits), sizes the job (i2v_contract.memory), adm
 create-if-absent txn before answering. The request id is the job id: the same id with the same
 request returns the existing job, with a different request ALREADY_EXISTS.
 
+Watch and Generate send a heartbeat (JobEvent.heartbeat, with the job's state and attempt as last
+sent) whenever nothing else was sent for `heartbeat_interval` seconds (2 by default), so a client
+can tell a quiet job from a frozen coordinator and move on when the stream goes silent.
+
 Results: Watch's final event carries the Result with `artifact_uri` (the video stays in the store).
 Generate's final event also inlines the video bytes when this coordinator can read the artifact and
 the video is at most `inline_video_max_bytes` (64 MiB by default), so a one-shot caller needs no
@@ -57,6 +61,7 @@ log = logging.getLogger(__name__)
 
 LEADER_ADDR_KEY = "i2v-leader-addr"
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
@@ -117,6 +122,13 @@ def image_ext(data: bytes) -> str:
 def stored_request(norm: Normalized, image_uri: str) -> common_pb2.GenerationRequest:
     """The request as dispatched: defaults filled (seed fixed, so every attempt renders the same)."""
     return common_pb2.GenerationRequest(image_uri=image_uri, **dataclasses.asdict(norm))
+
+
+def heartbeat_event(last: coordinator_pb2.JobEvent) -> coordinator_pb2.JobEvent:
+    """A keep-alive that repeats the job's state and attempt as last sent, and nothing else."""
+    return coordinator_pb2.JobEvent(
+        job_id=last.job_id, state=last.state, attempt=last.attempt, heartbeat=True
+    )
 
 
 def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinator_pb2.Job:
@@ -191,6 +203,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         limits: Limits = DEFAULT_LIMITS,
         arch_for: Callable[[str], ArchSpec] | None = None,
         inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
     ) -> None:
@@ -203,6 +216,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._limits = limits
         self._arch_for = arch_for or (lambda model: advertised_arch(registry.records(), model))
         self._inline_max = inline_video_max_bytes
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
+        self._heartbeat_s = heartbeat_interval
         self._clock = clock
         self._random_seed = random_seed
 
@@ -320,7 +336,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def _follow(
         self, job_id: str, context: grpc.aio.ServicerContext, *, inline: bool
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
-        """The job's current state, then its events until the final one."""
+        """The job's current state, then its events until the final one, with a heartbeat after
+        every `heartbeat_interval` of silence (the hub's order is kept: a heartbeat is only sent
+        when no event is waiting)."""
         with self._hub.subscribe(job_id) as sub:
             record = await self._record(job_id, context)
             current = job_event(record, self._store.table)
@@ -328,11 +346,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 yield await self._final(current, inline)
                 return
             yield current
+            last = current
             try:
-                async for event in sub:
+                while True:
+                    try:
+                        async with asyncio.timeout(self._heartbeat_s):
+                            event = await anext(sub)
+                    except TimeoutError:
+                        yield heartbeat_event(last)
+                        continue
                     if event.state in jobs.FINAL_STATES:
                         yield await self._final(event, inline)
                         return
+                    last = event
                     yield event
             except HubClosed as exc:
                 await self._not_leader(context, str(exc))

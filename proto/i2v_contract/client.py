@@ -8,7 +8,7 @@ coordinator client (several addresses, retries across them) slots in beside it b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -35,12 +35,14 @@ class CallError(Exception):
         return cls(call.code(), call.details() or "")
 
 
-def open_channel(target: str) -> grpc.Channel:
+def open_channel(target: str, options: Sequence[tuple[str, int]] = ()) -> grpc.Channel:
+    """A channel with the message size limits; `options` adds channel arguments (e.g. keepalive)."""
     return grpc.insecure_channel(
         target,
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            *options,
         ],
     )
 
