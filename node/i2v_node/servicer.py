@@ -682,7 +682,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                     "allow more time or request fewer steps/frames"
                 )
             if job.reason == CLAIM_GONE:
-                return grpc.StatusCode.ABORTED, (
+                # UNAVAILABLE: a dispatcher that still sees the attempt as current re-runs it elsewhere.
+                return grpc.StatusCode.UNAVAILABLE, (
                     f"job {job.job_id} stopped after step {job.last_step}: {job.detail}; no result written"
                 )
             if job.reason == DRAIN:

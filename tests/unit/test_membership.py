@@ -612,7 +612,7 @@ async def test_deleted_claim_stops_the_job_and_no_result_is_written(
     await world.kv.delete(world.keys.claim("j1", 1))  # the leader finalised or cancelled the job
     await settle()
     assert len(stops.why) == 1 and "claim /t/claims/j1/1 deleted" in stops.why[0]
-    await hooks.after_run(JobReport("j1", req, grpc.StatusCode.ABORTED, "stopped", None))
+    await hooks.after_run(JobReport("j1", req, grpc.StatusCode.UNAVAILABLE, "stopped", None))
     await hooks.drain()
     assert await result_of(world) is None
     assert CLAIM_GONE in caplog.text
