@@ -429,8 +429,6 @@ WATCH_RETRY_S = 1.0
 class _Claim:
     """A claim this node holds while its job runs: what guards the result, and how to stop the job."""
 
-    job_id: str
-    attempt: int
     key: str
     guard: Compare  # the result is written only while this holds
     lease: int
@@ -488,8 +486,6 @@ class ClusterHooks:
         if revision:
             claim_key = self.m.keys.claim(request.job_id, request.attempt)
             claim = _Claim(
-                request.job_id,
-                request.attempt,
                 claim_key,
                 Compare(claim_key, "create", "==", revision),
                 lease,

@@ -380,7 +380,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 wait = max(0.0, last_sent + self.heartbeat_interval - time.monotonic())
                 done, _ = await asyncio.wait({next_item}, timeout=wait)
                 if not done:
-                    beat = common_pb2.Heartbeat(elapsed_s=time.monotonic() - job.received, stage=job.stage)  # type: ignore[arg-type]
+                    elapsed = time.monotonic() - job.received
+                    beat = common_pb2.Heartbeat(elapsed_s=elapsed, stage=job.stage)  # type: ignore[arg-type]
                     yield common_pb2.GenerateEvent(heartbeat=beat)
                     last_sent = time.monotonic()
                     continue
@@ -738,6 +739,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             log.info(
                 "job %s stopped after step %d (%s)", job.job_id, job.last_step, job.reason or "cancelled"
             )
+        elif isinstance(exc, NodeFault):
+            self.metrics.job_done("failed")
+            log.warning("job %s failed on this node's side: %s", job.job_id, exc.message)
         elif isinstance(exc, OutOfMemoryExhausted):
             self.metrics.job_done("oom")
             self.metrics.oom_caught(exc.stage, job.tier)
