@@ -7,6 +7,7 @@ node, a loading or draining node must all be answered before any GPU work.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from i2v_contract.memory import I2VGEN_XL
 from i2v_contract.profiles import usable_profiles
 from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
 from i2v_node.gpu import MemoryMonitor, SimulatedProbe
+from i2v_node.job import Cancelled, ProgressEvent
 from i2v_node.metrics import NodeMetrics
 from i2v_node.servicer import JobHooks, JobRejected, JobReport, NodeServicer, Stop, _Job
 from tests.media import png, png_claiming
@@ -390,3 +392,57 @@ async def test_busy_refuses_a_dispatch_before_its_claim(
     err = await call_error(stub, req)
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert hooks.seen == []
+
+
+@dataclass
+class StepsUntilCancelled(NoRunEngine):
+    """Reports denoise steps every 10 ms until its cancel event is set, like the real loop."""
+
+    def run(self, spec: Any, profile: Any, on_event: Any, cancel: threading.Event) -> None:  # type: ignore[override]
+        step = 0
+        while not cancel.wait(0.01):
+            step += 1
+            on_event(ProgressEvent(common_pb2.STAGE_DENOISE, step=step, total_steps=1000))
+        raise Cancelled(f"cancelled after step {step}")
+
+
+class _StopAfterClaim:
+    """Accepts the claim and keeps the job's stop(), as ClusterHooks does for its claim watch."""
+
+    def __init__(self) -> None:
+        self.stop: Stop | None = None
+        self.reports: list[JobReport] = []
+
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
+        self.stop = stop
+
+    async def after_run(self, report: JobReport) -> None:
+        self.reports.append(report)
+
+
+async def test_stop_from_the_hooks_ends_the_running_job_as_unavailable() -> None:
+    hooks = _StopAfterClaim()
+    servicer = make_servicer(hooks)
+    servicer.set_engine(StepsUntilCancelled())  # type: ignore[arg-type]
+    server, stub, channel = await start(servicer)
+    try:
+        req = request()
+        req.job_id, req.attempt = "job-s", 1
+        call = stub.Generate(req, timeout=10)
+        async for event in call:
+            if event.HasField("progress") and event.progress.step >= 2:
+                break
+        assert hooks.stop is not None
+        hooks.stop("claim /p/claims/job-s/1 deleted at revision 9")
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for _ in call:
+                pass
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "claim /p/claims/job-s/1 deleted" in (ended.value.details() or "")
+        assert "no result written" in (ended.value.details() or "")
+        assert [r.code for r in hooks.reports] == [grpc.StatusCode.UNAVAILABLE]  # the hooks decide to skip it
+        assert servicer.job is None
+    finally:
+        await channel.close()
+        await server.stop(0)
+        servicer.close()
