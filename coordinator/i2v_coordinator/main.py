@@ -16,7 +16,7 @@ import math
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
@@ -29,6 +29,7 @@ from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.logs import setup_logging
+from i2v_contract.store_identity import StoreMismatch, publish
 from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
@@ -210,8 +211,10 @@ async def serve(config: CoordinatorConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        started = await _start(registry, leadership, stop)
-    except DuplicateMember as err:
+        started = await _start(
+            registry, leadership, stop, lambda: publish(kv, keys, artifacts, config.artifacts)
+        )
+    except (DuplicateMember, StoreMismatch) as err:
         log.error("%s", err)
         started = False
     if not started:
@@ -247,10 +250,17 @@ async def serve(config: CoordinatorConfig) -> int:
     return 0
 
 
-async def _start(registry: NodeRegistry, leadership: Leadership, stop: asyncio.Event) -> bool:
-    """Start the node table and the election, retrying while etcd is unreachable; False if stopped."""
+async def _start(
+    registry: NodeRegistry,
+    leadership: Leadership,
+    stop: asyncio.Event,
+    agree_on_store: Callable[[], Awaitable[object]],
+) -> bool:
+    """Agree on the artifact store, start the node table and the election, retrying while etcd is
+    unreachable; False if stopped."""
     while not stop.is_set():
         try:
+            await agree_on_store()
             await registry.start()
             await leadership.start()
             return True

@@ -22,6 +22,10 @@ class ArtifactError(Exception):
     """An artifact could not be stored or read; the message says which and why."""
 
 
+class ArtifactMissing(ArtifactError):
+    """The artifact does not exist in the store (as opposed to a store that cannot be read)."""
+
+
 def check_name(name: str) -> str:
     """Artifact names are short relative paths of safe segments (no '..', no absolute paths)."""
     if not _NAME.match(name):
@@ -39,6 +43,10 @@ class ArtifactStore(Protocol):
         ...
 
     def get(self, uri: str) -> bytes: ...
+
+    def create(self, name: str, data: bytes) -> bool:
+        """Stores `data` under `name` only if nothing is there yet; True if this call wrote it."""
+        ...
 
     def uri_for(self, name: str) -> str: ...
 
@@ -76,9 +84,25 @@ class FileStore:
             raise
         return path.as_uri()
 
+    def create(self, name: str, data: bytes) -> bool:
+        path = self.root / check_name(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)  # atomic and exclusive: fails if the name exists
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
     def get(self, uri: str) -> bytes:
         try:
             return self._path(uri).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"cannot read artifact {uri!r}: it does not exist") from exc
         except OSError as exc:
             raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
 
@@ -108,8 +132,16 @@ class FsspecStore:
         try:
             data: bytes = self.fs.cat_file(f"{self._root_path}/{check_name(name)}")
         except FileNotFoundError as exc:
-            raise ArtifactError(f"artifact {uri!r} does not exist") from exc
+            raise ArtifactMissing(f"artifact {uri!r} does not exist") from exc
         return data
+
+    def create(self, name: str, data: bytes) -> bool:
+        # fsspec has no portable create-if-absent: check, then write (racy across writers).
+        path = f"{self._root_path}/{check_name(name)}"
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, data)
+        return True
 
 
 def open_store(location: str) -> ArtifactStore:

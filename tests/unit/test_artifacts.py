@@ -1,6 +1,6 @@
 import pytest
 
-from i2v_contract.artifacts import ArtifactError, FileStore, FsspecStore, open_store
+from i2v_contract.artifacts import ArtifactError, ArtifactMissing, FileStore, FsspecStore, open_store
 
 
 @pytest.mark.parametrize("location_kind", ["path", "file_url"])
@@ -49,3 +49,15 @@ def test_fsspec_seam_with_memory_filesystem():
 def test_unknown_scheme_is_reported():
     with pytest.raises(ArtifactError, match="not usable here"):
         open_store("nosuchscheme-xyz://bucket")
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_create_writes_only_when_absent_and_missing_is_its_own_error(tmp_path, kind):
+    store = FileStore(tmp_path) if kind == "file" else open_store(f"memory://i2v-create-{tmp_path.name}")
+    with pytest.raises(ArtifactMissing):
+        store.get(store.uri_for("cluster/store-id"))
+    assert store.create("cluster/store-id", b"first")
+    assert not store.create("cluster/store-id", b"second")
+    assert store.get(store.uri_for("cluster/store-id")) == b"first"
+    if kind == "file":
+        assert not [p for p in (tmp_path / "cluster").iterdir() if p.name.startswith(".tmp-")]
