@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -27,6 +28,7 @@ from i2v_coordinator.health import HealthPolicy
 from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
 from i2v_coordinator.progress import HubClosed, ProgressHub
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.servicer import CoordinatorServicer
 
 KEYS = Keys("/d/")
 
@@ -531,3 +533,31 @@ async def test_a_stream_that_stalls_mid_call_is_cancelled_but_heartbeats_keep_it
     await asyncio.sleep(0.5)  # well past the idle bound: the heartbeating stream stays open
     assert env.calls.streams_cancelled == 1
     assert env.job("a").state == env.job("b").state == jobs.RUNNING
+
+
+async def test_list_nodes_and_cluster_status_show_node_health(env: Env, tmp_path: Path) -> None:
+    await env.add_node(node("n1", free_gib=20), Behaviour("n1", silent=True))
+    await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    servicer = CoordinatorServicer(
+        env.leadership,
+        env.registry,  # type: ignore[arg-type]
+        env.store,
+        env.dispatcher,
+        env.hub,
+        open_store(str(tmp_path)),
+    )
+    context: Any = None  # neither call aborts here
+    listed = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
+    n1, n2 = listed.nodes
+    assert (n1.node_id, n1.cooldown_s, n1.consecutive_failures, n1.set_aside) == ("n1", 60.0, 1, False)
+    assert n1.health_reason.startswith("UNAVAILABLE: no event from the node for 0.3 s")
+    assert (n2.cooldown_s, n2.consecutive_failures, n2.set_aside, n2.health_reason) == (0.0, 0, False, "")
+    status = await servicer.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), context)
+    assert (status.nodes_cooling, status.nodes_set_aside) == (1, 0)
+    env.leadership.set(None)  # a standby knows no dispatch health: it shows none rather than stale
+    await until(lambda: env.dispatcher.epoch == 0)
+    standby = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
+    assert [n.consecutive_failures for n in standby.nodes] == [0, 0]
