@@ -64,8 +64,8 @@ _NODE_FAULTS = frozenset(
 # The node stopped the job itself (e.g. its lease ended): requeued, but no fault of the node's.
 _GIVEN_BACK = frozenset({Code.CANCELLED})
 # Node.Generate failing BEFORE the claim: FAILED_PRECONDITION is the node refusing a stale dispatch
-# (its claim compare failed); these fail the job (the request is at fault); anything else gives the
-# job back to the queue as a fresh attempt and counts against the node.
+# (its claim compare failed: nothing to do); _REQUEST_FAULTS fail the job (the request is at fault);
+# any other code gives the job back to the queue as a fresh attempt and counts against the node.
 _STALE_DISPATCH = Code.FAILED_PRECONDITION
 _REQUEST_FAULTS = frozenset({Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE})
 
