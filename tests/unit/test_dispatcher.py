@@ -492,7 +492,8 @@ async def test_a_silent_stream_after_the_claim_leaves_the_job_to_the_node_s_resu
     assert env.dispatcher.node_health(env.registry.nodes[0])[0].failures == 0
 
 
-async def test_node_side_failures_move_the_job_on_and_set_the_node_aside(env: Env) -> None:
+@pytest.mark.parametrize("comeback", ["re-registration", "trial"])
+async def test_node_side_failures_move_the_job_on_and_set_the_node_aside(env: Env, comeback: str) -> None:
     await env.add_node(node("n1"), Behaviour("n1", status="FAILED_PRECONDITION"))
     env.registry.set([dataclasses.replace(env.registry.nodes[0], registration=1)])
     await env.elect()
@@ -509,12 +510,19 @@ async def test_node_side_failures_move_the_job_on_and_set_the_node_aside(env: En
     health, standing = env.dispatcher.node_health(env.registry.nodes[0])
     assert health.set_aside and standing.set_aside and health.failures == 3
     assert env.metrics.counts.get("node_failure:result") == 3 and env.metrics.counts.get("set_aside") == 1
-    # A second job waits: the only node is set aside. Its re-registration puts it back in service.
+    # A second job waits: the only node is set aside. A re-registration, or the trial after
+    # trial_after_s, gives it work again; the success puts it back in full service.
     env.calls.nodes["addr-n1"].status = "OK"
     await env.submit("job2")
     await asyncio.sleep(0.2)
     assert env.job("job2").state == jobs.QUEUED
-    env.registry.set([dataclasses.replace(env.registry.nodes[0], registration=2)])
+    if comeback == "re-registration":
+        env.registry.set([dataclasses.replace(env.registry.nodes[0], registration=2)])
+    else:
+        env.wall.advance(env.dispatcher.config.health.trial_after_s - 1)
+        await asyncio.sleep(0.2)
+        assert env.job("job2").state == jobs.QUEUED
+        env.wall.advance(1)
     await until(lambda: env.job("job2").state == jobs.SUCCEEDED)
     health, _ = env.dispatcher.node_health(env.registry.nodes[0])
     assert health.failures == 0 and not health.set_aside
