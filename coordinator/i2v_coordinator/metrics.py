@@ -67,6 +67,26 @@ class CoordinatorMetrics:
             registry=r,
         )
         self._requeues = Counter("i2v_requeues", "Attempts lost to a node and requeued", registry=r)
+        self._node_cooldowns = Counter(
+            "i2v_coordinator_node_cooldowns",
+            "Node failures that were not the request's fault, by where they showed "
+            "(dispatch, claim_timeout, result); each cools the node down or sets it aside",
+            ["reason"],
+            registry=r,
+        )
+        self._nodes_set_aside_total = Counter(
+            "i2v_coordinator_node_set_asides",
+            "Times a node was set aside after repeated failures",
+            registry=r,
+        )
+        self._nodes_cooling = Gauge(
+            "i2v_coordinator_nodes_cooling", "Nodes in a dispatch cooldown (leader)", registry=r
+        )
+        self._nodes_set_aside = Gauge(
+            "i2v_coordinator_nodes_set_aside",
+            "Nodes given no work after repeated failures (leader)",
+            registry=r,
+        )
         self.etcd_call = Histogram(
             "i2v_etcd_call_seconds",
             "etcd call latency by operation",
@@ -103,6 +123,15 @@ class CoordinatorMetrics:
 
     def requeued(self) -> None:
         self._requeues.inc()
+
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        self._node_cooldowns.labels(kind).inc()
+        if set_aside:
+            self._nodes_set_aside_total.inc()
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
+        self._nodes_cooling.set(cooling)
+        self._nodes_set_aside.set(set_aside)
 
     def queue_depth(self, depth: int) -> None:
         self._queue_depth.set(depth)

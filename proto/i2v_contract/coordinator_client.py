@@ -528,6 +528,11 @@ def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:
         ),
         f"jobs: {status.queued} queued, {status.running} assigned or running",
     ]
+    if status.nodes_cooling or status.nodes_set_aside:
+        lines.append(
+            f"held back: {status.nodes_cooling} cooling down, {status.nodes_set_aside} set aside "
+            "after repeated failures (see the node table)"
+        )
     return "\n".join(lines)
 
 
@@ -576,12 +581,21 @@ def format_jobs(response: coordinator_pb2.ListJobsResponse) -> str:
     return "\n".join(lines)
 
 
+def _node_health(n: coordinator_pb2.NodeInfo) -> str:
+    if n.set_aside:
+        return f"  SET ASIDE after {n.consecutive_failures} failed: {n.health_reason}"
+    if n.cooldown_s > 0:
+        return f"  cooling down {n.cooldown_s:.0f}s after {n.consecutive_failures} failed: {n.health_reason}"
+    return ""
+
+
 def format_nodes(nodes: coordinator_pb2.ListNodesResponse) -> str:
-    """`i2v nodes`: one line per live node."""
+    """`i2v nodes`: one line per live node, with its dispatch health when it is held back."""
     gib = 1024**3
     return "\n".join(
         f"{n.node_id:<16} {n.addr:<22} tier {tier_name(n.tier):<6} free {n.free_bytes / gib:6.1f} / "
         f"{n.total_bytes / gib:6.1f} GiB  {'busy ' + n.job_id if n.busy or n.job_id else 'idle'}  {n.model}"
+        f"{_node_health(n)}"
         for n in nodes.nodes
     )
 

@@ -17,6 +17,7 @@ from i2v_contract.coordinator_client import (
     final_result,
     format_job,
     format_jobs,
+    format_nodes,
     format_status,
     next_target,
     parse_states,
@@ -89,6 +90,16 @@ def test_formatting_for_the_cli() -> None:
     )
     text = format_status(status)
     assert "leader c1 at h:1, epoch 7" in text and "cpu 2 (1 busy)" in text and "3 queued" in text
+    assert "held back" not in text  # only shown when some node is
+    status.nodes_cooling = 1
+    assert format_status(status).splitlines()[-1].startswith("held back: 1 cooling down, 0 set aside")
+    cooling = coordinator_pb2.NodeInfo(
+        node_id="n1", cooldown_s=3.6, consecutive_failures=2, health_reason="not claimed within 10 s"
+    )
+    healthy = coordinator_pb2.NodeInfo(node_id="n2", consecutive_failures=1, health_reason="old")
+    lines = format_nodes(coordinator_pb2.ListNodesResponse(nodes=[cooling, healthy])).splitlines()
+    assert lines[0].endswith("  cooling down 4s after 2 failed: not claimed within 10 s")
+    assert lines[1].endswith("idle  ")  # cooldown over: nothing to flag
     job = coordinator_pb2.Job(job_id="j", state=coordinator_pb2.JOB_FAILED, attempt=2, error="boom")
     assert format_job(job).splitlines() == ["j failed attempt 2, needs tier unspecified", "error: boom"]
 
