@@ -139,11 +139,10 @@ class NodeClient:
         self._stub = node_pb2_grpc.NodeStub(self._channel)
 
     def generate(
-        self, request: common_pb2.GenerationRequest, *, timeout: float | None = None, job_id: str = ""
+        self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
     ) -> GenerateCall:
-        call = self._stub.Generate(
-            node_pb2.NodeGenerateRequest(request=request, job_id=job_id), timeout=timeout
-        )
+        # A standalone run: job_id, attempt and epoch are set only by a coordinator's dispatch.
+        call = self._stub.Generate(node_pb2.NodeGenerateRequest(request=request), timeout=timeout)
         return GenerateCall(call)
 
     def cancel(self, job_id: str = "", *, timeout: float = 10.0) -> bool:
