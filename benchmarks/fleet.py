@@ -12,12 +12,14 @@ Node service; Generate claims, streams two progress events and a heartbeat, slee
 stores a canned video at the dispatch's output_uri and returns an OK result. It advertises the CPU
 tier, memory to spare and a small model shape, so admission takes the tiny jobs.
 
-Per round: --jobs Submits through the leader's Coordinator stub (8 client threads), then
-- dispatches/s: jobs / (last claim - first submit); bounded by K / job-seconds as well as by the
-  leader, so compare sizes at a --jobs well below K / job-seconds... or read it with that in mind;
-- submit -> claim p50 / p99: the claim time is what the node's process saw on the shared
-  monotonic clock right after its claim txn succeeded;
-- leader RSS: VmRSS of the leading coordinator after the round (/proc/<pid>/status);
+Per round, on the shared monotonic clock (a claim's time is when the node's process saw its claim
+txn succeed):
+- idle submit -> claim p50 / p99: --idle-samples single jobs, one at a time, on the idle fleet: the
+  leader's own path (durable submit, routing over K nodes, dispatch call, claim txn);
+- burst: --jobs Submits from 8 client threads; submits/s, dispatches/s = jobs / (last claim - first
+  submit), and submit -> claim p50 / p99. Dispatches/s is bounded by the node capacity K /
+  --job-seconds (printed) and by the submit rate, so at small K it measures the nodes, not the leader;
+- leader RSS: VmRSS of the leading coordinator after the burst (/proc/<pid>/status);
 - failover: kill -9 of the leader, then a Submit retried on the survivor every 20 ms; the time from
   the kill to that job's claim under the new epoch (election + load + registry + dispatch).
 The killed coordinator is replaced so every round starts with two. Figures are medians over the
@@ -354,9 +356,10 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class Round:
-    dispatch_rate: float
-    p50_s: float
-    p99_s: float
+    dispatch_rate: float  # burst jobs / (last claim - first submit)
+    submit_rate: float  # burst jobs / (last Submit answered - first sent)
+    burst: list[float]  # submit -> claim of the burst's jobs (includes waiting for a free node)
+    idle: list[float]  # submit -> claim of single jobs on an idle fleet
     rss: int
     failover_s: float
 
@@ -384,7 +387,10 @@ def wait_nodes(addr: str, k: int, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def submit_all(addr: str, job_ids: list[str], req: common_pb2.GenerationRequest) -> dict[str, float]:
+def submit_all(
+    addr: str, job_ids: list[str], req: common_pb2.GenerationRequest
+) -> tuple[dict[str, float], float]:
+    """Submit every job from SUBMIT_THREADS threads: (job -> when its Submit was sent, when all returned)."""
     submitted: dict[str, float] = {}
     with grpc.insecure_channel(addr) as channel:
         stub = coordinator_pb2_grpc.CoordinatorStub(channel)
@@ -395,7 +401,23 @@ def submit_all(addr: str, job_ids: list[str], req: common_pb2.GenerationRequest)
 
         with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
             list(pool.map(one, job_ids))
-    return submitted
+    return submitted, time.monotonic()
+
+
+def idle_latencies(
+    addr: str, seen: Seen, req: common_pb2.GenerationRequest, tag: str, samples: int
+) -> list[float]:
+    """One job at a time on an idle fleet: Submit sent -> claimed, in seconds."""
+    out = []
+    with grpc.insecure_channel(addr) as channel:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        for i in range(samples):
+            job_id = f"idle-{tag}-{i}"
+            sent = time.monotonic()
+            stub.Submit(coordinator_pb2.SubmitRequest(request=req, request_id=job_id), timeout=10)
+            seen.wait(f"claim of {job_id}", partial(seen.all_in, seen.claims, [job_id]), 30)
+            out.append(seen.claims[job_id][0] - sent)
+    return out
 
 
 def failover(group: CoordinatorGroup, seen: Seen, req: common_pb2.GenerationRequest, tag: str) -> float:
@@ -459,20 +481,24 @@ def run_size(args: argparse.Namespace, etcd: EtcdCluster, workdir: Path, k: int)
         rounds = []
         for r in range(args.rounds):
             leader, _, _ = group.wait_leader(15)
+            idle = idle_latencies(leader.address, seen, req, f"k{k}-r{r}", args.idle_samples)
             job_ids = [f"k{k}-r{r}-{i}-{uuid.uuid4().hex[:6]}" for i in range(args.jobs)]
-            submitted = submit_all(leader.address, job_ids, req)
+            submitted, submits_done = submit_all(leader.address, job_ids, req)
             timeout = 60 + 4 * args.jobs * args.job_seconds
             seen.wait("every job claimed", partial(seen.all_in, seen.claims, job_ids), timeout)
             seen.wait("every result", partial(seen.all_in, seen.results, job_ids), timeout)
-            lat = [seen.claims[j][0] - submitted[j] for j in job_ids]
-            rate = len(job_ids) / (max(seen.claims[j][0] for j in job_ids) - min(submitted.values()))
+            first = min(submitted.values())
+            burst = [seen.claims[j][0] - submitted[j] for j in job_ids]
+            rate = len(job_ids) / (max(seen.claims[j][0] for j in job_ids) - first)
+            submit_rate = len(job_ids) / (submits_done - first)
             rss = rss_bytes(leader.pid)
             took = failover(group, seen, req, f"k{k}-r{r}")
-            rounds.append(Round(rate, percentile(lat, 0.5), percentile(lat, 0.99), rss, took))
-            p50, p99 = lat_ms(percentile(lat, 0.5)), lat_ms(percentile(lat, 0.99))
+            rounds.append(Round(rate, submit_rate, burst, idle, rss, took))
             print(
-                f"K={k} round {r + 1}: {rate:6.1f} dispatches/s, submit->claim p50 {p50} p99 {p99}, "
-                f"leader RSS {rss / 2**20:.0f} MiB, "
+                f"K={k} round {r + 1}: idle submit->claim p50 {lat_ms(percentile(idle, 0.5))} "
+                f"p99 {lat_ms(percentile(idle, 0.99))}; burst of {args.jobs}: {submit_rate:.0f} submits/s, "
+                f"{rate:.1f} dispatches/s, submit->claim p50 {lat_ms(percentile(burst, 0.5))} "
+                f"p99 {lat_ms(percentile(burst, 0.99))}; leader RSS {rss / 2**20:.0f} MiB; "
                 f"kill -9 -> first dispatch {took * 1000:.0f} ms",
                 flush=True,
             )
@@ -495,16 +521,23 @@ def spread(values: list[float], fmt: str) -> str:
 def report(results: dict[int, list[Round]], args: argparse.Namespace) -> None:
     sizes = sorted(results)
     metrics = (
-        ("dispatches/s", lambda r: r.dispatch_rate, "{:.1f}"),
-        ("submit->claim p50 (ms)", lambda r: r.p50_s * 1000, "{:.1f}"),
-        ("submit->claim p99 (ms)", lambda r: r.p99_s * 1000, "{:.1f}"),
+        ("idle submit->claim p50", lambda r: percentile(r.idle, 0.5) * 1000, "{:.1f}"),
+        ("idle submit->claim p99", lambda r: percentile(r.idle, 0.99) * 1000, "{:.1f}"),
+        ("burst submits/s", lambda r: r.submit_rate, "{:.1f}"),
+        ("burst dispatches/s", lambda r: r.dispatch_rate, "{:.1f}"),
+        ("burst submit->claim p50", lambda r: percentile(r.burst, 0.5) * 1000, "{:.1f}"),
+        ("burst submit->claim p99", lambda r: percentile(r.burst, 0.99) * 1000, "{:.1f}"),
         ("leader RSS (MiB)", lambda r: r.rss / 2**20, "{:.0f}"),
         ("kill -9 failover (ms)", lambda r: r.failover_s * 1000, "{:.0f}"),
     )
     print()
     print(
         f"{args.jobs} jobs x {args.rounds} rounds per size, job {args.job_seconds:g} s, 2 coordinators, "
-        f"single-member etcd, {args.procs} worker processes; median [min..max] over rounds"
+        f"single-member etcd, {args.procs} worker processes; median [min..max] over rounds; times in ms"
+    )
+    print(
+        "node capacity (K / job seconds, a bound on burst dispatches/s): "
+        + ", ".join(f"K={k}: {k / args.job_seconds:.0f}/s" for k in sizes)
     )
     header = f"{'':<24}" + "".join(f"{f'K={k}':>28}" for k in sizes)
     if len(sizes) > 1:
@@ -542,6 +575,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=100, help="jobs per round")
     parser.add_argument("--job-seconds", type=float, default=0.2, help="how long a simulated job runs")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per fleet size (one failover each)")
+    parser.add_argument(
+        "--idle-samples", type=int, default=20, help="single jobs per round on the idle fleet"
+    )
     parser.add_argument("--procs", type=int, default=4, help="worker processes hosting the nodes")
     parser.add_argument("--node-lease-ttl", type=float, default=10.0, help="simulated nodes' lease TTL (s)")
     parser.add_argument("--coordinator-lease-ttl", type=float, default=5.0)
