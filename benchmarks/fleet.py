@@ -19,7 +19,8 @@ txn succeed):
 - burst: --jobs Submits from 8 client threads; submits/s, dispatches/s = jobs / (last claim - first
   submit), and submit -> claim p50 / p99. Dispatches/s is bounded by the node capacity K /
   --job-seconds (printed) and by the submit rate, so at small K it measures the nodes, not the leader;
-- leader RSS: VmRSS of the leading coordinator after the burst (/proc/<pid>/status);
+- leader CPU per burst job (submit to last claim) and idle CPU % (2 s with the fleet registered and
+  nothing to do), from /proc/<pid>/stat; leader RSS: VmRSS after the burst (/proc/<pid>/status);
 - failover: kill -9 of the leader, then a Submit retried on the survivor every 20 ms; the time from
   the kill to that job's claim under the new epoch (election + load + registry + dispatch).
 The killed coordinator is replaced so every round starts with two. Figures are medians over the
@@ -84,6 +85,7 @@ SIM_ARCH = ArchSpec(
 )
 CANNED_VIDEO = b"\x00\x00\x00\x18ftypmp42sim-fleet-canned-video"
 SUBMIT_THREADS = 8
+IDLE_WINDOW_S = 2.0  # how long the leader's idle CPU use is sampled each round
 NODES_PER_START_BATCH = 50  # registrations in flight at once in one worker
 
 
@@ -349,6 +351,12 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -361,6 +369,8 @@ class Round:
     burst: list[float]  # submit -> claim of the burst's jobs (includes waiting for a free node)
     idle: list[float]  # submit -> claim of single jobs on an idle fleet
     rss: int
+    idle_cpu: float  # leader CPU seconds per second with the fleet registered and no job
+    cpu_per_job_s: float  # leader CPU seconds per burst job, submit to claim
     failover_s: float
 
 
@@ -481,11 +491,16 @@ def run_size(args: argparse.Namespace, etcd: EtcdCluster, workdir: Path, k: int)
         rounds = []
         for r in range(args.rounds):
             leader, _, _ = group.wait_leader(15)
+            cpu_before = cpu_seconds(leader.pid)
+            time.sleep(IDLE_WINDOW_S)
+            idle_cpu = (cpu_seconds(leader.pid) - cpu_before) / IDLE_WINDOW_S
             idle = idle_latencies(leader.address, seen, req, f"k{k}-r{r}", args.idle_samples)
             job_ids = [f"k{k}-r{r}-{i}-{uuid.uuid4().hex[:6]}" for i in range(args.jobs)]
+            cpu_before = cpu_seconds(leader.pid)
             submitted, submits_done = submit_all(leader.address, job_ids, req)
             timeout = 60 + 4 * args.jobs * args.job_seconds
             seen.wait("every job claimed", partial(seen.all_in, seen.claims, job_ids), timeout)
+            cpu_per_job = (cpu_seconds(leader.pid) - cpu_before) / len(job_ids)
             seen.wait("every result", partial(seen.all_in, seen.results, job_ids), timeout)
             first = min(submitted.values())
             burst = [seen.claims[j][0] - submitted[j] for j in job_ids]
@@ -493,12 +508,13 @@ def run_size(args: argparse.Namespace, etcd: EtcdCluster, workdir: Path, k: int)
             submit_rate = len(job_ids) / (submits_done - first)
             rss = rss_bytes(leader.pid)
             took = failover(group, seen, req, f"k{k}-r{r}")
-            rounds.append(Round(rate, submit_rate, burst, idle, rss, took))
+            rounds.append(Round(rate, submit_rate, burst, idle, rss, idle_cpu, cpu_per_job, took))
             print(
                 f"K={k} round {r + 1}: idle submit->claim p50 {lat_ms(percentile(idle, 0.5))} "
                 f"p99 {lat_ms(percentile(idle, 0.99))}; burst of {args.jobs}: {submit_rate:.0f} submits/s, "
                 f"{rate:.1f} dispatches/s, submit->claim p50 {lat_ms(percentile(burst, 0.5))} "
-                f"p99 {lat_ms(percentile(burst, 0.99))}; leader RSS {rss / 2**20:.0f} MiB; "
+                f"p99 {lat_ms(percentile(burst, 0.99))}, leader CPU {cpu_per_job * 1000:.1f} ms/job; "
+                f"leader RSS {rss / 2**20:.0f} MiB, idle CPU {idle_cpu * 100:.1f}%; "
                 f"kill -9 -> first dispatch {took * 1000:.0f} ms",
                 flush=True,
             )
@@ -527,7 +543,9 @@ def report(results: dict[int, list[Round]], args: argparse.Namespace) -> None:
         ("burst dispatches/s", lambda r: r.dispatch_rate, "{:.1f}"),
         ("burst submit->claim p50", lambda r: percentile(r.burst, 0.5) * 1000, "{:.1f}"),
         ("burst submit->claim p99", lambda r: percentile(r.burst, 0.99) * 1000, "{:.1f}"),
+        ("leader CPU ms per job", lambda r: r.cpu_per_job_s * 1000, "{:.1f}"),
         ("leader RSS (MiB)", lambda r: r.rss / 2**20, "{:.0f}"),
+        ("leader idle CPU (%)", lambda r: r.idle_cpu * 100, "{:.1f}"),
         ("kill -9 failover (ms)", lambda r: r.failover_s * 1000, "{:.0f}"),
     )
     print()
