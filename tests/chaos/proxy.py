@@ -6,8 +6,9 @@ segfaulted grpcio). It only ever connects to its target on 127.0.0.1.
 
 Modes, switchable at any time:
 - forward: bytes flow both ways (the start mode, and what resume() returns to);
-- freeze(): every socket stays open and new connections are accepted, but no byte moves in either
-  direction: a silent partition, with no RST and no FIN, so only timeouts and keepalives notice;
+- freeze(): every socket stays open and new connections are accepted (and opened to the target),
+  but no byte moves in either direction: a silent partition, with no RST and no FIN, so only
+  timeouts and keepalives notice;
 - freeze_existing(): the connections open now stop moving bytes, new ones work normally (a
   half-dead connection, as after a NAT or conntrack entry vanished);
 - refuse(): open connections are reset and the port refuses new ones (a crashed peer);
@@ -42,7 +43,8 @@ class _Connection:
         self.proxy = proxy
         self.client = client
         self.upstream = upstream
-        self.frozen = False
+        self.thawed = threading.Event()  # cleared by freeze_existing(); frozen pumps wait on it
+        self.thawed.set()
         self._open_directions = 2
         self._lock = threading.Lock()
         self._closed = False
@@ -56,14 +58,13 @@ class _Connection:
             thread.start()
 
     def _moving(self) -> bool:
-        return not (self.frozen or self.proxy.frozen_all)
+        return self.thawed.is_set() and self.proxy.resumed.is_set()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while not self._closed:
-                if not self._moving():
-                    self.proxy.resumed.wait(POLL_S)
-                    continue
+                if not self.proxy.resumed.wait(POLL_S) or not self.thawed.wait(POLL_S):
+                    continue  # frozen: wait (bounded, so close() is noticed) without reading
                 readable, _, _ = select.select([src], [], [], POLL_S)
                 if not readable or not self._moving():
                     continue  # a freeze that began during select holds what arrived
@@ -73,7 +74,7 @@ class _Connection:
                         dst.shutdown(socket.SHUT_WR)  # pass the FIN on; the other way may go on
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # a reset, or the sockets were closed under us (ValueError: fd -1)
             self.close(reset=True)
             return
         with self._lock:
@@ -113,8 +114,7 @@ class TcpProxy:
         self.target = ("127.0.0.1", target_port)
         self.connect_timeout_s = connect_timeout_s
         self.port = 0
-        self.frozen_all = False
-        self.resumed = threading.Event()  # set while forwarding: frozen pumps wake on it
+        self.resumed = threading.Event()  # cleared by freeze(); frozen pumps wait on it
         self.resumed.set()
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
@@ -147,14 +147,13 @@ class TcpProxy:
 
     def freeze(self) -> None:
         """Stop moving bytes on every connection, present and future; all sockets stay open."""
-        self.frozen_all = True
         self.resumed.clear()
 
     def freeze_existing(self) -> None:
         """Stop moving bytes on the connections open now; new connections forward normally."""
         with self._lock:
             for conn in self._connections:
-                conn.frozen = True
+                conn.thawed.clear()
 
     def refuse(self) -> None:
         """Reset every open connection and refuse new ones until resume()."""
@@ -166,8 +165,7 @@ class TcpProxy:
         """Forward again: thaw every connection and listen again (same port) after refuse()."""
         with self._lock:
             for conn in self._connections:
-                conn.frozen = False
-        self.frozen_all = False
+                conn.thawed.set()
         self.resumed.set()
         if self._listener is None and not self._stopped:
             self._listen()
