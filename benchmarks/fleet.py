@@ -6,11 +6,12 @@ Run from the repository root:
 Set-up, per fleet size K: a fresh key prefix on one real single-member etcd (tests/etcd_cluster.py),
 two real `i2v-coordinator` processes (tests/chaos/coordinator_procs.py), and K simulated nodes hosted
 by a few worker processes (this file with --worker). A simulated node is the real node's cluster
-half without the pipeline: its own etcd lease and nodes/{id} record through i2v_node's Membership,
-the real fenced claim and write-once result through ClusterHooks, its own grpc.aio server for the
-Node service; Generate claims, streams two progress events and a heartbeat, sleeps --job-seconds,
-stores a canned video at the dispatch's output_uri and returns an OK result. It advertises the CPU
-tier, memory to spare and a small model shape, so admission takes the tiny jobs.
+half without the pipeline: the artifact store agreement (store_identity.agree, once per worker
+process), its own etcd lease and nodes/{id} record through i2v_node's Membership, the real fenced
+claim, claim watch and claim-guarded write-once result through ClusterHooks, its own grpc.aio
+server for the Node service. Generate claims, streams two progress events and a heartbeat, sleeps
+--job-seconds, stores a canned video at the dispatch's output_uri and returns an OK result. It
+advertises the CPU tier, memory to spare and a small model shape, so admission takes the tiny jobs.
 
 Per round, on the shared monotonic clock (a claim's time is when the node's process saw its claim
 txn succeed):
@@ -61,6 +62,7 @@ from i2v_contract.client import build_request
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import Keys
 from i2v_contract.memory import ArchSpec, ComponentSize
+from i2v_contract.store_identity import agree
 from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
 from i2v_node.servicer import JobRejected, JobReport, package_version
@@ -116,6 +118,7 @@ class SimNode(node_pb2_grpc.NodeServicer):
         self.lease_ttl = lease_ttl
         self.job: asyncio.Task[None] | None = None
         self.job_id = ""
+        self.stopped_why = ""  # set by the hooks' stop(): the claim or the lease went
         self.server = grpc.aio.server()
         node_pb2_grpc.add_NodeServicer_to_server(self, self.server)
         self.addr = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
@@ -138,8 +141,14 @@ class SimNode(node_pb2_grpc.NodeServicer):
             await self.membership.stop()
         await self.server.stop(0)
 
+    def _stop(self, why: str) -> None:
+        """ClusterHooks' stop(why): the job is no longer this node's to finish; no result follows."""
+        self.stopped_why = why
+        if self.job is not None:
+            self.job.cancel()
+
     def _release(self) -> None:
-        self.job, self.job_id = None, ""
+        self.job, self.job_id, self.stopped_why = None, "", ""
         assert self.membership is not None
         self.membership.publish(sim_state(busy=False))
 
@@ -152,7 +161,7 @@ class SimNode(node_pb2_grpc.NodeServicer):
         self.job_id = request.job_id or uuid.uuid4().hex
         self.membership.publish(sim_state(busy=True))
         try:
-            await self.hooks.before_run(self.job_id, request)
+            await self.hooks.before_run(self.job_id, request, self._stop)
         except JobRejected as exc:
             self._release()
             await context.abort(exc.code, exc.message)
@@ -160,6 +169,8 @@ class SimNode(node_pb2_grpc.NodeServicer):
         events: asyncio.Queue[common_pb2.GenerateEvent | None] = asyncio.Queue()
         # The job runs on in its own task when the caller's stream drops (a leader crash), as on a real node.
         self.job = asyncio.get_running_loop().create_task(self._run(request, events))
+        if self.stopped_why:  # the lease lapsed while the claim txn was in flight
+            self.job.cancel()
         while (event := await events.get()) is not None:
             yield event
 
@@ -181,7 +192,7 @@ class SimNode(node_pb2_grpc.NodeServicer):
             result = self._result(request, time.monotonic() - started)
             events.put_nowait(common_pb2.GenerateEvent(result=result))
         except asyncio.CancelledError:
-            code, message = grpc.StatusCode.CANCELLED, f"cancelled on node {self.node_id}"
+            code, message = grpc.StatusCode.CANCELLED, self.stopped_why or f"cancelled on node {self.node_id}"
         finally:
             events.put_nowait(None)
             await self.hooks.after_run(JobReport(self.job_id, request, code, message, result))
@@ -263,6 +274,9 @@ async def worker_main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # The real node's first step: agree with the coordinators on the artifact store (once per
+    # process here: its nodes share one store).
+    await agree(kv, keys, store, args.artifacts, f"{args.name}-from-{args.first}")
     for i in range(0, len(nodes), NODES_PER_START_BATCH):
         await asyncio.gather(*(n.start() for n in nodes[i : i + NODES_PER_START_BATCH]))
     emit(ev="ready", nodes=len(nodes), t=time.monotonic())
