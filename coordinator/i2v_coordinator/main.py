@@ -16,7 +16,7 @@ import math
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
@@ -29,11 +29,13 @@ from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.logs import setup_logging
+from i2v_contract.store_identity import StoreMismatch, publish
 from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import DuplicateMember, Leadership, split_addr
+from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
@@ -47,6 +49,11 @@ COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 HEALTH_SERVICES = ("", COORDINATOR_SERVICE)
 MIB = 1024 * 1024
 _START_RETRY_S = 1.0
+# Clients ping every 10 s, also on idle channels (coordinator_client.KEEPALIVE_OPTIONS); allow down to 5 s.
+KEEPALIVE_SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -176,7 +183,11 @@ async def serve(config: CoordinatorConfig) -> int:
         return 2
     # No port sharing: a second process on our port must fail to bind, never split the traffic.
     server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * MIB)]
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 64 * MIB),
+            *KEEPALIVE_SERVER_OPTIONS,
+        ]
     )
     try:
         port = server.add_insecure_port(config.listen)
@@ -194,7 +205,8 @@ async def serve(config: CoordinatorConfig) -> int:
 
     timings = timings_for_ttl(config.lease_ttl)
     kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
-    leadership = Leadership(kv, keys, member_id, addr, timings)
+    lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    leadership = Leadership(kv, keys, member_id, addr, timings, lease_kv=lease_kv)
     metrics.track_leadership(lambda: leadership.epoch)
     leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
     registry = NodeRegistry(kv, keys)
@@ -231,14 +243,18 @@ async def serve(config: CoordinatorConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        started = await _start(registry, leadership, stop)
-    except DuplicateMember as err:
+        started = await _start(
+            registry, leadership, stop, lambda: publish(kv, keys, artifacts, config.artifacts)
+        )
+    except (DuplicateMember, StoreMismatch) as err:
         log.error("%s", err)
         started = False
     if not started:
         await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+        await lease_kv.close()
         return 0 if stop.is_set() else 2
     dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
     for service in HEALTH_SERVICES:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -260,17 +276,26 @@ async def serve(config: CoordinatorConfig) -> int:
     await server.stop(config.drain_grace_s)
     await leadership.resign()
     dispatching.cancel()
-    await asyncio.gather(dispatching, return_exceptions=True)
+    lag.cancel()
+    await asyncio.gather(dispatching, lag, return_exceptions=True)
     await sweeper.stop()
     await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+    await lease_kv.close()
     log.info("coordinator %s stopped", member_id)
     return 0
 
 
-async def _start(registry: NodeRegistry, leadership: Leadership, stop: asyncio.Event) -> bool:
-    """Start the node table and the election, retrying while etcd is unreachable; False if stopped."""
+async def _start(
+    registry: NodeRegistry,
+    leadership: Leadership,
+    stop: asyncio.Event,
+    agree_on_store: Callable[[], Awaitable[object]],
+) -> bool:
+    """Agree on the artifact store, start the node table and the election, retrying while etcd is
+    unreachable; False if stopped."""
     while not stop.is_set():
         try:
+            await agree_on_store()
             await registry.start()
             await leadership.start()
             return True

@@ -22,6 +22,7 @@ from i2v_coordinator.routing import NodeView
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 END_TO_END_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
 ETCD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3.5, 5)
 NODE_STATES = ("idle", "busy")
 
 
@@ -74,11 +75,38 @@ class CoordinatorMetrics:
             "Age of the oldest finished job still kept, as of the last retention sweep (leader)",
             registry=r,
         )
+        self._node_cooldowns = Counter(
+            "i2v_coordinator_node_cooldowns",
+            "Node failures that were not the request's fault, by where they showed "
+            "(dispatch, claim_timeout, result); each cools the node down or sets it aside",
+            ["reason"],
+            registry=r,
+        )
+        self._nodes_set_aside_total = Counter(
+            "i2v_coordinator_node_set_asides",
+            "Times a node was set aside after repeated failures",
+            registry=r,
+        )
+        self._nodes_cooling = Gauge(
+            "i2v_coordinator_nodes_cooling", "Nodes in a dispatch cooldown (leader)", registry=r
+        )
+        self._nodes_set_aside = Gauge(
+            "i2v_coordinator_nodes_set_aside",
+            "Nodes given no work after repeated failures (leader)",
+            registry=r,
+        )
         self.etcd_call = Histogram(
             "i2v_etcd_call_seconds",
             "etcd call latency by operation",
             ["op"],
             buckets=ETCD_BUCKETS,
+            registry=r,
+        )
+
+        self.loop_lag = Histogram(
+            "i2v_event_loop_lag_seconds",
+            "How late a 100 ms timer fired on the coordinator's event loop",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
 
@@ -103,6 +131,15 @@ class CoordinatorMetrics:
 
     def requeued(self) -> None:
         self._requeues.inc()
+
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        self._node_cooldowns.labels(kind).inc()
+        if set_aside:
+            self._nodes_set_aside_total.inc()
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
+        self._nodes_cooling.set(cooling)
+        self._nodes_set_aside.set(set_aside)
 
     def queue_depth(self, depth: int) -> None:
         self._queue_depth.set(depth)

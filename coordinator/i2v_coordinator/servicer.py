@@ -7,8 +7,15 @@ coordinator (a standby reads the job table from etcd).
 
 Submit validates (i2v_contract.limits), sizes the job (i2v_contract.memory), admits it
 (routing.admit), stores the image in the artifact store and commits the job with a fenced
-create-if-absent txn before answering. The request id is the job id: the same id with the same
+create-if-absent txn before answering. Admission is exact under concurrent Submits: the queue slot
+is reserved in the same synchronous step as the check (only the leader admits, so an in-process
+count of queued jobs plus submissions in flight is the whole queue) and released when the
+submission ends, stored or not. The request id is the job id: the same id with the same
 request returns the existing job, with a different request ALREADY_EXISTS.
+
+Watch and Generate send a heartbeat (JobEvent.heartbeat, with the job's state and attempt as last
+sent) whenever nothing else was sent for `heartbeat_interval` seconds (2 by default), so a client
+can tell a quiet job from a frozen coordinator and move on when the stream goes silent.
 
 Results: Watch's final event carries the Result with `artifact_uri` (the video stays in the store).
 Generate's final event also inlines the video bytes when this coordinator can read the artifact and
@@ -59,6 +66,7 @@ log = logging.getLogger(__name__)
 
 LEADER_ADDR_KEY = "i2v-leader-addr"
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
@@ -119,6 +127,13 @@ def image_ext(data: bytes) -> str:
 def stored_request(norm: Normalized, image_uri: str) -> common_pb2.GenerationRequest:
     """The request as dispatched: defaults filled (seed fixed, so every attempt renders the same)."""
     return common_pb2.GenerationRequest(image_uri=image_uri, **dataclasses.asdict(norm))
+
+
+def heartbeat_event(last: coordinator_pb2.JobEvent) -> coordinator_pb2.JobEvent:
+    """A keep-alive that repeats the job's state and attempt as last sent, and nothing else."""
+    return coordinator_pb2.JobEvent(
+        job_id=last.job_id, state=last.state, attempt=last.attempt, heartbeat=True
+    )
 
 
 def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinator_pb2.Job:
@@ -234,6 +249,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         limits: Limits = DEFAULT_LIMITS,
         arch_for: Callable[[str], ArchSpec] | None = None,
         inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
     ) -> None:
@@ -246,8 +262,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._limits = limits
         self._arch_for = arch_for or (lambda model: advertised_arch(registry.records(), model))
         self._inline_max = inline_video_max_bytes
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
+        self._heartbeat_s = heartbeat_interval
         self._clock = clock
         self._random_seed = random_seed
+        self._admitting = 0  # admitted submissions not yet in the job table (or failed)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -326,10 +346,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         nodes = self._registry.snapshot()
         need_bytes, tier = job_need(job_id, norm, self._arch_for(norm.model), nodes)
         need = JobNeed(job_id, need_bytes, tier, model=norm.model)
-        admission = admit(need, nodes, self._dispatcher.queue_depth(), self._dispatcher.config.max_queue)
+        depth = self._dispatcher.queue_depth() + self._admitting
+        admission = admit(need, nodes, depth, self._dispatcher.config.max_queue)
         if not admission.accepted:
             log.info("submit %s rejected: %s", job_id, admission.message)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, admission.message)
+        # No await between the check and the reservation: that is what makes the bound exact.
+        self._admitting += 1
+        try:
+            return await self._store_job(job_id, digest, gen, norm, need, epoch, admission.message, context)
+        finally:
+            self._admitting -= 1
+
+    async def _store_job(
+        self,
+        job_id: str,
+        digest: str,
+        gen: common_pb2.GenerationRequest,
+        norm: Normalized,
+        need: JobNeed,
+        epoch: int,
+        admitted: str,
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[JobRecord, bool]:
+        """Store the image and commit the job (its queue slot is reserved by the caller)."""
         name = f"jobs/{job_id}/input-{digest[:16]}.{image_ext(gen.image)}"
         try:
             input_uri = await asyncio.to_thread(self._artifacts.put, name, gen.image)
@@ -338,7 +378,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 f"cannot store the input image ({exc}); retry with the same request_id",
             )
-        view = jobs.new_job(job_id, need_bytes, tier, norm.model, self._clock())
+        view = jobs.new_job(job_id, need.required_bytes, need.required_tier, norm.model, self._clock())
         record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
         try:
             stored, created = await self._store.submit(record, epoch)
@@ -352,7 +392,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 f"etcd did not confirm the job ({err}); it may or may not be stored: "
                 "retry with the same request_id (idempotent)",
             )
-        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admission.message)
+        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admitted)
         self._dispatcher.wake()
         return stored, created
 
@@ -372,7 +412,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def _follow(
         self, job_id: str, context: grpc.aio.ServicerContext, *, inline: bool
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
-        """The job's current state, then its events until the final one."""
+        """The job's current state, then its events until the final one, with a heartbeat after
+        every `heartbeat_interval` of silence (the hub's order is kept: a heartbeat is only sent
+        when no event is waiting)."""
         with self._hub.subscribe(job_id) as sub:
             record = await self._record(job_id, context)
             current = job_event(record, self._store.table)
@@ -380,11 +422,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 yield await self._final(current, inline)
                 return
             yield current
+            last = current
             try:
-                async for event in sub:
+                while True:
+                    try:
+                        async with asyncio.timeout(self._heartbeat_s):
+                            event = await anext(sub)
+                    except TimeoutError:
+                        yield heartbeat_event(last)
+                        continue
                     if event.state in jobs.FINAL_STATES:
                         yield await self._final(event, inline)
                         return
+                    last = event
                     yield event
             except HubClosed as exc:
                 await self._not_leader(context, str(exc))
@@ -498,8 +548,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
         running = {r.view.node_id: r.job_id for r in self._store.table.active()}
-        return coordinator_pb2.ListNodesResponse(
-            nodes=[
+        infos = []
+        for n in sorted(self._registry.snapshot(), key=lambda n: n.node_id):
+            if not n.alive:
+                continue
+            health, standing = self._dispatcher.node_health(n)
+            infos.append(
                 coordinator_pb2.NodeInfo(
                     node_id=n.node_id,
                     addr=n.addr,
@@ -509,11 +563,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     busy=n.busy,
                     job_id=running.get(n.node_id, ""),
                     model=n.model,
+                    cooldown_s=standing.cooldown_s,
+                    consecutive_failures=health.failures,
+                    set_aside=health.set_aside,
+                    health_reason=health.reason if health.failures else "",
                 )
-                for n in sorted(self._registry.snapshot(), key=lambda n: n.node_id)
-                if n.alive
-            ]
-        )
+            )
+        return coordinator_pb2.ListNodesResponse(nodes=infos)
 
     async def ClusterStatus(
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext
@@ -543,11 +599,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 addr = ""
             members.append(coordinator_pb2.Member(id=member_id, addr=addr, leader=member_id == leader_id))
         tiers: dict[int, list[int]] = {}
+        cooling = set_aside = 0
         for node in self._registry.snapshot():
             if node.alive:
                 count = tiers.setdefault(node.tier, [0, 0])
                 count[0] += 1
                 count[1] += int(node.busy)
+                health, standing = self._dispatcher.node_health(node)
+                set_aside += int(health.set_aside)
+                cooling += int(not health.set_aside and standing.cooldown_s > 0)
         return coordinator_pb2.ClusterStatusResponse(
             leader_id=leader_id,
             leader_addr=leader_addr,
@@ -560,4 +620,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             queued=sum(1 for s in states if s == jobs.QUEUED),
             running=sum(1 for s in states if s in jobs.ACTIVE_STATES),
             answered_by=self._leadership.member_id,
+            nodes_cooling=cooling,
+            nodes_set_aside=set_aside,
         )

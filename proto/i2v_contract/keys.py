@@ -36,6 +36,10 @@ class Keys:
         return f"{self.prefix}coord/members/"
 
     @property
+    def store(self) -> str:
+        return f"{self.prefix}coord/store"
+
+    @property
     def nodes(self) -> str:
         return f"{self.prefix}nodes/"
 
@@ -197,6 +201,14 @@ class LeaderRecord(_Record):
 
     id: str
     addr: str
+
+
+@dataclass(frozen=True)
+class StoreRecord(_Record):
+    """coord/store, written once (create-if-absent) by the first coordinator; no lease."""
+
+    id: str  # the random id held in the artifact store itself (store_identity.STORE_ID_NAME)
+    uri: str  # the store's root URL as that coordinator saw it, for error messages
 
 
 @dataclass(frozen=True)

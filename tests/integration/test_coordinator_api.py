@@ -7,7 +7,9 @@ synchronous CoordinatorClient is driven from a worker thread so the servers keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +18,9 @@ import grpc
 import pytest
 
 from i2v_contract.client import CallError, build_request
-from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, final_result
+from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, RetryPolicy, final_result
 from i2v_contract.keys import Keys
+from i2v_contract.kv import count_prefix
 from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from i2v_coordinator.jobstore import JobRecord, JobStore
 from tests.etcd_cluster import EtcdCluster
@@ -180,6 +183,8 @@ async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:
     assert await cluster.leader.kv.get(cluster.keys.job("cancel-1")) is None
     finished = await cluster.finished("cancel-1")
     assert finished.view.state == coordinator_pb2.JOB_CANCELLED
+    # ... and the node, whose claim went, wrote no result for the attempt.
+    assert await count_prefix(cluster.leader.kv, cluster.keys.results_of("cancel-1")) == 0
 
 
 async def test_cluster_views_from_any_coordinator(cluster: Cluster) -> None:
@@ -211,3 +216,41 @@ async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
     assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video
     finished = await cluster.finished("ho-1")
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
+
+
+@contextlib.asynccontextmanager
+async def frozen_listener() -> AsyncIterator[str]:
+    """An address that accepts TCP connections and never answers: a frozen coordinator's port."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+        await server.wait_closed()
+
+
+async def test_a_frozen_first_target_is_left_within_the_deadline_and_the_idle_bound(cluster: Cluster) -> None:
+    policy = RetryPolicy(call_timeout_s=1.0, idle_timeout_s=1.5)
+    async with frozen_listener() as frozen:
+        with CoordinatorClient([frozen, cluster.leader.addr], policy=policy) as client:
+            started = time.monotonic()
+            submitted = await asyncio.to_thread(client.submit, tiny_request(), request_id="frozen-1")
+            unary_s = time.monotonic() - started
+            unary_suspects = client.suspects()
+        with CoordinatorClient([frozen, cluster.leader.addr], policy=policy) as client:
+            started = time.monotonic()
+            final = await asyncio.to_thread(client.watch, "frozen-1")
+            watch_s = time.monotonic() - started
+            watch_suspects = client.suspects()
+    print(f"frozen first target: unary call took {unary_s:.2f} s, watch {watch_s:.2f} s")
+    assert submitted.job_id == "frozen-1" and unary_suspects == {frozen}
+    assert policy.call_timeout_s <= unary_s < policy.call_timeout_s + 2.0
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and watch_suspects == {frozen}
+    assert policy.idle_timeout_s <= watch_s < policy.idle_timeout_s + 5.0
