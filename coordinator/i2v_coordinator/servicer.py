@@ -326,7 +326,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 "starting with a letter or digit (a uuid4 hex is ideal), or leave it empty",
             )
         digest = request_digest(request.request)
-        existing = self._store.table.jobs.get(job_id)
+        existing = self._store.table.get(job_id)  # open, or finished here lately (older: store.submit)
         if existing is not None:
             if existing.digest != digest:
                 await context.abort(

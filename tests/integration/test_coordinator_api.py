@@ -121,7 +121,10 @@ async def test_submit_is_idempotent_on_request_id(cluster: Cluster) -> None:
         with pytest.raises(CallError) as conflict:
             await asyncio.to_thread(client.submit, tiny_request(prompt="other"), request_id="idem-1")
         final = await asyncio.to_thread(client.watch, "idem-1")
+        finished = await asyncio.to_thread(client.submit, tiny_request(), request_id="idem-1")
     assert first.created and not again.created and first.job_id == again.job_id == "idem-1"
+    # Resent after it finished: the same (finished) job, not a second run.
+    assert not finished.created and finished.state == coordinator_pb2.JOB_SUCCEEDED
     assert conflict.value.code == grpc.StatusCode.ALREADY_EXISTS
     assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.artifact_uri
     assert not final.result.video  # Watch names the artifact; only Generate inlines it
