@@ -72,6 +72,7 @@ class CoordinatorConfig:
     drain_grace_s: float
     log_level: str
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    retention_interval_s: float = 60.0
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -135,7 +136,16 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         default=DEFAULT_MAX_JOBS,
         help=f"keep at most this many finished jobs, newest first; 0 = no limit (default {DEFAULT_MAX_JOBS})",
     )
+    p.add_argument(
+        "--retention-interval",
+        type=_duration,
+        default=60.0,
+        help="how often the leader sweeps finished jobs past retention (default 60s; sooner while a "
+        "full batch was due)",
+    )
     a = p.parse_args(argv)
+    if not a.retention_interval > 0:
+        p.error(f"--retention-interval must be > 0, got {a.retention_interval:g}")
     try:
         endpoints = tuple(parse_endpoints(a.etcd))
         Keys(a.prefix)
@@ -162,6 +172,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         drain_grace_s=max(0.0, a.drain_grace),
         log_level=a.log_level,
         retention=RetentionPolicy(a.retention_max_age, a.retention_max_jobs),
+        retention_interval_s=a.retention_interval,
     )
 
 
@@ -224,7 +235,14 @@ async def serve(config: CoordinatorConfig) -> int:
         config=DispatchConfig(max_queue=config.max_queue, max_attempts=config.max_attempts),
         metrics=metrics,
     )
-    sweeper = RetentionSweeper(store, artifacts, config.retention, dispatcher.output_uri, metrics=metrics)
+    sweeper = RetentionSweeper(
+        store,
+        artifacts,
+        config.retention,
+        dispatcher.output_uri,
+        metrics=metrics,
+        interval_s=config.retention_interval_s,
+    )
     leadership.on_change(sweeper.on_leadership)  # sweeps only while leading, in the epoch it leads
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)

@@ -33,6 +33,11 @@ def test_retention_flags(extra: list[str], age_s: float, jobs: int) -> None:
     assert parse_args([*REQUIRED, *extra]).retention == RetentionPolicy(age_s, jobs)
 
 
+def test_retention_interval_flag() -> None:
+    assert parse_args(REQUIRED).retention_interval_s == 60.0
+    assert parse_args([*REQUIRED, "--retention-interval", "5s"]).retention_interval_s == 5.0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -47,6 +52,7 @@ def test_retention_flags(extra: list[str], age_s: float, jobs: int) -> None:
         (["--retention-max-age=-1d"], "is not a duration"),
         (["--retention-max-jobs", "1.5"], "whole number >= 0"),
         (["--retention-max-jobs=-3"], "whole number >= 0"),
+        (["--retention-interval", "0"], "--retention-interval must be > 0"),
     ],
 )
 def test_bad_flags_exit_2(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
