@@ -61,7 +61,14 @@ class _Member:
 
 
 class EtcdCluster:
-    def __init__(self, size: int, tmp_dir: Path) -> None:
+    def __init__(
+        self,
+        size: int,
+        tmp_dir: Path,
+        *,
+        auto_compaction: tuple[str, str] = ("revision", str(AUTO_COMPACTION_REVISIONS)),
+    ) -> None:
+        """auto_compaction: etcd's (--auto-compaction-mode, --auto-compaction-retention)."""
         if size < 1:
             raise ValueError(f"EtcdCluster size must be >= 1, got {size}")
         binary = etcd_binary()
@@ -69,6 +76,7 @@ class EtcdCluster:
             raise FileNotFoundError("etcd binary not found: install etcd or set ETCD_BIN")
         self._binary = binary
         self._token = f"i2v-test-{uuid.uuid4().hex[:12]}"
+        self._compaction = auto_compaction
         self.members = [
             _Member(
                 name=f"m{i}",
@@ -105,8 +113,8 @@ class EtcdCluster:
             # Revisions must not grow without bound (as in production), but by revision count:
             # the chaos recorder replays every revision of a run, which a time-based retention
             # could compact away under a slow machine.
-            "--auto-compaction-mode", "revision",
-            "--auto-compaction-retention", str(AUTO_COMPACTION_REVISIONS),
+            "--auto-compaction-mode", self._compaction[0],
+            "--auto-compaction-retention", self._compaction[1],
         ]  # fmt: skip
         with member.log_path.open("ab") as log_file:
             member.proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
