@@ -67,6 +67,7 @@ from i2v_contract.measured import MeasuredRun, Measurements, OverheadSample
 from i2v_contract.profiles import Offload, Profile, profile_by_name
 from i2v_contract.tiers import tier_for_free_bytes, tier_name
 from i2v_contract.v1 import common_pb2
+from i2v_node import gpu
 from i2v_node.apply import decode_chunk_arg
 from i2v_node.engine import Engine, EngineConfig
 from i2v_node.faults import parse_fault_plan
@@ -149,7 +150,8 @@ class Nvml:
         self._nvml: Any = pynvml
         pynvml.nvmlInit()
         self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        self.driver = str(pynvml.nvmlSystemGetDriverVersion())
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        self.driver = driver.decode() if isinstance(driver, bytes) else str(driver)
         self._lock = threading.Lock()
         self._peak = 0
         self._stop = threading.Event()
@@ -351,7 +353,7 @@ def estimates(
     """The memory model beside a measurement: per stage, and the job's peak (assumed costs, and the
     context measured so far in place of the assumed one)."""
     accel = engine.has_accelerator
-    dtype_bytes = torch.finfo(engine.pipeline.unet.dtype).bits // 8
+    dtype_bytes = gpu.dtype_bytes(engine.dtype_name)
     stages = memory.stage_bytes(
         width, height, frames, profile, arch=engine.arch, dtype_bytes=dtype_bytes, accelerator=accel
     )
@@ -585,8 +587,11 @@ def part_profiles(kit: Kit, deadline: float) -> dict[str, Any]:
 
 
 def _bare_call(
-    pipe: Any, spec: JobSpec, profile: Profile, device: torch.device, own_prompt: bool
+    pipe: Any, spec: JobSpec, profile: Profile, device: torch.device, own_prompt: bool, finite: list[bool]
 ) -> np.ndarray:
+    """A bare I2VGenXLPipeline over `pipe`'s modules, seeded as the engine seeds; appends to `finite`
+    whether the video was finite (random fp16 weights could overflow, which would make frame
+    identity meaningless)."""
     import diffusers
 
     bare: Any = diffusers.I2VGenXLPipeline(
@@ -627,6 +632,7 @@ def _bare_call(
             **prompt,
         )
     video = np.asarray(out.frames[0])
+    finite.append(bool(np.isfinite(video).all()))
     frames: np.ndarray = np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)
     return frames
 
@@ -651,9 +657,10 @@ def part_bare(kit: Kit, deadline: float) -> dict[str, Any]:
             return engine.run(spec, profile, lambda _: None, cancel).frames
 
     ours()  # warm: the profile applied, kernels loaded
+    finite: list[bool] = []
     own_prompt = True
     try:
-        _bare_call(engine.pipeline, spec, profile, plan.device, own_prompt)
+        _bare_call(engine.pipeline, spec, profile, plan.device, own_prompt, finite)
     except AttributeError as err:
         # The pipeline's own clip-skip path reads text_encoder.text_model, gone in transformers 5.
         own_prompt = False
@@ -665,7 +672,9 @@ def part_bare(kit: Kit, deadline: float) -> dict[str, Any]:
     for _ in range(2):
         frames["engine"], t = timed(ours)
         times["engine"].append(t)
-        frames["bare"], t = timed(lambda: _bare_call(engine.pipeline, spec, profile, plan.device, own_prompt))
+        frames["bare"], t = timed(
+            lambda: _bare_call(engine.pipeline, spec, profile, plan.device, own_prompt, finite)
+        )
         times["bare"].append(t)
     best = {k: min(v) for k, v in times.items()}
     diff = np.abs(frames["engine"].astype(np.int16) - frames["bare"].astype(np.int16))
@@ -679,6 +688,7 @@ def part_bare(kit: Kit, deadline: float) -> dict[str, Any]:
         "frames_identical": bool(np.array_equal(frames["engine"], frames["bare"])),
         "max_pixel_difference": int(diff.max()),
         "prompt": prompt_note,
+        "bare_video_finite": all(finite),
         "how": "one warm-up run, then engine and bare alternately twice; best of each. Same modules "
         "(the engine's pipeline), profile, size and seed (global RNG and generator seeded alike)",
     }
@@ -778,6 +788,7 @@ def oom_child(args: argparse.Namespace) -> int:
         if cuda:
             rec["memory_fraction"] = round(limit_torch_memory(str(device), cap, total), 4)
             reading = make_monitor(str(device), max_vram_bytes=cap).read()
+            rec["probe"] = reading.source
         else:
             reading = make_monitor("cpu", simulate_free_bytes=cap).read()
             sw, sh, sf = plan.oom_stands_for
@@ -811,6 +822,10 @@ def oom_child(args: argparse.Namespace) -> int:
             rec["attempts"] = int(outcome.metadata.get("attempts", "0"))
         except OutOfMemoryExhausted as err:
             rec.update(ok=False, error=f"OutOfMemoryExhausted: {err}")
+        # Anything else escaped the engine's OOM handling (e.g. a cuBLAS allocation failure, which
+        # is a plain RuntimeError): a finding to record, and the next cap still runs.
+        except Exception as err:
+            rec.update(ok=False, unhandled=True, error=f"{type(err).__name__}: {err}")
         meter.finish()
         rec["seconds"] = round(time.perf_counter() - started, 2)
         rec["retries"] = meter.retries
@@ -1119,6 +1134,8 @@ def run_kit(kit: Kit, selected: set[str]) -> dict[str, Any]:
         elif name in needs_engine and kit.engine is None:
             entry.update(status="skipped", reason="no engine (build did not run or failed)")
         else:
+            if name in ("oom", "node"):  # other processes: hand back what our allocator caches
+                free_device_memory(plan.device)
             started = time.monotonic()
             log.info("part %s (budget %.0f s)", name, budget)
             try:
@@ -1169,7 +1186,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads()))
     if args.oom_child:
         return oom_child(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

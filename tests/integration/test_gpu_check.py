@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2v_contract import memory
+from i2v_contract import measured, memory
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +61,41 @@ def test_full_size_configs_are_the_modelled_architecture():
     pipe = build_random_pipeline(FULL_SIZE_CONFIGS, device=torch.device("meta"), dtype=torch.float16, seed=0)
     assert memory.ArchSpec.from_pipeline(pipe, name=memory.I2VGEN_XL.name) == memory.I2VGEN_XL
     assert pipe.unet.dtype == torch.float16
+
+
+def test_cuda_shaped_records_make_a_table_and_a_measurement_file(tmp_path):
+    # What only a CUDA run produces, checked here so the lent machine's few minutes are not spent
+    # on a KeyError in the report.
+    from benchmarks import gpu_check
+
+    kit = gpu_check.Kit(gpu_check.make_plan(torch.device("cuda"), False, 430.0), tmp_path, tmp_path)
+    kit.context_samples = [600 * 2**20, 640 * 2**20]
+    stage = {"allocated": 9 * 10**9, "reserved": 10**10, "nvml_used": 11 * 10**9, "device_bytes": 10**10}
+    stage |= {
+        "model_allocated": 8 * 10**9,
+        "model_device": 10**10,
+        "error_allocated": -0.1,
+        "error_device": 0.0,
+    }
+    run = {"profile": "fast", "width": 512, "height": 512, "frames": 16, "steps": 2, "ok": True}
+    run |= {"stages": {"denoise": stage}, "s_per_step": 0.5, "base_allocated": 5 * 10**9}
+    run |= {"peak_allocated": 9 * 10**9, "peak_reserved": 10**10, "device_peak": 11 * 10**9}
+    kit.runs = [run, {**run, "profile": "model_offload", "base_allocated": 0}]
+    oom_cap = {"card": "6GB", "cap_bytes": 5 * 2**30, "first_profile": "model_offload", "ok": True}
+    oom_cap |= {"profile": "model_offload", "degradations": [], "peak_allocated": 4 * 2**30, "retries": []}
+    report = {
+        "kit": {"device": "cuda", "model": "full-size", "seconds": 400},
+        "parts": {
+            "profiles": {"status": "ok", "records": kit.runs, "skipped": ["x"]},
+            "oom": {"status": "ok", "simulated": False, "caps": [{**oom_cap, "process_stayed_up": True}]},
+        },
+    }
+    table = gpu_check.markdown(report)
+    assert "| fast | 512x512x16 | denoise | 8.38 |" in table
+    assert "512p: device peak 11.00 GB, WebUI 13.8 GB" in table
+    found = gpu_check.measurements_file(kit, {"gpu": "NVIDIA H200", "versions": {"torch": "2.11"}})
+    assert found is not None
+    assert len(found.overhead_samples) == 1  # offload runs say nothing about the allocator
+    again = measured.parse(json.loads(json.dumps(found.to_dict())))
+    assert again.costs.cuda_context_bytes == 620 * 2**20
+    assert again.runs[0].peak_bytes == 620 * 2**20 + 10**10
