@@ -63,7 +63,7 @@ import torch
 from PIL import Image
 
 from i2v_contract import measured, memory
-from i2v_contract.measured import MeasuredRun, Measurements, OverheadSample
+from i2v_contract.measured import MeasuredRun, Measurements, OverheadSample, RuntimeCosts
 from i2v_contract.profiles import Offload, Profile, profile_by_name
 from i2v_contract.tiers import tier_for_free_bytes, tier_name
 from i2v_contract.v1 import common_pb2
@@ -141,17 +141,28 @@ def make_plan(device: torch.device, tiny: bool, budget_s: float) -> Plan:
 
 
 class Nvml:
-    """NVML for one GPU, opened by index before torch touches CUDA (so the first reading has no
-    context of ours in it); a thread samples `used` every 10 ms to catch peaks between reads."""
+    """Device-wide used memory of one GPU: NVML, opened by index before torch touches CUDA (so the
+    first reading has no context of ours in it), else cudaMemGetInfo through torch (`source` says
+    which; that fallback creates the context, so its first reading already includes it). A thread
+    samples `used` every 10 ms to catch peaks between reads."""
 
     def __init__(self, index: int) -> None:
-        import pynvml
+        self._index = index
+        self._nvml: Any = None
+        self.error = ""
+        try:
+            import pynvml
 
-        self._nvml: Any = pynvml
-        pynvml.nvmlInit()
-        self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        self.driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            pynvml.nvmlDeviceGetMemoryInfo(self._handle)
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            self._nvml = pynvml
+            self.driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+        except Exception as err:  # ImportError, or any NVMLError (no driver access, MIG, ...)
+            self.error = f"{type(err).__name__}: {err}"
+            self.driver = ""
+        self.source = "nvml" if self._nvml else "torch.cuda.mem_get_info"
         self._lock = threading.Lock()
         self._peak = 0
         self._stop = threading.Event()
@@ -159,9 +170,14 @@ class Nvml:
         self._thread.start()
 
     def used(self) -> int:
+        if self._nvml is None:
+            free, total = torch.cuda.mem_get_info(self._index)
+            return int(total - free)
         return int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
 
     def total(self) -> int:
+        if self._nvml is None:
+            return int(torch.cuda.mem_get_info(self._index)[1])
         return int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).total)
 
     def _loop(self) -> None:
@@ -350,14 +366,15 @@ def cancel_at(deadline: float) -> Iterator[threading.Event]:
 def estimates(
     kit: Kit, engine: Engine, width: int, height: int, frames: int, profile: Profile
 ) -> dict[str, Any]:
-    """The memory model beside a measurement: per stage, and the job's peak (assumed costs, and the
-    context measured so far in place of the assumed one)."""
+    """The memory model beside a measurement: per stage, and the job's peak, with the context
+    measured so far in place of the assumed one; the peak also with both assumed costs."""
     accel = engine.has_accelerator
     dtype_bytes = gpu.dtype_bytes(engine.dtype_name)
     stages = memory.stage_bytes(
         width, height, frames, profile, arch=engine.arch, dtype_bytes=dtype_bytes, accelerator=accel
     )
-    costs = memory.ASSUMED_COSTS
+    # The measured context with the assumed allocator overhead: the error is the activation model's.
+    costs = RuntimeCosts(kit.context_bytes(), memory.ASSUMED_COSTS.allocator_overhead)
     per_stage = {}
     for s in stages:
         if accel:
@@ -375,7 +392,10 @@ def estimates(
         accelerator=accel,
         costs=costs,
     )
-    return {"stages": per_stage, "peak_assumed_costs": peak}
+    assumed = memory.estimate_bytes(
+        width, height, frames, profile, arch=engine.arch, dtype_bytes=dtype_bytes, accelerator=accel
+    )
+    return {"stages": per_stage, "peak": peak, "peak_assumed_costs": assumed}
 
 
 def _error(model: float | None, measured_value: float | None) -> float | None:
@@ -436,8 +456,9 @@ def measure_run(kit: Kit, engine: Engine, profile: Profile, spec: JobSpec, deadl
         record["peak_reserved"] = max((int(s["reserved"] or 0) for s in meter.stages.values()), default=0)
         record["peak_nvml_used"] = max((int(s["nvml_used"] or 0) for s in meter.stages.values()), default=0)
         record["device_peak"] = ctx + record["peak_reserved"]
-        record["model_peak"] = est["peak_assumed_costs"]
-        record["error_peak"] = _error(est["peak_assumed_costs"], record["device_peak"])
+        record["model_peak"] = est["peak"]
+        record["error_peak"] = _error(est["peak"], record["device_peak"])
+        record["model_peak_assumed_costs"] = est["peak_assumed_costs"]
     return record
 
 
@@ -470,7 +491,8 @@ def part_env(kit: Kit, deadline: float) -> dict[str, Any]:
     device = kit.plan.device
     index = device.index or 0
     kit.nvml = Nvml(index)
-    kit.nvml_used_before = kit.nvml.used()
+    # Without NVML the first reading already holds our context: assume an otherwise idle GPU.
+    kit.nvml_used_before = kit.nvml.used() if kit.nvml.source == "nvml" else 0
     torch.zeros(1, device=device)
     torch.cuda.synchronize(device)
     first_tensor = kit.nvml.used() - kit.nvml_used_before - int(torch.cuda.memory_reserved(device))
@@ -491,6 +513,8 @@ def part_env(kit: Kit, deadline: float) -> dict[str, Any]:
         free_bytes=int(free),
         nvml_total_bytes=kit.nvml.total(),
         nvml_driver=kit.nvml.driver,
+        used_memory_source=kit.nvml.source,
+        nvml_error=kit.nvml.error,
         cudnn=torch.backends.cudnn.version(),
         nvml_used_before_cuda=kit.nvml_used_before,
         context_after_first_tensor=first_tensor,
@@ -705,7 +729,13 @@ def part_oom(kit: Kit, deadline: float) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     started = time.monotonic()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    timer = threading.Timer(max(1.0, deadline - started), proc.kill)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(max(1.0, deadline - started), stop)
     timer.start()
     try:
         out, err = proc.communicate()
@@ -717,8 +747,10 @@ def part_oom(kit: Kit, deadline: float) -> dict[str, Any]:
     for i, (name, card, cap, ref) in enumerate(caps):
         if i < len(records):
             records[i].update(card=name, card_bytes=card, reference=f"WebUI: a {name} card {ref}")
-            # The process stayed up through this cap if it went on to the next one or exited cleanly.
-            records[i]["process_stayed_up"] = i + 1 < len(records) or proc.returncode == 0
+            # Up through this cap: it went on to the next, exited cleanly, or was alive when its time ran out.
+            records[i]["process_stayed_up"] = (
+                i + 1 < len(records) or proc.returncode == 0 or timed_out.is_set()
+            )
         else:
             records.append(
                 {
@@ -726,7 +758,7 @@ def part_oom(kit: Kit, deadline: float) -> dict[str, Any]:
                     "cap_bytes": cap,
                     "ok": False,
                     "process_stayed_up": False,
-                    "error": "no result: the child process died or ran out of time first",
+                    "error": "no result: the child process died or ran out of time before this cap",
                 }
             )
     return {
@@ -741,6 +773,7 @@ def part_oom(kit: Kit, deadline: float) -> dict[str, Any]:
         ),
         "simulated": not plan.cuda,
         "child_exit": proc.returncode,
+        "child_timed_out": timed_out.is_set(),
         "child_stderr_tail": err[-3000:] if proc.returncode else "",
         "seconds": round(time.monotonic() - started, 2),
         "caps": records,

@@ -20,6 +20,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 # Requirement -> the distribution whose wheel provides it (what gpu_wheels.sh downloads).
 missing="$("$py" - <<'PYEOF'
+import sys
 from importlib import metadata
 
 from packaging.version import Version
@@ -39,6 +40,17 @@ for name, least in NEEDED.items():
         continue
     if least and Version(have) < Version(least):
         out.append(name)
+# Declared by the diffusers wheel but not shipped (a newer hub would shadow the host's transformers'
+# own pin): warn, and let the run show whether it matters.
+DECLARED = {"huggingface-hub": "1.32.0", "safetensors": "0.8.0"}
+for name, least in DECLARED.items():
+    try:
+        have = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        have = "0"
+    if Version(have) < Version(least):
+        print(f"gpu_check: warning: {name} {have} is older than the {least} diffusers declares; trying anyway",
+              file=sys.stderr)
 print(" ".join(out))
 PYEOF
 )"
