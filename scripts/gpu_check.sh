@@ -84,4 +84,7 @@ if [[ " ${args[*]:-} " != *" --device "* ]]; then
     args+=(--device cpu --tiny)
   fi
 fi
-exec "$py" benchmarks/gpu_check.py "${args[@]}"
+rc=0
+"$py" benchmarks/gpu_check.py "${args[@]}" || rc=$?
+echo "gpu_check: ${SECONDS} s in all, wheels and imports included (exit $rc)" >&2
+exit "$rc"

@@ -20,7 +20,8 @@ Format (schema 1), all sizes in bytes:
 `costs` is `fit_costs(context_samples, overhead_samples)`. An overhead sample is one run without
 offload: `base` allocated before it (the weights), its peak allocated and its peak reserved bytes.
 A run's `peak_bytes` is the CUDA context plus torch's peak reserved bytes: the device memory the
-job held, what a card must have free.
+job held, what a card must have free. Each run starts from an emptied allocator cache, as a node's
+first job after an OOM does; later jobs may find more cached, never less.
 """
 
 from __future__ import annotations
