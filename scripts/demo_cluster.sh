@@ -42,7 +42,8 @@ etcd_ep="127.0.0.1:$etcd_port"
 etcd --name demo --data-dir "$dir/etcd" \
   --listen-client-urls "http://$etcd_ep" --advertise-client-urls "http://$etcd_ep" \
   --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-cluster "demo=http://127.0.0.1:$peer_port" --log-level warn >"$dir/etcd.log" 2>&1 &
+  --initial-cluster "demo=http://127.0.0.1:$peer_port" --log-level warn \
+  --auto-compaction-mode periodic --auto-compaction-retention 5m >"$dir/etcd.log" 2>&1 &
 pids+=($!)
 echo "etcd on $etcd_ep (pid ${pids[-1]})"
 "$py" - "$etcd_ep" <<'EOF'

@@ -23,6 +23,7 @@ from typing import Any
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 250
+AUTO_COMPACTION_REVISIONS = 100_000  # keep this many revisions of history (etcd checks every 5 min)
 START_TIMEOUT_S = 20.0
 
 
@@ -101,6 +102,11 @@ class EtcdCluster:
             "--logger", "zap",
             "--log-outputs", "stderr",
             "--log-level", "warn",
+            # Revisions must not grow without bound (as in production), but by revision count:
+            # the chaos recorder replays every revision of a run, which a time-based retention
+            # could compact away under a slow machine.
+            "--auto-compaction-mode", "revision",
+            "--auto-compaction-retention", str(AUTO_COMPACTION_REVISIONS),
         ]  # fmt: skip
         with member.log_path.open("ab") as log_file:
             member.proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)

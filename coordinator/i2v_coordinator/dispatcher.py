@@ -9,6 +9,13 @@ While this coordinator leads with epoch E (Issue 3 dispatch protocol):
    the job's mod revision) and call Node.Generate with that txn's revision as assign_revision,
    relaying the stream's progress to the ProgressHub. The node's own claim and result records, not
    the stream, move the job on; a stream that fails before the node claimed gives the job back.
+   A stream with no event (progress or heartbeat) for `first_event_s` after it started, or for
+   `stream_idle_s` later, is cancelled and counts as failed, and that node's channel is rebuilt:
+   gRPC keepalive finds a dead connection between calls, the idle bound finds one during a call
+   (a half-dead connection costs at most one attempt).
+4. feed what each attempt says about its node (jobs.NodeReport: claim timeout, dispatch failure,
+   node-side result failure, success) to health.py; the resulting cooldown and set-aside are inputs
+   to routing (NodeView.cooldown_s, NodeView.set_aside), not branches here.
 
 All writes happen in this loop (the call tasks only report back), and `Leadership` losing the lead
 stops everything at once: the loop, the node streams (a claimed job keeps running on its node) and
@@ -19,12 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -32,8 +38,9 @@ import grpc
 
 from i2v_contract.artifacts import ArtifactStore
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
-from i2v_coordinator import jobs
-from i2v_coordinator.jobs import ActionKind, JobView
+from i2v_coordinator import health, jobs
+from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
+from i2v_coordinator.jobs import ActionKind, JobView, NodeReport
 from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
@@ -42,6 +49,14 @@ from i2v_coordinator.routing import NodeView
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+# Keepalive pings on every coordinator->node channel, also between calls, so a connection that
+# silently stopped forwarding is found in ~15 s instead of never. The node server permits them.
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 class NodeCallError(Exception):
@@ -56,17 +71,21 @@ class NodeCalls(Protocol):
 
     def generate(
         self, addr: str, request: node_pb2.NodeGenerateRequest
-    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
         """The node's event stream; raises NodeCallError when the call fails."""
         ...
 
     async def cancel(self, addr: str, job_id: str) -> bool: ...
 
+    async def reset(self, addr: str) -> None:
+        """Drop the connection to `addr` (the next call opens a new one)."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class GrpcNodeCalls:
-    """grpc.aio calls to nodes, one cached channel per node address."""
+    """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive."""
 
     def __init__(self, cancel_timeout_s: float = 3.0) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -77,7 +96,7 @@ class GrpcNodeCalls:
         stub = self._stubs.get(addr)
         if stub is None:
             channel = grpc.aio.insecure_channel(
-                addr, options=[("grpc.max_receive_message_length", 128 * MIB)]
+                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *KEEPALIVE_OPTIONS]
             )
             self._channels[addr] = channel
             stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
@@ -85,7 +104,7 @@ class GrpcNodeCalls:
 
     async def generate(
         self, addr: str, request: node_pb2.NodeGenerateRequest
-    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
         call = self._stub(addr).Generate(request)
         try:
             async for event in call:
@@ -103,6 +122,12 @@ class GrpcNodeCalls:
         except grpc.aio.AioRpcError as err:
             raise NodeCallError(err.code(), err.details() or "") from None
         return bool(response.cancelled)
+
+    async def reset(self, addr: str) -> None:
+        self._stubs.pop(addr, None)
+        channel = self._channels.pop(addr, None)
+        if channel is not None:
+            await channel.close()
 
     async def close(self) -> None:
         channels = list(self._channels.values())
@@ -133,6 +158,10 @@ class NodeSource(Protocol):
 class DispatchMetrics(Protocol):
     def dispatch_retry(self) -> None: ...
 
+    def node_failure(self, kind: str, set_aside: bool) -> None: ...
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None: ...
+
     def requeued(self) -> None: ...
 
     def queue_depth(self, depth: int) -> None: ...
@@ -144,6 +173,12 @@ class DispatchMetrics(Protocol):
 
 class NoMetrics:
     def dispatch_retry(self) -> None:
+        pass
+
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        pass
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
         pass
 
     def requeued(self) -> None:
@@ -164,62 +199,12 @@ class DispatchConfig:
     claim_timeout_s: float = 10.0  # an assignment not claimed by then is taken back
     max_attempts: int = 3  # attempts lost to nodes before the job fails
     sweep_interval_s: float = 1.0  # full reconcile of open jobs (claim timeouts, vanished nodes)
-    refusal_cooldown_s: float = 2.0  # a node that refused a dispatch gets no new one for this long
+    first_event_s: float = 5.0  # a node sends its first event at once after accepting a dispatch
+    stream_idle_s: float = 10.0  # nodes send a heartbeat every 2 s of silence
+    health: HealthPolicy = DEFAULT_HEALTH  # node cooldown and set-aside after failures
     recent_window_s: float = 60.0  # assignments counted as "recent load" for routing
     max_queue: int = 1000  # admission bound on QUEUED jobs
     queue_policy: QueuePolicy = DEFAULT_POLICY
-
-
-class Verdict(enum.Enum):
-    STALE = "stale"  # the node refused a dispatch from an old epoch/revision: nothing to do
-    RETRY = "retry"  # the node could not take it now: give the job back to the queue
-    FAIL = "fail"  # the job itself is unacceptable to the node: fail it
-
-
-_RETRY_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.ABORTED,
-    }
-)
-
-
-def verdict_for(code: grpc.StatusCode) -> Verdict:
-    """What a failed Node.Generate means for a job the node has NOT claimed."""
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return Verdict.STALE
-    if code in _RETRY_CODES:
-        return Verdict.RETRY
-    return Verdict.FAIL
-
-
-def take_back(job: JobView) -> JobView:
-    """An unclaimed assignment back to the queue as the next attempt (not counted as lost).
-
-    A fresh attempt number keeps any late claim or result of the old dispatch from counting.
-    """
-    return replace(
-        job,
-        state=jobs.QUEUED,
-        attempt=job.attempt + 1,
-        node_id="",
-        node_tier=common_pb2.TIER_UNSPECIFIED,
-        assigned_at=0.0,
-        started_at=0.0,
-    )
-
-
-def refused(job: JobView, code: grpc.StatusCode, message: str, now: float) -> JobView:
-    return replace(
-        job,
-        state=jobs.FAILED,
-        finished_at=now,
-        error=f"node {job.node_id} refused the job: {message}",
-        error_code=int(code.value[0]),
-    )
 
 
 @dataclass(frozen=True)
@@ -265,7 +250,7 @@ class Dispatcher:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._skips: dict[str, int] = {}
         self._recent: deque[tuple[float, str]] = deque()
-        self._cooldown: dict[str, float] = {}
+        self._health: dict[str, NodeHealth] = {}  # kept across epochs: it is about the node
         self.rounds = 0
         store.on_change(self._on_store_change)
         leadership.on_change(self._on_leadership)
@@ -390,7 +375,7 @@ class Dispatcher:
         else:
             self._dirty.add(change.job_id)
             if change.kind is ChangeKind.JOB:
-                record = self.store.table.jobs.get(change.job_id)
+                record = self.store.table.get(change.job_id)  # a finished job has left table.jobs
                 if record is not None:
                     self._hub.publish(
                         record.job_id, job_event(record, self.store.table), final=record.view.final
@@ -426,11 +411,15 @@ class Dispatcher:
             record = table.jobs[action.job_id]
             if action.kind is ActionKind.AWAIT_CLAIM and (new_epoch or record.view.epoch != epoch):
                 # Assigned in an older epoch: the node's claim compares that epoch and can never win.
-                await self._write(record, take_back(record.view), epoch, "assigned in an older epoch", True)
+                await self._write(
+                    record, jobs.take_back(record.view), epoch, "assigned in an older epoch", True
+                )
             elif action.changed:
                 written = await self._write(record, action.job, epoch, action.reason, action.expect_no_claim)
                 if written is not None and action.kind is ActionKind.REQUEUE:
                     self._metrics.requeued()
+                if written is not None and action.node is not None:
+                    await self._report(action.node)
 
     async def _write(
         self, record: JobRecord, view: JobView, epoch: int, reason: str, expect_no_claim: bool = False
@@ -442,6 +431,47 @@ class Dispatcher:
                 self._metrics.end_to_end(max(0.0, view.finished_at - view.created_at))
         return written
 
+    # --- node health ------------------------------------------------------------------------
+
+    def node_health(self, node: NodeView) -> tuple[NodeHealth, Standing]:
+        """The node's dispatch health now as this leader sees it (ListNodes, ClusterStatus);
+        healthy when unknown or when this coordinator does not lead."""
+        current = self._health.get(node.node_id, health.HEALTHY) if self._epoch else health.HEALTHY
+        if node.registration and current.registration and node.registration != current.registration:
+            current = health.HEALTHY  # re-registered: cleared at the next dispatch round
+        return current, health.standing(current, self._clock(), self.config.health)
+
+    async def _report(self, report: NodeReport) -> None:
+        """Apply what an attempt said about its node; rebuild the channel if the connection is suspect."""
+        before = self._health.get(report.node_id, health.HEALTHY)
+        if report.failure is None:
+            step = health.on_success(before, report.node_id)
+        else:
+            step = health.on_failure(before, report.node_id, self._clock(), report.reason, self.config.health)
+            self._metrics.node_failure(report.failure.value, step.set_aside)
+        self._health[report.node_id] = step.health
+        if step.changed:
+            log.info("%s", step.reason)
+        if report.suspect_connection:
+            addr = next((n.addr for n in self._registry.snapshot() if n.node_id == report.node_id), "")
+            if addr:
+                await self._calls.reset(addr)
+
+    def _with_health(self, nodes: Iterable[NodeView], now: float) -> list[NodeView]:
+        """Registered nodes with their health as routing inputs (a re-registration clears it)."""
+        out = []
+        for node in nodes:
+            step = health.on_registration(
+                self._health.get(node.node_id, health.HEALTHY), node.node_id, node.registration
+            )
+            if step.changed:
+                log.info("%s", step.reason)
+            if step.changed or node.node_id in self._health:
+                self._health[node.node_id] = step.health
+            standing = health.standing(step.health, now, self.config.health)
+            out.append(replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside))
+        return out
+
     # --- dispatch ---------------------------------------------------------------------------
 
     def _routable_nodes(self, now: float) -> list[NodeView]:
@@ -450,24 +480,25 @@ class Dispatcher:
         counts: dict[str, int] = {}
         for _, node_id in self._recent:
             counts[node_id] = counts.get(node_id, 0) + 1
-        nodes = []
-        for node in self._registry.snapshot():
-            cooling = self._cooldown.get(node.node_id, 0.0) > now
-            nodes.append(
-                replace(node, busy=node.busy or cooling, recent_assignments=counts.get(node.node_id, 0))
-            )
-        return nodes
+        return [
+            replace(node, recent_assignments=counts.get(node.node_id, 0))
+            for node in self._with_health(self._registry.snapshot(), now)
+        ]
 
     async def _dispatch_round(self, epoch: int) -> None:
         table = self.store.table
         queued = table.queued()
         self._metrics.queue_depth(len(queued))
-        if not queued:
-            return
         now = self._clock()
         nodes = {n.node_id: n for n in self._routable_nodes(now)}
+        self._metrics.nodes_held_back(
+            sum(1 for n in nodes.values() if n.cooldown_s > 0),
+            sum(1 for n in nodes.values() if n.set_aside),
+        )
+        if not queued:
+            return
         occupied = frozenset(r.view.node_id for r in table.active())
-        if all(n.busy or n.node_id in occupied for n in nodes.values()):
+        if not any(n.available and n.node_id not in occupied for n in nodes.values()):
             return  # no free node: a round would only re-derive that every job waits
         plan = next_dispatches(
             [QueuedJob(r.view.need, r.view.created_at, self._skips.get(r.job_id, 0)) for r in queued],
@@ -509,8 +540,23 @@ class Dispatcher:
             assign_revision=record.mod_revision,
             output_uri=self.output_uri(view.job_id, view.attempt),
         )
+        stream = self._calls.generate(node.addr, request)
+        bound = self.config.first_event_s
         try:
-            async for event in self._calls.generate(node.addr, request):
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(stream), bound)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    # Cancelling the read cancelled the call; the connection is presumed dead.
+                    await self._calls.reset(node.addr)
+                    raise NodeCallError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"no event from the node for {bound:g} s (it sends one at once, then a "
+                        "heartbeat every 2 s): connection presumed dead, call cancelled",
+                    ) from None
+                bound = self.config.stream_idle_s
                 if event.HasField("progress"):
                     self._hub.publish(
                         view.job_id,
@@ -525,6 +571,8 @@ class Dispatcher:
         except NodeCallError as err:
             self._ended.append(_CallEnded(view.job_id, view.attempt, node.node_id, err))
             self.wake()
+        finally:
+            await stream.aclose()
 
     async def _call_ended(self, ended: _CallEnded, epoch: int) -> None:
         record = self.store.table.jobs.get(ended.job_id)
@@ -536,22 +584,18 @@ class Dispatcher:
         ):
             return
         err = ended.error
-        verdict = verdict_for(err.code)
-        where = f"{ended.job_id} attempt {ended.attempt} on {ended.node_id}: {err}"
-        if verdict is Verdict.STALE:
-            log.info("%s: the node refused a stale dispatch; nothing to do", where)
+        t = jobs.on_dispatch_failed(record.view, int(err.code.value[0]), err.message, self._clock())
+        if not t.changed:
+            log.info("%s", t.reason)
             return
-        if verdict is Verdict.RETRY:
-            view = take_back(record.view)
-            reason = f"{where}: not claimed, requeued as attempt {view.attempt}"
-        else:
-            view = refused(record.view, err.code, err.message, self._clock())
-            reason = f"{where}: failed"
         # The write requires the attempt to be unclaimed; once claimed, the node's result decides.
-        written = await self._write(record, view, epoch, reason, expect_no_claim=True)
-        if written is not None and verdict is Verdict.RETRY:
+        written = await self._write(record, t.job, epoch, t.reason, expect_no_claim=True)
+        if written is None:
+            return
+        if t.job.state == jobs.QUEUED:
             self._metrics.dispatch_retry()
-            self._cooldown[ended.node_id] = self._clock() + self.config.refusal_cooldown_s
+        if t.node is not None:
+            await self._report(t.node)
 
     # --- client actions ---------------------------------------------------------------------
 

@@ -7,8 +7,14 @@ attempt, duplicate, job already final) returns the job unchanged with the reason
 
 Attempts are numbered from 1. A result counts only for the job's current attempt and only while the
 job is not final, so a result is never accepted twice. Attempts lost to a node (claim gone, node
-dead, claim never made, node gave the job back) are bounded by `max_attempts`; re-routing after an
-OOM is bounded by the tier ladder instead, since each one moves the job to a strictly larger tier.
+dead, claim never made, node gave the job back or failed it for a reason that is not the request's:
+INTERNAL, UNKNOWN, UNAVAILABLE, FAILED_PRECONDITION, DATA_LOSS, ABORTED) are bounded by
+`max_attempts`; re-routing after an OOM is bounded by the tier ladder instead, since each one moves
+the job to a strictly larger tier. Only INVALID_ARGUMENT (and codes no node should send) fail the job
+at once: the request is at fault.
+
+Transitions that say something about the node's health carry a `NodeReport` (a failure that is not
+the request's fault, or a success); the dispatcher feeds it to health.py.
 
 Times are wall-clock seconds (Unix time): they are stored in etcd and compared by the next leader.
 """
@@ -39,14 +45,51 @@ class Code(enum.IntEnum):
     OK = 0
     CANCELLED = 1
     UNKNOWN = 2
+    INVALID_ARGUMENT = 3
     DEADLINE_EXCEEDED = 4
     RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
     ABORTED = 10
+    OUT_OF_RANGE = 11
+    INTERNAL = 13
     UNAVAILABLE = 14
+    DATA_LOSS = 15
 
 
-# Result codes that say "this node gave the job back", not "the job is bad": the job is requeued.
-_GIVEN_BACK = frozenset({Code.CANCELLED, Code.ABORTED, Code.UNAVAILABLE})
+# Result codes that blame the node (its store, its runtime, its state), never the request: the job
+# is requeued as a lost attempt so it can run on another node, and the node's failure is reported.
+_NODE_FAULTS = frozenset(
+    {Code.INTERNAL, Code.UNKNOWN, Code.UNAVAILABLE, Code.FAILED_PRECONDITION, Code.DATA_LOSS, Code.ABORTED}
+)
+# The node stopped the job itself (e.g. its lease ended): requeued, but no fault of the node's.
+_GIVEN_BACK = frozenset({Code.CANCELLED})
+# Node.Generate failing BEFORE the claim: FAILED_PRECONDITION is the node refusing a stale dispatch
+# (its claim compare failed: nothing to do); _REQUEST_FAULTS fail the job (the request is at fault);
+# any other code gives the job back to the queue as a fresh attempt and counts against the node.
+_STALE_DISPATCH = Code.FAILED_PRECONDITION
+_REQUEST_FAULTS = frozenset({Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE})
+
+
+class FailureKind(enum.Enum):
+    """Where a node failure showed (a bounded metrics label)."""
+
+    DISPATCH = "dispatch"  # Node.Generate failed or went silent before the claim
+    CLAIM_TIMEOUT = "claim_timeout"
+    RESULT = "result"  # the node's result blamed the node
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What the end of an attempt says about its node's health."""
+
+    node_id: str
+    failure: FailureKind | None  # None: the node succeeded
+    reason: str = ""
+
+    @property
+    def suspect_connection(self) -> bool:
+        """The coordinator's connection to the node may be dead: rebuild it."""
+        return self.failure in (FailureKind.DISPATCH, FailureKind.CLAIM_TIMEOUT)
 
 
 _STATE_NAMES = {int(value): name.removeprefix("JOB_") for name, value in coordinator_pb2.JobState.items()}
@@ -110,6 +153,7 @@ class Transition:
     changed: bool
     reason: str
     stop_node: str = ""  # node to tell to stop the job's current attempt (cancel of an active job)
+    node: NodeReport | None = None
 
 
 def _same(job: JobView, reason: str) -> Transition:
@@ -254,17 +298,59 @@ def on_result(
         )
     if result.code == Code.OK:
         done = _ended(job, SUCCEEDED, now, result_attempt=result.attempt, artifact_uri=result.artifact_uri)
-        return Transition(done, True, f"{job.job_id} attempt {job.attempt} succeeded on {job.node_id}")
+        return Transition(
+            done,
+            True,
+            f"{job.job_id} attempt {job.attempt} succeeded on {job.node_id}",
+            node=NodeReport(job.node_id, None),
+        )
     if result.code == Code.RESOURCE_EXHAUSTED:
         return on_node_oom(job, result.attempt, result.message, now, nodes)
     if result.code in _GIVEN_BACK:
         cause = f"node gave it back ({_code_name(result.code)}: {result.message})"
         return on_claim_lost(job, now, max_attempts, cause)
+    if result.code in _NODE_FAULTS:
+        fault = f"{_code_name(result.code)}: {result.message}"
+        t = on_claim_lost(job, now, max_attempts, f"node failed it ({fault})")
+        return replace(t, node=NodeReport(job.node_id, FailureKind.RESULT, fault))
     failed = _ended(
         job, FAILED, now, error=result.message, error_code=result.code, result_attempt=result.attempt
     )
     return Transition(
         failed, True, f"{job.job_id} attempt {job.attempt} failed on {job.node_id}: {_code_name(result.code)}"
+    )
+
+
+def take_back(job: JobView) -> JobView:
+    """An unclaimed assignment back to the queue as the next attempt (not counted as lost).
+
+    A fresh attempt number keeps any late claim or result of the old dispatch from counting.
+    """
+    return _requeue(job, lost_attempts=job.lost_attempts, min_tier=job.min_tier)
+
+
+def on_dispatch_failed(job: JobView, code: int, message: str, now: float) -> Transition:
+    """Node.Generate for the job's current attempt failed (or went silent) before the node claimed it.
+
+    The shell writes the result only while the attempt is unclaimed: once claimed, the node's claim
+    and result decide. Unchanged for a stale-dispatch refusal (the claim timeout handles the rest).
+    """
+    where = f"{job.job_id} attempt {job.attempt} on {job.node_id}: {_code_name(code)}: {message}"
+    if job.state != ASSIGNED:
+        return _same(job, f"{where}: job is {state_name(job.state)}; nothing to do")
+    if code == _STALE_DISPATCH:
+        return _same(job, f"{where}: the node refused a stale dispatch; nothing to do")
+    if code in _REQUEST_FAULTS:
+        failed = _ended(
+            job, FAILED, now, error=f"node {job.node_id} refused the job: {message}", error_code=code
+        )
+        return Transition(failed, True, f"{where}: failed")
+    back = take_back(job)
+    return Transition(
+        back,
+        True,
+        f"{where}: not claimed, requeued as attempt {back.attempt}",
+        node=NodeReport(job.node_id, FailureKind.DISPATCH, f"{_code_name(code)}: {message}"),
     )
 
 
@@ -308,6 +394,7 @@ class Action:
     # The write must also check that the current attempt's claim key is absent, so a claim made
     # after the snapshot aborts the requeue instead of running the attempt twice.
     expect_no_claim: bool = False
+    node: NodeReport | None = None
 
     @property
     def job_id(self) -> str:
@@ -354,13 +441,14 @@ def _reconcile_one(
     max_attempts: int,
 ) -> Action:
     key = (job.job_id, job.attempt)
+    report: NodeReport | None = None
     if job.state == QUEUED:
         return Action(ActionKind.KEEP_QUEUED, job, False, f"{job.job_id} attempt {job.attempt} stays queued")
     result = result_of.get(key)
     if result is not None:
         t = on_result(job, result, now, nodes=live_nodes, max_attempts=max_attempts)
         kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FINALIZE
-        return Action(kind, t.job, t.changed, t.reason)
+        return Action(kind, t.job, t.changed, t.reason, node=t.node)
     claim = claim_of.get(key)
     if claim is not None and claim.node_id != job.node_id:
         claim = None  # only the assigned node is dispatched to; a foreign claim is not ours to follow
@@ -376,6 +464,7 @@ def _reconcile_one(
         cause = "claim gone without a result"
     elif claim_overdue(job, now, claim_timeout_s):
         cause = f"not claimed within {claim_timeout_s:g} s"
+        report = NodeReport(job.node_id, FailureKind.CLAIM_TIMEOUT, cause)
     else:
         return Action(
             ActionKind.AWAIT_CLAIM,
@@ -386,4 +475,4 @@ def _reconcile_one(
         )
     t = on_claim_lost(job, now, max_attempts, cause)
     kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FAIL
-    return Action(kind, t.job, t.changed, t.reason, expect_no_claim=claim is None)
+    return Action(kind, t.job, t.changed, t.reason, expect_no_claim=claim is None, node=report)

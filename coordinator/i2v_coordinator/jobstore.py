@@ -1,13 +1,20 @@
 """The durable job table in etcd and the leader's in-memory mirror of it.
 
-`jobs/{id}` is written only by the leader, always in a txn guarded by the leader key's create
-revision (the epoch) and, for updates, by the job key's last seen mod revision, so a deposed leader
-or a stale view can never overwrite newer state. `claims/{id}/{attempt}` and `results/{id}/{attempt}`
-are written by nodes; this module only reads them.
+`jobs/{id}` holds OPEN jobs only and is written only by the leader, always in a txn guarded by the
+leader key's create revision (the epoch) and, for updates, by the job key's last seen mod revision,
+so a deposed leader or a stale view can never overwrite newer state. `claims/{id}/{attempt}` and
+`results/{id}/{attempt}` are written by nodes; this module only reads them, and deletes them when the
+job finishes: the finalising write is one fenced txn that moves the job to
+`history/{finished_us:016d}-{id}` (the record with the accepted result embedded), points
+`done/{id}` at it and deletes `jobs/{id}`, `claims/{id}/` and `results/{id}/`. So what a new leader
+loads is bounded by the open jobs, never by how many jobs the cluster has ever run.
 
-The mirror (`JobTable`) is a range read of the whole prefix at one revision R, then one watch from
-R + 1 (DESIGN.md: nothing lives only in memory); a compacted watch relists. Every change reaches the
-`on_change` callback with the job id it concerns, so the dispatcher and the watch streams react.
+The mirror (`JobTable`) is a paged range read of jobs/, claims/, results/ (yielding to the loop
+between pages), then one watch from the first page's revision R + 1 (DESIGN.md: nothing lives only
+in memory); a compacted watch relists. Pages read after R may already show newer claims and
+results; replaying the watch from R + 1 folds the same changes in again, which is idempotent. Every
+change reaches the `on_change` callback with the job id it concerns, so the dispatcher and the
+watch streams react.
 
 The job record is this module's own JSON codec (the coordinator is its only reader and writer): the
 pure `jobs.JobView` fields, the normalised request (image bytes removed, `image_uri` set), the input
@@ -16,20 +23,34 @@ URI and the digest of the client's original request, which makes a retried submi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import enum
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import json_format
 
-from i2v_contract.keys import ClaimRecord, Keys, ResultRecord
-from i2v_contract.kv import KV, Compacted, Compare, KeyValue, Put, WatchEvent
+from i2v_contract.keys import ClaimRecord, DoneRecord, ExpiredRecord, Keys, ResultRecord
+from i2v_contract.kv import (
+    KV,
+    Compacted,
+    Compare,
+    Delete,
+    KeyValue,
+    Put,
+    WatchEvent,
+    count_prefix,
+    prefix_end,
+    range_pages,
+)
 from i2v_contract.v1 import common_pb2, coordinator_pb2
 from i2v_coordinator.jobs import ACTIVE_STATES, QUEUED, SUCCEEDED, ClaimView, JobView, ResultView
 
@@ -38,6 +59,10 @@ log = logging.getLogger(__name__)
 RECORD_VERSION = 1
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(JobView))
 _RESULT_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRecord)) | {"video", "frames_png"}
+LOAD_PAGE = 500  # keys per range read while loading: bounded messages, the loop runs between pages
+YIELD_EVERY = 100  # watch events folded in before yielding to the loop (lease keepalives must run)
+FINISHED_CACHE = 1024  # recently finished records kept in memory for the watch streams' final events
+_WINDOW_US = 60_000_000  # the first window of a newest-first history read: one minute
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class JobRecord:
     input_uri: str
     digest: str  # of the client's original SubmitRequest.request
     mod_revision: int = 0  # from etcd, not stored in the value
+    result: common_pb2.Result | None = None  # finished jobs: the accepted result, embedded in history/
 
     @property
     def job_id(self) -> str:
@@ -63,24 +89,32 @@ def request_digest(request: common_pb2.GenerationRequest) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
+def _b64(message: common_pb2.GenerationRequest | common_pb2.Result) -> str:
+    return base64.b64encode(message.SerializeToString(deterministic=True)).decode()
+
+
 def encode_job(record: JobRecord) -> bytes:
-    return json.dumps(
-        {
-            "v": RECORD_VERSION,
-            "job": dataclasses.asdict(record.view),
-            "request": base64.b64encode(record.request.SerializeToString(deterministic=True)).decode(),
-            "input_uri": record.input_uri,
-            "digest": record.digest,
-        },
-        separators=(",", ":"),
-    ).encode()
+    data = {
+        "v": RECORD_VERSION,
+        "job": dataclasses.asdict(record.view),
+        "request": _b64(record.request),
+        "input_uri": record.input_uri,
+        "digest": record.digest,
+    }
+    if record.result is not None:
+        data["result"] = _b64(record.result)
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_job(kv: KeyValue) -> JobRecord:
+    """A jobs/ or history/ value (history records also carry the accepted result)."""
     data = json.loads(kv.value)
     view = JobView(**{k: v for k, v in data["job"].items() if k in _JOB_FIELDS})
     request = common_pb2.GenerationRequest.FromString(base64.b64decode(data["request"]))
-    return JobRecord(view, request, data.get("input_uri", ""), data.get("digest", ""), kv.mod_revision)
+    result = common_pb2.Result.FromString(base64.b64decode(data["result"])) if "result" in data else None
+    return JobRecord(
+        view, request, data.get("input_uri", ""), data.get("digest", ""), kv.mod_revision, result
+    )
 
 
 def _status_code(name: str) -> int:
@@ -136,21 +170,24 @@ class Change:
 
 @dataclass
 class JobTable:
-    """The mirror of jobs/, claims/, results/ at `revision`."""
+    """The mirror of jobs/, claims/, results/ at `revision` (open jobs only), plus the last
+    FINISHED_CACHE jobs this process finished, so their final event reaches the watch streams."""
 
     keys: Keys
     revision: int = 0
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     claims: dict[tuple[str, int], ClaimView] = field(default_factory=dict)
     results: dict[tuple[str, int], StoredResult] = field(default_factory=dict)
+    finished: OrderedDict[str, JobRecord] = field(default_factory=OrderedDict)
 
-    def load(self, items: Iterable[KeyValue], revision: int) -> None:
+    def clear(self) -> None:
         self.jobs.clear()
         self.claims.clear()
         self.results.clear()
-        for kv in items:
-            self.apply(WatchEvent("put", kv))
-        self.revision = revision
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The open job, or one this process finished recently."""
+        return self.jobs.get(job_id) or self.finished.get(job_id)
 
     def apply(self, event: WatchEvent) -> Change | None:
         """Fold one event in; None when it changes nothing (e.g. our own write seen again)."""
@@ -181,18 +218,35 @@ class JobTable:
                 return Change(ChangeKind.CLAIM_GONE, job_id, attempt)
             self.claims[(job_id, attempt)] = decode_claim(kv, keys)
             return Change(ChangeKind.CLAIM, job_id, attempt)
-        if kv.key.startswith(keys.results) and event.kind == "put":
+        if kv.key.startswith(keys.results):
+            if event.kind == "delete":
+                # Only a finalisation deletes results; a replayed put after it is undone here.
+                self.results.pop(keys.job_attempt_of(kv.key, keys.results), None)
+                return None
             stored = decode_result(kv, keys)
             self.results.setdefault((stored.view.job_id, stored.view.attempt), stored)
             return Change(ChangeKind.RESULT, stored.view.job_id, stored.view.attempt)
         return None
 
     def record_write(self, record: JobRecord) -> Change | None:
-        """Our own committed write, folded in before its watch event arrives."""
+        """Our own committed write, folded in before its watch event arrives.
+
+        A final record leaves the open table with its claims and results (the txn deleted them).
+        """
         old = self.jobs.get(record.job_id)
         if old is not None and old.mod_revision >= record.mod_revision:
             return None
-        self.jobs[record.job_id] = record
+        if not record.view.final:
+            self.jobs[record.job_id] = record
+            return Change(ChangeKind.JOB, record.job_id)
+        self.jobs.pop(record.job_id, None)
+        for table in (self.claims, self.results):
+            for key in [k for k in table if k[0] == record.job_id]:
+                del table[key]
+        self.finished[record.job_id] = record
+        self.finished.move_to_end(record.job_id)
+        while len(self.finished) > FINISHED_CACHE:
+            self.finished.popitem(last=False)
         return Change(ChangeKind.JOB, record.job_id)
 
     def result_for(self, job: JobView) -> StoredResult | None:
@@ -214,9 +268,10 @@ class IdConflict(Exception):
 
 
 class JobStore:
-    def __init__(self, kv: KV, keys: Keys | None = None) -> None:
+    def __init__(self, kv: KV, keys: Keys | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.kv = kv
         self.keys = keys or Keys()
+        self._clock = clock  # wall clock: only where a newest-first history read starts looking
         self.table = JobTable(self.keys)
         self._listeners: list[Callable[[Change], None]] = []
 
@@ -236,12 +291,20 @@ class JobStore:
         return Compare(self.keys.leader, "create", "==", epoch)
 
     async def load(self) -> int:
-        """Range-read the whole prefix at one revision into the table; returns that revision."""
-        items, revision = await self.kv.range_prefix(self.keys.prefix)
-        self.table.load(items, revision)
+        """Page through jobs/, claims/, results/ into the table; returns the first page's revision."""
+        started = time.monotonic()
+        self.table.clear()
+        revision = 0
+        for prefix in (self.keys.jobs, self.keys.claims, self.keys.results):
+            async for page in range_pages(self.kv, prefix, LOAD_PAGE):
+                revision = revision or page.revision
+                for kv in page.items:
+                    self.table.apply(WatchEvent("put", kv))
+        self.table.revision = revision
         log.info(
-            "job table loaded at revision %d: %d jobs, %d claims, %d results",
+            "job table loaded at revision %d in %.3fs: %d open jobs, %d claims, %d results",
             revision,
+            time.monotonic() - started,
             len(self.table.jobs),
             len(self.table.claims),
             len(self.table.results),
@@ -250,18 +313,29 @@ class JobStore:
         return revision
 
     async def follow(self) -> None:
-        """Watch from the table's revision + 1 forever; relist on compaction."""
+        """Watch from the table's revision + 1 forever; relist on compaction.
+
+        One watch over the whole prefix, because etcd orders events only within one watch and the
+        dispatcher needs a node's result before that node's claim disappearing; keys outside the
+        open prefixes are skipped before any decoding, and the loop runs every YIELD_EVERY events.
+        """
+        open_prefixes = (self.keys.jobs, self.keys.claims, self.keys.results)
         while True:
+            seen = 0
             try:
                 async for event in self.kv.watch_prefix(self.keys.prefix, self.table.revision + 1):
-                    self._emit(self.table.apply(event))
+                    seen += 1
+                    if seen % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                    if event.kv.key.startswith(open_prefixes):
+                        self._emit(self.table.apply(event))
             except Compacted as exc:
                 log.warning("job watch compacted (%s): relisting", exc)
                 await self.load()
 
-    async def _fenced_txn(self, epoch: int, compares: list[Compare], put: Put) -> int | None:
-        """Commit `put` under the epoch fence; the new revision, None on a lost compare."""
-        result = await self.kv.txn([self.fence(epoch), *compares], [put])
+    async def _fenced_txn(self, epoch: int, compares: list[Compare], ops: list[Put | Delete]) -> int | None:
+        """Commit `ops` under the epoch fence; the new revision, None on a lost compare."""
+        result = await self.kv.txn([self.fence(epoch), *compares], ops)
         if result.succeeded:
             return result.revision
         leader = await self.kv.get(self.keys.leader)
@@ -270,10 +344,14 @@ class JobStore:
         return None
 
     async def submit(self, record: JobRecord, epoch: int) -> tuple[JobRecord, bool]:
-        """Create the job if its id is free; an existing job with the same digest is returned as is."""
+        """Create the job if its id is free (neither open nor finished); an existing job with the
+        same digest is returned as is."""
         key = self.keys.job(record.job_id)
-        absent = Compare(key, "create", "==", 0)
-        revision = await self._fenced_txn(epoch, [absent], Put(key, encode_job(record)))
+        absent = [
+            Compare(key, "create", "==", 0),
+            Compare(self.keys.done_of(record.job_id), "create", "==", 0),
+        ]
+        revision = await self._fenced_txn(epoch, absent, [Put(key, encode_job(record))])
         if revision is not None:
             created = dataclasses.replace(record, mod_revision=revision)
             self._emit(self.table.record_write(created))
@@ -289,27 +367,132 @@ class JobStore:
         return existing, False
 
     async def fetch(self, job_id: str) -> JobRecord | None:
+        """The job from etcd: open under jobs/, else finished through done/ (None if neither)."""
         kv = await self.kv.get(self.keys.job(job_id))
-        if kv is None:
+        if kv is not None:
+            record = decode_job(kv)
+            self._emit(self.table.record_write(record))
+            return record
+        pointer = await self.kv.get(self.keys.done_of(job_id))
+        if pointer is None:
             return None
-        record = decode_job(kv)
-        self._emit(self.table.record_write(record))
-        return record
+        entry = await self.kv.get(DoneRecord.from_json(pointer.value).key)
+        return None if entry is None else decode_job(entry)
+
+    async def tombstone(self, job_id: str) -> ExpiredRecord | None:
+        """Why a job is gone: retention removed it (None when no tombstone is left)."""
+        kv = await self.kv.get(self.keys.expired_of(job_id))
+        return None if kv is None else ExpiredRecord.from_json(kv.value)
+
+    async def open_records(self) -> list[JobRecord]:
+        """Every open job read from etcd in pages (a standby's view; bounded by queue + running)."""
+        records = []
+        async for page in range_pages(self.kv, self.keys.jobs, LOAD_PAGE):
+            records += [decode_job(kv) for kv in page.items]
+        return records
+
+    async def history_page(self, before: str, limit: int) -> tuple[list[tuple[str, JobRecord]], bool]:
+        """Up to `limit` finished jobs, newest finished first, with history keys below `before`
+        ("" = from the newest); each with its key, and whether older ones remain.
+
+        etcd bounds a read by `limit` only in ascending key order, so this finds the start of the
+        newest `limit` entries by counting (etcd counts its in-memory index and reads no values):
+        a window below `before` that grows 4x from a minute until it holds `limit` entries, then is
+        bisected while it holds more than 8 x `limit`; then one ascending read of that window. Each
+        count covers only a slice next to what is counted already. With jobs finishing up to now
+        this is a few small counts; after a long idle spell a window may first take in many
+        entries at once, and each such count costs about 0.2 us per entry (etcd 3.4).
+        """
+        history = self.keys.history
+        end = before or prefix_end(history)
+        # From the clock, not from the newest entry (etcd cannot read that cheaply); entries above
+        # `top_us` (a skewed clock) are still counted, in the first count.
+        top_us = round((self.keys.history_of(before)[0] if before else self._clock() + 60) * 1e6)
+
+        def start_at(window_us: int) -> str:
+            return f"{history}{max(0, top_us - window_us):016d}"
+
+        async def between(window_us: int, above_us: int) -> int:
+            return await self.kv.count_range(start_at(window_us), start_at(above_us))
+
+        # `counted` entries in [start_at(low), end) < limit <= `total` in [start_at(window), end).
+        low, window = 0, _WINDOW_US
+        counted = await self.kv.count_range(start_at(0), end)
+        while True:
+            total = counted + await between(window, low)
+            if total >= limit or top_us - window <= 0:
+                break
+            counted, low, window = total, window, window * 4
+        while total > 8 * limit and window - low > 1:
+            mid = (low + window) // 2
+            at_mid = counted + await between(mid, low)
+            if at_mid >= limit:
+                window, total = mid, at_mid
+            else:
+                low, counted = mid, at_mid
+        start = start_at(window)
+        page = await self.kv.range_page(start, end, max(total, 1))
+        newest = page.items[-limit:][::-1]
+        # Probing below `start` would walk etcd's index over every older entry: a full window
+        # that did not reach the bottom says "maybe more" (the next page may then be empty).
+        more = len(page.items) > limit or page.more or (total >= limit and top_us - window > 0)
+        return [(kv.key, decode_job(kv)) for kv in newest], more
+
+    async def oldest_finished(self, limit: int) -> tuple[list[tuple[str, JobRecord]], int]:
+        """Up to `limit` finished jobs, oldest finished first, with their history keys, and how many
+        finished jobs there are in all."""
+        total = await count_prefix(self.kv, self.keys.history)
+        page = await self.kv.range_page(self.keys.history, prefix_end(self.keys.history), limit)
+        return [(kv.key, decode_job(kv)) for kv in page.items], total
+
+    async def remove_finished(
+        self, epoch: int, removals: Sequence[tuple[str, str, ExpiredRecord]], lease: int
+    ) -> int:
+        """Retention: delete each (history key, job id)'s record and done/ pointer and leave the
+        tombstone on `lease`, in one txn under the epoch fence; returns its revision."""
+        ops: list[Put | Delete] = []
+        for entry, job_id, tomb in removals:
+            ops += [
+                Delete(entry),
+                Delete(self.keys.done_of(job_id)),
+                Put(self.keys.expired_of(job_id), tomb.to_json(), lease),
+            ]
+        revision = await self._fenced_txn(epoch, [], ops)
+        if revision is None:
+            raise Fenced(f"epoch {epoch}: the fence failed while the leader key still matched")
+        for _, job_id, _ in removals:
+            self.table.finished.pop(job_id, None)
+        return revision
 
     async def write(
         self, old: JobRecord, view: JobView, epoch: int, *, expect_no_claim: bool = False
     ) -> JobRecord | None:
         """Replace `old` (compared by mod revision) with `view` under the epoch fence.
 
-        expect_no_claim: also require that no claim exists for old's attempt (a requeue must not race
-        a claim made after our snapshot). None when a compare failed: the table will catch up.
+        A final `view` finishes the job in the same txn: history/ and done/ put, jobs/{id},
+        claims/{id}/ and results/{id}/ deleted. expect_no_claim: also require that no claim exists
+        for old's attempt (a requeue must not race a claim made after our snapshot). None when a
+        compare failed: the table will catch up.
         """
         key = self.keys.job(old.job_id)
         compares = [Compare(key, "mod", "==", old.mod_revision)]
         if expect_no_claim:
             compares.append(Compare(self.keys.claim(old.job_id, old.view.attempt), "create", "==", 0))
         new = dataclasses.replace(old, view=view)
-        revision = await self._fenced_txn(epoch, compares, Put(key, encode_job(new)))
+        ops: list[Put | Delete] = [Put(key, encode_job(new))]
+        if view.final:
+            stored = self.table.result_for(view) if view.result_attempt else None
+            new = dataclasses.replace(new, result=stored.result if stored else None)
+            entry = self.keys.history_entry(view.finished_at, view.job_id)
+            done = DoneRecord(entry, view.finished_at).to_json()
+            ops = [
+                Delete(key),
+                Delete(self.keys.claims_of(view.job_id), prefix=True),
+                Delete(self.keys.results_of(view.job_id), prefix=True),
+                Put(entry, encode_job(new)),
+                Put(self.keys.done_of(view.job_id), done),
+            ]
+        revision = await self._fenced_txn(epoch, compares, ops)
         if revision is None:
             log.info("write of %s lost a compare (stale view or a new claim): skipped", old.job_id)
             return None
@@ -328,8 +511,11 @@ def job_event(record: JobRecord, table: JobTable) -> coordinator_pb2.JobEvent:
         node_id=view.node_id,
     )
     if view.state == SUCCEEDED:
-        stored = table.result_for(view)
-        event.result.CopyFrom(stored.result if stored else common_pb2.Result(artifact_uri=view.artifact_uri))
+        result = record.result
+        if result is None:
+            stored = table.result_for(view)
+            result = stored.result if stored else common_pb2.Result(artifact_uri=view.artifact_uri)
+        event.result.CopyFrom(result)
         _fill_from_request(event.result, record.request)
     elif view.final:
         event.error = view.error

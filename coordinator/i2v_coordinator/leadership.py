@@ -117,10 +117,13 @@ class Leadership:
         probe: Probe = probe_tcp,
         probe_interval_s: float = PROBE_INTERVAL_S,
         sleep: Sleep = asyncio.sleep,
+        lease_kv: KV | None = None,
     ) -> None:
         if not member_id:
             raise ValueError("member_id must not be empty: pass --id or let main derive one")
         self._kv = kv
+        # Keepalives on a channel of their own never queue behind a large range read or watch burst.
+        self._lease_kv = lease_kv or kv
         self._keys = keys
         self.member_id = member_id
         self.addr = addr
@@ -368,7 +371,7 @@ class Leadership:
 
     async def _new_lease(self) -> None:
         keeper = LeaseKeeper(
-            self._kv,
+            self._lease_kv,
             ttl=self.timings.ttl_s,
             interval=self.timings.keepalive_s,
             clock=self._clock,

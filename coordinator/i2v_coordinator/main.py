@@ -16,8 +16,8 @@ import math
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -29,15 +29,19 @@ from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.logs import setup_logging
+from i2v_contract.store_identity import StoreMismatch, publish
 from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import DuplicateMember, Leadership, split_addr
+from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
+from i2v_coordinator.retention import DEFAULT_MAX_AGE_S, DEFAULT_MAX_JOBS, RetentionPolicy, parse_duration
 from i2v_coordinator.servicer import CoordinatorServicer
+from i2v_coordinator.sweeper import RetentionSweeper
 
 log = logging.getLogger("i2v_coordinator")
 
@@ -45,6 +49,11 @@ COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 HEALTH_SERVICES = ("", COORDINATOR_SERVICE)
 MIB = 1024 * 1024
 _START_RETRY_S = 1.0
+# Clients ping every 10 s, also on idle channels (coordinator_client.KEEPALIVE_OPTIONS); allow down to 5 s.
+KEEPALIVE_SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -62,6 +71,7 @@ class CoordinatorConfig:
     max_attempts: int
     drain_grace_s: float
     log_level: str
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -83,6 +93,19 @@ def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], int |
     return parse
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0 = no limit), got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     p = argparse.ArgumentParser(prog="i2v-coordinator", description=__doc__.splitlines()[0])
     p.add_argument("--etcd", required=True, help="etcd endpoints, comma-separated host:port")
@@ -99,6 +122,19 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     )
     p.add_argument("--drain-grace", type=float, default=0.25, help="seconds open streams get on SIGTERM")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--retention-max-age",
+        type=_duration,
+        default=DEFAULT_MAX_AGE_S,
+        help="keep finished jobs (record, input image, video) this long: 7d, 12h, 30m or seconds; "
+        "0 = no age limit (default 7d)",
+    )
+    p.add_argument(
+        "--retention-max-jobs",
+        type=_count,
+        default=DEFAULT_MAX_JOBS,
+        help=f"keep at most this many finished jobs, newest first; 0 = no limit (default {DEFAULT_MAX_JOBS})",
+    )
     a = p.parse_args(argv)
     try:
         endpoints = tuple(parse_endpoints(a.etcd))
@@ -125,6 +161,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         max_attempts=a.max_attempts,
         drain_grace_s=max(0.0, a.drain_grace),
         log_level=a.log_level,
+        retention=RetentionPolicy(a.retention_max_age, a.retention_max_jobs),
     )
 
 
@@ -146,7 +183,11 @@ async def serve(config: CoordinatorConfig) -> int:
         return 2
     # No port sharing: a second process on our port must fail to bind, never split the traffic.
     server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * MIB)]
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 64 * MIB),
+            *KEEPALIVE_SERVER_OPTIONS,
+        ]
     )
     try:
         port = server.add_insecure_port(config.listen)
@@ -164,7 +205,8 @@ async def serve(config: CoordinatorConfig) -> int:
 
     timings = timings_for_ttl(config.lease_ttl)
     kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
-    leadership = Leadership(kv, keys, member_id, addr, timings)
+    lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    leadership = Leadership(kv, keys, member_id, addr, timings, lease_kv=lease_kv)
     metrics.track_leadership(lambda: leadership.epoch)
     leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
     registry = NodeRegistry(kv, keys)
@@ -182,6 +224,8 @@ async def serve(config: CoordinatorConfig) -> int:
         config=DispatchConfig(max_queue=config.max_queue, max_attempts=config.max_attempts),
         metrics=metrics,
     )
+    sweeper = RetentionSweeper(store, artifacts, config.retention, dispatcher.output_uri, metrics=metrics)
+    leadership.on_change(sweeper.on_leadership)  # sweeps only while leading, in the epoch it leads
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -199,24 +243,30 @@ async def serve(config: CoordinatorConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        started = await _start(registry, leadership, stop)
-    except DuplicateMember as err:
+        started = await _start(
+            registry, leadership, stop, lambda: publish(kv, keys, artifacts, config.artifacts)
+        )
+    except (DuplicateMember, StoreMismatch) as err:
         log.error("%s", err)
         started = False
     if not started:
         await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+        await lease_kv.close()
         return 0 if stop.is_set() else 2
     dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
     for service in HEALTH_SERVICES:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "coordinator %s serving on %s (advertised %s), metrics on %s, etcd %s, lease ttl %g s",
+        "coordinator %s serving on %s (advertised %s), metrics on %s, etcd %s, lease ttl %g s, "
+        "finished jobs %s",
         member_id,
         config.listen,
         addr,
         config.metrics_listen,
         ",".join(config.etcd),
         config.lease_ttl,
+        config.retention.describe(),
     )
 
     await stop.wait()
@@ -226,16 +276,26 @@ async def serve(config: CoordinatorConfig) -> int:
     await server.stop(config.drain_grace_s)
     await leadership.resign()
     dispatching.cancel()
-    await asyncio.gather(dispatching, return_exceptions=True)
+    lag.cancel()
+    await asyncio.gather(dispatching, lag, return_exceptions=True)
+    await sweeper.stop()
     await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
+    await lease_kv.close()
     log.info("coordinator %s stopped", member_id)
     return 0
 
 
-async def _start(registry: NodeRegistry, leadership: Leadership, stop: asyncio.Event) -> bool:
-    """Start the node table and the election, retrying while etcd is unreachable; False if stopped."""
+async def _start(
+    registry: NodeRegistry,
+    leadership: Leadership,
+    stop: asyncio.Event,
+    agree_on_store: Callable[[], Awaitable[object]],
+) -> bool:
+    """Agree on the artifact store, start the node table and the election, retrying while etcd is
+    unreachable; False if stopped."""
     while not stop.is_set():
         try:
+            await agree_on_store()
             await registry.start()
             await leadership.start()
             return True

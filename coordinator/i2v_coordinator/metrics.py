@@ -15,13 +15,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from i2v_contract.kv import KV, Compare, Delete, KeyValue, Put, TxnResult, WatchEvent
+from i2v_contract.kv import KV, Compare, Delete, KeyValue, Page, Put, TxnResult, WatchEvent
 from i2v_contract.tiers import TIERS, tier_name
 from i2v_coordinator.routing import NodeView
 
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 END_TO_END_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
 ETCD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3.5, 5)
 NODE_STATES = ("idle", "busy")
 
 
@@ -66,11 +67,46 @@ class CoordinatorMetrics:
             registry=r,
         )
         self._requeues = Counter("i2v_requeues", "Attempts lost to a node and requeued", registry=r)
+        self._retention_removed = Counter(
+            "i2v_retention_removed_jobs", "Finished jobs removed by retention (leader)", registry=r
+        )
+        self._oldest_finished = Gauge(
+            "i2v_oldest_finished_job_age_seconds",
+            "Age of the oldest finished job still kept, as of the last retention sweep (leader)",
+            registry=r,
+        )
+        self._node_cooldowns = Counter(
+            "i2v_coordinator_node_cooldowns",
+            "Node failures that were not the request's fault, by where they showed "
+            "(dispatch, claim_timeout, result); each cools the node down or sets it aside",
+            ["reason"],
+            registry=r,
+        )
+        self._nodes_set_aside_total = Counter(
+            "i2v_coordinator_node_set_asides",
+            "Times a node was set aside after repeated failures",
+            registry=r,
+        )
+        self._nodes_cooling = Gauge(
+            "i2v_coordinator_nodes_cooling", "Nodes in a dispatch cooldown (leader)", registry=r
+        )
+        self._nodes_set_aside = Gauge(
+            "i2v_coordinator_nodes_set_aside",
+            "Nodes given no work after repeated failures (leader)",
+            registry=r,
+        )
         self.etcd_call = Histogram(
             "i2v_etcd_call_seconds",
             "etcd call latency by operation",
             ["op"],
             buckets=ETCD_BUCKETS,
+            registry=r,
+        )
+
+        self.loop_lag = Histogram(
+            "i2v_event_loop_lag_seconds",
+            "How late a 100 ms timer fired on the coordinator's event loop",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
 
@@ -96,6 +132,15 @@ class CoordinatorMetrics:
     def requeued(self) -> None:
         self._requeues.inc()
 
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        self._node_cooldowns.labels(kind).inc()
+        if set_aside:
+            self._nodes_set_aside_total.inc()
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
+        self._nodes_cooling.set(cooling)
+        self._nodes_set_aside.set(set_aside)
+
     def queue_depth(self, depth: int) -> None:
         self._queue_depth.set(depth)
 
@@ -104,6 +149,14 @@ class CoordinatorMetrics:
 
     def end_to_end(self, seconds: float) -> None:
         self._end_to_end.observe(seconds)
+
+    # ---- retention sweeper (sweeper.RetentionMetrics) ----
+
+    def retention_removed(self, count: int) -> None:
+        self._retention_removed.inc(count)
+
+    def oldest_finished_age(self, seconds: float) -> None:
+        self._oldest_finished.set(seconds)
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
@@ -129,6 +182,14 @@ class TimedKV:
     async def range_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         with self._timer("range"):
             return await self._inner.range_prefix(prefix)
+
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
+        with self._timer("range"):
+            return await self._inner.range_page(start, end, limit)
+
+    async def count_range(self, start: str, end: str) -> int:
+        with self._timer("range"):
+            return await self._inner.count_range(start, end)
 
     async def txn(
         self,

@@ -4,6 +4,8 @@ Each watcher has a bounded buffer. A slow watcher loses its oldest progress even
 one supersedes them anyway), then its oldest state events; the final event is kept apart and is never
 dropped, so every watcher that stays connected learns how its job ended. When the coordinator stops
 leading, `close_all` ends every watcher with `HubClosed`, and clients re-attach to the new leader.
+A wait for the next event may be cancelled (e.g. by `asyncio.timeout`) without losing or reordering
+anything, so a stream can send keep-alives while its job is quiet, without polling.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ class Subscription:
         self._items: deque[coordinator_pb2.JobEvent] = deque()
         self._final: coordinator_pb2.JobEvent | None = None
         self._closed: HubClosed | None = None
+        self._ended = False  # the final event was handed out
         self._wakeup = asyncio.Event()
 
     def push(self, event: coordinator_pb2.JobEvent, *, final: bool) -> None:
-        if self._final is not None or self._closed is not None:
+        if self._final is not None or self._ended or self._closed is not None:
             return
         if final:
             self._final = event
@@ -72,16 +75,23 @@ class Subscription:
         self.unsubscribe()
 
     def __aiter__(self) -> AsyncIterator[coordinator_pb2.JobEvent]:
-        return self._events()
+        return self
 
-    async def _events(self) -> AsyncIterator[coordinator_pb2.JobEvent]:
+    async def __anext__(self) -> coordinator_pb2.JobEvent:
+        """The next event in order; StopAsyncIteration after the final one, HubClosed once closed.
+
+        Not an async generator on purpose: cancelling a generator's wait would end it, while a
+        cancelled wait here only leaves the queue as it was (nothing is taken across an await).
+        """
         while True:
             if self._items:
-                yield self._items.popleft()
-                continue
+                return self._items.popleft()
             if self._final is not None:
-                yield self._final
-                return
+                final, self._final = self._final, None
+                self._ended = True
+                return final
+            if self._ended:
+                raise StopAsyncIteration
             if self._closed is not None:
                 raise self._closed
             self._wakeup.clear()

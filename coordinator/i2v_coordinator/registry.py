@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 _RETRY_S = 0.2
 
 
-def node_view(node_id: str, record: NodeRecord) -> NodeView:
+def node_view(node_id: str, record: NodeRecord, registration: int = 0) -> NodeView:
     return NodeView(
         node_id=node_id,
         addr=record.addr,
@@ -31,6 +31,7 @@ def node_view(node_id: str, record: NodeRecord) -> NodeView:
         busy=record.busy,
         model=record.models[0] if record.models else "",
         total_bytes=record.total_bytes,
+        registration=registration,
     )
 
 
@@ -39,6 +40,7 @@ class NodeRegistry:
         self._kv = kv
         self._keys = keys
         self._records: dict[str, NodeRecord] = {}
+        self._registered: dict[str, int] = {}  # node id -> its key's create revision
         self._views: tuple[NodeView, ...] = ()
         self._revision = 0
         self._callbacks: list[Callable[[], None]] = []
@@ -75,13 +77,16 @@ class NodeRegistry:
     async def _relist(self) -> None:
         items, revision = await self._kv.range_prefix(self._keys.nodes)
         records: dict[str, NodeRecord] = {}
+        registered: dict[str, int] = {}
         for kv in items:
             decoded = self._decode(kv)
             if decoded is not None:
                 records[decoded[0]] = decoded[1]
+                registered[decoded[0]] = kv.create_revision
         gone = sorted(set(self._records) - set(records))
         new = sorted(set(records) - set(self._records))
         self._records = records
+        self._registered = registered
         self._revision = revision
         self._publish()
         log.info(
@@ -100,6 +105,7 @@ class NodeRegistry:
         self._revision = max(self._revision, kv.mod_revision)
         if kind == "delete":
             node_id = kv.key[len(self._keys.nodes) :]
+            self._registered.pop(node_id, None)
             if self._records.pop(node_id, None) is not None:
                 log.info("node %s left (its key is gone: lease expired or node stopped)", node_id)
                 self._publish()
@@ -111,10 +117,13 @@ class NodeRegistry:
         if node_id not in self._records:
             log.info("node %s joined at %s", node_id, record.addr)
         self._records[node_id] = record
+        self._registered[node_id] = kv.create_revision
         self._publish()
 
     def _publish(self) -> None:
-        self._views = tuple(node_view(i, r) for i, r in sorted(self._records.items()))
+        self._views = tuple(
+            node_view(i, r, self._registered.get(i, 0)) for i, r in sorted(self._records.items())
+        )
         for callback in self._callbacks:
             try:
                 callback()

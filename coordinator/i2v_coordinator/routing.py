@@ -1,6 +1,7 @@
 """Routing by VRAM tier: which node runs a job, whether a job is admitted, where an OOM'd job goes next.
 
-A node fits a job when it is alive, idle, serves the job's model, reports a tier at or above the
+A node fits a job when it is alive, in service (not cooling down or set aside after dispatch failures:
+health.py, passed in as NodeView fields), idle, serves the job's model, reports a tier at or above the
 job's floor tier and has at least the job's required bytes free. Among fitting nodes the rule is:
 1. smallest tier first, so big GPUs stay free for the jobs only they can run;
 2. then least loaded: fewest recent assignments (the shell counts dispatches per node over a recent
@@ -35,6 +36,14 @@ class NodeView:
     model: str = ""
     total_bytes: int = 0  # the device's total memory: what the node could offer with nothing else on it
     recent_assignments: int = 0
+    registration: int = 0  # the node key's create revision: a new one means the node re-registered
+    cooldown_s: float = 0.0  # dispatch cooldown left after a failure (health.py)
+    set_aside: bool = False  # given no work after repeated failures (health.py)
+
+    @property
+    def available(self) -> bool:
+        """Alive, in service and idle: could take a job now if it fits."""
+        return self.alive and not self.set_aside and self.cooldown_s <= 0 and not self.busy
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,10 @@ def _misfit(node: NodeView, need: JobNeed, floor_rank: int) -> str:
     """Why `node` cannot take `need` now, as a short category; "" when it can."""
     if not node.alive:
         return "dead"
+    if node.set_aside:
+        return "set aside"
+    if node.cooldown_s > 0:
+        return "cooling down"
     if node.busy:
         return "busy"
     if not serves_model(node, need):

@@ -7,8 +7,15 @@ coordinator (a standby reads the job table from etcd).
 
 Submit validates (i2v_contract.limits), sizes the job (i2v_contract.memory), admits it
 (routing.admit), stores the image in the artifact store and commits the job with a fenced
-create-if-absent txn before answering. The request id is the job id: the same id with the same
+create-if-absent txn before answering. Admission is exact under concurrent Submits: the queue slot
+is reserved in the same synchronous step as the check (only the leader admits, so an in-process
+count of queued jobs plus submissions in flight is the whole queue) and released when the
+submission ends, stored or not. The request id is the job id: the same id with the same
 request returns the existing job, with a different request ALREADY_EXISTS.
+
+Watch and Generate send a heartbeat (JobEvent.heartbeat, with the job's state and attempt as last
+sent) whenever nothing else was sent for `heartbeat_interval` seconds (2 by default), so a client
+can tell a quiet job from a frozen coordinator and move on when the stream goes silent.
 
 Results: Watch's final event carries the Result with `artifact_uri` (the video stays in the store).
 Generate's final event also inlines the video bytes when this coordinator can read the artifact and
@@ -19,8 +26,11 @@ access to the store; otherwise it carries the URI only.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -32,7 +42,7 @@ import grpc
 
 from i2v_contract import memory
 from i2v_contract.artifacts import ArtifactError, ArtifactStore
-from i2v_contract.keys import LeaderRecord, MemberRecord, NodeRecord
+from i2v_contract.keys import Keys, LeaderRecord, MemberRecord, NodeRecord
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
@@ -45,7 +55,6 @@ from i2v_coordinator.jobstore import (
     IdConflict,
     JobRecord,
     JobStore,
-    JobTable,
     decode_job,
     job_event,
     request_digest,
@@ -57,6 +66,7 @@ log = logging.getLogger(__name__)
 
 LEADER_ADDR_KEY = "i2v-leader-addr"
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
@@ -119,6 +129,13 @@ def stored_request(norm: Normalized, image_uri: str) -> common_pb2.GenerationReq
     return common_pb2.GenerationRequest(image_uri=image_uri, **dataclasses.asdict(norm))
 
 
+def heartbeat_event(last: coordinator_pb2.JobEvent) -> coordinator_pb2.JobEvent:
+    """A keep-alive that repeats the job's state and attempt as last sent, and nothing else."""
+    return coordinator_pb2.JobEvent(
+        job_id=last.job_id, state=last.state, attempt=last.attempt, heartbeat=True
+    )
+
+
 def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinator_pb2.Job:
     view = record.view
     job = coordinator_pb2.Job(
@@ -171,11 +188,52 @@ def state_filter(states: Sequence[int]) -> frozenset[int]:
     return frozenset(states)
 
 
-def newest_jobs(records: Iterable[JobRecord], states: frozenset[int], limit: int) -> list[JobRecord]:
-    """The `limit` newest jobs (by created time, then id) whose state is in `states` (empty = any)."""
-    kept = [r for r in records if not states or r.view.state in states]
-    kept.sort(key=lambda r: (r.view.created_at, r.job_id), reverse=True)
-    return kept[:limit]
+OPEN, HISTORY = "open", "history"  # ListJobs phases: open jobs (bounded), then finished ones
+_OPEN_STATES = frozenset({jobs.QUEUED, *jobs.ACTIVE_STATES})
+
+
+def open_cursor(record: JobRecord) -> str:
+    """An open job's place in newest-first order: created time, then id."""
+    return f"{max(0, round(record.view.created_at * 1e6)):016d}-{record.job_id}"
+
+
+def newest_open(
+    records: Iterable[JobRecord], states: frozenset[int], limit: int, after: str = ""
+) -> tuple[list[JobRecord], bool]:
+    """The `limit` newest jobs (by created time, then id) below cursor `after` ("" = from the
+    newest) whose state is in `states` (empty = any), and whether more remain."""
+    kept = [
+        r for r in records if (not states or r.view.state in states) and (not after or open_cursor(r) < after)
+    ]
+    kept.sort(key=open_cursor, reverse=True)
+    return kept[:limit], len(kept) > limit
+
+
+def page_token(phase: str, after: str) -> str:
+    """Opaque to clients: base64 of the phase and the last key (cursor) the page covered."""
+    return base64.urlsafe_b64encode(json.dumps([phase, after]).encode()).decode()
+
+
+def parse_page_token(token: str, keys: Keys) -> tuple[str, str]:
+    """ListJobsRequest.page_token -> (phase, after); ValueError (INVALID_ARGUMENT) on anything else."""
+    if not token:
+        return OPEN, ""
+    try:
+        phase, after = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(after, str) or phase not in (OPEN, HISTORY):
+            raise ValueError(phase)
+        if phase == HISTORY and after:
+            keys.history_of(after)
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise ValueError(
+            f"page_token: {token[:40]!r} is not a token this service issued; pass a "
+            "ListJobsResponse.next_page_token unchanged, or leave it empty for the first page"
+        ) from None
+    return phase, after
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -191,6 +249,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         limits: Limits = DEFAULT_LIMITS,
         arch_for: Callable[[str], ArchSpec] | None = None,
         inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
     ) -> None:
@@ -203,8 +262,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._limits = limits
         self._arch_for = arch_for or (lambda model: advertised_arch(registry.records(), model))
         self._inline_max = inline_video_max_bytes
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
+        self._heartbeat_s = heartbeat_interval
         self._clock = clock
         self._random_seed = random_seed
+        self._admitting = 0  # admitted submissions not yet in the job table (or failed)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -226,19 +289,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return epoch
 
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
-        record = self._store.table.jobs.get(job_id)
+        record = self._store.table.get(job_id)
         if record is None and job_id:
             try:
                 record = await self._store.fetch(job_id)
             except (KVUnavailable, ValueError) as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read job {job_id}: {exc}; retry")
         if record is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)",
-            )
+            await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(job_id))
         assert record is not None
         return record
+
+    async def _not_found(self, job_id: str) -> str:
+        """NOT_FOUND's message: removed by retention (while its tombstone lasts), or never known."""
+        tomb = None
+        with contextlib.suppress(KVUnavailable, ValueError):
+            tomb = await self._store.tombstone(job_id) if job_id else None
+        if tomb is not None:
+            return (
+                f"job {job_id} finished at {_utc(tomb.finished_at)} and was removed by retention at "
+                f"{_utc(tomb.expired_at)} ({tomb.reason}); submit it again for a new result"
+            )
+        return f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)"
 
     # --- Submit -----------------------------------------------------------------------------
 
@@ -254,7 +326,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 "starting with a letter or digit (a uuid4 hex is ideal), or leave it empty",
             )
         digest = request_digest(request.request)
-        existing = self._store.table.jobs.get(job_id)
+        existing = self._store.table.get(job_id)  # open, or finished here lately (older: store.submit)
         if existing is not None:
             if existing.digest != digest:
                 await context.abort(
@@ -274,10 +346,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         nodes = self._registry.snapshot()
         need_bytes, tier = job_need(job_id, norm, self._arch_for(norm.model), nodes)
         need = JobNeed(job_id, need_bytes, tier, model=norm.model)
-        admission = admit(need, nodes, self._dispatcher.queue_depth(), self._dispatcher.config.max_queue)
+        depth = self._dispatcher.queue_depth() + self._admitting
+        admission = admit(need, nodes, depth, self._dispatcher.config.max_queue)
         if not admission.accepted:
             log.info("submit %s rejected: %s", job_id, admission.message)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, admission.message)
+        # No await between the check and the reservation: that is what makes the bound exact.
+        self._admitting += 1
+        try:
+            return await self._store_job(job_id, digest, gen, norm, need, epoch, admission.message, context)
+        finally:
+            self._admitting -= 1
+
+    async def _store_job(
+        self,
+        job_id: str,
+        digest: str,
+        gen: common_pb2.GenerationRequest,
+        norm: Normalized,
+        need: JobNeed,
+        epoch: int,
+        admitted: str,
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[JobRecord, bool]:
+        """Store the image and commit the job (its queue slot is reserved by the caller)."""
         name = f"jobs/{job_id}/input-{digest[:16]}.{image_ext(gen.image)}"
         try:
             input_uri = await asyncio.to_thread(self._artifacts.put, name, gen.image)
@@ -286,7 +378,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 f"cannot store the input image ({exc}); retry with the same request_id",
             )
-        view = jobs.new_job(job_id, need_bytes, tier, norm.model, self._clock())
+        view = jobs.new_job(job_id, need.required_bytes, need.required_tier, norm.model, self._clock())
         record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
         try:
             stored, created = await self._store.submit(record, epoch)
@@ -300,7 +392,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 f"etcd did not confirm the job ({err}); it may or may not be stored: "
                 "retry with the same request_id (idempotent)",
             )
-        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admission.message)
+        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admitted)
         self._dispatcher.wake()
         return stored, created
 
@@ -320,7 +412,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def _follow(
         self, job_id: str, context: grpc.aio.ServicerContext, *, inline: bool
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
-        """The job's current state, then its events until the final one."""
+        """The job's current state, then its events until the final one, with a heartbeat after
+        every `heartbeat_interval` of silence (the hub's order is kept: a heartbeat is only sent
+        when no event is waiting)."""
         with self._hub.subscribe(job_id) as sub:
             record = await self._record(job_id, context)
             current = job_event(record, self._store.table)
@@ -328,11 +422,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 yield await self._final(current, inline)
                 return
             yield current
+            last = current
             try:
-                async for event in sub:
+                while True:
+                    try:
+                        async with asyncio.timeout(self._heartbeat_s):
+                            event = await anext(sub)
+                    except TimeoutError:
+                        yield heartbeat_event(last)
+                        continue
                     if event.state in jobs.FINAL_STATES:
                         yield await self._final(event, inline)
                         return
+                    last = event
                     yield event
             except HubClosed as exc:
                 await self._not_leader(context, str(exc))
@@ -399,16 +501,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     # --- cluster views (any coordinator) ----------------------------------------------------
 
-    async def _job_table(self) -> JobTable:
-        """The leader's mirror; a standby reads jobs/ and results/ from etcd (KVUnavailable)."""
-        if self._leadership.epoch is not None:
-            return self._store.table
-        keys = self._store.keys
-        job_kvs, revision = await self._store.kv.range_prefix(keys.jobs)
-        result_kvs, _ = await self._store.kv.range_prefix(keys.results)
-        table = JobTable(keys)
-        table.load([*job_kvs, *result_kvs], revision)
-        return table
+    async def _list_page(
+        self, states: frozenset[int], limit: int, phase: str, after: str
+    ) -> tuple[list[JobRecord], str]:
+        """One ListJobs page from bounded reads: open jobs newest first (the leader's table, or a
+        paged read of jobs/ on a standby), then finished ones newest first from a read of at most
+        about 4 x `limit` history/ keys (JobStore.history_page); the state filter applies within that
+        read, so a page may be short."""
+        out: list[JobRecord] = []
+        if phase == OPEN:
+            if not states or states & _OPEN_STATES:
+                leading = self._leadership.epoch is not None
+                records = self._store.table.jobs.values() if leading else await self._store.open_records()
+                out, more = newest_open(records, states, limit, after)
+                if more:
+                    return out, page_token(OPEN, open_cursor(out[-1]))
+            phase, after = HISTORY, ""
+        if states and not states - _OPEN_STATES:
+            return out, ""
+        if len(out) == limit:
+            return out, page_token(HISTORY, "")
+        entries, more = await self._store.history_page(after, limit - len(out))
+        out += [r for _, r in entries if not states or r.view.state in states]
+        return out, page_token(HISTORY, entries[-1][0]) if more and entries else ""
 
     async def ListJobs(
         self, request: coordinator_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
@@ -416,25 +531,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         try:
             limit = list_limit(request.limit)
             states = state_filter(request.states)
+            phase, after = parse_page_token(request.page_token, self._store.keys)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            table = await self._job_table()
-        except KVUnavailable as exc:
+            records, token = await self._list_page(states, limit, phase, after)
+        except (KVUnavailable, ValueError) as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read jobs from etcd: {exc}; retry")
         # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
+        table = self._store.table
         return coordinator_pb2.ListJobsResponse(
-            jobs=[
-                job_message(r, job_event(r, table)) for r in newest_jobs(table.jobs.values(), states, limit)
-            ]
+            jobs=[job_message(r, job_event(r, table)) for r in records], next_page_token=token
         )
 
     async def ListNodes(
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
         running = {r.view.node_id: r.job_id for r in self._store.table.active()}
-        return coordinator_pb2.ListNodesResponse(
-            nodes=[
+        infos = []
+        for n in sorted(self._registry.snapshot(), key=lambda n: n.node_id):
+            if not n.alive:
+                continue
+            health, standing = self._dispatcher.node_health(n)
+            infos.append(
                 coordinator_pb2.NodeInfo(
                     node_id=n.node_id,
                     addr=n.addr,
@@ -444,11 +563,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     busy=n.busy,
                     job_id=running.get(n.node_id, ""),
                     model=n.model,
+                    cooldown_s=standing.cooldown_s,
+                    consecutive_failures=health.failures,
+                    set_aside=health.set_aside,
+                    health_reason=health.reason if health.failures else "",
                 )
-                for n in sorted(self._registry.snapshot(), key=lambda n: n.node_id)
-                if n.alive
-            ]
-        )
+            )
+        return coordinator_pb2.ListNodesResponse(nodes=infos)
 
     async def ClusterStatus(
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext
@@ -478,11 +599,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 addr = ""
             members.append(coordinator_pb2.Member(id=member_id, addr=addr, leader=member_id == leader_id))
         tiers: dict[int, list[int]] = {}
+        cooling = set_aside = 0
         for node in self._registry.snapshot():
             if node.alive:
                 count = tiers.setdefault(node.tier, [0, 0])
                 count[0] += 1
                 count[1] += int(node.busy)
+                health, standing = self._dispatcher.node_health(node)
+                set_aside += int(health.set_aside)
+                cooling += int(not health.set_aside and standing.cooldown_s > 0)
         return coordinator_pb2.ClusterStatusResponse(
             leader_id=leader_id,
             leader_addr=leader_addr,
@@ -495,4 +620,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             queued=sum(1 for s in states if s == jobs.QUEUED),
             running=sum(1 for s in states if s in jobs.ACTIVE_STATES),
             answered_by=self._leadership.member_id,
+            nodes_cooling=cooling,
+            nodes_set_aside=set_aside,
         )

@@ -1,6 +1,8 @@
 """A node process's place in the cluster: Membership + ClusterHooks wired to its servicer.
 
-`join_cluster` registers nodes/{node_id} (after the gRPC server is bound, so the advertised
+`join_cluster` first agrees with the coordinators on the artifact store (it waits for them to
+publish coord/store, then checks the store's id and a canary round trip; nothing is registered on
+a mismatch), then registers nodes/{node_id} (after the gRPC server is bound, so the advertised
 address answers), makes every dispatched job go through the fenced claim, re-publishes the node's
 state whenever the servicer reports a change, and re-probes memory about once a second while idle
 so a free-VRAM drop reaches etcd (and routing) without waiting for a job. `ClusterNode.leave` is
@@ -18,6 +20,7 @@ import socket
 from i2v_contract.artifacts import ArtifactStore
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KV
+from i2v_contract.store_identity import agree
 from i2v_node.config import parse_address
 from i2v_node.gpu import ProbeError
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
@@ -95,8 +98,11 @@ async def join_cluster(
     addr: str,
     model: str,
     lease_ttl: float,
+    store_location: str,
 ) -> ClusterNode:
-    """Register the node; raises membership.DuplicateNode or kv.KVUnavailable (nothing registered)."""
+    """Register the node; raises store_identity.StoreMismatch, membership.DuplicateNode or
+    kv.KVUnavailable (nothing registered)."""
+    await agree(kv, keys, store, store_location, node_id)
     reading = await servicer.probe()
     info = NodeInfo(
         addr=addr,
@@ -111,6 +117,7 @@ async def join_cluster(
     await membership.start(node_state(servicer))
     node = ClusterNode(servicer, membership, hooks)
     servicer.add_listener(node.publish)
+    node.publish()  # the model may have finished loading while this node registered
     node.start_probing()
     log.info(
         "node %s joined the cluster as %s (lease ttl %g s, keys under %s)",

@@ -1,7 +1,8 @@
 """`i2v-node`: serve one model over gRPC until SIGTERM/SIGINT, then drain and exit 0.
 
-With --etcd it also joins the cluster (after binding, before the model load, so a duplicate node id
-fails fast with exit 2). Shutdown order: drain (published as busy) -> pending result writes ->
+With --etcd it also joins the cluster (after binding, while the model loads): it waits for a
+coordinator to publish the artifact store identity, and a store mismatch or a duplicate node id
+exits 2 without registering. Shutdown order: drain (published as busy) -> pending result writes ->
 revoke the lease (nodes/{id} disappears at once) -> stop gRPC -> close etcd.
 """
 
@@ -17,6 +18,7 @@ from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.logs import setup_logging
+from i2v_contract.store_identity import StoreMismatch
 from i2v_node.cluster import ClusterNode, advertised, join_cluster
 from i2v_node.config import NodeConfig, parse_args
 from i2v_node.membership import DuplicateNode
@@ -41,13 +43,19 @@ async def serve(config: NodeConfig) -> int:
     except StartupError as err:
         log.error("%s", err)
         return 2
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    load = asyncio.create_task(server.load())
+    stopping = asyncio.create_task(stop.wait())
     cluster: ClusterNode | None = None
     kv: EtcdKV | None = None
     if config.etcd:
         assert store is not None  # parse_args requires --artifacts with --etcd
         kv = EtcdKV(config.etcd)
-        try:
-            cluster = await join_cluster(
+        joining = asyncio.create_task(
+            join_cluster(
                 server.servicer,
                 kv,
                 Keys(config.prefix),
@@ -56,18 +64,27 @@ async def serve(config: NodeConfig) -> int:
                 addr=config.advertise or advertised(server.address),
                 model=config.model,
                 lease_ttl=config.lease_ttl,
+                store_location=config.artifacts,
             )
-        except (DuplicateNode, KVUnavailable) as err:
-            log.error("cannot join the cluster at %s: %s", ",".join(config.etcd), err)
+        )
+        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        refused: int | None = None
+        if not joining.done():
+            log.info("stop requested while joining the cluster; leaving without registering")
+            joining.cancel()
+            await asyncio.gather(joining, return_exceptions=True)
+            refused = 0
+        else:
+            try:
+                cluster = joining.result()
+            except (DuplicateNode, KVUnavailable, StoreMismatch) as err:
+                log.error("cannot join the cluster at %s: %s", ",".join(config.etcd), err)
+                refused = 2
+        if refused is not None:
+            load.cancel()
             await server.close()
             await kv.close()
-            return 2
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    load = asyncio.create_task(server.load())
-    stopping = asyncio.create_task(stop.wait())
+            return refused
     await asyncio.wait({load, stopping}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if load.done():

@@ -3,9 +3,12 @@
 `Membership` keeps `nodes/{node_id}` alive on the node's own lease and re-puts it when the node's
 state changes (busy flips at once, memory changes coalesced); it re-registers on a new lease once
 etcd answers again after the lease was lost. `ClusterHooks` plugs into the servicer's JobHooks
-seam: before the GPU is touched it wins the fenced claim txn (leader epoch, job revision, attempt),
-and after the run it writes the attempt's result write-once. A node without a valid lease takes no
-cluster work; standalone requests (no job_id) pass through untouched.
+seam: before the GPU is touched it wins the fenced claim txn (leader epoch, job revision, attempt);
+while the job runs it watches the claim key and the node's lease, and stops the job (within one
+denoising step) when the claim is deleted (the leader finalised or cancelled the job) or the lease
+stops being valid; after the run it writes the attempt's result write-once, and only while the
+claim it won still stands (compare on the claim's create revision). A node without a valid lease
+takes no cluster work; standalone requests (no job_id) pass through untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from i2v_contract.keys import ClaimRecord, Keys, NodeRecord, ResultRecord
 from i2v_contract.kv import (
     DEFAULT_LEASE_MARGIN_S,
     KV,
+    Compacted,
     Compare,
     KeyValue,
     KVUnavailable,
@@ -33,11 +37,12 @@ from i2v_contract.kv import (
 )
 from i2v_contract.memory import ArchSpec
 from i2v_contract.v1 import node_pb2
-from i2v_node.servicer import JobRejected, JobReport
+from i2v_node.servicer import JobRejected, JobReport, Stop
 
 log = logging.getLogger(__name__)
 
 NOT_ACCEPTING = "node lost its cluster lease; not taking work"
+CLAIM_GONE = "claim gone: result not written (job re-run elsewhere or cancelled)"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -147,6 +152,7 @@ class Membership:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._lease_listeners: list[Callable[[int, str], None]] = []
 
     # --- public -------------------------------------------------------------------------------
 
@@ -180,6 +186,17 @@ class Membership:
                 raise
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"membership-{self.node_id}")
 
+    def on_lease_lost(self, callback: Callable[[int, str], None]) -> None:
+        """callback(lease_id, reason) whenever a lease stops being valid unplanned (not on stop())."""
+        self._lease_listeners.append(callback)
+
+    def _lease_lost(self, lease_id: int, reason: str) -> None:
+        for callback in self._lease_listeners:
+            try:
+                callback(lease_id, reason)
+            except Exception:
+                log.exception("lease-lost listener failed")
+
     def publish(self, state: NodeState) -> None:
         """Note the node's current state; the background loop writes it per PublishPolicy."""
         if state != self._wanted:
@@ -203,6 +220,8 @@ class Membership:
                 return await self._publish_due()
             except LeaseLost as exc:
                 log.warning("node %s: %s; taking a new lease", self.node_id, exc)
+                if self._keeper is not None:
+                    self._lease_lost(self._keeper.lease_id, str(exc))
                 await self._drop_keeper(revoke=False)
                 return 0.0
 
@@ -249,6 +268,8 @@ class Membership:
                 self._keeper.lease_id,
                 self._keeper.lost_reason or "keepalive deadline passed",
             )
+            # Usually on_lost said so already; a deadline passed between keeper ticks has not.
+            self._lease_lost(self._keeper.lease_id, self._keeper.lost_reason or "keepalive deadline passed")
             await self._drop_keeper(revoke=False)
         wait = self._retry_at - self._clock()
         if wait > 0:
@@ -266,7 +287,12 @@ class Membership:
             self.kv, self.lease_ttl, self.interval, self._clock, margin=self.margin, sleep=self._sleep
         )
         await keeper.start()
-        keeper.on_lost(lambda _reason: self._wake.set())
+
+        def lost(reason: str) -> None:
+            self._wake.set()
+            self._lease_lost(keeper.lease_id, reason)
+
+        keeper.on_lost(lost)
         self._keeper = keeper
         self._registered = False
 
@@ -396,10 +422,29 @@ def _failure(status: str, message: str) -> ResultRecord:
 
 
 RESULT_BUDGET_MIN_S = 60.0
+WATCH_RETRY_S = 1.0
+
+
+@dataclass
+class _Claim:
+    """A claim this node holds while its job runs: what guards the result, and how to stop the job."""
+
+    key: str
+    guard: Compare  # the result is written only while this holds
+    lease: int
+    stop: Stop
+    why_stopped: str = ""
+    watch: asyncio.Task[None] | None = None
+
+    def stop_for(self, why: str) -> None:
+        if not self.why_stopped:
+            self.why_stopped = why
+            self.stop(why)
 
 
 class ClusterHooks:
-    """Fenced claim before the GPU is touched; a write-once result after every claimed run."""
+    """Fenced claim before the GPU is touched; the job stops when the claim goes; a write-once
+    result, guarded by the claim, after every claimed run."""
 
     def __init__(
         self,
@@ -420,10 +465,11 @@ class ClusterHooks:
         self.result_budget_s = result_budget_s if result_budget_s is not None else default_budget
         self._sleep = sleep
         self._clock = clock
-        self._claimed: set[tuple[str, int]] = set()
+        self._claimed: dict[tuple[str, int], _Claim] = {}
         self._writes: set[asyncio.Task[bool]] = set()
+        membership.on_lease_lost(self._lease_lost)
 
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None:
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
         if not request.job_id:
             return
         if request.epoch <= 0 or request.assign_revision <= 0:
@@ -435,15 +481,30 @@ class ClusterHooks:
             )
         if not self.m.accepting:
             raise JobRejected(grpc.StatusCode.UNAVAILABLE, f"{NOT_ACCEPTING} (node {self.m.node_id})")
-        if await self._claim(request):
-            self._claimed.add((request.job_id, request.attempt))
+        lease = self.m.lease_id
+        revision = await self._claim(request)
+        if revision:
+            claim_key = self.m.keys.claim(request.job_id, request.attempt)
+            claim = _Claim(
+                claim_key,
+                Compare(claim_key, "create", "==", revision),
+                lease,
+                stop,
+            )
+            self._claimed[(request.job_id, request.attempt)] = claim
+            claim.watch = asyncio.get_running_loop().create_task(
+                self._watch_claim(claim, revision), name=f"claim-watch-{request.job_id}-{request.attempt}"
+            )
             log.info(
-                "claimed job %s attempt %d for epoch %d on lease %x",
+                "claimed job %s attempt %d for epoch %d on lease %x (claim revision %d)",
                 request.job_id,
                 request.attempt,
                 request.epoch,
-                self.m.lease_id,
+                lease,
+                revision,
             )
+            if not self.m.accepting:  # the lease lapsed while the claim txn was in flight
+                claim.stop_for(f"node lease {lease:x} stopped being valid right after the claim")
             return
         log.info(
             "refused job %s attempt %d: claim txn failed (epoch %d / revision %d no longer current)",
@@ -454,8 +515,9 @@ class ClusterHooks:
         )
         raise _stale(request)
 
-    async def _claim(self, request: node_pb2.NodeGenerateRequest) -> bool:
-        """Run the claim txn; an unknown outcome (etcd blip) is settled by reading the claim back."""
+    async def _claim(self, request: node_pb2.NodeGenerateRequest) -> int:
+        """Run the claim txn: the claim's create revision, 0 if refused. An unknown outcome (etcd
+        blip) is settled by reading the claim back."""
         keys = self.m.keys
         claim_key = keys.claim(request.job_id, request.attempt)
         lease = self.m.lease_id
@@ -469,7 +531,8 @@ class ClusterHooks:
         delay = 0.05
         while True:
             try:
-                return (await self.m.kv.txn(compares, [Put(claim_key, value, lease)])).succeeded
+                done = await self.m.kv.txn(compares, [Put(claim_key, value, lease)])
+                return done.revision if done.succeeded else 0
             except LeaseLost as exc:
                 raise JobRejected(
                     grpc.StatusCode.UNAVAILABLE, f"{NOT_ACCEPTING} (node {self.m.node_id}: {exc})"
@@ -481,13 +544,15 @@ class ClusterHooks:
             with contextlib.suppress(KVUnavailable):
                 existing = await self.m.kv.get(claim_key)
                 if existing is not None:
-                    return existing.lease == lease and existing.value == value
+                    ours = existing.lease == lease and existing.value == value
+                    return existing.create_revision if ours else 0
             if self._clock() + delay > deadline:
                 break
             await self._sleep(delay)
             delay = min(delay * 2, 1.0)
-        # The claim may have landed unseen: hand the attempt back so the coordinator requeues it.
-        self._spawn_write(request, self._give_back_record())
+        # The claim may have landed unseen: hand the attempt back so the coordinator requeues it
+        # (written only if the claim did land: it is guarded by the claim's exact value).
+        self._spawn_write(request, self._give_back_record(), Compare(claim_key, "value", "==", value))
         raise JobRejected(
             grpc.StatusCode.UNAVAILABLE,
             f"job {request.job_id}: etcd did not answer the claim within {self.call_budget_s:g}s; "
@@ -500,14 +565,53 @@ class ClusterHooks:
             f"node {self.m.node_id} could not confirm its claim (etcd unreachable); not started",
         )
 
+    async def _watch_claim(self, claim: _Claim, revision: int) -> None:
+        """Stop the job when its claim key is deleted (finalised, cancelled, or gone with the lease)."""
+        start = revision + 1
+        while True:
+            try:
+                async for event in self.m.kv.watch_prefix(claim.key, start):
+                    start = event.kv.mod_revision + 1
+                    if event.kv.key == claim.key and event.kind == "delete":
+                        claim.stop_for(
+                            f"claim {claim.key} deleted at revision {event.kv.mod_revision} (the leader "
+                            "finalised or cancelled the job, or the node's lease expired)"
+                        )
+                        return
+            except Compacted:
+                try:
+                    items, read_at = await self.m.kv.range_prefix(claim.key)
+                except KVUnavailable:
+                    await asyncio.sleep(WATCH_RETRY_S)  # not the budgeted retry clock
+                    continue
+                if not any(kv.key == claim.key and kv.create_revision == revision for kv in items):
+                    claim.stop_for(f"claim {claim.key} is gone (found after a watch compaction)")
+                    return
+                start = read_at + 1
+            except KVUnavailable as exc:
+                log.warning("watch of claim %s broke (%s); resuming from revision %d", claim.key, exc, start)
+                await asyncio.sleep(WATCH_RETRY_S)  # not the budgeted retry clock
+
+    def _lease_lost(self, lease_id: int, reason: str) -> None:
+        for claim in list(self._claimed.values()):
+            if claim.lease == lease_id:
+                claim.stop_for(f"node lease {lease_id:x} stopped being valid ({reason})")
+
     async def after_run(self, report: JobReport) -> None:
         request = report.request
-        if not request.job_id or (request.job_id, request.attempt) not in self._claimed:
+        claim = self._claimed.pop((request.job_id, request.attempt), None) if request.job_id else None
+        if claim is None:
             return
-        self._claimed.discard((request.job_id, request.attempt))
+        if claim.watch is not None:
+            claim.watch.cancel()
+        if claim.why_stopped:
+            log.info(
+                "job %s attempt %d: %s; %s", request.job_id, request.attempt, CLAIM_GONE, claim.why_stopped
+            )
+            return
         record = await self._result_record(report)
         # Shielded: the coordinator's stream dropping must not lose the result write.
-        await asyncio.shield(self._spawn_write(request, record))
+        await asyncio.shield(self._spawn_write(request, record, claim.guard))
 
     async def _result_record(self, report: JobReport) -> ResultRecord:
         result = report.result
@@ -520,8 +624,12 @@ class ClusterHooks:
             name = f"jobs/{report.request.job_id}/output-{report.request.attempt}.mp4"
             try:
                 artifact_uri = await asyncio.to_thread(self.store.put, name, result.video)
-            except ArtifactError as exc:
-                status, message = grpc.StatusCode.INTERNAL.name, f"could not store the video: {exc}"
+            except (ArtifactError, OSError) as exc:
+                status = grpc.StatusCode.UNAVAILABLE.name
+                message = (
+                    f"node {self.m.node_id} could not store the video in its artifact store "
+                    f"({self.store.root_url}): {exc}; check the store is reachable and writable from there"
+                )
         timings = result.timings
         return ResultRecord(
             status=status,
@@ -541,19 +649,23 @@ class ClusterHooks:
             metadata=dict(result.metadata),
         )
 
-    def _spawn_write(self, request: node_pb2.NodeGenerateRequest, record: ResultRecord) -> asyncio.Task[bool]:
+    def _spawn_write(
+        self, request: node_pb2.NodeGenerateRequest, record: ResultRecord, guard: Compare
+    ) -> asyncio.Task[bool]:
         task = asyncio.get_running_loop().create_task(
-            self.write_result(request.job_id, request.attempt, record),
+            self.write_result(request.job_id, request.attempt, record, guard),
             name=f"result-{request.job_id}-{request.attempt}",
         )
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return task
 
-    async def write_result(self, job_id: str, attempt: int, record: ResultRecord) -> bool:
-        """Write results/{job}/{attempt} once; retried with backoff through etcd blips.
+    async def write_result(self, job_id: str, attempt: int, record: ResultRecord, guard: Compare) -> bool:
+        """Write results/{job}/{attempt} once, only while `guard` (the claim) holds; retried with
+        backoff through etcd blips.
 
-        Returns True when the record is in etcd (ours, or an earlier write for the same attempt).
+        Returns True when the record is in etcd (ours, or an earlier write for the same attempt);
+        False when the claim is gone (nothing written) or etcd stayed away.
         """
         key = self.m.keys.result(job_id, attempt)
         value = record.to_json()
@@ -561,12 +673,15 @@ class ClusterHooks:
         delay = 0.05
         while True:
             try:
-                done = await self.m.kv.txn([Compare(key, "create", "==", 0)], [Put(key, value)])
+                done = await self.m.kv.txn([guard, Compare(key, "create", "==", 0)], [Put(key, value)])
                 if done.succeeded:
                     log.info("job %s attempt %d: result %s recorded", job_id, attempt, record.status)
-                else:
+                    return True
+                if await self.m.kv.get(key) is not None:
                     log.info("job %s attempt %d: result already recorded; not written again", job_id, attempt)
-                return True
+                    return True
+                log.info("job %s attempt %d: %s", job_id, attempt, CLAIM_GONE)
+                return False
             except KVUnavailable as exc:
                 if self._clock() + delay > deadline:
                     log.error(

@@ -101,6 +101,10 @@ class NodeServer:
             options=[
                 ("grpc.max_receive_message_length", max_receive_bytes(limits)),
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
+                # Coordinators ping every 10 s, also between calls, to find dead connections.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.http2.max_ping_strikes", 0),
             ]
         )
         self._metrics_http: WSGIServer | None = None

@@ -6,8 +6,14 @@ threading.Event that the denoising loop checks every step. The node counts as bu
 thread has returned, so a cancelled job never overlaps the next one.
 
 Seams for the coordinator: `JobHooks.before_run` runs after the busy slot is taken and before the
-engine starts (the fenced claim goes there); `after_run` sees every finished job (result records);
-an `ArtifactStore` resolves `image_uri` and writes `output_uri`.
+engine starts (the fenced claim goes there) and gets a `stop(why)` it may call while the job runs
+(the claim is gone: the job stops within one denoising step, like a cancel); `after_run` sees
+every finished job (result records); an `ArtifactStore` resolves `image_uri` and writes `output_uri`.
+
+While a job runs, its Generate stream carries a Heartbeat whenever nothing else was sent for
+`heartbeat_interval` seconds, so a caller can tell a slow step from a dead node. Faults of the node
+itself (a request for a store it does not have, a store it cannot write) are FAILED_PRECONDITION or
+UNAVAILABLE with what to fix, never INVALID_ARGUMENT, which is kept for the caller's own mistakes.
 
 Once a job holds the slot it runs in its own task, and the Generate call only relays its events.
 A standalone request (no job_id) is validated before it takes the slot, and its caller's cancel or
@@ -35,7 +41,7 @@ from typing import Protocol
 import grpc
 from PIL import Image
 
-from i2v_contract.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.artifacts import ArtifactError, ArtifactMissing, ArtifactStore
 from i2v_contract.limits import FieldError, Limits, Normalized, check_model, decode_image, normalize_request
 from i2v_contract.tiers import tier_name
 from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 
 # Why a job's cancel event was set; decides the status code the caller sees.
 CLIENT, DEADLINE, CANCEL_RPC, DRAIN = "client", "deadline", "cancel_rpc", "drain"
+CLAIM_GONE = "claim_gone"  # the hooks' stop(): the job is no longer this node's to finish
+HEARTBEAT_INTERVAL_S = 2.0
 # A cancelled job stops within one denoising step; a full-size step can take many seconds.
 CANCEL_WAIT_S = 120.0
 DEADLINE_SLACK_S = 0.25
@@ -70,6 +78,29 @@ class JobRejected(Exception):
         self.message = message
 
 
+class NodeFault(Exception):
+    """A job cannot run because of this node's own setup or store, not the request."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def dispatch_error(request: node_pb2.NodeGenerateRequest) -> str | None:
+    """What is wrong with a dispatched request's job_id/attempt (the caller's fault), None if fine."""
+    if not request.job_id:
+        return None
+    if "/" in request.job_id:
+        return f"job_id {request.job_id!r} must not contain '/'"
+    if request.attempt < 1:
+        return f"attempt ({request.attempt}) must be >= 1 for a dispatched job (job_id {request.job_id})"
+    return None
+
+
+Stop = Callable[[str], None]  # stop(why): end the running job without a result
+
+
 @dataclass(frozen=True)
 class JobReport:
     """What `after_run` learns about a finished job."""
@@ -82,7 +113,7 @@ class JobReport:
 
 
 class JobHooks(Protocol):
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None: ...
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None: ...
 
     async def after_run(self, report: JobReport) -> None: ...
 
@@ -90,7 +121,7 @@ class JobHooks(Protocol):
 class NoHooks:
     """Standalone node: every job may run, nothing is recorded elsewhere."""
 
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None:
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
         return None
 
     async def after_run(self, report: JobReport) -> None:
@@ -116,9 +147,11 @@ class _Job:
     received: float
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
+    detail: str = ""  # why, in words, when the reason alone does not say it
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     events: asyncio.Queue[common_pb2.Progress | _Final] = field(default_factory=asyncio.Queue)
     tier: int = common_pb2.TIER_UNSPECIFIED
+    stage: int = common_pb2.STAGE_ASSIGNED  # of the last progress sent; assigned until the first
     last_step: int = 0
     deadline: float | None = None  # monotonic time the caller's deadline passes
 
@@ -126,18 +159,23 @@ class _Job:
     def dispatched(self) -> bool:
         return bool(self.request.job_id)
 
-    def cancel_for(self, reason: str) -> None:
+    def cancel_for(self, reason: str, detail: str = "") -> None:
         if not self.cancel.is_set():
             self.reason = reason
+            self.detail = detail
             self.cancel.set()
-            log.info("cancelling job %s: %s", self.job_id, reason)
+            log.info("cancelling job %s: %s", self.job_id, detail or reason)
 
 
 def output_name(uri: str, store: ArtifactStore) -> str:
-    """The store-relative name of an output URI inside `store`."""
+    """The store-relative name of an output URI inside `store`; FAILED_PRECONDITION if outside it."""
     prefix = store.root_url.rstrip("/") + "/"
     if not uri.startswith(prefix):
-        raise FieldError("output_uri", f"{uri!r} is outside this node's artifact store ({store.root_url})")
+        raise NodeFault(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"output_uri {uri!r} is outside this node's artifact store ({store.root_url}): the node "
+            "and its coordinators use different stores; give the node the coordinators' --artifacts",
+        )
     return uri[len(prefix) :]
 
 
@@ -173,6 +211,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         hooks: JobHooks | None = None,
         artifacts: ArtifactStore | None = None,
         random_seed: Callable[[], int] = lambda: secrets.randbits(63),
+        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.node_id = node_id
         self.monitor = monitor
@@ -182,6 +221,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self.hooks: JobHooks = hooks or NoHooks()
         self.artifacts = artifacts
         self.random_seed = random_seed
+        self.heartbeat_interval = heartbeat_interval
         self.engine: Engine | None = None
         self.draining = False
         self.drain_grace_seconds = 0.0
@@ -295,6 +335,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
         assert engine is not None
         prepared: _Prepared | None = None
+        if (bad := dispatch_error(request)) is not None:
+            self.metrics.job_done("invalid")
+            log.info("rejected dispatch: %s", bad)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
         # A dispatched job is validated after its claim (in _drive), so bad input still gets a result.
         if not request.job_id:
             try:
@@ -303,6 +347,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 self.metrics.job_done("invalid")
                 log.info("rejected request: %s", err)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            except NodeFault as err:
+                self.metrics.job_done("failed")
+                log.warning("refused a request: %s", err.message)
+                await context.abort(err.code, err.message)
         if self.job is not None:
             self.metrics.job_done("busy")
             log.info("refused a job: busy with %s", self.job.job_id)
@@ -323,9 +371,26 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         run = loop.create_task(self._drive(job, engine, prepared), name=f"job-{job.job_id}")
         self._runs.add(run)
         run.add_done_callback(self._runs.discard)
+        next_item: asyncio.Task[common_pb2.Progress | _Final] | None = None
         try:
-            while not isinstance(item := await job.events.get(), _Final):
+            last_sent = time.monotonic()
+            while True:
+                # One get() outlives every heartbeat timeout, so no event is lost to a timeout.
+                next_item = next_item or loop.create_task(job.events.get())
+                wait = max(0.0, last_sent + self.heartbeat_interval - time.monotonic())
+                done, _ = await asyncio.wait({next_item}, timeout=wait)
+                if not done:
+                    elapsed = time.monotonic() - job.received
+                    beat = common_pb2.Heartbeat(elapsed_s=elapsed, stage=job.stage)  # type: ignore[arg-type]
+                    yield common_pb2.GenerateEvent(heartbeat=beat)
+                    last_sent = time.monotonic()
+                    continue
+                item, next_item = next_item.result(), None
+                if isinstance(item, _Final):
+                    break
+                job.stage = item.stage
                 yield common_pb2.GenerateEvent(progress=item)
+                last_sent = time.monotonic()
             if item.result is None:
                 await context.abort(item.code, item.message)
             yield common_pb2.GenerateEvent(result=item.result)
@@ -343,6 +408,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 job.cancel_for(DEADLINE if past_deadline else CLIENT)
             raise
         finally:
+            if next_item is not None:
+                next_item.cancel()
             if timer is not None:
                 timer.cancel()
 
@@ -384,22 +451,38 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         norm = normalize_request(req, self.limits, random_seed=self.random_seed)
         check_model(norm.model, engine.model_id)
         if request.output_uri and self.artifacts is None:
-            raise FieldError(
-                "output_uri",
-                "this node has no artifact store; leave it empty to get the video inline",
+            raise NodeFault(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "output_uri is set but this node has no artifact store: start it with --artifacts, "
+                "or leave output_uri empty to get the video inline",
             )
         if self.artifacts is not None and request.output_uri:
             output_name(request.output_uri, self.artifacts)
         data = req.image
         if not data and req.image_uri:
-            if self.artifacts is None:
-                raise FieldError("image_uri", "this node has no artifact store; send the image inline")
-            try:
-                data = await asyncio.to_thread(self.artifacts.get, req.image_uri)
-            except ArtifactError as err:
-                raise FieldError("image_uri", str(err)) from None
+            data = await self._read_image(req.image_uri)
         image = await asyncio.to_thread(decode_image, data, self.limits)
         return norm, image
+
+    async def _read_image(self, uri: str) -> bytes:
+        """The input image at `uri`; a missing one is the caller's fault, an unusable store the node's."""
+        store = self.artifacts
+        if store is None:
+            raise NodeFault(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "image_uri is set but this node has no artifact store: start it with --artifacts, "
+                "or send the image inline",
+            )
+        try:
+            return await asyncio.to_thread(store.get, uri)
+        except ArtifactMissing as err:
+            raise FieldError("image_uri", str(err)) from None
+        except (ArtifactError, OSError) as err:
+            raise NodeFault(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this node cannot read image_uri from its artifact store ({store.root_url}): {err}; "
+                "check the node uses the coordinators' store and can read it",
+            ) from None
 
     async def _drive(self, job: _Job, engine: Engine, prepared: _Prepared | None) -> None:
         """A job's life once it holds the slot, independent of the call that started it.
@@ -411,7 +494,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         accepted = False
         try:
             try:
-                await self.hooks.before_run(job.job_id, job.request)
+                await self.hooks.before_run(
+                    job.job_id, job.request, lambda why: job.cancel_for(CLAIM_GONE, why)
+                )
             except JobRejected as err:
                 log.info("job %s refused by before_run: %s", job.job_id, err.message)
                 final = _Final(err.code, err.message, None)
@@ -424,6 +509,13 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                     self.metrics.job_done("invalid")
                     log.info("job %s rejected after its claim (a failed result follows): %s", job.job_id, err)
                     final = _Final(grpc.StatusCode.INVALID_ARGUMENT, str(err), None)
+                    return
+                except NodeFault as err:
+                    self.metrics.job_done("failed")
+                    log.warning(
+                        "job %s cannot run here (a failed result follows): %s", job.job_id, err.message
+                    )
+                    final = _Final(err.code, err.message, None)
                     return
             final = await self._execute(job, engine, prepared)
         except Exception:
@@ -537,9 +629,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             }
         )
         if job.request.output_uri and self.artifacts is not None:
-            result.artifact_uri = self.artifacts.put(
-                output_name(job.request.output_uri, self.artifacts), video
-            )
+            result.artifact_uri = self._store_output(job, video)
         else:
             result.video = video
         t = outcome.timings
@@ -554,6 +644,19 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
         )
         return result, outcome
+
+    def _store_output(self, job: _Job, video: bytes) -> str:
+        """Engine thread: write the video to output_uri; a store failure is the node's (UNAVAILABLE)."""
+        assert self.artifacts is not None
+        name = output_name(job.request.output_uri, self.artifacts)
+        try:
+            return self.artifacts.put(name, video)
+        except (ArtifactError, OSError) as err:
+            raise NodeFault(
+                grpc.StatusCode.UNAVAILABLE,
+                f"node {self.node_id} could not write the video of job {job.job_id} to its artifact store "
+                f"({self.artifacts.root_url}): {err}; check the store is reachable and writable from here",
+            ) from None
 
     def _classify(self, job: _Job, future: asyncio.Future[tuple[common_pb2.Result, Outcome]]) -> _Final:
         """The status the caller sees for a finished engine run."""
@@ -579,6 +682,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                     f"deadline passed during job {job.job_id} (stopped after step {job.last_step}); "
                     "allow more time or request fewer steps/frames"
                 )
+            if job.reason == CLAIM_GONE:
+                # UNAVAILABLE: a dispatcher that still sees the attempt as current re-runs it elsewhere.
+                return grpc.StatusCode.UNAVAILABLE, (
+                    f"job {job.job_id} stopped after step {job.last_step}: {job.detail}; no result written"
+                )
             if job.reason == DRAIN:
                 return grpc.StatusCode.UNAVAILABLE, (
                     f"node is draining; job {job.job_id} was cancelled after the "
@@ -590,6 +698,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
         if isinstance(err, OutOfMemoryExhausted):
             return grpc.StatusCode.RESOURCE_EXHAUSTED, str(err)
+        if isinstance(err, NodeFault):
+            return err.code, err.message
         return grpc.StatusCode.INTERNAL, (
             f"internal error in job {job.job_id}: {type(err).__name__}; the node still serves, see its log"
         )
@@ -629,6 +739,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             log.info(
                 "job %s stopped after step %d (%s)", job.job_id, job.last_step, job.reason or "cancelled"
             )
+        elif isinstance(exc, NodeFault):
+            self.metrics.job_done("failed")
+            log.warning("job %s failed on this node's side: %s", job.job_id, exc.message)
         elif isinstance(exc, OutOfMemoryExhausted):
             self.metrics.job_done("oom")
             self.metrics.oom_caught(exc.stage, job.tier)

@@ -6,6 +6,7 @@ A plain directory (or file:// URL) by default; any other URL scheme goes through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -20,6 +21,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-
 
 class ArtifactError(Exception):
     """An artifact could not be stored or read; the message says which and why."""
+
+
+class ArtifactMissing(ArtifactError):
+    """The artifact does not exist in the store (as opposed to a store that cannot be read)."""
 
 
 def check_name(name: str) -> str:
@@ -39,6 +44,15 @@ class ArtifactStore(Protocol):
         ...
 
     def get(self, uri: str) -> bytes: ...
+
+    def delete(self, uri: str) -> None:
+        """Removes the artifact; one that is already gone is not an error (ArtifactError when the
+        URI is outside this store)."""
+        ...
+
+    def create(self, name: str, data: bytes) -> bool:
+        """Stores `data` under `name` only if nothing is there yet; True if this call wrote it."""
+        ...
 
     def uri_for(self, name: str) -> str: ...
 
@@ -76,11 +90,35 @@ class FileStore:
             raise
         return path.as_uri()
 
+    def create(self, name: str, data: bytes) -> bool:
+        path = self.root / check_name(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)  # atomic and exclusive: fails if the name exists
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
     def get(self, uri: str) -> bytes:
         try:
             return self._path(uri).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"cannot read artifact {uri!r}: it does not exist") from exc
         except OSError as exc:
             raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
+
+    def delete(self, uri: str) -> None:
+        path = self._path(uri)
+        path.unlink(missing_ok=True)
+        # A job's folder goes with its last artifact; a folder still holding files stays.
+        with contextlib.suppress(OSError):
+            if path.parent != self.root:
+                path.parent.rmdir()
 
 
 class FsspecStore:
@@ -108,8 +146,23 @@ class FsspecStore:
         try:
             data: bytes = self.fs.cat_file(f"{self._root_path}/{check_name(name)}")
         except FileNotFoundError as exc:
-            raise ArtifactError(f"artifact {uri!r} does not exist") from exc
+            raise ArtifactMissing(f"artifact {uri!r} does not exist") from exc
         return data
+
+    def delete(self, uri: str) -> None:
+        if not uri.startswith(self.root_url + "/"):
+            raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
+        name = check_name(uri[len(self.root_url) + 1 :])
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(f"{self._root_path}/{name}")
+
+    def create(self, name: str, data: bytes) -> bool:
+        # fsspec has no portable create-if-absent: check, then write (racy across writers).
+        path = f"{self._root_path}/{check_name(name)}"
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, data)
+        return True
 
 
 def open_store(location: str) -> ArtifactStore:

@@ -8,7 +8,7 @@ coordinator client (several addresses, retries across them) slots in beside it b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -35,12 +35,14 @@ class CallError(Exception):
         return cls(call.code(), call.details() or "")
 
 
-def open_channel(target: str) -> grpc.Channel:
+def open_channel(target: str, options: Sequence[tuple[str, int]] = ()) -> grpc.Channel:
+    """A channel with the message size limits; `options` adds channel arguments (e.g. keepalive)."""
     return grpc.insecure_channel(
         target,
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            *options,
         ],
     )
 
@@ -137,11 +139,10 @@ class NodeClient:
         self._stub = node_pb2_grpc.NodeStub(self._channel)
 
     def generate(
-        self, request: common_pb2.GenerationRequest, *, timeout: float | None = None, job_id: str = ""
+        self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
     ) -> GenerateCall:
-        call = self._stub.Generate(
-            node_pb2.NodeGenerateRequest(request=request, job_id=job_id), timeout=timeout
-        )
+        # A standalone run: job_id, attempt and epoch are set only by a coordinator's dispatch.
+        call = self._stub.Generate(node_pb2.NodeGenerateRequest(request=request), timeout=timeout)
         return GenerateCall(call)
 
     def cancel(self, job_id: str = "", *, timeout: float = 10.0) -> bool:

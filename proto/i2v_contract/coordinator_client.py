@@ -10,16 +10,33 @@ retried submit never makes a second job. `generate` uses the Generate stream (su
 the video inlined in the final event); when the stream breaks it re-issues Generate with the same
 request id, which the new leader answers by re-attaching to the existing job: a failover shows up
 as a pause in the progress, not as an error.
+
+A frozen coordinator (SIGSTOPped, hung, behind a dead link) keeps its TCP connection open and says
+nothing, so silence is the signal: the coordinators send a heartbeat on Watch and Generate streams
+after 2 s without news, and a stream that brings nothing for `RetryPolicy.idle_timeout_s` (8 s) is
+cancelled; its target is then suspect for `RetryPolicy.suspect_s` (skipped in the rotation, and a
+standby's leader hint naming it is ignored, since the standby keeps naming a frozen leader until its
+lease expires) and the client re-attaches through the next target, as after UNAVAILABLE. A unary call
+that runs past its deadline (`call_timeout_s`) makes its target suspect the same way. A submit's
+first answer (Submit, or Generate's first event) may take longer by the time its image needs to
+upload at `RetryPolicy.upload_floor_bps` (1 MiB/s), so a slow link is not taken for a frozen peer.
+Channels send gRPC keepalive pings (every 10 s, 5 s to answer): a dead connection fails by itself.
+
+Heartbeats are for liveness only: `watch` and `generate` never pass them to `on_event`, so SDK
+users and the progress bar see only real state, progress and final events.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
@@ -28,7 +45,16 @@ from i2v_contract.client import CallError, checked, open_channel
 from i2v_contract.tiers import tier_name
 from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
+log = logging.getLogger(__name__)
+
 LEADER_ADDR_KEY = "i2v-leader-addr"
+# Pings every 10 s even on a quiet channel, 5 s to answer; the coordinators permit this rate.
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 FINAL_STATES = frozenset(
     {coordinator_pb2.JOB_SUCCEEDED, coordinator_pb2.JOB_FAILED, coordinator_pb2.JOB_CANCELLED}
 )
@@ -45,6 +71,22 @@ class RetryPolicy:
     call_timeout_s: float = 10.0  # one unary attempt
     initial_backoff_s: float = 0.05
     max_backoff_s: float = 1.0
+    idle_timeout_s: float = 8.0  # a stream silent this long (4 missed 2 s heartbeats) is a frozen coordinator
+    suspect_s: float = 15.0  # a silent target is avoided this long (> lease TTL + margin: a successor leads)
+    upload_floor_bps: float = 1024 * 1024  # a submit's image may take this long to send on top of the bounds
+
+    def upload_s(self, request: coordinator_pb2.SubmitRequest) -> float:
+        """Extra time before a submit's first answer: its request uploaded at `upload_floor_bps`."""
+        return request.ByteSize() / self.upload_floor_bps
+
+
+def next_target(targets: Sequence[str], current: int, hint: str, suspects: Collection[str]) -> str:
+    """Where to go after `targets[current]` failed: the leader `hint` unless it names the failed or a
+    suspect target, else the next target in order that is not suspect (the next one if all are)."""
+    if hint and hint != targets[current] and hint not in suspects:
+        return hint
+    ring = [targets[(current + i) % len(targets)] for i in range(1, len(targets) + 1)]
+    return next((t for t in ring if t not in suspects), ring[0])
 
 
 def parse_targets(text: str | Sequence[str]) -> list[str]:
@@ -104,6 +146,43 @@ class _Reconnect:
         return delay
 
 
+class _IdleWatchdog:
+    """Cancels a streaming call that received nothing for `idle_s` seconds of real time.
+
+    Use as a context manager around the iteration and `touch()` on every message; the first message
+    may take `first_extra_s` longer. After a cancel it caused, `fired` is True (the iteration then
+    ends with CANCELLED).
+    """
+
+    def __init__(self, call: Any, idle_s: float, first_extra_s: float = 0.0) -> None:
+        self._call = call
+        self._idle_s = idle_s
+        self._last = time.monotonic() + first_extra_s  # the request may still be on its way
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="i2v-stream-idle", daemon=True)
+        self.fired = False
+
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(max(0.0, self._last + self._idle_s - time.monotonic())):
+            if time.monotonic() - self._last >= self._idle_s:
+                self.fired = True
+                self._call.cancel()
+                return
+
+    def __enter__(self) -> _IdleWatchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
 class CoordinatorClient:
     def __init__(
         self,
@@ -120,6 +199,7 @@ class CoordinatorClient:
         self._current = 0
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, coordinator_pb2_grpc.CoordinatorStub] = {}
+        self._suspect_until: dict[str, float] = {}
 
     @property
     def target(self) -> str:
@@ -129,41 +209,62 @@ class CoordinatorClient:
         target = self.target
         stub = self._stubs.get(target)
         if stub is None:
-            self._channels[target] = open_channel(target)
+            self._channels[target] = open_channel(target, KEEPALIVE_OPTIONS)
             stub = self._stubs[target] = coordinator_pb2_grpc.CoordinatorStub(self._channels[target])
         return stub
 
-    def _failed(self, err: grpc.RpcError, reconnect: _Reconnect, what: str) -> None:
+    def suspects(self) -> set[str]:
+        """Targets that went silent less than `suspect_s` ago."""
+        now = self._clock()
+        return {t for t, until in self._suspect_until.items() if until > now}
+
+    def _suspect(self, target: str, why: str) -> None:
+        log.info("coordinator %s %s; avoiding it for %g s", target, why, self.policy.suspect_s)
+        self._suspect_until[target] = self._clock() + self.policy.suspect_s
+
+    def _answered(self) -> None:
+        self._suspect_until.pop(self.target, None)
+
+    def _failed(
+        self, code: grpc.StatusCode, detail: str, hint: str, reconnect: _Reconnect, what: str
+    ) -> None:
         """Pick the next target after a retryable failure, or raise when the budget is spent."""
-        call: Any = err
-        hint = leader_hint(err)
-        if hint and hint != self.target:
-            if hint not in self.targets:
-                self.targets.append(hint)
-            self._current = self.targets.index(hint)
-        else:
-            hint = ""
-            self._current = (self._current + 1) % len(self.targets)
-        delay = reconnect.next_delay(bool(hint))
+        target = next_target(self.targets, self._current, hint, self.suspects())
+        if target not in self.targets:
+            self.targets.append(target)
+        self._current = self.targets.index(target)
+        delay = reconnect.next_delay(target == hint)
         if reconnect.remaining() < delay:
             raise CallError(
-                call.code(),
+                code,
                 f"{what}: no coordinator answered for {self.policy.reconnect_s:g} s "
-                f"(tried {', '.join(self.targets)}); last error: {call.details() or call.code().name}",
+                f"(tried {', '.join(self.targets)}); last error: {detail}",
             )
         if delay:
             self._sleep(delay)
 
-    def _unary(self, what: str, fn: Callable[[coordinator_pb2_grpc.CoordinatorStub, float], T]) -> T:
+    def _rpc_failed(self, err: grpc.RpcError, reconnect: _Reconnect, what: str) -> None:
+        call: Any = err
+        if call.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            self._suspect(self.target, f"did not answer {what} within its deadline")
+        detail = call.details() or call.code().name
+        self._failed(call.code(), detail, leader_hint(err), reconnect, what)
+
+    def _unary(
+        self, what: str, fn: Callable[[coordinator_pb2_grpc.CoordinatorStub, float], T], extra_s: float = 0.0
+    ) -> T:
         reconnect = _Reconnect(self.policy, self._clock)
         while True:
-            timeout = max(0.05, min(self.policy.call_timeout_s, reconnect.remaining()))
+            timeout = max(0.05, min(self.policy.call_timeout_s + extra_s, reconnect.remaining()))
             try:
-                return fn(self._stub(), timeout)
+                response = fn(self._stub(), timeout)
             except grpc.RpcError as err:
                 if err.code() not in _RETRYABLE:
                     raise CallError.from_rpc(err) from None
-                self._failed(err, reconnect, what)
+                self._rpc_failed(err, reconnect, what)
+                continue
+            self._answered()
+            return response
 
     def _stream(
         self,
@@ -172,34 +273,47 @@ class CoordinatorClient:
         on_event: EventCallback | None,
         deadline: float | None,
         on_pause: PauseCallback | None = None,
+        first_extra_s: float = 0.0,
     ) -> coordinator_pb2.JobEvent:
-        """Follow a job stream to its final event, re-opening it after retryable failures.
-
-        on_pause hears why the stream broke each time it is about to be re-opened.
-        """
+        """Follow a job stream to its final event, re-opening it after retryable failures and after
+        `idle_timeout_s` without any message. Heartbeats keep the stream alive and never reach
+        `on_event`; on_pause hears why the stream broke each time it is about to be re-opened; the
+        first message of each stream may take `first_extra_s` longer (an upload)."""
         reconnect = _Reconnect(self.policy, self._clock)
         while True:
             call: Any = open_stream(self._stub())
             event: coordinator_pb2.JobEvent
             try:
-                for event in call:
-                    reconnect.reset()
-                    if on_event is not None:
-                        on_event(event)
-                    if event.state in FINAL_STATES:
-                        return event
-                    if deadline is not None and self._clock() > deadline:
-                        call.cancel()
-                        raise CallError(
-                            grpc.StatusCode.DEADLINE_EXCEEDED, f"{what}: timed out; the job goes on"
-                        )
+                with _IdleWatchdog(call, self.policy.idle_timeout_s, first_extra_s) as watchdog:
+                    for event in call:
+                        watchdog.touch()
+                        reconnect.reset()
+                        self._answered()
+                        if not event.heartbeat:
+                            if on_event is not None:
+                                on_event(event)
+                            if event.state in FINAL_STATES:
+                                return event
+                        if deadline is not None and self._clock() > deadline:
+                            call.cancel()
+                            raise CallError(
+                                grpc.StatusCode.DEADLINE_EXCEEDED, f"{what}: timed out; the job goes on"
+                            )
+                        watchdog.touch()  # time spent in on_event is not the coordinator's silence
             except grpc.RpcError as err:
-                if err.code() not in _RETRYABLE:
-                    raise CallError.from_rpc(err) from None
                 lost = self.target
-                self._failed(err, reconnect, what)
+                if watchdog.fired:
+                    silence = f"sent nothing for {self.policy.idle_timeout_s:g} s"
+                    self._suspect(lost, f"{silence} on {what}")
+                    self._failed(grpc.StatusCode.UNAVAILABLE, f"{lost} {silence}", "", reconnect, what)
+                    why = silence
+                elif err.code() in _RETRYABLE:
+                    self._rpc_failed(err, reconnect, what)
+                    why = f"answered {err.code().name}"
+                else:
+                    raise CallError.from_rpc(err) from None
                 if on_pause is not None:
-                    on_pause(f"{lost} answered {err.code().name}; re-attaching via {self.target}")
+                    on_pause(f"{lost} {why}; re-attaching via {self.target}")
                 continue
             except BaseException:
                 call.cancel()
@@ -214,7 +328,7 @@ class CoordinatorClient:
     ) -> coordinator_pb2.SubmitResponse:
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
         response: coordinator_pb2.SubmitResponse = self._unary(
-            "submit", lambda stub, timeout: stub.Submit(submit, timeout=timeout)
+            "submit", lambda stub, timeout: stub.Submit(submit, timeout=timeout), self.policy.upload_s(submit)
         )
         return response
 
@@ -226,7 +340,8 @@ class CoordinatorClient:
         timeout: float | None = None,
         on_pause: PauseCallback | None = None,
     ) -> coordinator_pb2.JobEvent:
-        """Follow the job to its end (re-attaching after failovers); returns the final event."""
+        """Follow the job to its end (re-attaching after failovers and silent coordinators); returns
+        the final event. `on_event` hears state, progress and the final event, never heartbeats."""
         deadline = None if timeout is None else self._clock() + timeout
         request = coordinator_pb2.WatchRequest(job_id=job_id)
         return self._stream(f"watch {job_id}", lambda stub: stub.Watch(request), on_event, deadline, on_pause)
@@ -240,11 +355,17 @@ class CoordinatorClient:
         timeout: float | None = None,
         on_pause: PauseCallback | None = None,
     ) -> coordinator_pb2.JobEvent:
-        """Submit and follow to the end; the final event inlines the video when the server can."""
+        """Submit and follow to the end; the final event inlines the video when the server can.
+        As in `watch`, `on_event` never hears heartbeats."""
         deadline = None if timeout is None else self._clock() + timeout
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
         return self._stream(
-            f"job {submit.request_id}", lambda stub: stub.Generate(submit), on_event, deadline, on_pause
+            f"job {submit.request_id}",
+            lambda stub: stub.Generate(submit),
+            on_event,
+            deadline,
+            on_pause,
+            first_extra_s=self.policy.upload_s(submit),
         )
 
     def get(self, job_id: str) -> coordinator_pb2.Job:
@@ -307,6 +428,7 @@ class ProgressLine:
 
     Node progress passes through; queued/assigned states become their stages; a broken stream
     repeats the last progress with a note, so a failover shows as a pause in the bar, not an error.
+    Heartbeats (from a raw stream fed in directly) change nothing: they are not progress.
     """
 
     def __init__(
@@ -325,6 +447,8 @@ class ProgressLine:
             self._on_progress(progress)
 
     def event(self, event: coordinator_pb2.JobEvent) -> None:
+        if event.heartbeat:
+            return
         if event.HasField("progress"):
             self._show(event.progress)
         elif event.state in _STATE_STAGES:
@@ -404,6 +528,11 @@ def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:
         ),
         f"jobs: {status.queued} queued, {status.running} assigned or running",
     ]
+    if status.nodes_cooling or status.nodes_set_aside:
+        lines.append(
+            f"held back: {status.nodes_cooling} cooling down, {status.nodes_set_aside} set aside "
+            "after repeated failures (see the node table)"
+        )
     return "\n".join(lines)
 
 
@@ -452,12 +581,21 @@ def format_jobs(response: coordinator_pb2.ListJobsResponse) -> str:
     return "\n".join(lines)
 
 
+def _node_health(n: coordinator_pb2.NodeInfo) -> str:
+    if n.set_aside:
+        return f"  SET ASIDE after {n.consecutive_failures} failed: {n.health_reason}"
+    if n.cooldown_s > 0:
+        return f"  cooling down {n.cooldown_s:.0f}s after {n.consecutive_failures} failed: {n.health_reason}"
+    return ""
+
+
 def format_nodes(nodes: coordinator_pb2.ListNodesResponse) -> str:
-    """`i2v nodes`: one line per live node."""
+    """`i2v nodes`: one line per live node, with its dispatch health when it is held back."""
     gib = 1024**3
     return "\n".join(
         f"{n.node_id:<16} {n.addr:<22} tier {tier_name(n.tier):<6} free {n.free_bytes / gib:6.1f} / "
         f"{n.total_bytes / gib:6.1f} GiB  {'busy ' + n.job_id if n.busy or n.job_id else 'idle'}  {n.model}"
+        f"{_node_health(n)}"
         for n in nodes.nodes
     )
 

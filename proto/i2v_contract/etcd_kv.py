@@ -29,6 +29,7 @@ from i2v_contract.kv import (
     KeyValue,
     KVUnavailable,
     LeaseLost,
+    Page,
     Put,
     TxnResult,
     WatchEvent,
@@ -152,6 +153,9 @@ def _compare(c: Compare) -> Any:
 def _request_op(op: Put | Delete) -> Any:
     if isinstance(op, Put):
         return rpc.RequestOp(request_put=rpc.PutRequest(key=op.key.encode(), value=op.value, lease=op.lease))
+    if op.prefix:
+        start, end = _prefix_range(op.key)
+        return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=start, range_end=end))
     return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=op.key.encode()))
 
 
@@ -267,6 +271,27 @@ class EtcdKV:
             return [_kv(kv) for kv in resp.kvs], int(resp.header.revision)
 
         return await self._call(f"range {prefix}", attempt, mutating=False)
+
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
+        if limit < 1:
+            raise ValueError(f"range limit must be >= 1, got {limit}")
+        # No sort_order: even an explicit ASCEND by key makes etcd 3.4 read the whole range first.
+        request = rpc.RangeRequest(key=start.encode(), range_end=end.encode(), limit=limit)
+
+        async def attempt(ep: _Endpoint, opts: _Opts) -> Page:
+            resp = await ep.kv.Range(request, **opts)
+            return Page([_kv(kv) for kv in resp.kvs], int(resp.header.revision), bool(resp.more))
+
+        return await self._call(f"range [{start}, {end}) limit {limit}", attempt, mutating=False)
+
+    async def count_range(self, start: str, end: str) -> int:
+        request = rpc.RangeRequest(key=start.encode(), range_end=end.encode(), count_only=True)
+
+        async def attempt(ep: _Endpoint, opts: _Opts) -> int:
+            resp = await ep.kv.Range(request, **opts)
+            return int(resp.count)
+
+        return await self._call(f"count [{start}, {end})", attempt, mutating=False)
 
     async def txn(
         self,

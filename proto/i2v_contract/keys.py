@@ -36,6 +36,10 @@ class Keys:
         return f"{self.prefix}coord/members/"
 
     @property
+    def store(self) -> str:
+        return f"{self.prefix}coord/store"
+
+    @property
     def nodes(self) -> str:
         return f"{self.prefix}nodes/"
 
@@ -51,6 +55,18 @@ class Keys:
     def results(self) -> str:
         return f"{self.prefix}results/"
 
+    @property
+    def history(self) -> str:
+        return f"{self.prefix}history/"
+
+    @property
+    def done(self) -> str:
+        return f"{self.prefix}done/"
+
+    @property
+    def expired(self) -> str:
+        return f"{self.prefix}expired/"
+
     def member(self, member_id: str) -> str:
         return self.members + _segment("member id", member_id)
 
@@ -65,6 +81,30 @@ class Keys:
 
     def result(self, job_id: str, attempt: int) -> str:
         return f"{self.results}{_segment('job id', job_id)}/{_attempt(attempt)}"
+
+    def claims_of(self, job_id: str) -> str:
+        """The prefix of every claim of one job (deleted as a range when the job finishes)."""
+        return f"{self.claims}{_segment('job id', job_id)}/"
+
+    def results_of(self, job_id: str) -> str:
+        return f"{self.results}{_segment('job id', job_id)}/"
+
+    def history_entry(self, finished_at: float, job_id: str) -> str:
+        """history/{finished_us:016d}-{id}: key order is finish order (newest-first, oldest-first reads)."""
+        return f"{self.history}{max(0, round(finished_at * 1e6)):016d}-{_segment('job id', job_id)}"
+
+    def history_of(self, key: str) -> tuple[float, str]:
+        """(finished_at, job id) of a history/ key."""
+        stamp, sep, job_id = self.id_of(key, self.history).partition("-")
+        if not sep or not job_id or len(stamp) != 16 or not stamp.isdigit():
+            raise ValueError(f"key {key!r} is not {self.history}<16-digit finish us>-<job id>")
+        return int(stamp) / 1e6, job_id
+
+    def done_of(self, job_id: str) -> str:
+        return self.done + _segment("job id", job_id)
+
+    def expired_of(self, job_id: str) -> str:
+        return self.expired + _segment("job id", job_id)
 
     def id_of(self, key: str, collection: str) -> str:
         """The id in `key` under `collection` (one of the prefix properties, e.g. keys.nodes)."""
@@ -164,6 +204,14 @@ class LeaderRecord(_Record):
 
 
 @dataclass(frozen=True)
+class StoreRecord(_Record):
+    """coord/store, written once (create-if-absent) by the first coordinator; no lease."""
+
+    id: str  # the random id held in the artifact store itself (store_identity.STORE_ID_NAME)
+    uri: str  # the store's root URL as that coordinator saw it, for error messages
+
+
+@dataclass(frozen=True)
 class MemberRecord(_Record):
     """coord/members/{id}, on the member's lease."""
 
@@ -231,3 +279,20 @@ class ResultRecord(_Record):
     seed: int = 0
     degradations: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)  # dtype, library versions, model, tier
+
+
+@dataclass(frozen=True)
+class DoneRecord(_Record):
+    """done/{job_id}: where a finished job's record lives under history/."""
+
+    key: str
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class ExpiredRecord(_Record):
+    """expired/{job_id}, on a lease as long as the tombstone window: retention removed the job."""
+
+    finished_at: float
+    expired_at: float
+    reason: str  # e.g. "kept 7d" or "kept the newest 100000 finished jobs"

@@ -23,6 +23,7 @@ from i2v_contract.kv import (
     KeyValue,
     KVUnavailable,
     LeaseLost,
+    Page,
     Put,
     TxnResult,
     WatchEvent,
@@ -83,8 +84,8 @@ class MemoryKV:
         events: list[WatchEvent] = []
         rev = self._revision + 1
         for op in ops:
-            old = self._data.get(op.key)
             if isinstance(op, Put):
+                old = self._data.get(op.key)
                 if old is not None and old.lease and old.lease in self._leases:
                     self._leases[old.lease].keys.discard(op.key)
                 kv = KeyValue(
@@ -99,11 +100,13 @@ class MemoryKV:
                 if op.lease:
                     self._leases[op.lease].keys.add(op.key)
                 events.append(WatchEvent("put", kv))
-            elif old is not None:
-                del self._data[op.key]
-                if old.lease in self._leases:
-                    self._leases[old.lease].keys.discard(op.key)
-                events.append(WatchEvent("delete", KeyValue(op.key, b"", 0, rev, 0, 0)))
+            else:
+                hit = sorted(k for k in self._data if op.covers(k)) if op.prefix else [op.key]
+                for key in (k for k in hit if k in self._data):
+                    gone = self._data.pop(key)
+                    if gone.lease in self._leases:
+                        self._leases[gone.lease].keys.discard(key)
+                    events.append(WatchEvent("delete", KeyValue(key, b"", 0, rev, 0, 0)))
         if events:
             self._revision = rev
             self._history.extend((rev, ev) for ev in events)
@@ -113,7 +116,9 @@ class MemoryKV:
 
     def _check_ops(self, ops: Sequence[Put | Delete]) -> None:
         keys = [op.key for op in ops]
-        if len(set(keys)) != len(keys):
+        ranges = [op for op in ops if isinstance(op, Delete) and op.prefix]
+        overlap = any(r.covers(op.key) for r in ranges for op in ops if isinstance(op, Put))
+        if len(set(keys)) != len(keys) or overlap:
             raise ValueError(f"txn writes a key more than once: {keys}; etcd rejects duplicate keys")
         for op in ops:
             if isinstance(op, Put) and op.lease and op.lease not in self._leases:
@@ -136,6 +141,17 @@ class MemoryKV:
         self._enter()
         items = [kv for key, kv in sorted(self._data.items()) if key.startswith(prefix)]
         return items, self._revision
+
+    async def range_page(self, start: str, end: str, limit: int) -> Page:
+        self._enter()
+        if limit < 1:
+            raise ValueError(f"range limit must be >= 1, got {limit}")
+        items = [kv for key, kv in sorted(self._data.items()) if start <= key < end]
+        return Page(items[:limit], self._revision, len(items) > limit)
+
+    async def count_range(self, start: str, end: str) -> int:
+        self._enter()
+        return sum(1 for key in self._data if start <= key < end)
 
     async def txn(
         self,

@@ -129,6 +129,7 @@ class JobWrite:
     at: float
     view: JobView
     leader_epoch: int  # create revision of the leader key when it committed; 0 = no leader key
+    finished: bool = False  # the put was under history/ (the finalising txn), not jobs/
 
 
 @dataclass(frozen=True)
@@ -172,15 +173,18 @@ class History:
     jobs: dict[str, list[JobWrite]] = field(default_factory=dict)
     claims: list[ClaimWrite] = field(default_factory=list)
     results: list[ResultWrite] = field(default_factory=list)
-    result_deletes: list[str] = field(default_factory=list)
+    result_deletes: list[tuple[int, str]] = field(default_factory=list)  # (revision, key)
+    done: dict[str, list[int]] = field(default_factory=dict)  # job id -> revisions of its done/ puts
     terms: list[LeaderTerm] = field(default_factory=list)
     leader_overwrites: list[str] = field(default_factory=list)
     nodes: list[NodeWrite] = field(default_factory=list)
     markers: dict[str, int] = field(default_factory=dict)
+    keys: Keys = field(default_factory=Keys)
 
     @classmethod
     def replay(cls, seen: Iterable[Seen], keys: Keys) -> History:
-        h = cls()
+        """Finished jobs' last write is the history/ put of the finalising txn (the same job codec)."""
+        h = cls(keys=keys)
         epoch = 0
         for item in seen:
             ev, kv = item.event, item.event.kv
@@ -194,9 +198,12 @@ class History:
                         )
                     epoch = kv.create_revision
                     h.terms.append(LeaderTerm(epoch, LeaderRecord.from_json(kv.value).id, item.at))
-            elif kv.key.startswith(keys.jobs) and ev.kind == "put":
-                write = JobWrite(kv.mod_revision, item.at, decode_job(kv).view, epoch)
+            elif kv.key.startswith((keys.jobs, keys.history)) and ev.kind == "put":
+                finished = kv.key.startswith(keys.history)
+                write = JobWrite(kv.mod_revision, item.at, decode_job(kv).view, epoch, finished)
                 h.jobs.setdefault(write.view.job_id, []).append(write)
+            elif kv.key.startswith(keys.done) and ev.kind == "put":
+                h.done.setdefault(keys.id_of(kv.key, keys.done), []).append(kv.mod_revision)
             elif kv.key.startswith(keys.claims) and ev.kind == "put":
                 job_id, attempt = keys.job_attempt_of(kv.key, keys.claims)
                 claim = ClaimRecord.from_json(kv.value)
@@ -205,7 +212,7 @@ class History:
                 )
             elif kv.key.startswith(keys.results):
                 if ev.kind == "delete":
-                    h.result_deletes.append(kv.key)
+                    h.result_deletes.append((kv.mod_revision, kv.key))
                     continue
                 job_id, attempt = keys.job_attempt_of(kv.key, keys.results)
                 record = ResultRecord.from_json(kv.value)
@@ -241,7 +248,15 @@ class History:
                 bad.append(f"{where}: overwritten (version {claim.version})")
             if claim.record.epoch != claim.leader_epoch:
                 bad.append(f"{where}: made for epoch {claim.record.epoch} while {claim.leader_epoch} led")
-        bad += [f"result {key} deleted" for key in self.result_deletes]
+        # Results go only with the finalising txn of their job (same revision as its history/ put).
+        finalised = {(w.view.job_id, w.revision) for ws in self.jobs.values() for w in ws if w.finished}
+        for revision, key in self.result_deletes:
+            job_id, _ = self.keys.job_attempt_of(key, self.keys.results)
+            if (job_id, revision) not in finalised:
+                bad.append(f"result {key} deleted at revision {revision} outside its job's finalisation")
+        for job_id, revision in sorted(finalised):
+            if revision not in self.done.get(job_id, []):
+                bad.append(f"{job_id}: finished at revision {revision} without its done/ pointer")
         by_job: dict[str, list[ResultWrite]] = {}
         for result in self.results:
             if result.version != 1:
@@ -299,6 +314,10 @@ def _job_violations(job_id: str, writes: list[JobWrite], want: int) -> list[str]
     finals = [w for w in writes if w.view.state in FINAL_STATES]
     if len(finals) > 1 or (finals and finals[0] is not writes[-1]):
         bad.append(f"{job_id}: {len(finals)} final writes, the first at revision {finals[0].revision}")
+    for w in writes:
+        if w.finished != (w.view.state in FINAL_STATES):
+            where = "history/" if w.finished else "jobs/"
+            bad.append(f"{job_id}: {state_name(w.view.state)} written under {where} at revision {w.revision}")
     for w in writes:
         if not w.leader_epoch:
             bad.append(f"{job_id}: written at revision {w.revision} while no leader key existed")

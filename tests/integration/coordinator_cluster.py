@@ -24,6 +24,7 @@ from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
+from i2v_coordinator.main import KEEPALIVE_SERVER_OPTIONS
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.servicer import CoordinatorServicer
@@ -50,6 +51,7 @@ class InProcessCoordinator:
             options=[
                 ("grpc.max_send_message_length", 80 * MIB),
                 ("grpc.max_receive_message_length", 32 * MIB),
+                *KEEPALIVE_SERVER_OPTIONS,
             ]
         )
         port = self.server.add_insecure_port("127.0.0.1:0")

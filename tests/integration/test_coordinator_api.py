@@ -7,7 +7,9 @@ synchronous CoordinatorClient is driven from a worker thread so the servers keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +18,11 @@ import grpc
 import pytest
 
 from i2v_contract.client import CallError, build_request
-from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, final_result
-from i2v_contract.keys import Keys, ResultRecord
+from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, RetryPolicy, final_result
+from i2v_contract.keys import Keys
+from i2v_contract.kv import count_prefix
 from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from i2v_coordinator.jobstore import JobRecord, JobStore
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
 from tests.media import png
@@ -53,6 +57,12 @@ class Cluster:
     @property
     def leader(self) -> InProcessCoordinator:
         return next(c for c in self.coordinators if c.leadership.epoch is not None)
+
+    async def finished(self, job_id: str) -> JobRecord:
+        """The job's history/ record (with its accepted result), found through done/{id}."""
+        record = await JobStore(self.coordinators[0].kv, self.keys).fetch(job_id)
+        assert record is not None and record.view.final, f"{job_id} is not finished"
+        return record
 
     @property
     def standby(self) -> InProcessCoordinator:
@@ -94,9 +104,9 @@ async def test_generate_runs_on_the_node_and_returns_the_video_once(cluster: Clu
     assert states[0] == coordinator_pb2.JOB_QUEUED and coordinator_pb2.JOB_ASSIGNED in states
     steps = [e.progress.step for e in events if e.progress.stage == common_pb2.STAGE_DENOISE]
     assert steps and max(steps) == 2
-    results, _ = await cluster.leader.kv.range_prefix(cluster.keys.results)
-    assert [kv.key for kv in results] == [cluster.keys.result("gen-1", 1)]
-    assert ResultRecord.from_json(results[0].value).status == "OK"
+    finished = await cluster.finished("gen-1")
+    assert finished.result is not None and finished.result.sha256 == result.sha256
+    assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)
     with cluster.client() as client:
         job = await asyncio.to_thread(client.get, "gen-1")
     assert job.state == coordinator_pb2.JOB_SUCCEEDED and job.result.artifact_uri == result.artifact_uri
@@ -111,12 +121,16 @@ async def test_submit_is_idempotent_on_request_id(cluster: Cluster) -> None:
         with pytest.raises(CallError) as conflict:
             await asyncio.to_thread(client.submit, tiny_request(prompt="other"), request_id="idem-1")
         final = await asyncio.to_thread(client.watch, "idem-1")
+        finished = await asyncio.to_thread(client.submit, tiny_request(), request_id="idem-1")
     assert first.created and not again.created and first.job_id == again.job_id == "idem-1"
+    # Resent after it finished: the same (finished) job, not a second run.
+    assert not finished.created and finished.state == coordinator_pb2.JOB_SUCCEEDED
     assert conflict.value.code == grpc.StatusCode.ALREADY_EXISTS
     assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.artifact_uri
     assert not final.result.video  # Watch names the artifact; only Generate inlines it
     jobs_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.jobs)
-    assert [kv.key for kv in jobs_kvs] == [cluster.keys.job("idem-1")]
+    done_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.done)
+    assert jobs_kvs == [] and [kv.key for kv in done_kvs] == [cluster.keys.done_of("idem-1")]
 
 
 @pytest.mark.parametrize(
@@ -162,12 +176,18 @@ async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:
         final = await asyncio.to_thread(client.watch, "cancel-1")
     assert cancelled.state == coordinator_pb2.JOB_CANCELLED == final.state
     assert final.error_code == grpc.StatusCode.CANCELLED.value[0]
-    for _ in range(200):  # the node stops within a step and records the attempt as cancelled
-        record = await cluster.leader.kv.get(cluster.keys.result("cancel-1", 1))
-        if record is not None and cluster.node.server.servicer.job is None:
+    for _ in range(200):  # the node stops within a step
+        if cluster.node.server.servicer.job is None:
             break
         await asyncio.sleep(0.05)
-    assert record is not None and ResultRecord.from_json(record.value).status == "CANCELLED"
+    assert cluster.node.server.servicer.job is None
+    # The cancel finished the job: its claim went with the open record, in the same txn.
+    assert await cluster.leader.kv.get(cluster.keys.claim("cancel-1", 1)) is None
+    assert await cluster.leader.kv.get(cluster.keys.job("cancel-1")) is None
+    finished = await cluster.finished("cancel-1")
+    assert finished.view.state == coordinator_pb2.JOB_CANCELLED
+    # ... and the node, whose claim went, wrote no result for the attempt.
+    assert await count_prefix(cluster.leader.kv, cluster.keys.results_of("cancel-1")) == 0
 
 
 async def test_cluster_views_from_any_coordinator(cluster: Cluster) -> None:
@@ -197,5 +217,43 @@ async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
         cluster.coordinators.remove(old)
         final = await asyncio.wait_for(task, 120)
     assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video
-    results, _ = await cluster.coordinators[0].kv.range_prefix(cluster.keys.results)
-    assert [kv.key for kv in results] == [cluster.keys.result("ho-1", 1)]  # ran once
+    finished = await cluster.finished("ho-1")
+    assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
+
+
+@contextlib.asynccontextmanager
+async def frozen_listener() -> AsyncIterator[str]:
+    """An address that accepts TCP connections and never answers: a frozen coordinator's port."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+        await server.wait_closed()
+
+
+async def test_a_frozen_first_target_is_left_within_the_deadline_and_the_idle_bound(cluster: Cluster) -> None:
+    policy = RetryPolicy(call_timeout_s=1.0, idle_timeout_s=1.5)
+    async with frozen_listener() as frozen:
+        with CoordinatorClient([frozen, cluster.leader.addr], policy=policy) as client:
+            started = time.monotonic()
+            submitted = await asyncio.to_thread(client.submit, tiny_request(), request_id="frozen-1")
+            unary_s = time.monotonic() - started
+            unary_suspects = client.suspects()
+        with CoordinatorClient([frozen, cluster.leader.addr], policy=policy) as client:
+            started = time.monotonic()
+            final = await asyncio.to_thread(client.watch, "frozen-1")
+            watch_s = time.monotonic() - started
+            watch_suspects = client.suspects()
+    print(f"frozen first target: unary call took {unary_s:.2f} s, watch {watch_s:.2f} s")
+    assert submitted.job_id == "frozen-1" and unary_suspects == {frozen}
+    assert policy.call_timeout_s <= unary_s < policy.call_timeout_s + 2.0
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and watch_suspects == {frozen}
+    assert policy.idle_timeout_s <= watch_s < policy.idle_timeout_s + 5.0

@@ -13,7 +13,18 @@ from typing import cast
 import pytest
 
 from i2v_contract.etcd_kv import EtcdKV
-from i2v_contract.kv import Compacted, Compare, Delete, KVUnavailable, LeaseLost, Put, WatchEvent
+from i2v_contract.kv import (
+    Compacted,
+    Compare,
+    Delete,
+    KVUnavailable,
+    LeaseLost,
+    Put,
+    WatchEvent,
+    count_prefix,
+    prefix_end,
+    range_pages,
+)
 from i2v_contract.memory_kv import ManualClock, MemoryKV
 from tests.etcd_cluster import EtcdCluster
 
@@ -97,6 +108,74 @@ async def test_range_prefix_sorted_with_header_revision(backend: Backend) -> Non
     assert [i.key for i in items] == [p + "a", p + "b", p + "c", p + "sub/x"]
     assert revision == last + 1  # the header is the store revision, including the outside write
     assert await kv.range_prefix(p + "nothing/") == ([], revision)
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected", "more"),
+    [
+        (1, ["a"], True),
+        (2, ["a", "b"], True),
+        (4, ["a", "b", "c", "d"], False),
+        (9, ["a", "b", "c", "d"], False),
+    ],
+)
+async def test_range_page_limit_and_order(
+    backend: Backend, limit: int, expected: list[str], more: bool
+) -> None:
+    kv, p = backend.kv, backend.prefix
+    for name in ("c", "a", "d", "b"):
+        await kv.put(p + name, name.encode())
+    last = await kv.put(p[:-1] + "-outside", b"no")
+    page = await kv.range_page(p, prefix_end(p), limit)
+    assert [i.key.removeprefix(p) for i in page.items] == expected
+    assert (page.more, page.revision) == (more, last)
+
+
+async def test_range_page_bounds_and_pages_walk_everything_once(backend: Backend) -> None:
+    kv, p = backend.kv, backend.prefix
+    names = [f"k{i:03d}" for i in range(7)]
+    for name in names:
+        await kv.put(p + name, b"v")
+    # The start is inclusive, the end exclusive.
+    window = await kv.range_page(p + "k001", p + "k004", 10)
+    assert [i.key.removeprefix(p) for i in window.items] == ["k001", "k002", "k003"]
+    assert not window.more
+    assert await kv.count_range(p + "k001", p + "k004") == 3
+    pages = [page async for page in range_pages(kv, p, 3)]
+    assert [len(page.items) for page in pages] == [3, 3, 1]
+    assert [i.key.removeprefix(p) for page in pages for i in page.items] == names
+    assert await count_prefix(kv, p) == 7
+    assert await count_prefix(kv, p + "nothing/") == 0
+
+
+async def test_txn_prefix_delete_removes_only_that_prefix(backend: Backend) -> None:
+    kv, p = backend.kv, backend.prefix
+    for key in ("claims/j1/1", "claims/j1/2", "claims/j10/1", "jobs/j1"):
+        await kv.put(p + key, b"v")
+    start = await kv.put(p + "results/j1/2", b"r")
+    events = kv.watch_prefix(p, start + 1)
+    done = await kv.txn(
+        [Compare(p + "jobs/j1", "create", ">", 0)],
+        [
+            Delete(p + "jobs/j1"),
+            Delete(p + "claims/j1/", prefix=True),
+            Delete(p + "results/j1/", prefix=True),
+        ],
+    )
+    assert done.succeeded and done.revision == start + 1
+    items, _ = await kv.range_prefix(p)
+    assert [i.key.removeprefix(p) for i in items] == ["claims/j10/1"]
+    got = await take(events, 4)
+    assert {e.kv.key.removeprefix(p) for e in got} == {
+        "jobs/j1",
+        "claims/j1/1",
+        "claims/j1/2",
+        "results/j1/2",
+    }
+    assert {(e.kind, e.kv.mod_revision) for e in got} == {("delete", done.revision)}
+    # A prefix delete of nothing succeeds and writes nothing.
+    again = await kv.txn([], [Delete(p + "claims/j1/", prefix=True)])
+    assert again.succeeded and again.revision == done.revision
 
 
 async def test_create_if_absent(backend: Backend) -> None:

@@ -16,7 +16,7 @@ import pytest
 from i2v_contract.artifacts import FileStore
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
-from i2v_contract.kv import KV, KVUnavailable
+from i2v_contract.kv import KV, Compare, KVUnavailable
 from i2v_contract.v1 import common_pb2, node_pb2
 from i2v_node.membership import ClusterHooks, DuplicateNode, Membership, NodeInfo, NodeState
 from i2v_node.servicer import JobRejected, JobReport
@@ -164,13 +164,13 @@ async def test_fenced_claim_and_write_once_result(env: Env) -> None:
     hooks, rival = ClusterHooks(m, env.store), ClusterHooks(other, env.store)
     req = await dispatch(env, "j1")
 
-    await hooks.before_run("j1", req)
+    await hooks.before_run("j1", req, lambda why: None)
     claim = await env.kv.get(env.keys.claim("j1", 1))
     assert claim is not None and claim.lease == m.lease_id
     assert ClaimRecord.from_json(claim.value) == ClaimRecord(node_id="n1", epoch=req.epoch)
 
     with pytest.raises(JobRejected) as second:
-        await rival.before_run("j1", req)
+        await rival.before_run("j1", req, lambda why: None)
     assert second.value.code == grpc.StatusCode.FAILED_PRECONDITION
 
     result = common_pb2.Result(artifact_uri="file:///out.mp4", sha256="00", profile="fast", peak_bytes=7)
@@ -179,7 +179,8 @@ async def test_fenced_claim_and_write_once_result(env: Env) -> None:
     assert stored is not None and stored.lease == 0
     record = ResultRecord.from_json(stored.value)
     assert (record.status, record.artifact_uri, record.profile_used) == ("OK", "file:///out.mp4", "fast")
-    assert await hooks.write_result("j1", 1, ResultRecord("INTERNAL", "", "", "", {}, 0))
+    guard = Compare(claim.key, "create", "==", claim.create_revision)
+    assert await hooks.write_result("j1", 1, ResultRecord("INTERNAL", "", "", "", {}, 0), guard)
     again = await env.kv.get(env.keys.result("j1", 1))
     assert again is not None and again.mod_revision == stored.mod_revision
 
@@ -196,7 +197,34 @@ async def test_stale_dispatch_is_refused(env: Env, case: str) -> None:
     else:
         await env.kv.put(env.keys.job(req.job_id), b'{"requeued":true}')
     with pytest.raises(JobRejected) as err:
-        await ClusterHooks(m, env.store).before_run(req.job_id, req)
+        await ClusterHooks(m, env.store).before_run(req.job_id, req, lambda why: None)
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert err.value.message.startswith(f"stale dispatch: job {req.job_id} attempt 1 epoch {req.epoch}")
     assert await env.kv.get(env.keys.claim(req.job_id, 1)) is None
+
+
+@pytest.mark.parametrize("how", ["claim_deleted", "lease_revoked"])
+async def test_running_job_is_stopped_when_its_claim_goes(env: Env, how: str) -> None:
+    m = await env.node()
+    hooks = ClusterHooks(m, env.store)
+    req = await dispatch(env, f"j-{how}")
+    stopped = asyncio.Event()
+    why: list[str] = []
+
+    def stop(reason: str) -> None:
+        why.append(reason)
+        stopped.set()
+
+    await hooks.before_run(req.job_id, req, stop)
+    await asyncio.sleep(0.2)
+    assert not stopped.is_set()
+    if how == "claim_deleted":
+        await env.kv.delete(env.keys.claim(req.job_id, 1))
+    else:
+        await env.kv.revoke_lease(m.lease_id)
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert len(why) == 1
+    result = common_pb2.Result(artifact_uri="file:///out.mp4", sha256="00", profile="fast")
+    await hooks.after_run(JobReport(req.job_id, req, grpc.StatusCode.OK, "", result))
+    await hooks.drain()
+    assert await env.kv.get(env.keys.result(req.job_id, 1)) is None

@@ -1,8 +1,10 @@
-"""A real `i2v-node --model tiny --etcd ...` in a real etcd: registration, the fenced claim, results.
+"""A real `i2v-node --model tiny --etcd ...` in a real etcd: store agreement, registration, the
+fenced claim, results, and jobs that stop when their claim or lease goes.
 
-The test plays the coordinator by hand: it writes the leader key and an ASSIGNED job record the
-way the leader does (keys.py records, fenced txns), then calls Node.Generate with the dispatch
-fields, and reads claims/ and results/ back from etcd.
+The test plays the coordinator by hand: it publishes the artifact store identity (after the node
+started, as when nodes come up before any coordinator), writes the leader key and an ASSIGNED job
+record the way the leader does (keys.py records, fenced txns), then calls Node.Generate with the
+dispatch fields, and reads claims/ and results/ back from etcd.
 """
 
 from __future__ import annotations
@@ -22,10 +24,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from i2v_contract.artifacts import FileStore
 from i2v_contract.etcd_kv import EtcdKV
-from i2v_contract.keys import ClaimRecord, JobRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
+from i2v_contract.keys import (
+    ClaimRecord,
+    JobRecord,
+    Keys,
+    LeaderRecord,
+    NodeRecord,
+    ResultRecord,
+    StoreRecord,
+)
 from i2v_contract.kv import Compare, KeyValue, Put
 from i2v_contract.memory import ArchSpec
+from i2v_contract.store_identity import publish
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
+from tests.chaos.coordinator_procs import CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import NodeProcess
 from tests.media import decode, png
@@ -78,11 +90,41 @@ def site(etcd: EtcdCluster, cache_dir: Path, tmp_path_factory: pytest.TempPathFa
     site = Site(keys, root / "store", vram, ",".join(etcd.endpoints))
     node = start_node(cache_dir, root / "logs", site, NODE_ID, "--simulate-free-vram-file", str(vram))
     try:
+        # No coordinator yet: the node waits for the store identity and registers only after it.
+        wait_for_log(node, "waiting for a coordinator to publish the artifact store identity")
+        assert asyncio.run(get_key(site, keys.node(NODE_ID))) is None
+        asyncio.run(publish_store(site))
         node.wait_serving()
+        asyncio.run(eventually("node registered", partial(get_key, site, keys.node(NODE_ID))))
         site.node = node
         yield site
     finally:
         node.stop()
+
+
+def wait_for_log(node: NodeProcess, text: str, within: float = WAIT_S) -> None:
+    deadline = time.monotonic() + within
+    while text not in node.log():
+        assert node.proc.poll() is None, f"node exited with {node.proc.returncode}:\n{node.log()}"
+        assert time.monotonic() < deadline, f"{text!r} not logged within {within} s:\n{node.log()}"
+        time.sleep(0.1)
+
+
+async def get_key(site: Site, key: str) -> KeyValue | None:
+    kv = EtcdKV(site.endpoints.split(","))
+    try:
+        return await kv.get(key)
+    finally:
+        await kv.close()
+
+
+async def publish_store(site: Site) -> None:
+    """What the first coordinator does at start: the store's id into the store and coord/store."""
+    kv = EtcdKV(site.endpoints.split(","))
+    try:
+        await publish(kv, site.keys, FileStore(site.store_dir), str(site.store_dir))
+    finally:
+        await kv.close()
 
 
 @dataclass
@@ -238,6 +280,42 @@ async def test_duplicate_node_id_exits_2(coord: Coordinator, cache_dir: Path, tm
     assert kv is not None and NodeRecord.from_json(kv.value).addr == site.main.address
 
 
+async def test_node_with_another_artifact_store_exits_2_without_registering(
+    coord: Coordinator, cache_dir: Path, tmp_path: Path
+) -> None:
+    site = coord.site
+    args = [
+        "--etcd",
+        site.endpoints,
+        "--artifacts",
+        str(tmp_path / "elsewhere"),
+        "--prefix",
+        site.keys.prefix,
+    ]
+    node = NodeProcess(cache_dir, tmp_path / "n-elsewhere.log", *args, node_id="n-elsewhere")
+    try:
+        assert await asyncio.to_thread(node.proc.wait, 60) == 2
+    finally:
+        node.stop()
+    published = StoreRecord.from_json((await coord.kv.get(coord.keys.store)).value)  # type: ignore[union-attr]
+    assert (
+        f"artifact store mismatch: --artifacts {tmp_path / 'elsewhere'} holds no store id but the cluster's "
+        f"coordinators use {published.id} at URI {published.uri}; give this process the same store"
+    ) in node.log()
+    assert await coord.node_key("n-elsewhere") is None
+
+
+async def test_coordinator_with_another_artifact_store_exits_2(coord: Coordinator, tmp_path: Path) -> None:
+    site = coord.site
+    proc = CoordinatorProcess(site.endpoints.split(","), tmp_path, "c-elsewhere", prefix=site.keys.prefix)
+    try:
+        assert await asyncio.to_thread(proc.proc.wait, 60) == 2
+    finally:
+        proc.stop()
+    assert f"artifact store mismatch: --artifacts {tmp_path / 'artifacts'} holds no store id" in proc.log()
+    assert await coord.kv.get(coord.keys.member("c-elsewhere")) is None
+
+
 # --- dispatch ----------------------------------------------------------------------------------
 
 
@@ -309,6 +387,50 @@ async def test_cancel_rpc_records_cancelled(coord: Coordinator) -> None:
     record = ResultRecord.from_json((await coord.result(req.job_id)).value)
     assert record.status == "CANCELLED" and req.job_id in record.message
     await wait_idle(coord)
+
+
+async def progress_until_error(call: Any) -> tuple[list[int], grpc.aio.AioRpcError]:
+    """The denoise steps the stream still reports, and the status it ends with."""
+    steps: list[int] = []
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        async for event in call:
+            if event.HasField("progress") and event.progress.stage == common_pb2.STAGE_DENOISE:
+                steps.append(event.progress.step)
+    return steps, ended.value
+
+
+async def test_deleted_claim_stops_the_job_within_a_step_and_no_result_appears(coord: Coordinator) -> None:
+    req = await coord.dispatch(steps=LONG_STEPS)
+    call = coord.stub.Generate(req, timeout=WAIT_S)
+    await first_denoise_step(call)
+    await coord.kv.delete(coord.keys.claim(req.job_id, 1))  # the leader finalised or cancelled the job
+    steps, ended = await progress_until_error(call)
+    assert ended.code() == grpc.StatusCode.UNAVAILABLE, ended.details()
+    assert "deleted" in (ended.details() or "") and "no result written" in (ended.details() or "")
+    assert len(steps) <= 3, f"ran on for steps {steps} after its claim was deleted"
+    await wait_idle(coord)
+    assert await coord.kv.get(coord.keys.result(req.job_id, 1)) is None
+    assert "claim gone: result not written (job re-run elsewhere or cancelled)" in coord.site.main.log()
+
+
+async def test_revoked_lease_stops_the_job_and_the_node_re_registers(coord: Coordinator) -> None:
+    req = await coord.dispatch(steps=LONG_STEPS)
+    call = coord.stub.Generate(req, timeout=WAIT_S)
+    await first_denoise_step(call)
+    before = await coord.node_key()
+    assert before is not None
+    await coord.kv.revoke_lease(before.lease)  # e.g. the node was cut off long enough to expire
+    steps, ended = await progress_until_error(call)
+    assert ended.code() == grpc.StatusCode.UNAVAILABLE, ended.details()
+    assert len(steps) <= 3, f"ran on for steps {steps} after its lease was revoked"
+    await wait_idle(coord)
+    assert await coord.kv.get(coord.keys.result(req.job_id, 1)) is None
+
+    async def re_registered() -> KeyValue | None:
+        kv = await coord.node_key()
+        return kv if kv is not None and kv.lease != before.lease else None
+
+    await eventually("re-registered on a new lease", re_registered, 20)
 
 
 # --- leaving -----------------------------------------------------------------------------------

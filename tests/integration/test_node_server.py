@@ -59,7 +59,10 @@ def request(job_id: str = "", **overrides: Any) -> node_pb2.NodeGenerateRequest:
         "seed": 3,
     }
     fields.update(overrides)
-    return node_pb2.NodeGenerateRequest(request=common_pb2.GenerationRequest(**fields), job_id=job_id)
+    attempt = 1 if job_id else 0  # a job id comes with its attempt, as a coordinator sends it
+    return node_pb2.NodeGenerateRequest(
+        request=common_pb2.GenerationRequest(**fields), job_id=job_id, attempt=attempt
+    )
 
 
 def stub(node: NodeProcess) -> node_pb2_grpc.NodeStub:
@@ -72,7 +75,7 @@ def run(node: NodeProcess, req: node_pb2.NodeGenerateRequest, timeout: float = 1
     for event in stub(node).Generate(req, timeout=timeout):
         if event.HasField("progress"):
             progress.append(event.progress)
-        else:
+        elif event.HasField("result"):  # a heartbeat is neither
             result = event.result
     assert result is not None
     return progress, result

@@ -1,6 +1,6 @@
 import pytest
 
-from i2v_contract.artifacts import ArtifactError, FileStore, FsspecStore, open_store
+from i2v_contract.artifacts import ArtifactError, ArtifactMissing, FileStore, FsspecStore, open_store
 
 
 @pytest.mark.parametrize("location_kind", ["path", "file_url"])
@@ -49,3 +49,33 @@ def test_fsspec_seam_with_memory_filesystem():
 def test_unknown_scheme_is_reported():
     with pytest.raises(ArtifactError, match="not usable here"):
         open_store("nosuchscheme-xyz://bucket")
+
+
+@pytest.mark.parametrize("location", ["dir", "memory://i2v-test-delete"])
+def test_delete_removes_and_a_missing_artifact_is_not_an_error(tmp_path, location):
+    store = open_store(str(tmp_path) if location == "dir" else location)
+    video = store.put("jobs/j1/attempt-1.mp4", b"video")
+    image = store.put("jobs/j1/input.png", b"image")
+    store.delete(video)
+    with pytest.raises(ArtifactError):
+        store.get(video)
+    assert store.get(image) == b"image"
+    store.delete(video)  # already gone
+    store.delete(image)
+    if location == "dir":
+        assert not (tmp_path / "jobs" / "j1").exists()  # the job's folder went with its last file
+        assert (tmp_path / "jobs").is_dir()
+    with pytest.raises(ArtifactError, match="not in this store"):
+        store.delete("memory://elsewhere/x" if location == "dir" else "file:///etc/passwd")
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_create_writes_only_when_absent_and_missing_is_its_own_error(tmp_path, kind):
+    store = FileStore(tmp_path) if kind == "file" else open_store(f"memory://i2v-create-{tmp_path.name}")
+    with pytest.raises(ArtifactMissing):
+        store.get(store.uri_for("cluster/store-id"))
+    assert store.create("cluster/store-id", b"first")
+    assert not store.create("cluster/store-id", b"second")
+    assert store.get(store.uri_for("cluster/store-id")) == b"first"
+    if kind == "file":
+        assert not [p for p in (tmp_path / "cluster").iterdir() if p.name.startswith(".tmp-")]

@@ -415,13 +415,16 @@ class _FakeCoordinator:
 
     def cluster_status(self) -> coordinator_pb2.ClusterStatusResponse:
         status = coordinator_pb2.ClusterStatusResponse(
-            leader_id="c1", leader_addr="h:1", epoch=9, answered_by="c2"
+            leader_id="c1", leader_addr="h:1", epoch=9, answered_by="c2", nodes_set_aside=1
         )
         return self._answer("status", None, status)  # type: ignore[return-value]
 
     def list_nodes(self) -> coordinator_pb2.ListNodesResponse:
         node = coordinator_pb2.NodeInfo(node_id="n1", addr="h:7", tier=common_pb2.TIER_CPU, model="tiny")
-        return self._answer("nodes", None, coordinator_pb2.ListNodesResponse(nodes=[node]))  # type: ignore[return-value]
+        aside = coordinator_pb2.NodeInfo(
+            node_id="n2", addr="h:8", set_aside=True, consecutive_failures=3, health_reason="INTERNAL: disk"
+        )
+        return self._answer("nodes", None, coordinator_pb2.ListNodesResponse(nodes=[node, aside]))  # type: ignore[return-value]
 
     def list_jobs(self, states: list[int], limit: int) -> coordinator_pb2.ListJobsResponse:
         jobs = [
@@ -457,7 +460,17 @@ class _FakeCoordinator:
 @pytest.mark.parametrize(
     ("argv", "call", "expected"),
     [
-        (["status"], ("nodes", None), ["leader c1 at h:1, epoch 9 (answered by c2)", "n1", "tiny"]),
+        (
+            ["status"],
+            ("nodes", None),
+            [
+                "leader c1 at h:1, epoch 9 (answered by c2)",
+                "n1",
+                "tiny",
+                "held back: 0 cooling down, 1 set aside",
+                "SET ASIDE after 3 failed: INTERNAL: disk",
+            ],
+        ),
         (
             ["jobs", "--state", "running,succeeded", "--limit", "7"],
             ("jobs", ([3, 4], 7)),

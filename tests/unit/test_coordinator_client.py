@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterable, Iterator
 
 import grpc
 import pytest
 
 from i2v_contract.client import CallError
 from i2v_contract.coordinator_client import (
+    LEADER_ADDR_KEY,
     CoordinatorClient,
     ProgressLine,
     RetryPolicy,
@@ -14,7 +17,9 @@ from i2v_contract.coordinator_client import (
     final_result,
     format_job,
     format_jobs,
+    format_nodes,
     format_status,
+    next_target,
     parse_states,
     parse_targets,
 )
@@ -85,6 +90,16 @@ def test_formatting_for_the_cli() -> None:
     )
     text = format_status(status)
     assert "leader c1 at h:1, epoch 7" in text and "cpu 2 (1 busy)" in text and "3 queued" in text
+    assert "held back" not in text  # only shown when some node is
+    status.nodes_cooling = 1
+    assert format_status(status).splitlines()[-1].startswith("held back: 1 cooling down, 0 set aside")
+    cooling = coordinator_pb2.NodeInfo(
+        node_id="n1", cooldown_s=3.6, consecutive_failures=2, health_reason="not claimed within 10 s"
+    )
+    healthy = coordinator_pb2.NodeInfo(node_id="n2", consecutive_failures=1, health_reason="old")
+    lines = format_nodes(coordinator_pb2.ListNodesResponse(nodes=[cooling, healthy])).splitlines()
+    assert lines[0].endswith("  cooling down 4s after 2 failed: not claimed within 10 s")
+    assert lines[1].endswith("idle  ")  # cooldown over: nothing to flag
     job = coordinator_pb2.Job(job_id="j", state=coordinator_pb2.JOB_FAILED, attempt=2, error="boom")
     assert format_job(job).splitlines() == ["j failed attempt 2, needs tier unspecified", "error: boom"]
 
@@ -165,26 +180,35 @@ def test_progress_line_turns_states_into_stages_and_pauses_into_notes() -> None:
     assert shown[0].elapsed_s == pytest.approx(1.5)
 
 
-class _Unavailable(grpc.RpcError):  # type: ignore[misc]
+class _RpcError(grpc.RpcError):  # type: ignore[misc]
+    def __init__(
+        self,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        details: str = "connection refused",
+        hint: str = "",
+    ) -> None:
+        self._code, self._details, self._hint = code, details, hint
+
     def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
+        return self._code
 
     def details(self) -> str:
-        return "connection refused"
+        return self._details
 
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((LEADER_ADDR_KEY, self._hint),) if self._hint else ()
 
 
 class _Stream:
     def __init__(self, events: list[coordinator_pb2.JobEvent], fail: bool) -> None:
         self.events = events
         self.fail = fail
+        self.error = _RpcError()
 
     def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
         yield from self.events
         if self.fail:
-            raise _Unavailable()
+            raise self.error
 
     def cancel(self) -> None:
         return None
@@ -204,3 +228,166 @@ def test_a_broken_stream_is_a_pause_then_re_attaches_to_the_next_target() -> Non
     assert final.state == coordinator_pb2.JOB_SUCCEEDED
     assert seen == [coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_SUCCEEDED]
     assert pauses == ["a:1 answered UNAVAILABLE; re-attaching via b:2"]
+
+
+@pytest.mark.parametrize(
+    ("current", "hint", "suspects", "expected"),
+    [
+        (0, "", set(), "b:2"),  # plain rotation
+        (2, "", set(), "a:1"),
+        (0, "c:3", set(), "c:3"),  # a leader hint wins
+        (0, "d:4", set(), "d:4"),  # even one the client was not given
+        (0, "a:1", set(), "b:2"),  # a hint naming the failed target is no news
+        (1, "a:1", {"a:1"}, "c:3"),  # a standby still names a frozen leader: skip it
+        (0, "", {"b:2"}, "c:3"),
+        (0, "", {"a:1", "b:2", "c:3"}, "b:2"),  # all suspect: plain rotation
+    ],
+)
+def test_next_target(current: int, hint: str, suspects: set[str], expected: str) -> None:
+    assert next_target(["a:1", "b:2", "c:3"], current, hint, suspects) == expected
+
+
+class _Frozen:
+    """A stream that sends `events`, then nothing until cancelled (a SIGSTOPped coordinator)."""
+
+    def __init__(self, events: Iterable[coordinator_pb2.JobEvent] = ()) -> None:
+        self.events = list(events)
+        self.cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
+        yield from self.events
+        assert self.cancelled.wait(5), "the idle bound never cancelled the silent stream"
+        raise _RpcError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class _Beating:
+    """A stream that sends heartbeats every `every_s` for `for_s`, then the final event."""
+
+    def __init__(self, every_s: float, for_s: float) -> None:
+        self.every_s, self.for_s = every_s, for_s
+
+    def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
+        end = time.monotonic() + self.for_s
+        while time.monotonic() < end:
+            time.sleep(self.every_s)
+            yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_RUNNING, heartbeat=True)
+        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+
+    def cancel(self) -> None:
+        return None
+
+
+def test_a_silent_stream_is_cancelled_and_the_job_re_attached_elsewhere() -> None:
+    policy = RetryPolicy(idle_timeout_s=0.3, suspect_s=60.0)
+    client = CoordinatorClient(["a:1", "b:2"], policy=policy, sleep=lambda s: None)
+    running = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_RUNNING)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    frozen = _Frozen([running])
+    # b is still a standby that names the frozen a as leader; the client must not go back there.
+    hinting = _Stream([], fail=True)
+    hinting.error = _RpcError(hint="a:1")
+    streams = iter([frozen, hinting, _Stream([done], fail=False)])
+    opened_on: list[str] = []
+
+    def open_stream(stub: object) -> object:
+        opened_on.append(client.target)
+        return next(streams)
+
+    pauses: list[str] = []
+    started = time.monotonic()
+    final = client._stream("watch j", open_stream, None, None, pauses.append)  # type: ignore[arg-type]
+    took = time.monotonic() - started
+    client.close()
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED
+    assert frozen.cancelled.is_set() and 0.3 <= took < 2.0
+    assert opened_on == ["a:1", "b:2", "b:2"]
+    assert client.suspects() == {"a:1"}
+    assert pauses[0] == "a:1 sent nothing for 0.3 s; re-attaching via b:2"
+
+
+def test_heartbeats_keep_a_quiet_stream_open_and_never_reach_on_event() -> None:
+    client = CoordinatorClient(["a:1", "b:2"], policy=RetryPolicy(idle_timeout_s=0.3), sleep=lambda s: None)
+    seen: list[coordinator_pb2.JobEvent] = []
+    pauses: list[str] = []
+    final = client._stream(
+        "watch j", lambda stub: _Beating(every_s=0.05, for_s=0.9), seen.append, None, pauses.append
+    )
+    client.close()
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED
+    assert [e.state for e in seen] == [coordinator_pb2.JOB_SUCCEEDED] and not pauses
+    assert client.target == "a:1" and not client.suspects()
+
+
+def test_progress_line_ignores_heartbeats() -> None:
+    shown: list[common_pb2.Progress] = []
+    line = ProgressLine(shown.append, ManualClock(0.0))
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_QUEUED, heartbeat=True))
+    assert shown == []
+
+
+def test_a_unary_call_past_its_deadline_makes_its_target_suspect_and_moves_on() -> None:
+    clock = ManualClock(0.0)
+    client = CoordinatorClient(["a:1", "b:2"], sleep=clock.advance, clock=clock)
+    tried: list[tuple[str, float]] = []
+
+    def call(stub: object, timeout: float) -> str:
+        tried.append((client.target, timeout))
+        if client.target == "a:1":
+            clock.advance(timeout)
+            raise _RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if len(tried) == 2:  # b is still a standby naming a as leader: not followed while suspect
+            raise _RpcError(hint="a:1")
+        return "ok"
+
+    assert client._unary("get", call) == "ok"
+    assert [t for t, _ in tried] == ["a:1", "b:2", "b:2"]
+    assert tried[0][1] == client.policy.call_timeout_s
+    assert client.suspects() == {"a:1"}
+    clock.advance(client.policy.suspect_s)
+    assert client.suspects() == set()
+
+
+class _Slow:
+    """A stream whose first (final) event comes after `first_after_s`, unless cancelled before."""
+
+    def __init__(self, first_after_s: float) -> None:
+        self.first_after_s = first_after_s
+        self.cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
+        if self.cancelled.wait(self.first_after_s):
+            raise _RpcError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
+        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@pytest.mark.parametrize(("first_extra_s", "streams_opened"), [(0.4, 1), (0.0, 2)])
+def test_the_first_message_may_wait_for_the_upload(first_extra_s: float, streams_opened: int) -> None:
+    client = CoordinatorClient(["a:1", "b:2"], policy=RetryPolicy(idle_timeout_s=0.3), sleep=lambda s: None)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    streams = iter([_Slow(first_after_s=0.5), _Stream([done], fail=False)])
+    opened: list[str] = []
+
+    def open_stream(stub: object) -> object:
+        opened.append(client.target)
+        return next(streams)
+
+    final = client._stream("job j", open_stream, None, None, first_extra_s=first_extra_s)  # type: ignore[arg-type]
+    client.close()
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and len(opened) == streams_opened
+
+
+def test_a_submit_gets_its_upload_time_on_top_of_the_deadline() -> None:
+    policy = RetryPolicy(call_timeout_s=2.0, upload_floor_bps=1000.0)
+    submit = coordinator_pb2.SubmitRequest(request=common_pb2.GenerationRequest(image=b"x" * 3000))
+    assert policy.upload_s(submit) == pytest.approx(submit.ByteSize() / 1000.0) and submit.ByteSize() > 3000
+    client = CoordinatorClient(["a:1"], policy=policy, clock=ManualClock(0.0))
+    timeouts: list[float] = []
+    client._unary("submit", lambda stub, timeout: timeouts.append(timeout), policy.upload_s(submit))
+    client.close()
+    assert timeouts == [pytest.approx(2.0 + submit.ByteSize() / 1000.0)]

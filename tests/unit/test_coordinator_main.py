@@ -6,6 +6,7 @@ import pytest
 
 from i2v_coordinator.election import DEFAULT_TIMINGS
 from i2v_coordinator.main import advertised, parse_args, timings_for_ttl
+from i2v_coordinator.retention import RetentionPolicy
 
 REQUIRED = ["--etcd", "127.0.0.1:2379", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
 REQUIRED += ["--artifacts", "artifacts"]
@@ -16,6 +17,20 @@ def test_defaults() -> None:
     assert config.etcd == ("127.0.0.1:2379",)
     assert config.prefix == "/i2v/v1/" and config.lease_ttl == 5.0 and config.member_id == ""
     assert timings_for_ttl(config.lease_ttl) == DEFAULT_TIMINGS
+    assert config.retention == RetentionPolicy(7 * 86400, 100_000)
+
+
+@pytest.mark.parametrize(
+    ("extra", "age_s", "jobs"),
+    [
+        (["--retention-max-age", "12h"], 43200.0, 100_000),
+        (["--retention-max-age", "90"], 90.0, 100_000),
+        (["--retention-max-age", "0", "--retention-max-jobs", "500"], 0.0, 500),
+        (["--retention-max-jobs", "0"], 7 * 86400, 0),
+    ],
+)
+def test_retention_flags(extra: list[str], age_s: float, jobs: int) -> None:
+    assert parse_args([*REQUIRED, *extra]).retention == RetentionPolicy(age_s, jobs)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +43,10 @@ def test_defaults() -> None:
         (["--id", "a/b"], "must not contain '/'"),
         (["--advertise", "nohostport"], "expected host:port"),
         (["--etcd", "https://x:1"], "not supported"),
+        (["--retention-max-age", "7w"], "use a number with an optional unit s, m, h or d"),
+        (["--retention-max-age=-1d"], "is not a duration"),
+        (["--retention-max-jobs", "1.5"], "whole number >= 0"),
+        (["--retention-max-jobs=-3"], "whole number >= 0"),
     ],
 )
 def test_bad_flags_exit_2(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,17 +23,12 @@ from i2v_contract.memory_kv import ManualClock, MemoryKV
 from i2v_contract.tiers import GIB
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.dispatcher import (
-    DispatchConfig,
-    Dispatcher,
-    NodeCallError,
-    Verdict,
-    take_back,
-    verdict_for,
-)
+from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, NodeCallError
+from i2v_coordinator.health import HealthPolicy
 from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
 from i2v_coordinator.progress import HubClosed, ProgressHub
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.servicer import CoordinatorServicer
 
 KEYS = Keys("/d/")
 
@@ -89,7 +85,10 @@ class Behaviour:
     lease: int = 0
     refuse: grpc.StatusCode | None = None  # before the claim
     status: str = "OK"  # result written after the claim
-    hang: bool = False  # claim, report progress, then run until cancelled
+    hang: bool = False  # claim, report progress, then heartbeats until cancelled
+    stall: bool = False  # claim, report progress, then nothing (the connection stopped mid-call)
+    silent: bool = False  # accept the call, then send nothing (a connection that stopped forwarding)
+    claim_silently: bool = False  # with silent: claim first (the node runs; only the stream is dead)
 
 
 class FakeCalls:
@@ -100,6 +99,7 @@ class FakeCalls:
         self.nodes: dict[str, Behaviour] = {}
         self.requests: list[tuple[str, node_pb2.NodeGenerateRequest]] = []
         self.cancels: list[tuple[str, str]] = []
+        self.resets: list[str] = []
         self.streams_cancelled = 0
 
     async def generate(
@@ -109,6 +109,8 @@ class FakeCalls:
         b = self.nodes[addr]
         if b.refuse is not None:
             raise NodeCallError(b.refuse, f"node {b.node_id} refuses")
+        if b.silent and not b.claim_silently:
+            await self._silence()
         claim = KEYS.claim(request.job_id, request.attempt)
         claimed = await self.kv.txn(
             [
@@ -120,12 +122,17 @@ class FakeCalls:
         )
         if not claimed.succeeded:
             raise NodeCallError(grpc.StatusCode.FAILED_PRECONDITION, "stale dispatch")
+        if b.silent:
+            await self._silence()
         try:
             for i in (1, 2):
                 yield common_pb2.GenerateEvent(
                     progress=common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=i, total_steps=2)
                 )
-            if b.hang:
+            while b.hang:  # a live node: a heartbeat every so often (the idle bound is 0.3 s)
+                await asyncio.sleep(0.05)
+                yield common_pb2.GenerateEvent(heartbeat=common_pb2.Heartbeat(elapsed_s=1.0))
+            if b.stall:
                 await asyncio.Event().wait()
         except (asyncio.CancelledError, GeneratorExit):
             self.streams_cancelled += 1
@@ -135,9 +142,19 @@ class FakeCalls:
             raise NodeCallError(grpc.StatusCode[b.status], f"{b.status} on {b.node_id}")
         yield common_pb2.GenerateEvent(result=common_pb2.Result(artifact_uri=request.output_uri))
 
+    async def _silence(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.streams_cancelled += 1
+            raise
+
     async def cancel(self, addr: str, job_id: str) -> bool:
         self.cancels.append((addr, job_id))
         return True
+
+    async def reset(self, addr: str) -> None:
+        self.resets.append(addr)
 
     async def close(self) -> None:
         pass
@@ -166,6 +183,14 @@ class CountingMetrics:
 
     def dispatch_retry(self) -> None:
         self._add("dispatch_retry")
+
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        self._add(f"node_failure:{kind}")
+        if set_aside:
+            self._add("set_aside")
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
+        self.held_back = (cooling, set_aside)
 
     def requeued(self) -> None:
         self._add("requeued")
@@ -224,7 +249,9 @@ class Env:
         return rec
 
     def job(self, job_id: str = "job1") -> jobs.JobView:
-        return self.store.table.jobs[job_id].view
+        record = self.store.table.get(job_id)  # open, or finished by this leader
+        assert record is not None, f"{job_id} is neither open nor finished here"
+        return record.view
 
 
 async def until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:
@@ -242,7 +269,13 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     leadership, registry, hub, calls = FakeLeadership(), FakeRegistry([]), ProgressHub(), FakeCalls(kv)
     store = JobStore(kv, KEYS)
     metrics = CountingMetrics()
-    config = DispatchConfig(claim_timeout_s=5.0, sweep_interval_s=0.05, refusal_cooldown_s=60.0)
+    config = DispatchConfig(
+        claim_timeout_s=5.0,
+        sweep_interval_s=0.05,
+        first_event_s=0.3,
+        stream_idle_s=0.3,
+        health=HealthPolicy(first_cooldown_s=60.0, max_cooldown_s=600.0, set_aside_after=3),
+    )
     dispatcher = Dispatcher(
         store,
         leadership,
@@ -326,8 +359,14 @@ async def test_stale_refusal_changes_nothing_until_the_claim_timeout(env: Env) -
     await asyncio.sleep(0.2)  # several sweeps
     assert env.job().state == jobs.ASSIGNED and env.job().attempt == 1
     env.wall.advance(6.0)  # past claim_timeout_s
-    await until(lambda: env.job().attempt == 2 and env.job().state == jobs.ASSIGNED)
+    await until(lambda: env.job().attempt == 2 and env.job().state == jobs.QUEUED)
     assert env.job().lost_attempts == 1 and env.metrics.counts.get("requeued") == 1
+    # The claim timeout cooled n1 down and dropped its channel; after the cooldown it gets the job again.
+    assert env.metrics.counts.get("node_failure:claim_timeout") == 1 and env.calls.resets == ["addr-n1"]
+    await asyncio.sleep(0.2)
+    assert env.job().state == jobs.QUEUED and len(env.calls.requests) == 1
+    env.wall.advance(61.0)
+    await until(lambda: env.job().attempt == 2 and env.job().state == jobs.ASSIGNED)
 
 
 async def test_out_of_memory_moves_the_job_to_a_larger_tier(env: Env) -> None:
@@ -424,35 +463,111 @@ async def test_cancel_marks_the_job_and_stops_it_on_its_node(env: Env) -> None:
     assert await env.dispatcher.cancel("nope") is None
 
 
-@pytest.mark.parametrize(
-    ("code", "verdict"),
-    [
-        (grpc.StatusCode.FAILED_PRECONDITION, Verdict.STALE),
-        (grpc.StatusCode.UNAVAILABLE, Verdict.RETRY),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, Verdict.RETRY),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, Verdict.RETRY),
-        (grpc.StatusCode.INVALID_ARGUMENT, Verdict.FAIL),
-        (grpc.StatusCode.INTERNAL, Verdict.FAIL),
-    ],
-)
-def test_verdict_for_a_failed_unclaimed_dispatch(code: grpc.StatusCode, verdict: Verdict) -> None:
-    assert verdict_for(code) is verdict
+async def test_a_silent_stream_before_the_claim_costs_one_attempt_and_cools_the_node(env: Env) -> None:
+    await env.add_node(node("n1", free_gib=20), Behaviour("n1", silent=True))
+    await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    view = env.job()
+    assert [a for a, _ in env.calls.requests] == ["addr-n1", "addr-n2"]
+    assert (view.node_id, view.attempt, view.lost_attempts) == ("n2", 2, 0)
+    assert env.calls.streams_cancelled == 1 and "addr-n1" in env.calls.resets
+    assert env.metrics.counts.get("node_failure:dispatch") == 1
+    n1 = env.registry.nodes[0]
+    health, standing = env.dispatcher.node_health(n1)
+    assert health.failures == 1 and standing.cooldown_s == 60.0 and "no event from the node" in health.reason
+    assert env.dispatcher.node_health(env.registry.nodes[1])[0].failures == 0
+    await until(lambda: getattr(env.metrics, "held_back", None) == (1, 0))
 
 
-def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
-    view = dataclasses.replace(
-        jobs.new_job("j", 1, common_pb2.TIER_CPU, "", 1.0),
-        state=jobs.ASSIGNED,
-        attempt=3,
-        node_id="n",
-        lost_attempts=1,
-        assigned_at=5.0,
+async def test_a_silent_stream_after_the_claim_leaves_the_job_to_the_node_s_result(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", silent=True, claim_silently=True))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.calls.streams_cancelled == 1)
+    assert env.calls.resets == ["addr-n1"]  # the call is cancelled and the channel rebuilt
+    await asyncio.sleep(0.2)
+    assert env.job().state == jobs.RUNNING and env.job().attempt == 1  # the claim stands
+    await write_result(env.kv, "job1", 1, "OK", "file:///j.mp4")
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    assert env.dispatcher.node_health(env.registry.nodes[0])[0].failures == 0
+
+
+@pytest.mark.parametrize("comeback", ["re-registration", "trial"])
+async def test_node_side_failures_move_the_job_on_and_set_the_node_aside(env: Env, comeback: str) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", status="FAILED_PRECONDITION"))
+    env.registry.set([dataclasses.replace(env.registry.nodes[0], registration=1)])
+    await env.elect()
+    await env.submit()
+    for attempt, cooldown in ((2, 60.0), (3, 120.0)):
+        await until(lambda: env.job().attempt == attempt and env.job().state == jobs.QUEUED)  # noqa: B023
+        _, standing = env.dispatcher.node_health(env.registry.nodes[0])
+        assert standing.cooldown_s == cooldown
+        env.wall.advance(cooldown + 1)
+    await until(lambda: env.job().final)
+    view = env.job()
+    assert (view.state, view.lost_attempts, view.error_code) == (jobs.FAILED, 3, jobs.Code.ABORTED)
+    assert "node n1" in view.error and "FAILED_PRECONDITION" in view.error and "gave up after 3" in view.error
+    health, standing = env.dispatcher.node_health(env.registry.nodes[0])
+    assert health.set_aside and standing.set_aside and health.failures == 3
+    assert env.metrics.counts.get("node_failure:result") == 3 and env.metrics.counts.get("set_aside") == 1
+    # A second job waits: the only node is set aside. A re-registration, or the trial after
+    # trial_after_s, gives it work again; the success puts it back in full service.
+    env.calls.nodes["addr-n1"].status = "OK"
+    await env.submit("job2")
+    await asyncio.sleep(0.2)
+    assert env.job("job2").state == jobs.QUEUED
+    if comeback == "re-registration":
+        env.registry.set([dataclasses.replace(env.registry.nodes[0], registration=2)])
+    else:
+        env.wall.advance(env.dispatcher.config.health.trial_after_s - 1)
+        await asyncio.sleep(0.2)
+        assert env.job("job2").state == jobs.QUEUED
+        env.wall.advance(1)
+    await until(lambda: env.job("job2").state == jobs.SUCCEEDED)
+    health, _ = env.dispatcher.node_health(env.registry.nodes[0])
+    assert health.failures == 0 and not health.set_aside
+
+
+async def test_a_stream_that_stalls_mid_call_is_cancelled_but_heartbeats_keep_it_open(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", hang=True))
+    await env.elect()
+    await env.submit("a")
+    await until(lambda: env.job("a").state == jobs.RUNNING)
+    await env.add_node(node("n2"), Behaviour("n2", stall=True))
+    await env.submit("b")
+    await until(lambda: env.job("b").state == jobs.RUNNING)
+    await until(lambda: env.calls.streams_cancelled == 1)
+    assert env.calls.resets == ["addr-n2"] and env.job("b").node_id == "n2"
+    await asyncio.sleep(0.5)  # well past the idle bound: the heartbeating stream stays open
+    assert env.calls.streams_cancelled == 1
+    assert env.job("a").state == env.job("b").state == jobs.RUNNING
+
+
+async def test_list_nodes_and_cluster_status_show_node_health(env: Env, tmp_path: Path) -> None:
+    await env.add_node(node("n1", free_gib=20), Behaviour("n1", silent=True))
+    await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    servicer = CoordinatorServicer(
+        env.leadership,
+        env.registry,  # type: ignore[arg-type]
+        env.store,
+        env.dispatcher,
+        env.hub,
+        open_store(str(tmp_path)),
     )
-    back = take_back(view)
-    assert (back.state, back.attempt, back.node_id, back.lost_attempts, back.assigned_at) == (
-        jobs.QUEUED,
-        4,
-        "",
-        1,
-        0.0,
-    )
+    context: Any = None  # neither call aborts here
+    listed = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
+    n1, n2 = listed.nodes
+    assert (n1.node_id, n1.cooldown_s, n1.consecutive_failures, n1.set_aside) == ("n1", 60.0, 1, False)
+    assert n1.health_reason.startswith("UNAVAILABLE: no event from the node for 0.3 s")
+    assert (n2.cooldown_s, n2.consecutive_failures, n2.set_aside, n2.health_reason) == (0.0, 0, False, "")
+    status = await servicer.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), context)
+    assert (status.nodes_cooling, status.nodes_set_aside) == (1, 0)
+    env.leadership.set(None)  # a standby knows no dispatch health: it shows none rather than stale
+    await until(lambda: env.dispatcher.epoch == 0)
+    standby = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
+    assert [n.consecutive_failures for n in standby.nodes] == [0, 0]

@@ -18,7 +18,9 @@ from i2v_coordinator.jobs import (
     ActionKind,
     ClaimView,
     Code,
+    FailureKind,
     JobView,
+    NodeReport,
     ResultView,
     assign,
     claim_overdue,
@@ -26,9 +28,11 @@ from i2v_coordinator.jobs import (
     on_cancel,
     on_claim,
     on_claim_lost,
+    on_dispatch_failed,
     on_node_oom,
     on_result,
     reconcile,
+    take_back,
 )
 from i2v_coordinator.routing import NodeView
 
@@ -97,20 +101,115 @@ def test_result_ignored(name: str, job: JobView, result: ResultView) -> None:
     assert "ignored" in t.reason
 
 
+NODE_FAULT = FailureKind.RESULT
+
+
 @pytest.mark.parametrize(
-    ("name", "code", "state", "attempt", "error_code"),
+    ("name", "code", "state", "attempt", "lost", "error_code", "report"),
     [
-        ("success", Code.OK, SUCCEEDED, 1, Code.OK),
-        ("bad input fails", 3, FAILED, 1, 3),
-        ("internal error fails", 13, FAILED, 1, 13),
-        ("node drained: requeue", Code.UNAVAILABLE, QUEUED, 2, Code.OK),
-        ("node cancelled on its own: requeue", Code.CANCELLED, QUEUED, 2, Code.OK),
-        ("OOM with a larger tier: requeue", Code.RESOURCE_EXHAUSTED, QUEUED, 2, Code.OK),
+        ("success", Code.OK, SUCCEEDED, 1, 0, Code.OK, NodeReport("mid", None)),
+        ("bad input fails: the request's fault", Code.INVALID_ARGUMENT, FAILED, 1, 0, 3, None),
+        ("out of range fails", Code.OUT_OF_RANGE, FAILED, 1, 0, 11, None),
+        ("deadline fails (dispatched jobs have none)", Code.DEADLINE_EXCEEDED, FAILED, 1, 0, 4, None),
+        ("internal error: lost attempt, node blamed", Code.INTERNAL, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("unknown: lost attempt, node blamed", Code.UNKNOWN, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("node store misconfigured", Code.FAILED_PRECONDITION, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("data loss", Code.DATA_LOSS, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("aborted", Code.ABORTED, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("node drained: requeue", Code.UNAVAILABLE, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("node cancelled on its own: requeue, no blame", Code.CANCELLED, QUEUED, 2, 1, Code.OK, None),
+        ("OOM with a larger tier: requeue, not lost", Code.RESOURCE_EXHAUSTED, QUEUED, 2, 0, Code.OK, None),
     ],
 )
-def test_result_codes(name: str, code: int, state: int, attempt: int, error_code: int) -> None:
+def test_result_codes(
+    name: str,
+    code: int,
+    state: int,
+    attempt: int,
+    lost: int,
+    error_code: int,
+    report: NodeReport | FailureKind | None,
+) -> None:
     t = on_result(RUNNING_JOB, ResultView("j", 1, code, "msg"), 150.0, nodes=NODES, max_attempts=MAX)
-    assert (t.job.state, t.job.attempt, t.job.error_code) == (state, attempt, error_code), name
+    assert (t.job.state, t.job.attempt, t.job.lost_attempts, t.job.error_code) == (
+        state,
+        attempt,
+        lost,
+        error_code,
+    ), name
+    if isinstance(report, FailureKind):
+        assert t.node is not None and (t.node.node_id, t.node.failure) == ("mid", report), name
+        assert t.node.reason == f"{Code(code).name}: msg" and not t.node.suspect_connection
+    else:
+        assert t.node == report, name
+
+
+def test_node_faults_on_every_attempt_fail_the_job_naming_the_node_not_the_request() -> None:
+    job = RUNNING_JOB
+    for attempt in range(1, MAX + 1):
+        job = replace(job, state=RUNNING, node_id="mid", attempt=attempt)
+        result = ResultView("j", attempt, Code.FAILED_PRECONDITION, "output_uri outside this node's store")
+        job = on_result(job, result, 150.0, nodes=NODES, max_attempts=MAX).job
+    assert (job.state, job.lost_attempts, job.error_code) == (FAILED, MAX, Code.ABORTED)
+    assert "node mid" in job.error and "outside this node's store" in job.error
+    assert f"gave up after {MAX} lost attempts" in job.error
+
+
+ASSIGNED_3 = replace(ASSIGNED_JOB, attempt=3, lost_attempts=1)
+DISPATCH = FailureKind.DISPATCH
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "code", "changed", "state", "attempt", "failure"),
+    [
+        (
+            "stale dispatch refused: nothing to do",
+            ASSIGNED_3,
+            Code.FAILED_PRECONDITION,
+            False,
+            ASSIGNED,
+            3,
+            None,
+        ),
+        ("node unreachable or silent: taken back", ASSIGNED_3, Code.UNAVAILABLE, True, QUEUED, 4, DISPATCH),
+        ("node busy: taken back", ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, DISPATCH),
+        ("deadline: taken back", ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH),
+        ("node crashed in the call: taken back", ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH),
+        ("unknown: taken back", ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH),
+        ("bad input: fails, the request's fault", ASSIGNED_3, Code.INVALID_ARGUMENT, True, FAILED, 3, None),
+        (
+            "already claimed: the claim decides",
+            replace(ASSIGNED_3, state=RUNNING),
+            14,
+            False,
+            RUNNING,
+            3,
+            None,
+        ),
+    ],
+)
+def test_dispatch_failed_before_the_claim(
+    name: str, job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
+) -> None:
+    t = on_dispatch_failed(job, code, "why", 150.0)
+    assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt), name
+    assert t.job.lost_attempts == 1, "a dispatch failure before the claim is not a lost attempt"
+    assert (t.node.failure if t.node else None) is failure, name
+    if failure is not None:
+        assert t.node is not None and t.node.node_id == "mid" and t.node.suspect_connection
+    if state == FAILED:
+        assert t.job.error == "node mid refused the job: why" and t.job.error_code == code
+
+
+def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
+    back = take_back(ASSIGNED_3)
+    assert (back.state, back.attempt, back.node_id, back.lost_attempts, back.assigned_at) == (
+        QUEUED,
+        4,
+        "",
+        1,
+        0.0,
+    )
 
 
 def test_oom_escalates_to_a_strictly_larger_tier() -> None:
@@ -270,14 +369,25 @@ NOW = 115.0
             False,
         ),
         (
-            "failed result: finalize",
+            "failed result (bad input): finalize",
             RUNNING_JOB,
             (),
-            (ResultView("j", 1, 13, "boom"),),
+            (ResultView("j", 1, Code.INVALID_ARGUMENT, "bad image"),),
             NODES,
             ActionKind.FINALIZE,
             FAILED,
             1,
+            False,
+        ),
+        (
+            "failed result (node fault): requeue",
+            RUNNING_JOB,
+            (),
+            (ResultView("j", 1, Code.INTERNAL, "boom"),),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
             False,
         ),
         (
@@ -400,6 +510,27 @@ def test_reconcile_table(
     assert action.expect_no_claim == expect_no_claim, name
     assert action.changed == (action.job != job)
     assert action.job_id == "j" and action.reason
+
+
+def test_reconcile_reports_a_claim_timeout_against_the_node() -> None:
+    late = NOW - CLAIM_TIMEOUT - 1
+    (action,) = reconcile(
+        [replace(ASSIGNED_JOB, assigned_at=late)], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX
+    )
+    assert action.kind is ActionKind.REQUEUE
+    assert action.node == NodeReport("mid", FailureKind.CLAIM_TIMEOUT, "not claimed within 10 s")
+    assert action.node.suspect_connection
+    (waiting,) = reconcile([ASSIGNED_JOB], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert waiting.kind is ActionKind.AWAIT_CLAIM and waiting.node is None
+
+
+def test_reconcile_passes_on_a_result_s_node_report() -> None:
+    failed = ResultView("j", 1, Code.INTERNAL, "boom")
+    (action,) = reconcile([RUNNING_JOB], [CLAIM], [failed], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert action.kind is ActionKind.REQUEUE and action.node is not None
+    assert action.node.failure is FailureKind.RESULT
+    (gone,) = reconcile([RUNNING_JOB], [CLAIM], [], (BIG,), NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert gone.kind is ActionKind.REQUEUE and gone.node is None  # a dead node is not cooled, it is gone
 
 
 def test_reconcile_skips_final_jobs_and_ignores_their_duplicate_results() -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
-from i2v_contract.kv import KeyValue, WatchEvent
+from i2v_contract.kv import KeyValue, WatchEvent, count_prefix
 from i2v_contract.memory_kv import ManualClock, MemoryKV
 from i2v_contract.v1 import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
@@ -243,3 +243,166 @@ def test_a_result_record_from_an_older_node_still_decodes() -> None:
     assert result.artifact_uri == "file:///o.mp4"
     assert (result.width, result.frames, result.steps, result.seed) == (64, 4, 6, 7)  # from the request
     assert list(result.degradations) == [] and dict(result.metadata) == {}
+
+
+OK_RESULT = ResultRecord("OK", "file:///store/out.mp4", "ab", "fast", {"total_s": 2.0}, 99)
+
+
+async def running_with_result(kv: MemoryKV, store: JobStore, epoch: int, job_id: str = "job1") -> JobRecord:
+    """job_id claimed by n1 (attempt 1), with an OK result, both folded into the table."""
+    created, _ = await store.submit(record(job_id), epoch)
+    view = dataclasses.replace(created.view, state=jobs.RUNNING, node_id="n1", epoch=epoch)
+    running = await store.write(created, view, epoch)
+    assert running is not None
+    for key, value in (
+        (KEYS.claim(job_id, 1), ClaimRecord("n1", epoch).to_json()),
+        (KEYS.claim(job_id, 2), ClaimRecord("n1", epoch).to_json()),
+        (KEYS.result(job_id, 1), OK_RESULT.to_json()),
+    ):
+        kv_rev = await kv.put(key, value)
+        store.table.apply(WatchEvent("put", KeyValue(key, value, kv_rev, kv_rev, 1, 0)))
+    return running
+
+
+@pytest.mark.parametrize(
+    ("state", "result_attempt", "embeds_result"),
+    [(jobs.SUCCEEDED, 1, True), (jobs.FAILED, 1, True), (jobs.FAILED, 0, False), (jobs.CANCELLED, 0, False)],
+)
+async def test_a_final_write_moves_the_job_to_history_in_one_txn(
+    kv: MemoryKV, state: int, result_attempt: int, embeds_result: bool
+) -> None:
+    store = JobStore(kv, KEYS)
+    epoch = await lead(kv)
+    running = await running_with_result(kv, store, epoch)
+    await kv.put(KEYS.claim("job10", 1), b"{}")  # another job's claim under a longer id stays
+    before = kv.revision
+    final = dataclasses.replace(running.view, state=state, finished_at=2000.5, result_attempt=result_attempt)
+    written = await store.write(running, final, epoch)
+    assert written is not None and written.mod_revision == before + 1  # one revision: one txn
+    items, _ = await kv.range_prefix(KEYS.prefix)
+    entry = KEYS.history_entry(2000.5, "job1")
+    assert entry == "/t/history/0000002000500000-job1"
+    assert [i.key for i in items] == [KEYS.claim("job10", 1), KEYS.leader, KEYS.done_of("job1"), entry]
+    stored = decode_job(items[3])
+    assert stored.view == final and (stored.result is not None) == embeds_result
+    if embeds_result:
+        assert stored.result is not None and stored.result.artifact_uri == OK_RESULT.artifact_uri
+    # The open table lost the job, its claims and results; the finished cache has it.
+    assert "job1" not in store.table.jobs and not store.table.claims and not store.table.results
+    assert store.table.get("job1") == written
+    fetched = await store.fetch("job1")
+    assert fetched is not None and fetched.view == final and fetched.digest == running.digest
+
+
+async def test_a_stale_final_write_loses_and_changes_nothing(kv: MemoryKV) -> None:
+    store = JobStore(kv, KEYS)
+    epoch = await lead(kv)
+    running = await running_with_result(kv, store, epoch)
+    newer = await store.write(running, dataclasses.replace(running.view, node_id="n2"), epoch)
+    assert newer is not None
+    before = kv.revision
+    final = dataclasses.replace(running.view, state=jobs.SUCCEEDED, finished_at=2000.0, result_attempt=1)
+    assert await store.write(running, final, epoch) is None
+    assert kv.revision == before
+    assert await kv.get(KEYS.done_of("job1")) is None and await kv.get(KEYS.claim("job1", 1)) is not None
+    assert await count_prefix(kv, KEYS.history) == 0
+
+
+async def test_submit_of_a_finished_id_returns_the_finished_job(kv: MemoryKV) -> None:
+    store = JobStore(kv, KEYS)
+    epoch = await lead(kv)
+    running = await running_with_result(kv, store, epoch)
+    done = dataclasses.replace(running.view, state=jobs.SUCCEEDED, finished_at=2000.0, result_attempt=1)
+    assert await store.write(running, done, epoch) is not None
+    again, created = await store.submit(record(), epoch)
+    assert not created and again.view.state == jobs.SUCCEEDED
+    assert await kv.get(KEYS.job("job1")) is None  # not re-opened
+    with pytest.raises(IdConflict, match="different request"):
+        await store.submit(record(prompt="a dog"), epoch)
+
+
+async def test_load_pages_only_the_open_prefixes(kv: MemoryKV, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = JobStore(kv, KEYS)
+    epoch = await lead(kv)
+    monkeypatch.setattr("i2v_coordinator.jobstore.LOAD_PAGE", 2)
+    for i in range(5):
+        await store.submit(record(f"open{i}"), epoch)
+    for i in range(7):
+        running = await running_with_result(kv, store, epoch, f"done{i}")
+        final = dataclasses.replace(running.view, state=jobs.CANCELLED, finished_at=2000.0 + i)
+        assert await store.write(running, final, epoch) is not None
+    reads: list[str] = []
+    inner = kv.range_page
+
+    async def counting(start: str, end: str, limit: int):  # type: ignore[no-untyped-def]
+        reads.append(start)
+        return await inner(start, end, limit)
+
+    monkeypatch.setattr(kv, "range_page", counting)
+    fresh = JobStore(kv, KEYS)
+    await fresh.load()
+    assert sorted(fresh.table.jobs) == [f"open{i}" for i in range(5)]
+    assert all(not r.startswith((KEYS.history, KEYS.done)) for r in reads)
+    assert len([r for r in reads if r.startswith(KEYS.jobs)]) == 3  # 5 jobs in pages of 2
+
+
+async def test_follow_yields_to_the_loop_within_a_burst_of_events(kv: MemoryKV) -> None:
+    store = JobStore(kv, KEYS)
+    await store.load()
+    for i in range(1000):  # a burst the watch delivers back to back
+        await kv.put(KEYS.claim(f"job{i}", 1), ClaimRecord("n1", 2).to_json())
+    seen: list[int] = []
+
+    async def ticker() -> None:  # stands in for the lease keepalive
+        while True:
+            seen.append(len(store.table.claims))
+            await asyncio.sleep(0)
+
+    all_in = asyncio.Event()
+    store.on_change(lambda _: len(store.table.claims) == 1000 and all_in.set())
+    tick = asyncio.create_task(ticker())
+    follow = asyncio.create_task(store.follow())
+    try:
+        await asyncio.wait_for(all_in.wait(), 5)
+    finally:
+        follow.cancel()
+        tick.cancel()
+    assert any(0 < n < 1000 for n in seen), "the burst held the loop until its end"
+
+
+NOW_S = 1.7e9
+
+
+@pytest.mark.parametrize(
+    ("finished_at", "limit"),
+    [
+        ([NOW_S - 6 * i for i in range(40)], 7),  # jobs finishing up to now
+        ([NOW_S - 30 * 86400 - i for i in range(40)], 5),  # after a month without jobs
+        ([NOW_S - 5.0] * 30, 4),  # a burst within one microsecond: ties broken by id
+        ([NOW_S + 86400 + i for i in range(10)] + [NOW_S - i for i in range(10)], 3),  # a clock a day ahead
+        ([float(i) for i in range(25)], 10),  # 1970
+        ([NOW_S - 1], 1),
+        ([], 5),
+    ],
+)
+async def test_history_pages_walk_newest_first_exactly_once(
+    kv: MemoryKV, finished_at: list[float], limit: int
+) -> None:
+    store = JobStore(kv, KEYS, clock=lambda: NOW_S)
+    for i, at in enumerate(finished_at):
+        view = dataclasses.replace(record(f"job{i:03d}").view, state=jobs.CANCELLED, finished_at=at)
+        await kv.put(
+            KEYS.history_entry(at, view.job_id), encode_job(dataclasses.replace(record(), view=view))
+        )
+    expected = sorted(
+        (KEYS.history_entry(at, f"job{i:03d}") for i, at in enumerate(finished_at)), reverse=True
+    )
+    walked: list[str] = []
+    before, more = "", True
+    while more:
+        page, more = await store.history_page(before, limit)
+        assert len(page) <= limit and (more or len(walked) + len(page) == len(expected))
+        walked += [key for key, _ in page]
+        before = page[-1][0] if page else before
+        assert len(walked) <= len(expected) + limit
+    assert walked == expected

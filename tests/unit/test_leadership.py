@@ -291,3 +291,35 @@ async def test_campaign_race_has_one_winner(cluster: Cluster) -> None:
     leaders = [m.member_id for m in members if m.is_leader]
     assert len(leaders) == 1
     assert all(m.leader == members[0].leader for m in members)
+
+
+class LeaseCalls:
+    """A KV view that counts lease calls and forwards everything to one MemoryKV."""
+
+    def __init__(self, kv: MemoryKV) -> None:
+        self._kv = kv
+        self.lease_calls = 0
+
+    def __getattr__(self, name: str):
+        if name in ("grant_lease", "keepalive_once"):
+            self.lease_calls += 1
+        return getattr(self._kv, name)
+
+
+async def test_lease_keepalives_use_their_own_kv() -> None:
+    """The leader's lease is granted and renewed on `lease_kv`, never on the bulk KV."""
+    clock = ManualClock()
+    store = MemoryKV(clock)
+    bulk, leases = LeaseCalls(store), LeaseCalls(store)
+    lead = Leadership(
+        bulk, KEYS, "c1", "10.0.0.1:7000", TIMINGS, clock, probe=Probes(), sleep=never_wakes, lease_kv=leases
+    )
+    await lead.open()
+    await lead.tick()
+    assert lead.is_leader
+    keeper = lead._keeper
+    assert keeper is not None
+    await keeper.tick()
+    assert leases.lease_calls >= 2  # grant + keepalive
+    assert bulk.lease_calls == 0
+    await lead.resign()

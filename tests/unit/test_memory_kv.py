@@ -74,6 +74,7 @@ async def test_rewriting_a_key_without_lease_detaches_it(kv: MemoryKV) -> None:
     [
         [Put("/a", b"1"), Put("/a", b"2")],
         [Put("/a", b"1"), Delete("/a")],
+        [Put("/a/b", b"1"), Delete("/a/", prefix=True)],
     ],
 )
 async def test_txn_rejects_duplicate_keys(kv: MemoryKV, ops: list[Put | Delete]) -> None:

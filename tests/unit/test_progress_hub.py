@@ -97,3 +97,26 @@ async def test_close_all_ends_watchers_with_hub_closed(subscribe_after_close: bo
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         ProgressHub(capacity=0)
+
+
+async def test_a_cancelled_wait_loses_and_reorders_nothing() -> None:
+    hub = ProgressHub()
+    sub = hub.subscribe("j")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await anext(sub)
+    hub.publish("j", step("j", 1))
+    hub.publish("j", step("j", 2))
+    hub.publish("j", state("j", coordinator_pb2.JOB_SUCCEEDED), final=True)
+    assert (await anext(sub)).progress.step == 1
+    with pytest.raises(TimeoutError):  # a timeout that races a ready event still leaves it queued
+        async with asyncio.timeout(0):
+            await asyncio.sleep(0.01)
+            await anext(sub)
+    events = await asyncio.wait_for(drain(sub), 1)
+    assert [(e.state, e.progress.step) for e in events] == [
+        (coordinator_pb2.JOB_RUNNING, 2),
+        (coordinator_pb2.JOB_SUCCEEDED, 0),
+    ]
+    with pytest.raises(StopAsyncIteration):
+        await anext(sub)

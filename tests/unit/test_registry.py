@@ -131,3 +131,29 @@ async def test_nodes_gauge_counts_by_tier_and_state(
     assert sample("i2v_nodes", {"tier": "16-24", "state": "idle"}) == 1
     assert sample("i2v_nodes", {"tier": "16-24", "state": "busy"}) == 1
     assert sample("i2v_nodes", {"tier": "ge40", "state": "idle"}) == 0
+
+
+async def test_a_node_s_registration_changes_only_when_it_registers_anew(setup: Setup) -> None:
+    kv, _, registry, _ = setup
+    first = registry.snapshot()[0].registration
+    assert first > 0
+    await kv.put(KEYS.node("a"), record(3, busy=True))  # an update of the same key
+    await until(lambda: registry.snapshot()[0].busy)
+    assert registry.snapshot()[0].registration == first
+    await kv.delete(KEYS.node("a"))
+    await until(lambda: registry.snapshot() == ())
+    await kv.put(KEYS.node("a"), record(15))  # the node came back: a new key
+    await until(lambda: len(registry.snapshot()) == 1)
+    assert registry.snapshot()[0].registration > first
+
+
+def test_node_health_metrics() -> None:
+    metrics = CoordinatorMetrics()
+    metrics.node_failure("claim_timeout", False)
+    metrics.node_failure("result", True)
+    metrics.nodes_held_back(2, 1)
+    sample = metrics.registry.get_sample_value
+    assert sample("i2v_coordinator_node_cooldowns_total", {"reason": "claim_timeout"}) == 1
+    assert sample("i2v_coordinator_node_cooldowns_total", {"reason": "result"}) == 1
+    assert sample("i2v_coordinator_node_set_asides_total") == 1
+    assert (sample("i2v_coordinator_nodes_cooling"), sample("i2v_coordinator_nodes_set_aside")) == (2, 1)

@@ -36,6 +36,8 @@ def node(
     model: str = "i2vgen-xl",
     recent: int = 0,
     tier: int | None = None,
+    cooldown_s: float = 0.0,
+    set_aside: bool = False,
 ) -> NodeView:
     free = int(free_gib * GIB)
     return NodeView(
@@ -48,6 +50,8 @@ def node(
         model,
         int((total_gib if total_gib is not None else free_gib) * GIB),
         recent,
+        cooldown_s=cooldown_s,
+        set_aside=set_aside,
     )
 
 
@@ -66,6 +70,19 @@ FLEET = (node("small", 11), node("mid", 14), node("big", 23), node("huge", 79))
         ("big job takes the 24 GB card, not the 80", need(20, T16), FLEET, "big"),
         ("smallest busy: next size up", need(7, LT12), (node("small", 11, busy=True), *FLEET[1:]), "mid"),
         ("smallest dead: next size up", need(7, LT12), (node("small", 11, alive=False), *FLEET[1:]), "mid"),
+        (
+            "smallest cooling down: next size up",
+            need(7, LT12),
+            (node("small", 11, cooldown_s=3.0), *FLEET[1:]),
+            "mid",
+        ),
+        (
+            "smallest set aside: next size up",
+            need(7, LT12),
+            (node("small", 11, set_aside=True), *FLEET[1:]),
+            "mid",
+        ),
+        ("only fit cooling down: none", need(70, T40), (*FLEET[:3], node("huge", 79, cooldown_s=1.0)), None),
         ("too little free on the right tier", need(15.5, T12), (node("mid", 15), node("big", 23)), "big"),
         ("min tier after OOM skips lower tiers", need(7, LT12, min_tier=T16), FLEET, "big"),
         ("model filter", need(7, LT12, model="svd"), (*FLEET, node("svd-node", 30, model="svd")), "svd-node"),
@@ -116,11 +133,22 @@ def test_no_fit_reason_counts_every_cause() -> None:
         node("c", 30, model="svd"),
         node("d", 11),
         node("e", 12.5, tier=T16),
+        node("f", 30, cooldown_s=4.0),
+        node("g", 30, set_aside=True, cooldown_s=4.0),
     )
     d = choose_node(need(13, T16, model="i2vgen-xl"), nodes, random.Random(0))
     assert d.node is None
-    for part in ("1 busy", "1 dead", "1 other model", "1 below tier", "1 too little free memory"):
+    causes = ("1 busy", "1 dead", "1 other model", "1 below tier", "1 too little free memory")
+    for part in (*causes, "1 cooling down", "1 set aside"):
         assert part in d.reason
+
+
+def test_held_back_nodes_still_count_for_admission() -> None:
+    # A cooling or set-aside node comes back (cooldown end, trial, re-registration): jobs wait for it.
+    held = (node("huge", 79, cooldown_s=5.0), node("big", 23, set_aside=True))
+    assert admit(need(70, T40), held, 0, 10).kind is AdmissionKind.ACCEPT
+    assert admit(need(20, T16), held[1:], 0, 10).kind is AdmissionKind.ACCEPT
+    assert not any(n.available for n in held) and node("x", 1).available
 
 
 @pytest.mark.parametrize(

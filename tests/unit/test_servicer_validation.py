@@ -6,6 +6,8 @@ node, a loading or draining node must all be answered before any GPU work.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,13 +15,16 @@ from typing import Any
 import grpc
 import pytest
 
+from i2v_contract.artifacts import FileStore
+from i2v_contract.client import GenerateCall
 from i2v_contract.limits import DEFAULT_LIMITS
 from i2v_contract.memory import I2VGEN_XL
 from i2v_contract.profiles import usable_profiles
 from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
 from i2v_node.gpu import MemoryMonitor, SimulatedProbe
+from i2v_node.job import Cancelled, ProgressEvent
 from i2v_node.metrics import NodeMetrics
-from i2v_node.servicer import JobHooks, JobRejected, JobReport, NodeServicer, _Job
+from i2v_node.servicer import JobHooks, JobRejected, JobReport, NodeServicer, Stop, _Job
 from tests.media import png, png_claiming
 
 GIB = 1024**3
@@ -58,7 +63,7 @@ class _Refuse:
     def __init__(self) -> None:
         self.reports: list[JobReport] = []
 
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None:
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
         raise JobRejected(grpc.StatusCode.FAILED_PRECONDITION, f"claim for {job_id} lost: epoch moved")
 
     async def after_run(self, report: JobReport) -> None:
@@ -74,7 +79,9 @@ async def start(servicer: NodeServicer) -> tuple[grpc.aio.Server, node_pb2_grpc.
     return server, node_pb2_grpc.NodeStub(channel), channel
 
 
-def make_servicer(hooks: JobHooks | None = None) -> NodeServicer:
+def make_servicer(
+    hooks: JobHooks | None = None, *, artifacts: FileStore | None = None, heartbeat_interval: float = 2.0
+) -> NodeServicer:
     return NodeServicer(
         node_id="n-test",
         monitor=MemoryMonitor(SimulatedProbe(6 * GIB)),
@@ -82,6 +89,8 @@ def make_servicer(hooks: JobHooks | None = None) -> NodeServicer:
         limits=DEFAULT_LIMITS,
         max_result_bytes=64 * 1024 * 1024,
         hooks=hooks,
+        artifacts=artifacts,
+        heartbeat_interval=heartbeat_interval,
     )
 
 
@@ -135,13 +144,57 @@ async def test_bad_input_is_invalid_argument(
     assert status.serving and not status.busy
 
 
-async def test_output_uri_without_store(node: tuple[NodeServicer, node_pb2_grpc.NodeStub]) -> None:
+async def test_output_uri_without_store_is_the_nodes_fault(
+    node: tuple[NodeServicer, node_pb2_grpc.NodeStub],
+) -> None:
     _, stub = node
     req = request()
     req.output_uri = "file:///tmp/x.mp4"
     err = await call_error(stub, req)
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "output_uri" in (err.details() or "")
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "output_uri" in (err.details() or "") and "--artifacts" in (err.details() or "")
+
+
+@pytest.mark.parametrize("field", ["output_uri", "image_uri"])
+async def test_uri_outside_the_nodes_store_is_failed_precondition(tmp_path: Any, field: str) -> None:
+    hooks = _Claims()
+    servicer = make_servicer(hooks, artifacts=FileStore(tmp_path / "node-store"))
+    servicer.set_engine(NoRunEngine())  # type: ignore[arg-type]
+    server, stub, channel = await start(servicer)
+    try:
+        elsewhere = (tmp_path / "coordinator-store" / "x").as_uri()
+        req = request(image=b"", image_uri=elsewhere) if field == "image_uri" else request()
+        if field == "output_uri":
+            req.output_uri = elsewhere
+        err = await call_error(stub, req)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+        assert field in (err.details() or "") and "artifact store" in (err.details() or "")
+        req.job_id, req.attempt = "job-3", 1  # dispatched: claimed first, then the same code recorded
+        err = await call_error(stub, req)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert hooks.seen == [
+            ("claim", "job-3", None),
+            ("result", "job-3", grpc.StatusCode.FAILED_PRECONDITION),
+        ]
+    finally:
+        await channel.close()
+        await server.stop(0)
+        servicer.close()
+
+
+async def test_missing_input_image_in_the_store_is_the_callers_fault(tmp_path: Any) -> None:
+    store = FileStore(tmp_path / "store")
+    servicer = make_servicer(artifacts=store)
+    servicer.set_engine(NoRunEngine())  # type: ignore[arg-type]
+    server, stub, channel = await start(servicer)
+    try:
+        err = await call_error(stub, request(image=b"", image_uri=store.uri_for("jobs/none/input.png")))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "image_uri" in (err.details() or "")
+    finally:
+        await channel.close()
+        await server.stop(0)
+        servicer.close()
 
 
 async def test_busy_is_resource_exhausted(node: tuple[NodeServicer, node_pb2_grpc.NodeStub]) -> None:
@@ -190,7 +243,7 @@ async def test_before_run_hook_can_refuse_and_frees_the_node() -> None:
     server, stub, channel = await start(servicer)
     try:
         req = request()
-        req.job_id = "job-7"
+        req.job_id, req.attempt = "job-7", 1
         err = await call_error(stub, req)
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "claim for job-7 lost" in (err.details() or "")
@@ -217,7 +270,7 @@ class _Claims:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, grpc.StatusCode | None]] = []
 
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest) -> None:
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
         self.seen.append(("claim", job_id, None))
 
     async def after_run(self, report: JobReport) -> None:
@@ -252,7 +305,7 @@ async def test_dispatched_bad_input_is_claimed_then_recorded_as_invalid(
 ) -> None:
     servicer, stub, hooks = claiming
     req = request(**overrides)
-    req.job_id = "job-9"
+    req.job_id, req.attempt = "job-9", 1
     err = await call_error(stub, req)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, case
     assert field in (err.details() or "")
@@ -270,13 +323,126 @@ async def test_standalone_bad_input_never_reaches_the_hooks(
     assert hooks.seen == []
 
 
+@pytest.mark.parametrize(
+    ("job_id", "attempt", "says"),
+    [("a/b", 1, "job_id 'a/b' must not contain '/'"), ("job-5", 0, "attempt (0) must be >= 1")],
+)
+async def test_bad_dispatch_fields_are_invalid_before_any_work(
+    claiming: tuple[NodeServicer, node_pb2_grpc.NodeStub, _Claims], job_id: str, attempt: int, says: str
+) -> None:
+    servicer, stub, hooks = claiming
+    req = request()
+    req.job_id, req.attempt = job_id, attempt
+    err = await call_error(stub, req)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert says in (err.details() or "")
+    assert hooks.seen == [] and servicer.job is None
+
+
+class _SlowClaim:
+    """A claim that takes `seconds` and is then refused: the job holds the slot, sends nothing."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
+        await asyncio.sleep(self.seconds)
+        raise JobRejected(grpc.StatusCode.FAILED_PRECONDITION, "stale dispatch")
+
+    async def after_run(self, report: JobReport) -> None:
+        return None
+
+
+async def test_silent_job_sends_heartbeats_that_clients_ignore() -> None:
+    servicer = make_servicer(_SlowClaim(0.5), heartbeat_interval=0.1)
+    servicer.set_engine(NoRunEngine())  # type: ignore[arg-type]
+    server, stub, channel = await start(servicer)
+    events: list[common_pb2.GenerateEvent] = []
+    try:
+        req = request()
+        req.job_id, req.attempt = "job-hb", 1
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for event in stub.Generate(req, timeout=10):
+                events.append(event)
+        assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        await channel.close()
+        await server.stop(0)
+        servicer.close()
+    assert 2 <= len(events) <= 6  # about one per 0.1 s of silence over 0.5 s
+    assert all(e.WhichOneof("kind") == "heartbeat" for e in events)
+    assert all(e.heartbeat.stage == common_pb2.STAGE_ASSIGNED for e in events)
+    elapsed = [e.heartbeat.elapsed_s for e in events]
+    assert elapsed == sorted(elapsed) and elapsed[0] >= 0.09
+    # The node client's consumer sees neither progress nor a result in a heartbeat.
+    progress = common_pb2.GenerateEvent(progress=common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=1))
+    result = common_pb2.GenerateEvent(result=common_pb2.Result(frames=3))
+    seen: list[common_pb2.Progress] = []
+    got = GenerateCall(iter([events[0], progress, events[1], result])).wait(on_progress=seen.append)
+    assert got.frames == 3 and [p.step for p in seen] == [1]
+
+
 async def test_busy_refuses_a_dispatch_before_its_claim(
     claiming: tuple[NodeServicer, node_pb2_grpc.NodeStub, _Claims],
 ) -> None:
     servicer, stub, hooks = claiming
     servicer.job = _Job("job-42", request(), 0.0)
     req = request()
-    req.job_id = "job-43"
+    req.job_id, req.attempt = "job-43", 1
     err = await call_error(stub, req)
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert hooks.seen == []
+
+
+@dataclass
+class StepsUntilCancelled(NoRunEngine):
+    """Reports denoise steps every 10 ms until its cancel event is set, like the real loop."""
+
+    def run(self, spec: Any, profile: Any, on_event: Any, cancel: threading.Event) -> None:  # type: ignore[override]
+        step = 0
+        while not cancel.wait(0.01):
+            step += 1
+            on_event(ProgressEvent(common_pb2.STAGE_DENOISE, step=step, total_steps=1000))
+        raise Cancelled(f"cancelled after step {step}")
+
+
+class _StopAfterClaim:
+    """Accepts the claim and keeps the job's stop(), as ClusterHooks does for its claim watch."""
+
+    def __init__(self) -> None:
+        self.stop: Stop | None = None
+        self.reports: list[JobReport] = []
+
+    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
+        self.stop = stop
+
+    async def after_run(self, report: JobReport) -> None:
+        self.reports.append(report)
+
+
+async def test_stop_from_the_hooks_ends_the_running_job_as_unavailable() -> None:
+    hooks = _StopAfterClaim()
+    servicer = make_servicer(hooks)
+    servicer.set_engine(StepsUntilCancelled())  # type: ignore[arg-type]
+    server, stub, channel = await start(servicer)
+    try:
+        req = request()
+        req.job_id, req.attempt = "job-s", 1
+        call = stub.Generate(req, timeout=10)
+        async for event in call:
+            if event.HasField("progress") and event.progress.step >= 2:
+                break
+        assert hooks.stop is not None
+        hooks.stop("claim /p/claims/job-s/1 deleted at revision 9")
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for _ in call:
+                pass
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "claim /p/claims/job-s/1 deleted" in (ended.value.details() or "")
+        assert "no result written" in (ended.value.details() or "")
+        assert [r.code for r in hooks.reports] == [grpc.StatusCode.UNAVAILABLE]  # the hooks decide to skip it
+        assert servicer.job is None
+    finally:
+        await channel.close()
+        await server.stop(0)
+        servicer.close()
