@@ -481,6 +481,7 @@ def part_env(kit: Kit, deadline: float) -> dict[str, Any]:
             "transformers": transformers.__version__,
             "accelerate": accelerate.__version__,
         },
+        "diffusers_from": str(Path(diffusers.__file__).parent),
         "device": str(kit.plan.device),
         "dtype": "float16" if kit.plan.cuda else "float32",
         "model": "tiny" if kit.plan.tiny else "ali-vilab/i2vgen-xl (random weights)",

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # Fills the GPU kit's wheel folder ($I2V_WHEELS, default .wheels/, git-ignored) with what the lent
 # CUDA host lacks, for Python 3.12 manylinux x86-64, so scripts/gpu_check.sh installs it offline.
-# Run where the package registries are reachable; prints the total (it must travel in 64 MiB).
+# Run where the package registries are reachable; prints the total (it travels with the working
+# tree, 64 MiB in all): about 54 MiB, av alone 34.
 #
 # The host has Python 3.12, torch 2.11+cu130, transformers, accelerate, grpcio, prometheus-client and
 # nvidia-ml-py, but not diffusers, av or aetcd. Also fetched: their dependencies that neither torch
-# nor transformers pulls in (Pillow, protobuf, importlib-metadata, zipp) and the gRPC health and
-# reflection services; grpcio itself in case the host's is older than our stubs need (1.85.1).
+# nor transformers pulls in (Pillow, protobuf, importlib-metadata, zipp), the gRPC health and
+# reflection services, and grpcio itself in case the host's is older than our stubs need (1.85.1).
+# I2V_WHEELS_SKIP="grpcio pillow" leaves out what the host is known to have (7 MiB each).
 # Versions are the ones the project's tests run with.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${I2V_WHEELS:-$root/.wheels}"
 py="${PYTHON:-python3}"
+wanted=(
+  diffusers==0.42.1 av==18.1.0 aetcd==1.0.0 pillow==13.0.0 protobuf==7.36.2
+  importlib-metadata==10.2.0 zipp==4.1.2
+  grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1
+)
+packages=()
+for spec in "${wanted[@]}"; do
+  [[ " ${I2V_WHEELS_SKIP:-} " == *" ${spec%%==*} "* ]] || packages+=("$spec")
+done
 mkdir -p "$dir"
 "$py" -m pip download -q --dest "$dir" --only-binary=:all: --no-deps \
   --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-  diffusers==0.42.1 av==18.1.0 aetcd==1.0.0 pillow==13.0.0 protobuf==7.36.2 \
-  importlib-metadata==10.2.0 zipp==4.1.2 \
-  grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1
+  "${packages[@]}"
 ls -l "$dir"
 total="$(du -cb "$dir"/*.whl | tail -1 | cut -f1)"
 echo "total: $((total / 1024 / 1024)) MiB in $dir"
