@@ -18,7 +18,7 @@ site="$root/.wheels-site"
 export PYTHONPATH="$site:$root/proto:$root/node:$root/coordinator:$root${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
-# Requirement -> the distribution whose wheel provides it (what gpu_wheels.sh downloads).
+# Distributions the kit needs that are missing or too old, by their wheel names.
 missing="$("$py" - <<'PYEOF'
 import sys
 from importlib import metadata
@@ -26,10 +26,14 @@ from importlib import metadata
 from packaging.version import Version
 
 NEEDED = {  # distribution: minimum version (None: any)
+    # shipped in the wheel folder
     "diffusers": "0.32", "av": "12.0", "aetcd": "1.0", "pillow": "10.0", "protobuf": "6.31",
     "grpcio": "1.85.1", "grpcio-health-checking": "1.85.1", "grpcio-reflection": "1.85.1",
-    "importlib-metadata": None, "zipp": None, "transformers": "4.44", "accelerate": "1.0", "safetensors": "0.4",
-    "prometheus-client": "0.20", "nvidia-ml-py": "12.0", "numpy": "1.26", "fsspec": "2024.2",
+    "importlib-metadata": None, "zipp": None,
+    "requests": None, "urllib3": None, "idna": None, "certifi": None, "charset-normalizer": None,
+    # the host's own (a missing one is named, there is no wheel for it)
+    "transformers": "4.44", "accelerate": "1.0", "safetensors": "0.4", "prometheus-client": "0.20",
+    "nvidia-ml-py": "12.0", "numpy": "1.26", "fsspec": "2024.2",
 }
 out = []
 for name, least in NEEDED.items():
@@ -61,7 +65,8 @@ if [[ -n "$missing" ]]; then
     pattern="$(echo "$name" | tr '-' '_')"
     found="$(find "$wheels" -maxdepth 1 -iname "${pattern}-*.whl" 2>/dev/null | sort | tail -1)"
     if [[ -z "$found" ]]; then
-      echo "gpu_check: no wheel for $name in $wheels; run scripts/gpu_wheels.sh where the registries are reachable" >&2
+      echo "gpu_check: no wheel for $name in $wheels: fill it with scripts/gpu_wheels.sh where the registries" \
+        "are reachable (it fetches what the lent host lacks; add $name there if this host lacks it too)" >&2
       exit 2
     fi
     files+=("$found")
