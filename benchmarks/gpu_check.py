@@ -92,6 +92,8 @@ CARDS = (
     ("6GB", 6 * GIB, "fails"),
 )
 REFERENCE_4090_GB = {512: 13.8, 768: 17.6, 1024: 21.3}
+# diffusers' I2VGenXLPipeline defaults: no forward chunking, one frame per VAE decode call.
+PIPELINE_DEFAULT = Profile("diffusers_default", False, 1, False, False, Offload.NONE)
 _RESULT = "OOM-RESULT "
 
 
@@ -119,7 +121,7 @@ def make_plan(device: torch.device, tiny: bool, budget_s: float) -> Plan:
     # Seconds per part; profiles get what the others leave (it runs as much as fits). CUDA: imports,
     # the full-size build and the OOM child's own build dominate the fixed parts.
     if device.type == "cuda":
-        budgets = {"env": 10.0, "build": 25.0, "steps": 20.0, "bare": 25.0, "oom": 80.0, "node": 40.0}
+        budgets = {"env": 10.0, "build": 25.0, "steps": 20.0, "bare": 50.0, "oom": 70.0, "node": 35.0}
     else:
         budgets = {"env": 15.0, "build": 8.0, "steps": 6.0, "bare": 6.0, "oom": 20.0, "node": 20.0}
     budgets["profiles"] = max(0.0, budget_s - sum(budgets.values()))
@@ -716,7 +718,44 @@ def part_bare(kit: Kit, deadline: float) -> dict[str, Any]:
         "bare_video_finite": all(finite),
         "how": "one warm-up run, then engine and bare alternately twice; best of each. Same modules "
         "(the engine's pipeline), profile, size and seed (global RNG and generator seeded alike)",
+        "diffusers_defaults": bare_defaults(kit, engine, own_prompt, deadline),
     }
+
+
+def bare_defaults(kit: Kit, engine: Engine, own_prompt: bool, deadline: float) -> dict[str, Any]:
+    """The bare pipeline at diffusers' own defaults (no forward chunking, decode_chunk_size=1), the
+    setting the WebUI figures compare with: device peak per size beside the model and the RTX 4090
+    figures, as far as the time allows."""
+    plan = kit.plan
+    runs: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    previous: tuple[int, float] | None = None
+    for size in plan.sizes:
+        predicted = previous[1] * (size / previous[0]) ** 2.5 if previous else 0.0
+        if time.monotonic() + predicted > deadline:
+            skipped.append(f"{size}x{size}: would take ~{predicted:.0f} s, past the part's budget")
+            continue
+        spec = job(size, size, plan.frames, plan.steps)
+        free_device_memory(plan.device)
+        if plan.cuda:
+            torch.cuda.reset_peak_memory_stats(plan.device)
+        started = time.perf_counter()
+        _bare_call(engine.pipeline, spec, PIPELINE_DEFAULT, plan.device, own_prompt, [])
+        seconds = time.perf_counter() - started
+        previous = (size, seconds)
+        run: dict[str, Any] = {"size": f"{size}x{size}x{plan.frames}", "seconds": round(seconds, 2)}
+        if plan.cuda:
+            reserved = int(torch.cuda.max_memory_reserved(plan.device))
+            model = memory.estimate_bytes(size, size, plan.frames, PIPELINE_DEFAULT, arch=engine.arch)
+            run.update(
+                peak_allocated=int(torch.cuda.max_memory_allocated(plan.device)),
+                peak_reserved=reserved,
+                device_peak=kit.context_bytes() + reserved,
+                model_assumed_costs=model,
+                webui_4090_gb=REFERENCE_4090_GB.get(size),
+            )
+        runs.append(run)
+    return {"runs": runs, "skipped": skipped}
 
 
 def part_oom(kit: Kit, deadline: float) -> dict[str, Any]:
@@ -1106,6 +1145,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"frames identical: {bare['frames_identical']} "
             f"(max pixel difference {bare['max_pixel_difference']}); {bare['prompt']}",
         ]
+        for d in bare.get("diffusers_defaults", {}).get("runs", []):
+            if "device_peak" in d:
+                lines.append(
+                    f"- diffusers defaults {d['size']}: device peak {d['device_peak'] / 1e9:.2f} GB "
+                    f"(model {d['model_assumed_costs'] / 1e9:.2f} GB, WebUI RTX 4090 {d['webui_4090_gb']} GB)"
+                )
     oom = parts.get("oom", {})
     if "caps" in oom:
         lines += [

@@ -83,16 +83,24 @@ def test_cuda_shaped_records_make_a_table_and_a_measurement_file(tmp_path):
     kit.runs = [run, {**run, "profile": "model_offload", "base_allocated": 0}]
     oom_cap = {"card": "6GB", "cap_bytes": 5 * 2**30, "first_profile": "model_offload", "ok": True}
     oom_cap |= {"profile": "model_offload", "degradations": [], "peak_allocated": 4 * 2**30, "retries": []}
+    default_run = {"size": "512x512x16", "device_peak": 9 * 10**9, "model_assumed_costs": 8.6e9}
+    default_run["webui_4090_gb"] = 13.8
     report = {
         "kit": {"device": "cuda", "model": "full-size", "seconds": 400},
         "parts": {
             "profiles": {"status": "ok", "records": kit.runs, "skipped": ["x"]},
             "oom": {"status": "ok", "simulated": False, "caps": [{**oom_cap, "process_stayed_up": True}]},
+            "bare": {"status": "ok", "size": "512x512x16", "steps": 2, "profile": "fast", "engine_s": [1.0]}
+            | {"bare_s": [1.0], "overhead_ratio": 1.0, "frames_identical": True, "max_pixel_difference": 0}
+            | {"prompt": "", "diffusers_defaults": {"runs": [default_run], "skipped": []}},
         },
     }
     table = gpu_check.markdown(report)
     assert "| fast | 512x512x16 | denoise | 8.38 |" in table
     assert "512p: device peak 11.00 GB, WebUI 13.8 GB" in table
+    assert (
+        "diffusers defaults 512x512x16: device peak 9.00 GB (model 8.60 GB, WebUI RTX 4090 13.8 GB)" in table
+    )
     found = gpu_check.measurements_file(kit, {"gpu": "NVIDIA H200", "versions": {"torch": "2.11"}})
     assert found is not None
     assert len(found.overhead_samples) == 1  # offload runs say nothing about the allocator
