@@ -18,7 +18,8 @@ skipped and the JSON says so):
             per stage torch's peak allocated and reserved bytes, NVML used (sampled every 10 ms),
             seconds per denoising step; the memory model's estimate beside each, and the error.
   bare      our engine against a bare diffusers I2VGenXLPipeline call on the same modules, profile,
-            size and seed: wall-time ratio and whether the frames are identical.
+            size and seed: wall-time ratio and whether the frames are identical; then that call
+            at diffusers' defaults per size, its device peak beside the RTX 4090 WebUI figures.
   oom       the node's OOM path for real, in a child process: capped with the node's own
             limit_torch_memory (set_per_process_memory_fraction) to what a 12, 8 and 6 GB card
             leaves free, the 512x512x16 job with allow_degrade; which profile or degradation it
