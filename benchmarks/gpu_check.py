@@ -209,7 +209,7 @@ def _proc_bytes(key: str) -> int:
     return 0
 
 
-_ENGINE_STAGES = {
+_ENGINE_STAGES: dict[int, str] = {
     common_pb2.STAGE_ENCODE_PROMPT: "encode_prompt",
     common_pb2.STAGE_ENCODE_IMAGE: "encode_image",
     common_pb2.STAGE_DENOISE: "denoise",
@@ -230,7 +230,7 @@ class StageMeter:
         self._cuda = device.type == "cuda"
         self._device = device
         self._nvml = nvml
-        self.stages: dict[str, dict[str, int | None]] = {}
+        self.stages: dict[str, dict[str, Any]] = {}
         self.step_s: list[float] = []
         self.retries: list[str] = []
         self.base_allocated: int | None = None
@@ -378,7 +378,7 @@ def estimates(
     )
     # The measured context with the assumed allocator overhead: the error is the activation model's.
     costs = RuntimeCosts(kit.context_bytes(), memory.ASSUMED_COSTS.allocator_overhead)
-    per_stage = {}
+    per_stage: dict[str, dict[str, int | None]] = {}
     for s in stages:
         if accel:
             device = costs.cuda_context_bytes + s.weights + int(s.transient * (1 + costs.allocator_overhead))
@@ -805,8 +805,9 @@ def part_oom(kit: Kit, deadline: float) -> dict[str, Any]:
     return {
         "how": (
             "child process; caps = card size - measured CUDA context, set with the node's "
-            "limit_torch_memory (torch.cuda.set_per_process_memory_fraction) and reported by its capped "
-            "NVML monitor; first profile by the node's first_profile; allow_degrade on"
+            "limit_torch_memory (torch.cuda.set_per_process_memory_fraction); first profile by the node's "
+            "first_profile from the free memory such a card's NVML would report (cap - this process's "
+            "reserved bytes; the node's capped monitor's figure and choice beside it); allow_degrade on"
             if plan.cuda
             else "SIMULATED (no CUDA caps on a CPU): free VRAM from the node's simulated probe, and OOMs "
             "injected by a fault plan wherever the full-size model's estimate for the "
@@ -861,8 +862,22 @@ def oom_child(args: argparse.Namespace) -> int:
         rec: dict[str, Any] = {"cap_bytes": cap, "size": f"{w}x{h}x{f}", "steps": plan.steps}
         if cuda:
             rec["memory_fraction"] = round(limit_torch_memory(str(device), cap, total), 4)
-            reading = make_monitor(str(device), max_vram_bytes=cap).read()
-            rec["probe"] = reading.source
+            monitor = make_monitor(str(device), max_vram_bytes=cap).read()
+            # A real card's NVML free already excludes what this process holds (weights, cache); the
+            # capped monitor of a big card reports the whole cap. The run takes the real card's view.
+            reading = replace(monitor, free_bytes=max(0, cap - int(torch.cuda.memory_reserved(device))))
+            capped = first_profile(
+                w,
+                h,
+                f,
+                monitor,
+                engine.ladder,
+                arch=engine.arch,
+                dtype_name=engine.dtype_name,
+                accelerator=True,
+            )
+            rec.update(probe=monitor.source, monitor_free=monitor.free_bytes, card_free=reading.free_bytes)
+            rec["first_profile_by_capped_monitor"] = capped.profile.name
         else:
             reading = make_monitor("cpu", simulate_free_bytes=cap).read()
             sw, sh, sf = plan.oom_stands_for
@@ -1158,14 +1173,18 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"## OOM path ({'simulated' if oom['simulated'] else 'real CUDA caps'})",
             "",
-            "| card | cap GiB | first profile | ended on | degradations | peak alloc GiB | s/step "
+            "| card | cap GiB | free GiB | first profile | ended on | degradations | peak alloc GiB | s/step "
             "| stayed up | retries |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in oom["caps"]:
             ended = c.get("profile") if c.get("ok") else ("exhausted: " + c.get("error", "")[:60])
+            first = c.get("first_profile", "-")
+            if c.get("first_profile_by_capped_monitor", first) != first:
+                first += f" (capped monitor: {c['first_profile_by_capped_monitor']})"
             lines.append(
-                f"| {c.get('card')} | {_gib(c.get('cap_bytes'))} | {c.get('first_profile', '-')} | {ended} | "
+                f"| {c.get('card')} | {_gib(c.get('cap_bytes'))} | {_gib(c.get('free_bytes'))} "
+                f"| {first} | {ended} | "
                 f"{', '.join(c.get('degradations', [])) or '-'} | {_gib(c.get('peak_allocated'))} | "
                 f"{c.get('s_per_step', '-')} | {c.get('process_stayed_up')} | {len(c.get('retries', []))} |"
             )

@@ -82,6 +82,7 @@ def test_cuda_shaped_records_make_a_table_and_a_measurement_file(tmp_path):
     run |= {"peak_allocated": 9 * 10**9, "peak_reserved": 10**10, "device_peak": 11 * 10**9}
     kit.runs = [run, {**run, "profile": "model_offload", "base_allocated": 0}]
     oom_cap = {"card": "6GB", "cap_bytes": 5 * 2**30, "first_profile": "model_offload", "ok": True}
+    oom_cap |= {"free_bytes": 2**30, "first_profile_by_capped_monitor": "sliced"}
     oom_cap |= {"profile": "model_offload", "degradations": [], "peak_allocated": 4 * 2**30, "retries": []}
     default_run = {"size": "512x512x16", "device_peak": 9 * 10**9, "model_assumed_costs": 8.6e9}
     default_run["webui_4090_gb"] = 13.8
@@ -98,6 +99,7 @@ def test_cuda_shaped_records_make_a_table_and_a_measurement_file(tmp_path):
     table = gpu_check.markdown(report)
     assert "| fast | 512x512x16 | denoise | 8.38 |" in table
     assert "512p: device peak 11.00 GB, WebUI 13.8 GB" in table
+    assert "| 6GB | 5.00 | 1.00 | model_offload (capped monitor: sliced) | model_offload |" in table
     assert (
         "diffusers defaults 512x512x16: device peak 9.00 GB (model 8.60 GB, WebUI RTX 4090 13.8 GB)" in table
     )
