@@ -81,7 +81,11 @@ if [[ -n "$missing" ]]; then
 fi
 
 args=("$@")
-if [[ " ${args[*]:-} " != *" --device "* ]]; then
+device_given=0
+for arg in "$@"; do
+  [[ "$arg" == --device || "$arg" == --device=* ]] && device_given=1
+done
+if ((!device_given)); then
   if "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     args+=(--device cuda)
   else
