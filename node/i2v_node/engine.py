@@ -211,13 +211,10 @@ class Engine:
         """Load (for `tiny`: build once, then load) and place the pipeline; raises ValueError with a
         message for the operator when the model, device or dtype is unusable."""
         started = time.monotonic()
-        device = _check_device(config.device)
+        _check_device(config.device)
         dtype = resolve_dtype(config.dtype, config.device)
         pipe = load_pipeline(config.model, dtype=dtype, cache_dir=config.cache_dir, offline=config.offline)
-        arch = ArchSpec.from_pipeline(pipe, name=config.model)
-        holder = ProfiledPipeline(pipe, device)
-        engine = cls(config, holder, device, dtype, arch)
-        holder.apply(engine.ladder[0])
+        engine = cls.from_pipeline(config, pipe)
         engine.load_seconds = time.monotonic() - started
         log.info(
             "loaded %s on %s (%s) in %.1fs; profiles: %s%s",
@@ -229,6 +226,21 @@ class Engine:
             "; FAULT INJECTION ACTIVE (testing only)" if config.fault_plan else "",
         )
         return engine
+
+    @classmethod
+    def from_pipeline(cls, config: EngineConfig, pipe: Any) -> Engine:
+        """An engine around a pipeline already in memory, in its own dtype, with the fastest profile
+        applied (Engine.load's second half; the GPU kit passes a full-size random-weight pipeline)."""
+        device = _check_device(config.device)
+        holder = ProfiledPipeline(pipe, device)
+        engine = cls(config, holder, device, pipe.unet.dtype, ArchSpec.from_pipeline(pipe, name=config.model))
+        holder.apply(engine.ladder[0])
+        return engine
+
+    @property
+    def pipeline(self) -> Any:
+        """The pipeline as the current profile left it (measurement tools call it directly)."""
+        return self._holder.pipe
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -48,20 +48,26 @@ def _tiny_vocab() -> dict[str, int]:
     return {tok: i for i, tok in enumerate(tokens)}
 
 
+def byte_level_tokenizer() -> Any:
+    """A CLIPTokenizer over bytes (no merges, nothing downloaded), CLIP's 77-token limit."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(vocab=_tiny_vocab(), merges=[], model_max_length=_MAX_TOKENS)
+
+
 def _build_into(target: Path) -> None:
     import diffusers
     from transformers import (
         CLIPImageProcessor,
         CLIPTextConfig,
         CLIPTextModel,
-        CLIPTokenizer,
         CLIPVisionConfig,
         CLIPVisionModelWithProjection,
     )
 
     # diffusers' constructors are unannotated: use them through an Any-typed module.
     d: Any = diffusers
-    tokenizer = CLIPTokenizer(vocab=_tiny_vocab(), merges=[], model_max_length=_MAX_TOKENS)
+    tokenizer = byte_level_tokenizer()
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)

@@ -18,8 +18,10 @@ Where the numbers come from:
   `meta` device for the full-size model and for small configs (`benchmarks/memory_model.py
   --calibrate` reproduces them). Attention is traced as a fused kernel (memory of its output only),
   which is what SDPA's flash / memory-efficient kernels do on CUDA and CPU.
-- The CUDA context and allocator allowance are not measurable here (no GPU): they are typical
-  values, stated below, and `SAFETY_MARGIN` covers the rest.
+- The CUDA context and allocator allowance are not measurable without a GPU: they are typical
+  values, stated below, until `proto/i2v_contract/gpu_memory.json` exists; then the figures
+  measured there by `scripts/gpu_check.sh` replace them (`RUNTIME_COSTS`, see measured.py).
+  `SAFETY_MARGIN` covers the rest.
 
 Compared with the practitioners' figures in DESIGN.md (benchmarks/memory_model.py prints both):
 with diffusers' own defaults (no forward chunking, decode_chunk_size=1) the model gives 8.6 GB at
@@ -41,6 +43,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from i2v_contract import measured
+from i2v_contract.measured import RuntimeCosts
 from i2v_contract.profiles import PROFILES, Offload, Profile
 from i2v_contract.tiers import tier_for_free_bytes
 
@@ -59,6 +63,10 @@ CUDA_CONTEXT_BYTES = 512 * 1024**2
 # The caching allocator reserves more than the live tensors (2 MiB / 20 MiB segment rounding,
 # fragmentation between differently sized per-block tensors): allowance on transient bytes.
 ALLOCATOR_OVERHEAD = 0.10
+
+ASSUMED_COSTS = RuntimeCosts(CUDA_CONTEXT_BYTES, ALLOCATOR_OVERHEAD)
+# What accelerator estimates add: measured (gpu_memory.json beside this module) when present.
+RUNTIME_COSTS = measured.runtime_costs(ASSUMED_COSTS)
 
 # UNet transient bytes per latent token (batch x frames x h x w) = a x base_channels + b,
 # times dtype bytes. Fitted to meta-device traces of the full-size UNet (base 320 channels:
@@ -332,6 +340,7 @@ def estimate_bytes(
     arch: ArchSpec = I2VGEN_XL,
     dtype_bytes: int = 2,
     accelerator: bool = True,
+    costs: RuntimeCosts = RUNTIME_COSTS,
 ) -> int:
     """Peak bytes of one job (device memory on an accelerator, process memory growth on CPU)."""
     stages = stage_bytes(
@@ -339,8 +348,8 @@ def estimate_bytes(
     )
     if not accelerator:
         return CPU_RUNTIME_BYTES + max(s.total for s in stages)
-    peak = max(s.weights + int(s.transient * (1 + ALLOCATOR_OVERHEAD)) for s in stages)
-    return CUDA_CONTEXT_BYTES + peak
+    peak = max(s.weights + int(s.transient * (1 + costs.allocator_overhead)) for s in stages)
+    return costs.cuda_context_bytes + peak
 
 
 def choose_profile(
