@@ -207,6 +207,9 @@ class DispatchConfig:
     queue_policy: QueuePolicy = DEFAULT_POLICY
 
 
+_IN_SERVICE = health.standing(health.HEALTHY, 0.0)
+
+
 @dataclass(frozen=True)
 class _CallEnded:
     job_id: str
@@ -461,15 +464,18 @@ class Dispatcher:
         """Registered nodes with their health as routing inputs (a re-registration clears it)."""
         out = []
         for node in nodes:
-            step = health.on_registration(
-                self._health.get(node.node_id, health.HEALTHY), node.node_id, node.registration
-            )
-            if step.changed:
-                log.info("%s", step.reason)
-            if step.changed or node.node_id in self._health:
+            known = self._health.get(node.node_id)
+            if known is None:
+                standing = _IN_SERVICE  # never failed: on_registration would only note the revision
+            else:
+                step = health.on_registration(known, node.node_id, node.registration)
+                if step.changed:
+                    log.info("%s", step.reason)
                 self._health[node.node_id] = step.health
-            standing = health.standing(step.health, now, self.config.health)
-            out.append(replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside))
+                standing = health.standing(step.health, now, self.config.health)
+            if (node.cooldown_s, node.set_aside) != (standing.cooldown_s, standing.set_aside):
+                node = replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside)
+            out.append(node)  # most nodes pass through uncopied: a copy each per round was costly
         return out
 
     # --- dispatch ---------------------------------------------------------------------------
@@ -481,7 +487,9 @@ class Dispatcher:
         for _, node_id in self._recent:
             counts[node_id] = counts.get(node_id, 0) + 1
         return [
-            replace(node, recent_assignments=counts.get(node.node_id, 0))
+            node
+            if node.recent_assignments == counts.get(node.node_id, 0)
+            else replace(node, recent_assignments=counts.get(node.node_id, 0))
             for node in self._with_health(self._registry.snapshot(), now)
         ]
 
