@@ -38,7 +38,7 @@ import grpc
 
 from i2v_contract.artifacts import ArtifactStore
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
-from i2v_coordinator import health, jobs
+from i2v_coordinator import health, jobs, jobstore
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
 from i2v_coordinator.jobs import ActionKind, JobView, NodeReport
 from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
@@ -332,11 +332,18 @@ class Dispatcher:
         self._epoch = epoch
         self._hub.open()
         await self.store.load()
-        log.info("leading in epoch %d: reconciling %d jobs", epoch, len(self.store.table.jobs))
+        legacy = self.store.table.legacy_finished()
+        log.info(
+            "leading in epoch %d: reconciling %d jobs (%d finished ones of the previous schema to move)",
+            epoch,
+            len(self.store.table.jobs) - len(legacy),
+            len(legacy),
+        )
         self._relisted = False
         await self._reconcile(list(self.store.table.jobs), epoch, new_epoch=True)
         follow = asyncio.create_task(self.store.follow(), name=f"job-watch-{epoch}")
         next_sweep = 0.0
+        moved, moving_since = 0, time.monotonic()
         try:
             while True:
                 if follow.done():
@@ -357,7 +364,17 @@ class Dispatcher:
                     await self._call_ended(self._ended.popleft(), epoch)
                 await self._dispatch_round(epoch)
                 self.rounds += 1
-                await self._sleep(max(0.0, next_sweep - time.monotonic()))
+                if legacy:
+                    # One bounded batch per turn, so dispatch never waits behind the whole backlog.
+                    batch, legacy = legacy[: jobstore.MOVE_BATCH], legacy[jobstore.MOVE_BATCH :]
+                    moved += await self.store.move_legacy(batch, epoch)
+                    if not legacy:
+                        log.info(
+                            "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
+                            moved,
+                            time.monotonic() - moving_since,
+                        )
+                await self._sleep(0.0 if legacy else max(0.0, next_sweep - time.monotonic()))
         finally:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
