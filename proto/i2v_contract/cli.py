@@ -26,6 +26,8 @@ from typing import TextIO
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+import grpc
+
 from i2v_contract.client import CallError, Generator, NodeClient, build_request, checked
 from i2v_contract.coordinator_client import (
     CoordinatorClient,
@@ -48,6 +50,8 @@ TARGETS_ENV = "I2V_TARGETS"
 JOBS_SHOWN = 20  # `i2v jobs` without --limit
 JOBS_ALL_MAX = 10_000  # `i2v jobs --all` stops there (and says how to go on)
 PAGE_MAX = 1000  # the most the server returns in one ListJobs page
+# Requests one listing makes at most: a rare state over a long history comes back in short pages.
+PAGES_MAX = 100
 
 
 def _non_negative_int(text: str) -> int:
@@ -330,14 +334,19 @@ def collect_jobs(
     pages: Callable[[int, str], JobPage], want: int, page_token: str = ""
 ) -> tuple[list[coordinator_pb2.Job], str]:
     """Up to `want` jobs from `page_token` on, following tokens (a filtered page can be short or
-    empty); returns them and the token to go on from ("" = nothing more)."""
+    empty) for at most PAGES_MAX requests; returns them and the token to go on from ("" = nothing
+    more)."""
     jobs: list[coordinator_pb2.Job] = []
-    while len(jobs) < want:
+    for _ in range(PAGES_MAX):
         page = pages(min(PAGE_MAX, want - len(jobs)), page_token)
         jobs.extend(page.jobs)
-        if not page.next_page_token or page.next_page_token == page_token:
+        if not page.next_page_token:
             return jobs, ""
+        if page.next_page_token == page_token:
+            raise CallError(grpc.StatusCode.INTERNAL, "list jobs: the server returned the same page token")
         page_token = page.next_page_token
+        if len(jobs) >= want:
+            break
     return jobs, page_token
 
 

@@ -542,6 +542,25 @@ def test_jobs_all_follows_every_token_to_the_end_within_a_bound(monkeypatch: pyt
     assert err == "more jobs: go on with --page-token 1500 (same --state)\n"
 
 
+def test_jobs_stops_after_a_bounded_number_of_requests_and_says_where(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "PAGES_MAX", 4)
+    fake = _PagedCoordinator(100, skipping=range(0, 95))  # a rare state over a long history
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--limit", "10"], fake, monkeypatch)
+    assert code == 0 and _listed(out) == [f"j{i}" for i in range(99, 94, -1)] and len(fake.calls) == 4
+    assert "--page-token 25" in err
+
+
+def test_jobs_refuses_a_token_that_does_not_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Stuck(_PagedCoordinator):
+        def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
+            return JobPage((), "x")
+
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--page-token", "x"], Stuck(1), monkeypatch)
+    assert code == cli.EXIT_FAILED and out == "" and "same page token" in err
+
+
 def test_jobs_limit_and_all_exclude_each_other(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit):
         run_cli(["jobs", "--target", "c:1", "--all", "--limit", "3"], _PagedCoordinator(1), monkeypatch)
