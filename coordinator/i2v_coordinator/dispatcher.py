@@ -38,7 +38,7 @@ import grpc
 
 from i2v_contract.artifacts import ArtifactStore
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
-from i2v_coordinator import health, jobs
+from i2v_coordinator import health, jobs, jobstore
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
 from i2v_coordinator.jobs import ActionKind, JobView, NodeReport
 from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
@@ -207,6 +207,9 @@ class DispatchConfig:
     queue_policy: QueuePolicy = DEFAULT_POLICY
 
 
+_IN_SERVICE = health.standing(health.HEALTHY, 0.0)
+
+
 @dataclass(frozen=True)
 class _CallEnded:
     job_id: str
@@ -329,11 +332,18 @@ class Dispatcher:
         self._epoch = epoch
         self._hub.open()
         await self.store.load()
-        log.info("leading in epoch %d: reconciling %d jobs", epoch, len(self.store.table.jobs))
+        legacy = self.store.table.legacy_finished()
+        log.info(
+            "leading in epoch %d: reconciling %d jobs (%d finished ones of the previous schema to move)",
+            epoch,
+            len(self.store.table.jobs) - len(legacy),
+            len(legacy),
+        )
         self._relisted = False
         await self._reconcile(list(self.store.table.jobs), epoch, new_epoch=True)
         follow = asyncio.create_task(self.store.follow(), name=f"job-watch-{epoch}")
         next_sweep = 0.0
+        moved, moving_since = 0, time.monotonic()
         try:
             while True:
                 if follow.done():
@@ -354,7 +364,17 @@ class Dispatcher:
                     await self._call_ended(self._ended.popleft(), epoch)
                 await self._dispatch_round(epoch)
                 self.rounds += 1
-                await self._sleep(max(0.0, next_sweep - time.monotonic()))
+                if legacy:
+                    # One bounded batch per turn, so dispatch never waits behind the whole backlog.
+                    batch, legacy = legacy[: jobstore.MOVE_BATCH], legacy[jobstore.MOVE_BATCH :]
+                    moved += await self.store.move_legacy(batch, epoch)
+                    if not legacy:
+                        log.info(
+                            "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
+                            moved,
+                            time.monotonic() - moving_since,
+                        )
+                await self._sleep(0.0 if legacy else max(0.0, next_sweep - time.monotonic()))
         finally:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -461,15 +481,18 @@ class Dispatcher:
         """Registered nodes with their health as routing inputs (a re-registration clears it)."""
         out = []
         for node in nodes:
-            step = health.on_registration(
-                self._health.get(node.node_id, health.HEALTHY), node.node_id, node.registration
-            )
-            if step.changed:
-                log.info("%s", step.reason)
-            if step.changed or node.node_id in self._health:
+            known = self._health.get(node.node_id)
+            if known is None:
+                standing = _IN_SERVICE  # never failed: on_registration would only note the revision
+            else:
+                step = health.on_registration(known, node.node_id, node.registration)
+                if step.changed:
+                    log.info("%s", step.reason)
                 self._health[node.node_id] = step.health
-            standing = health.standing(step.health, now, self.config.health)
-            out.append(replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside))
+                standing = health.standing(step.health, now, self.config.health)
+            if (node.cooldown_s, node.set_aside) != (standing.cooldown_s, standing.set_aside):
+                node = replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside)
+            out.append(node)  # most nodes pass through uncopied: a copy each per round was costly
         return out
 
     # --- dispatch ---------------------------------------------------------------------------
@@ -481,7 +504,9 @@ class Dispatcher:
         for _, node_id in self._recent:
             counts[node_id] = counts.get(node_id, 0) + 1
         return [
-            replace(node, recent_assignments=counts.get(node.node_id, 0))
+            node
+            if node.recent_assignments == counts.get(node.node_id, 0)
+            else replace(node, recent_assignments=counts.get(node.node_id, 0))
             for node in self._with_health(self._registry.snapshot(), now)
         ]
 

@@ -7,7 +7,9 @@ so a deposed leader or a stale view can never overwrite newer state. `claims/{id
 job finishes: the finalising write is one fenced txn that moves the job to
 `history/{finished_us:016d}-{id}` (the record with the accepted result embedded), points
 `done/{id}` at it and deletes `jobs/{id}`, `claims/{id}/` and `results/{id}/`. So what a new leader
-loads is bounded by the open jobs, never by how many jobs the cluster has ever run.
+loads is bounded by the open jobs, never by how many jobs the cluster has ever run. Clusters that
+ran the schema before history/ still hold finished jobs under jobs/ (results under results/): a new
+leader moves those with the same finalising ops, `MOVE_BATCH` per fenced txn (`move_legacy`).
 
 The mirror (`JobTable`) is a paged range read of jobs/, claims/, results/ (yielding to the loop
 between pages), then one watch from the first page's revision R + 1 (DESIGN.md: nothing lives only
@@ -62,6 +64,7 @@ _RESULT_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRecor
 LOAD_PAGE = 500  # keys per range read while loading: bounded messages, the loop runs between pages
 YIELD_EVERY = 100  # watch events folded in before yielding to the loop (lease keepalives must run)
 FINISHED_CACHE = 1024  # recently finished records kept in memory for the watch streams' final events
+MOVE_BATCH = 24  # legacy records per move txn: 5 ops each, within etcd's default --max-txn-ops (128)
 _WINDOW_US = 60_000_000  # the first window of a newest-first history read: one minute
 
 
@@ -239,15 +242,24 @@ class JobTable:
         if not record.view.final:
             self.jobs[record.job_id] = record
             return Change(ChangeKind.JOB, record.job_id)
-        self.jobs.pop(record.job_id, None)
-        for table in (self.claims, self.results):
-            for key in [k for k in table if k[0] == record.job_id]:
-                del table[key]
+        self.forget(record.job_id)
         self.finished[record.job_id] = record
         self.finished.move_to_end(record.job_id)
         while len(self.finished) > FINISHED_CACHE:
             self.finished.popitem(last=False)
         return Change(ChangeKind.JOB, record.job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop the job with its claims and results (a txn moved them out of the open prefixes)."""
+        self.jobs.pop(job_id, None)
+        for table in (self.claims, self.results):
+            for key in [k for k in table if k[0] == job_id]:
+                del table[key]
+
+    def legacy_finished(self) -> list[JobRecord]:
+        """Final records under jobs/: left there by the schema before history/ (this one moves a job
+        out of jobs/ in the txn that finishes it), oldest finished first."""
+        return sorted((r for r in self.jobs.values() if r.view.final), key=lambda r: r.view.finished_at)
 
     def result_for(self, job: JobView) -> StoredResult | None:
         return self.results.get((job.job_id, job.result_attempt or job.attempt))
@@ -481,17 +493,7 @@ class JobStore:
         new = dataclasses.replace(old, view=view)
         ops: list[Put | Delete] = [Put(key, encode_job(new))]
         if view.final:
-            stored = self.table.result_for(view) if view.result_attempt else None
-            new = dataclasses.replace(new, result=stored.result if stored else None)
-            entry = self.keys.history_entry(view.finished_at, view.job_id)
-            done = DoneRecord(entry, view.finished_at).to_json()
-            ops = [
-                Delete(key),
-                Delete(self.keys.claims_of(view.job_id), prefix=True),
-                Delete(self.keys.results_of(view.job_id), prefix=True),
-                Put(entry, encode_job(new)),
-                Put(self.keys.done_of(view.job_id), done),
-            ]
+            new, ops = self._finishing(new)
         revision = await self._fenced_txn(epoch, compares, ops)
         if revision is None:
             log.info("write of %s lost a compare (stale view or a new claim): skipped", old.job_id)
@@ -499,6 +501,39 @@ class JobStore:
         new = dataclasses.replace(new, mod_revision=revision)
         self._emit(self.table.record_write(new))
         return new
+
+    def _finishing(self, record: JobRecord) -> tuple[JobRecord, list[Put | Delete]]:
+        """The final `record` with its accepted result embedded, and the ops that move it out of the
+        open prefixes: history/ and done/ put, jobs/{id}, claims/{id}/ and results/{id}/ deleted."""
+        view = record.view
+        stored = self.table.result_for(view) if view.result_attempt else None
+        record = dataclasses.replace(record, result=stored.result if stored else record.result)
+        entry = self.keys.history_entry(view.finished_at, view.job_id)
+        return record, [
+            Delete(self.keys.job(view.job_id)),
+            Delete(self.keys.claims_of(view.job_id), prefix=True),
+            Delete(self.keys.results_of(view.job_id), prefix=True),
+            Put(entry, encode_job(record)),
+            Put(self.keys.done_of(view.job_id), DoneRecord(entry, view.finished_at).to_json()),
+        ]
+
+    async def move_legacy(self, records: Sequence[JobRecord], epoch: int) -> int:
+        """Move final records the previous schema left under jobs/ to history/ + done/ (results taken
+        from results/{id}/{attempt}), all in one txn under the epoch fence, each compared on its mod
+        revision; returns how many moved. A lost compare retries them one by one, skipping losers.
+        At most MOVE_BATCH records (etcd's --max-txn-ops)."""
+        compares, ops = [], []
+        for record in records:
+            compares.append(Compare(self.keys.job(record.job_id), "mod", "==", record.mod_revision))
+            ops += self._finishing(record)[1]
+        if await self._fenced_txn(epoch, compares, ops) is None:
+            if len(records) == 1:
+                log.info("legacy job %s changed under us: not moved to history/", records[0].job_id)
+                return 0
+            return sum([await self.move_legacy([r], epoch) for r in records])
+        for record in records:
+            self.table.forget(record.job_id)
+        return len(records)
 
 
 def job_event(record: JobRecord, table: JobTable) -> coordinator_pb2.JobEvent:

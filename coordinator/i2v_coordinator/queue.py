@@ -20,7 +20,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from i2v_coordinator.routing import JobNeed, NodeView, choose_node, could_ever_fit
+from i2v_coordinator.routing import (
+    JobNeed,
+    NodeView,
+    choose_node,
+    could_ever_fit,
+    count_unavailable,
+    unavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -80,28 +87,35 @@ def next_dispatches(
     before their own busy flag says so.
     """
     available = [replace(n, busy=True) if n.node_id in occupied else n for n in nodes]
+    # Nodes that can take no job this round are counted once, not scanned again for every job.
+    free = [n for n in available if not unavailable(n)]
+    held = count_unavailable(available)
     dispatches: list[Dispatch] = []
     waiting: list[Waiting] = []
     blocked: list[QueuedJob] = []
     passed_over: dict[str, None] = {}  # insertion-ordered set
     reserved_for = ""
     reserved: set[str] = set()
+    taken: set[str] = set()  # dispatched this round: out of the plan altogether
     for job in sorted(queued, key=lambda j: (j.submitted_at, j.need.job_id)):
-        pool = [n for n in available if n.node_id not in reserved]
-        decision = choose_node(job.need, pool, rng)
+        pool = [n for n in free if n.node_id not in reserved] if reserved else free
+        decision = choose_node(job.need, pool, rng, held)
         node = decision.node
         if node is None:
-            held = ""
+            hold = ""
             if not reserved_for and starving(job, now, policy):
                 reserved_for = job.need.job_id
-                reserved = {n.node_id for n in available if could_ever_fit(n, job.need)}
-                held = f"; starving (waited {now - job.submitted_at:.0f} s, skipped {job.skips} times): " + (
+                rest = [n for n in available if n.node_id not in taken]
+                reserved = {n.node_id for n in rest if could_ever_fit(n, job.need)}
+                held = count_unavailable(n for n in rest if n.node_id not in reserved)
+                hold = f"; starving (waited {now - job.submitted_at:.0f} s, skipped {job.skips} times): " + (
                     f"reserving {', '.join(sorted(reserved))}" if reserved else "no node to reserve"
                 )
-            waiting.append(Waiting(job.need.job_id, decision.reason + held))
+            waiting.append(Waiting(job.need.job_id, decision.reason + hold))
             blocked.append(job)
             continue
-        available = [n for n in available if n.node_id != node.node_id]
+        free = [n for n in free if n.node_id != node.node_id]
+        taken.add(node.node_id)
         for earlier in blocked:
             if could_ever_fit(node, earlier.need):
                 passed_over[earlier.need.job_id] = None

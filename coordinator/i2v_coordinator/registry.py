@@ -9,6 +9,7 @@ applied change; they must be cheap and must not raise (the dispatcher only sets 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Callable
@@ -41,14 +42,21 @@ class NodeRegistry:
         self._keys = keys
         self._records: dict[str, NodeRecord] = {}
         self._registered: dict[str, int] = {}  # node id -> its key's create revision
-        self._views: tuple[NodeView, ...] = ()
+        # Kept per node as events arrive; the sorted tuple is rebuilt only when asked for after a
+        # change, and re-sorted only when a node joined or left (a busy flip keeps the order).
+        self._views: dict[str, NodeView] = {}
+        self._order: list[str] = []
+        self._snapshot: tuple[NodeView, ...] | None = ()
         self._revision = 0
+        self._adverts = 0
         self._callbacks: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
 
     def snapshot(self) -> tuple[NodeView, ...]:
         """Live nodes sorted by id."""
-        return self._views
+        if self._snapshot is None:
+            self._snapshot = tuple(self._views[i] for i in self._order)
+        return self._snapshot
 
     def records(self) -> dict[str, NodeRecord]:
         """What each live node published (for ListNodes / ClusterStatus)."""
@@ -58,6 +66,12 @@ class NodeRegistry:
     def revision(self) -> int:
         """The store revision the table reflects."""
         return self._revision
+
+    @property
+    def adverts_revision(self) -> int:
+        """The revision of the last change to which nodes serve which models with what arch: a cache
+        of what records() advertises stays valid while this does not move (busy flips leave it)."""
+        return self._adverts
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
@@ -88,6 +102,9 @@ class NodeRegistry:
         self._records = records
         self._registered = registered
         self._revision = revision
+        self._adverts = revision
+        self._views = {i: node_view(i, r, registered[i]) for i, r in records.items()}
+        self._order = sorted(records)
         self._publish()
         log.info(
             "node table read at revision %d: %d nodes (new %s, gone %s)", revision, len(records), new, gone
@@ -108,22 +125,28 @@ class NodeRegistry:
             self._registered.pop(node_id, None)
             if self._records.pop(node_id, None) is not None:
                 log.info("node %s left (its key is gone: lease expired or node stopped)", node_id)
+                del self._views[node_id]
+                self._order.remove(node_id)
+                self._adverts = kv.mod_revision
                 self._publish()
             return
         decoded = self._decode(kv)
         if decoded is None:
             return
         node_id, record = decoded
-        if node_id not in self._records:
+        before = self._records.get(node_id)
+        if before is None:
             log.info("node %s joined at %s", node_id, record.addr)
+            bisect.insort(self._order, node_id)
+        if before is None or (before.models, before.arch) != (record.models, record.arch):
+            self._adverts = kv.mod_revision
         self._records[node_id] = record
         self._registered[node_id] = kv.create_revision
+        self._views[node_id] = node_view(node_id, record, kv.create_revision)
         self._publish()
 
     def _publish(self) -> None:
-        self._views = tuple(
-            node_view(i, r, self._registered.get(i, 0)) for i, r in sorted(self._records.items())
-        )
+        self._snapshot = None
         for callback in self._callbacks:
             try:
                 callback()

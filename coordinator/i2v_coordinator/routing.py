@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from i2v_contract.tiers import GIB, tier_for_free_bytes, tier_name, tier_rank
@@ -109,8 +109,8 @@ def could_ever_fit(node: NodeView, need: JobNeed) -> bool:
     )
 
 
-def _misfit(node: NodeView, need: JobNeed, floor_rank: int) -> str:
-    """Why `node` cannot take `need` now, as a short category; "" when it can."""
+def unavailable(node: NodeView) -> str:
+    """Why `node` can take no job now, whatever the job, as a short category; "" when it is available."""
     if not node.alive:
         return "dead"
     if node.set_aside:
@@ -119,6 +119,24 @@ def _misfit(node: NodeView, need: JobNeed, floor_rank: int) -> str:
         return "cooling down"
     if node.busy:
         return "busy"
+    return ""
+
+
+def count_unavailable(nodes: Iterable[NodeView]) -> dict[str, int]:
+    """How many of `nodes` are unavailable, by category (choose_node's `held` input)."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        why = unavailable(node)
+        if why:
+            counts[why] = counts.get(why, 0) + 1
+    return counts
+
+
+def _misfit(node: NodeView, need: JobNeed, floor_rank: int) -> str:
+    """Why `node` cannot take `need` now, as a short category; "" when it can."""
+    why = unavailable(node)
+    if why:
+        return why
     if not serves_model(node, need):
         return "other model"
     if _rank(node.tier) < floor_rank:
@@ -136,10 +154,18 @@ def describe_need(need: JobNeed) -> str:
     return f"{_gib(need.required_bytes)} free on tier {tier_name(floor_tier(need))} or above"
 
 
-def choose_node(need: JobNeed, nodes: Sequence[NodeView], rng: random.Random) -> RoutingDecision:
+def choose_node(
+    need: JobNeed, nodes: Sequence[NodeView], rng: random.Random, held: Mapping[str, int] | None = None
+) -> RoutingDecision:
+    """The node for `need` among `nodes`.
+
+    `held`: count_unavailable of nodes the caller left out of `nodes` because they can take no job
+    now; they only count in the reason, as if they had been passed (a plan over many jobs filters
+    them once instead of once per job).
+    """
     floor_rank = _rank(floor_tier(need))
     fitting: list[NodeView] = []
-    misfits: dict[str, int] = {}
+    misfits: dict[str, int] = dict(held or {})
     for node in nodes:
         why = _misfit(node, need, floor_rank)
         if why:
@@ -149,9 +175,8 @@ def choose_node(need: JobNeed, nodes: Sequence[NodeView], rng: random.Random) ->
     if not fitting:
         counts = ", ".join(f"{n} {why}" for why, n in sorted(misfits.items())) or "no nodes known"
         return RoutingDecision(None, f"no free node has {describe_need(need)} ({counts})")
-    rng.shuffle(fitting)  # the sort below is stable: the shuffle only orders exact ties
-    fitting.sort(key=lambda n: (_rank(n.tier), n.recent_assignments, -n.free_bytes))
-    best = fitting[0]
+    rng.shuffle(fitting)  # min keeps the first of equals: the shuffle only orders exact ties
+    best = min(fitting, key=lambda n: (_rank(n.tier), n.recent_assignments, -n.free_bytes))
     return RoutingDecision(
         best,
         f"{best.node_id} (tier {tier_name(best.tier)}, {_gib(best.free_bytes)} free, "

@@ -90,6 +90,9 @@ class NodeSnapshot(Protocol):
 
     def records(self) -> dict[str, NodeRecord]: ...
 
+    @property
+    def adverts_revision(self) -> int: ...
+
 
 def advertised_arch(records: Mapping[str, NodeRecord], model: str) -> ArchSpec:
     """The model's shape as live nodes advertise it (the largest if several); full-size I2VGen-XL
@@ -260,7 +263,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._hub = hub
         self._artifacts = artifacts
         self._limits = limits
-        self._arch_for = arch_for or (lambda model: advertised_arch(registry.records(), model))
+        self._arch_for = arch_for or self._advertised_arch
+        self._arch_cache: tuple[int, dict[str, ArchSpec]] = (-1, {})
         self._inline_max = inline_video_max_bytes
         if not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
@@ -270,6 +274,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._admitting = 0  # admitted submissions not yet in the job table (or failed)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _advertised_arch(self, model: str) -> ArchSpec:
+        # Parsing every node's arch on every Submit cost milliseconds at a thousand nodes; what nodes
+        # advertise changes far more rarely than their busy flags.
+        revision, by_model = self._arch_cache
+        if revision != self._registry.adverts_revision:
+            by_model = {}
+            self._arch_cache = (self._registry.adverts_revision, by_model)
+        if model not in by_model:
+            by_model[model] = advertised_arch(self._registry.records(), model)
+        return by_model[model]
 
     async def _not_leader(self, context: grpc.aio.ServicerContext, why: str = "") -> NoReturn:
         me = self._leadership.member_id

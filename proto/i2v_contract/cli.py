@@ -3,7 +3,7 @@
     i2v generate IMAGE --prompt TEXT [--frames N --width W --height H --steps S --seed X --fps F]
                  (--node HOST:PORT | --target ADDR[,ADDR...]) -o OUT.mp4
     i2v status  --target ADDR[,ADDR...]          leader, epoch, members, nodes, queue
-    i2v jobs    --target ... [--state queued,running] [--limit N]
+    i2v jobs    --target ... [--state queued,running] [--limit N | --all] [--page-token T]
     i2v get     JOB --target ...
     i2v cancel  JOB --target ...
     i2v watch   JOB --target ...                 progress until the job ends
@@ -26,10 +26,13 @@ from typing import TextIO
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+import grpc
+
 from i2v_contract.client import CallError, Generator, NodeClient, build_request, checked
 from i2v_contract.coordinator_client import (
     CoordinatorClient,
     CoordinatorGenerator,
+    JobPage,
     ProgressLine,
     final_result,
     format_job,
@@ -40,16 +43,28 @@ from i2v_contract.coordinator_client import (
     parse_targets,
 )
 from i2v_contract.progress import ProgressDisplay, mode_for
-from i2v_contract.v1 import common_pb2
+from i2v_contract.v1 import common_pb2, coordinator_pb2
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TARGETS_ENV = "I2V_TARGETS"
+JOBS_SHOWN = 20  # `i2v jobs` without --limit
+JOBS_ALL_MAX = 10_000  # `i2v jobs --all` stops there (and says how to go on)
+PAGE_MAX = 1000  # the most the server returns in one ListJobs page
+# Requests one listing makes at most: a rare state over a long history comes back in short pages.
+PAGES_MAX = 100
 
 
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
     return value
 
 
@@ -122,8 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATE[,STATE...]",
         help="only these states: queued, assigned, running, succeeded, failed, cancelled",
     )
+    how_many = jobs.add_mutually_exclusive_group()
+    how_many.add_argument(
+        "--limit", type=_positive_int, default=JOBS_SHOWN, help=f"show at most N jobs (default {JOBS_SHOWN})"
+    )
+    how_many.add_argument(
+        "--all", action="store_true", help=f"every job, to the end of the history (at most {JOBS_ALL_MAX})"
+    )
     jobs.add_argument(
-        "--limit", type=_non_negative_int, default=0, help="at most N jobs (default 100, max 1000)"
+        "--page-token", default="", metavar="TOKEN", help="continue where a previous listing stopped"
     )
     jobs.set_defaults(run=cmd_jobs, subparser=jobs)
 
@@ -308,8 +330,43 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return _print(_cluster_call(args, err, status), out)
 
 
+def collect_jobs(
+    pages: Callable[[int, str], JobPage], want: int, page_token: str = ""
+) -> tuple[list[coordinator_pb2.Job], str]:
+    """Up to `want` jobs from `page_token` on, following tokens (a filtered page can be short or
+    empty) for at most PAGES_MAX requests; returns them and the token to go on from ("" = nothing
+    more)."""
+    jobs: list[coordinator_pb2.Job] = []
+    for _ in range(PAGES_MAX):
+        page = pages(min(PAGE_MAX, want - len(jobs)), page_token)
+        jobs.extend(page.jobs)
+        if not page.next_page_token:
+            return jobs, ""
+        if page.next_page_token == page_token:
+            raise CallError(grpc.StatusCode.INTERNAL, "list jobs: the server returned the same page token")
+        page_token = page.next_page_token
+        if len(jobs) >= want:
+            break
+    return jobs, page_token
+
+
 def cmd_jobs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    return _print(_cluster_call(args, err, lambda c: format_jobs(c.list_jobs(args.state, args.limit))), out)
+    want = JOBS_ALL_MAX if args.all else args.limit
+    client = coordinator(args)
+    try:
+        jobs, more = collect_jobs(
+            lambda limit, token: client.list_jobs(args.state, limit, token), want, args.page_token
+        )
+    except CallError as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_FAILED
+    finally:
+        client.close()
+    out.write(format_jobs(jobs) + "\n")
+    if more:
+        rest = "" if args.all else ", or --all"
+        err.write(f"more jobs: go on with --page-token {more} (same --state){rest}\n")
+    return EXIT_OK
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

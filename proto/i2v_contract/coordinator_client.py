@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -181,6 +181,14 @@ class _IdleWatchdog:
     ) -> None:
         self._stopped.set()
         self._thread.join()
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One ListJobs page: its jobs, and the token of the next page ("" = this was the last)."""
+
+    jobs: tuple[coordinator_pb2.Job, ...]
+    next_page_token: str
 
 
 class CoordinatorClient:
@@ -382,13 +390,34 @@ class CoordinatorClient:
         )
         return job
 
-    def list_jobs(self, states: Sequence[int] = (), limit: int = 0) -> coordinator_pb2.ListJobsResponse:
-        """Newest jobs first; `states` empty = every state, `limit` 0 = the server's default (100)."""
-        request = coordinator_pb2.ListJobsRequest(states=list(states), limit=limit)  # type: ignore[arg-type]
+    def list_jobs(self, states: Sequence[int] = (), limit: int = 0, page_token: str = "") -> JobPage:
+        """One page, newest first (open jobs, then finished ones newest-finished first); `states`
+        empty = every state, `limit` 0 = the server's default (100, at most 1000). A page may be
+        short, even empty, when a state filter skipped entries: keep going while it has a token."""
+        request = coordinator_pb2.ListJobsRequest(
+            states=list(states),  # type: ignore[arg-type]
+            limit=limit,
+            page_token=page_token,
+        )
         response: coordinator_pb2.ListJobsResponse = self._unary(
             "list jobs", lambda stub, timeout: stub.ListJobs(request, timeout=timeout)
         )
-        return response
+        return JobPage(tuple(response.jobs), response.next_page_token)
+
+    def job_pages(
+        self, states: Sequence[int] = (), limit: int = 0, page_token: str = ""
+    ) -> Iterator[JobPage]:
+        """Every page from `page_token` ("" = the first) to the end."""
+        while True:
+            page = self.list_jobs(states, limit, page_token)
+            yield page
+            if not page.next_page_token:
+                return
+            if page.next_page_token == page_token:
+                raise CallError(
+                    grpc.StatusCode.INTERNAL, "list jobs: the server returned the same page token"
+                )
+            page_token = page.next_page_token
 
     def list_nodes(self) -> coordinator_pb2.ListNodesResponse:
         request = coordinator_pb2.ListNodesRequest()
@@ -563,13 +592,13 @@ def _took(job: coordinator_pb2.Job) -> str:
     return f"{job.finished_at - job.created_at:.1f}s"
 
 
-def format_jobs(response: coordinator_pb2.ListJobsResponse) -> str:
+def format_jobs(jobs: Sequence[coordinator_pb2.Job]) -> str:
     """`i2v jobs`: one line per job, newest first, with its outcome (video URI or error)."""
-    if not response.jobs:
+    if not jobs:
         return "no jobs"
     header = f"{'JOB':<32} {'STATE':<9} {'TRY':>3} {'NODE':<14} {'CREATED (UTC)':<20} {'TOOK':>7}  OUTCOME"
     lines = [header]
-    for job in response.jobs:
+    for job in jobs:
         if job.state == coordinator_pb2.JOB_SUCCEEDED:
             outcome = job.result.artifact_uri
         else:

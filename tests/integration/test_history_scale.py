@@ -3,15 +3,18 @@ finished jobs, and ListJobs pages walk every job exactly once, newest first, fro
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, NoReturn, cast
 
 import grpc
 import pytest
 
+from benchmarks.fill_etcd import fill as fill_etcd
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.kv import Put, count_prefix
@@ -20,6 +23,7 @@ from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.etcd_cluster import EtcdCluster
+from tests.integration.coordinator_cluster import InProcessCoordinator, artifact_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -128,3 +132,34 @@ async def test_list_jobs_pages_walk_every_job_once_newest_first(kv: EtcdKV) -> N
     expected += [f"done-{i:05d}" for i in reversed(range(FINISHED))]
     assert listed == expected  # every job exactly once: open newest first, then newest finished first
     assert first_s < 1.0  # ~100 decoded records from one bounded read
+
+
+LEGACY = 2000
+
+
+async def test_a_new_leader_moves_the_previous_schema_s_finished_jobs_out_of_jobs(
+    etcd: EtcdCluster, kv: EtcdKV, tmp_path: Path
+) -> None:
+    keys = Keys(f"/legacy-{uuid.uuid4().hex[:8]}/")
+    await fill_etcd(kv, keys, LEGACY, OPEN, layout="jobs", batch=100, concurrency=4)
+    assert await count_prefix(kv, keys.jobs) == LEGACY + OPEN
+    coordinator = InProcessCoordinator(etcd.endpoints, keys, "c1", artifact_store(tmp_path / "artifacts"))
+    await coordinator.start()
+    try:
+        await coordinator.wait_leading()
+        for _ in range(600):
+            if await count_prefix(kv, keys.jobs) == OPEN:
+                break
+            await asyncio.sleep(0.1)
+        assert await count_prefix(kv, keys.jobs) == OPEN
+        assert await count_prefix(kv, keys.results) == 0
+        assert await count_prefix(kv, keys.history) == await count_prefix(kv, keys.done) == LEGACY
+        table = coordinator.store.table
+        assert len(table.jobs) == OPEN and all(r.view.state == jobs.QUEUED for r in table.jobs.values())
+        moved = await coordinator.store.fetch("fill-000000000")
+        assert moved is not None and moved.view.state == jobs.SUCCEEDED and moved.result is not None
+    finally:
+        await coordinator.stop()
+    fresh = JobStore(kv, keys)
+    await fresh.load()  # what the next leader loads: the open jobs only
+    assert len(fresh.table.jobs) == OPEN and not fresh.table.results

@@ -29,6 +29,8 @@ MAX_QUEUE, SUBMITS = 20, 200
 
 
 class Registry(FakeRegistry):
+    adverts_revision = 0
+
     def records(self) -> dict[str, object]:
         return {}
 

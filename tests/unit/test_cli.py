@@ -10,6 +10,7 @@ import pytest
 
 from i2v_contract import cli
 from i2v_contract.client import CallError, GenerateCall, build_request, checked
+from i2v_contract.coordinator_client import JobPage
 from i2v_contract.progress import Mode, ProgressDisplay, mode_for, render, stage_name, worth_a_line
 from i2v_contract.v1 import common_pb2, coordinator_pb2
 
@@ -426,12 +427,12 @@ class _FakeCoordinator:
         )
         return self._answer("nodes", None, coordinator_pb2.ListNodesResponse(nodes=[node, aside]))  # type: ignore[return-value]
 
-    def list_jobs(self, states: list[int], limit: int) -> coordinator_pb2.ListJobsResponse:
-        jobs = [
+    def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
+        jobs = (
             _job("j2", coordinator_pb2.JOB_RUNNING, node_id="n1"),
             _job("j1", coordinator_pb2.JOB_SUCCEEDED),
-        ]
-        return self._answer("jobs", (states, limit), coordinator_pb2.ListJobsResponse(jobs=jobs))  # type: ignore[return-value]
+        )
+        return self._answer("jobs", (states, limit, page_token), JobPage(jobs, ""))  # type: ignore[return-value]
 
     def get(self, job_id: str) -> coordinator_pb2.Job:
         return self._answer("get", job_id, _job(job_id, coordinator_pb2.JOB_QUEUED))  # type: ignore[return-value]
@@ -473,7 +474,7 @@ class _FakeCoordinator:
         ),
         (
             ["jobs", "--state", "running,succeeded", "--limit", "7"],
-            ("jobs", ([3, 4], 7)),
+            ("jobs", ([3, 4], 7, "")),
             ["j2", "running", "n1", "j1"],
         ),
         (["get", "j5"], ("get", "j5"), ["j5 queued attempt 1"]),
@@ -489,6 +490,80 @@ def test_cluster_commands_print_what_the_coordinator_says(
     assert call in fake.calls and fake.closed
     for words in expected:
         assert words in out
+
+
+class _PagedCoordinator(_FakeCoordinator):
+    """ListJobs over `count` jobs, newest first; `skipping` ids come back as empty, short pages (as when a
+    state filter skipped them). Tokens are the index of the next job."""
+
+    def __init__(self, count: int, skipping: range = range(0)) -> None:
+        super().__init__()
+        self.ids = [f"j{i}" for i in reversed(range(count))]
+        self.skipping = {f"j{i}" for i in skipping}
+
+    def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
+        start = int(page_token or 0)
+        scanned = self.ids[start : start + min(limit or 100, 1000)]
+        jobs = tuple(_job(j, coordinator_pb2.JOB_SUCCEEDED) for j in scanned if j not in self.skipping)
+        end = start + len(scanned)
+        self.calls.append(("jobs", (limit, page_token)))
+        return JobPage(jobs, str(end) if end < len(self.ids) else "")
+
+
+def _listed(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines()[1:]]
+
+
+def test_jobs_shows_twenty_by_default_and_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _PagedCoordinator(45)
+    code, out, err = run_cli(["jobs", "--target", "c:1"], fake, monkeypatch)
+    assert code == 0 and _listed(out) == [f"j{i}" for i in range(44, 24, -1)]
+    assert err == "more jobs: go on with --page-token 20 (same --state), or --all\n"
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--page-token", "40"], fake, monkeypatch)
+    assert code == 0 and _listed(out) == ["j4", "j3", "j2", "j1", "j0"] and err == ""
+
+
+def test_jobs_limit_follows_short_filtered_pages_until_it_has_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _PagedCoordinator(30, skipping=range(10, 25))
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--limit", "8"], fake, monkeypatch)
+    assert code == 0 and _listed(out) == ["j29", "j28", "j27", "j26", "j25", "j9", "j8", "j7"]
+    assert [arg for _, arg in fake.calls] == [(8, ""), (3, "8"), (3, "11"), (3, "14"), (3, "17"), (3, "20")]
+    assert "--page-token 23" in err
+
+
+def test_jobs_all_follows_every_token_to_the_end_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _PagedCoordinator(2500)
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--all"], fake, monkeypatch)
+    assert code == 0 and len(_listed(out)) == 2500 and err == ""
+    assert [arg for _, arg in fake.calls] == [(1000, ""), (1000, "1000"), (1000, "2000")]
+    monkeypatch.setattr(cli, "JOBS_ALL_MAX", 1500)
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--all"], _PagedCoordinator(2500), monkeypatch)
+    assert code == 0 and len(_listed(out)) == 1500
+    assert err == "more jobs: go on with --page-token 1500 (same --state)\n"
+
+
+def test_jobs_stops_after_a_bounded_number_of_requests_and_says_where(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "PAGES_MAX", 4)
+    fake = _PagedCoordinator(100, skipping=range(0, 95))  # a rare state over a long history
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--limit", "10"], fake, monkeypatch)
+    assert code == 0 and _listed(out) == [f"j{i}" for i in range(99, 94, -1)] and len(fake.calls) == 4
+    assert "--page-token 25" in err
+
+
+def test_jobs_refuses_a_token_that_does_not_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Stuck(_PagedCoordinator):
+        def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
+            return JobPage((), "x")
+
+    code, out, err = run_cli(["jobs", "--target", "c:1", "--page-token", "x"], Stuck(1), monkeypatch)
+    assert code == cli.EXIT_FAILED and out == "" and "same page token" in err
+
+
+def test_jobs_limit_and_all_exclude_each_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit):
+        run_cli(["jobs", "--target", "c:1", "--all", "--limit", "3"], _PagedCoordinator(1), monkeypatch)
 
 
 def test_cluster_command_errors_exit_1_with_code_and_message(monkeypatch: pytest.MonkeyPatch) -> None:

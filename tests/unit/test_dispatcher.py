@@ -16,9 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
+from benchmarks.fill_etcd import fill
 from i2v_contract.artifacts import open_store
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
-from i2v_contract.kv import Compare, Put
+from i2v_contract.kv import Compare, Put, count_prefix
 from i2v_contract.memory_kv import ManualClock, MemoryKV
 from i2v_contract.tiers import GIB
 from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2
@@ -327,6 +328,17 @@ async def test_dispatches_a_job_and_finalises_it_from_the_nodes_result(env: Env)
     assert [e.progress.step for e in events if e.HasField("progress")] == [1, 2]
     assert events[-1].result.artifact_uri == request.output_uri
     assert env.metrics.counts.get("end_to_end") == 1
+
+
+async def test_a_new_leader_moves_legacy_finished_jobs_out_of_jobs_while_it_dispatches(env: Env) -> None:
+    await fill(env.kv, KEYS, 100, 0, layout="jobs", batch=50, concurrency=1, now=40_000.0)
+    await env.add_node(node("n1"), Behaviour("n1"))
+    await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: not env.store.table.jobs)
+    assert await count_prefix(env.kv, KEYS.jobs) == 0 and await count_prefix(env.kv, KEYS.results) == 0
+    assert await count_prefix(env.kv, KEYS.history) == 101
 
 
 async def test_refusal_before_the_claim_requeues_to_another_node(env: Env) -> None:

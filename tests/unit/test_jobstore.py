@@ -5,12 +5,14 @@ import dataclasses
 
 import pytest
 
+from benchmarks.fill_etcd import fill
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
 from i2v_contract.kv import KeyValue, WatchEvent, count_prefix
 from i2v_contract.memory_kv import ManualClock, MemoryKV
 from i2v_contract.v1 import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import (
+    MOVE_BATCH,
     ChangeKind,
     Fenced,
     IdConflict,
@@ -406,3 +408,44 @@ async def test_history_pages_walk_newest_first_exactly_once(
         before = page[-1][0] if page else before
         assert len(walked) <= len(expected) + limit
     assert walked == expected
+
+
+async def test_finished_jobs_the_previous_schema_left_in_jobs_move_to_history_in_fenced_batches(
+    kv: MemoryKV,
+) -> None:
+    await fill(kv, KEYS, 30, 4, layout="jobs", batch=50, concurrency=1, now=1_700_000_000.0)
+    epoch = await lead(kv)
+    store = JobStore(kv, KEYS)
+    await store.load()
+    legacy = store.table.legacy_finished()
+    assert len(legacy) == 30 and len(store.table.jobs) == 34 and len(store.table.results) == 30
+    assert [r.view.finished_at for r in legacy] == sorted(r.view.finished_at for r in legacy)
+    before = kv.revision
+    moved = [await store.move_legacy(legacy[i : i + MOVE_BATCH], epoch) for i in range(0, 30, MOVE_BATCH)]
+    assert moved == [MOVE_BATCH, 30 - MOVE_BATCH] and kv.revision == before + 2  # one txn per batch
+    assert sorted(store.table.jobs) == sorted(r.job_id for r in store.table.jobs.values() if not r.view.final)
+    assert len(store.table.jobs) == 4 and not store.table.results and not store.table.finished
+    assert await count_prefix(kv, KEYS.results) == 0 and await count_prefix(kv, KEYS.jobs) == 4
+    assert await count_prefix(kv, KEYS.history) == await count_prefix(kv, KEYS.done) == 30
+    for old in legacy:
+        fetched = await store.fetch(old.job_id)
+        assert fetched is not None and fetched.view == old.view and fetched.result is not None
+        assert fetched.result.artifact_uri == old.view.artifact_uri != ""
+    fresh = JobStore(kv, KEYS)
+    await fresh.load()  # the next leader loads the open jobs only
+    assert len(fresh.table.jobs) == 4 and fresh.table.legacy_finished() == []
+
+
+async def test_a_legacy_record_that_changed_is_skipped_and_a_past_epoch_is_fenced(kv: MemoryKV) -> None:
+    await fill(kv, KEYS, 3, 0, layout="jobs", batch=50, concurrency=1, now=1_700_000_000.0)
+    epoch = await lead(kv)
+    store = JobStore(kv, KEYS)
+    await store.load()
+    legacy = store.table.legacy_finished()
+    changed = legacy[1]
+    await kv.put(KEYS.job(changed.job_id), encode_job(changed))  # a newer mod revision than loaded
+    assert await store.move_legacy(legacy, epoch) == 2  # the batch lost; one by one, two moved
+    assert await count_prefix(kv, KEYS.jobs) == 1 and await kv.get(KEYS.job(changed.job_id)) is not None
+    await lead(kv, "c2")
+    with pytest.raises(Fenced):
+        await store.move_legacy(store.table.legacy_finished(), epoch)

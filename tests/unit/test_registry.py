@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -157,3 +158,32 @@ def test_node_health_metrics() -> None:
     assert sample("i2v_coordinator_node_cooldowns_total", {"reason": "result"}) == 1
     assert sample("i2v_coordinator_node_set_asides_total") == 1
     assert (sample("i2v_coordinator_nodes_cooling"), sample("i2v_coordinator_nodes_set_aside")) == (2, 1)
+
+
+async def test_the_snapshot_stays_sorted_as_nodes_join_and_leave(setup: Setup) -> None:
+    kv, _, registry, _ = setup
+    for node_id in ("d", "b", "c"):
+        await kv.put(KEYS.node(node_id), record(15))
+    await until(lambda: len(registry.snapshot()) == 4)
+    await kv.delete(KEYS.node("b"))
+    await kv.put(KEYS.node("c"), record(2, busy=True))
+    await until(lambda: [n.node_id for n in registry.snapshot()] == ["a", "c", "d"])
+    assert [n.busy for n in registry.snapshot()] == [False, True, False]
+    assert registry.snapshot() is registry.snapshot()  # rebuilt only after a change
+
+
+async def test_adverts_revision_moves_when_what_nodes_serve_changes_not_when_busy_flips(setup: Setup) -> None:
+    kv, _, registry, _ = setup
+    start = registry.adverts_revision
+    await kv.put(KEYS.node("a"), record(3, busy=True))
+    await until(lambda: registry.snapshot()[0].busy)
+    assert registry.adverts_revision == start
+    changed = dataclasses.replace(NodeRecord.from_json(record(15)), arch={"name": "other"})
+    await kv.put(KEYS.node("a"), changed.to_json())
+    await until(lambda: registry.adverts_revision != start)
+    joined = registry.adverts_revision
+    await kv.put(KEYS.node("b"), record(15))
+    await until(lambda: registry.adverts_revision > joined)
+    joined = registry.adverts_revision
+    await kv.delete(KEYS.node("b"))
+    await until(lambda: registry.adverts_revision > joined)

@@ -15,7 +15,9 @@ from i2v_coordinator.routing import (
     RoutingDecision,
     admit,
     choose_node,
+    count_unavailable,
     escalate_after_oom,
+    unavailable,
 )
 
 CPU = common_pb2.TIER_CPU
@@ -141,6 +143,20 @@ def test_no_fit_reason_counts_every_cause() -> None:
     causes = ("1 busy", "1 dead", "1 other model", "1 below tier", "1 too little free memory")
     for part in (*causes, "1 cooling down", "1 set aside"):
         assert part in d.reason
+
+
+def test_nodes_filtered_out_beforehand_still_count_in_the_reason() -> None:
+    nodes = (
+        node("a", 30, busy=True),
+        node("b", 30, alive=False),
+        node("c", 11),
+        node("f", 30, cooldown_s=4.0),
+    )
+    job = need(13, T16)
+    whole = choose_node(job, nodes, random.Random(0))
+    free = [n for n in nodes if not unavailable(n)]
+    assert [n.node_id for n in free] == ["c"]
+    assert choose_node(job, free, random.Random(0), count_unavailable(nodes)) == whole
 
 
 def test_held_back_nodes_still_count_for_admission() -> None:
