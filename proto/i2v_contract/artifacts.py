@@ -77,31 +77,36 @@ class FileStore:
             raise ArtifactError(f"{uri!r} is outside this store ({self.root_url})")
         return path
 
-    def put(self, name: str, data: bytes) -> str:
+    def _staged(self, name: str, data: bytes) -> tuple[Path, Path]:
+        """(final path, a temp file beside it holding `data`): the caller moves it into place."""
         path = self.root / check_name(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
+            raise
+        return path, Path(tmp)
+
+    def put(self, name: str, data: bytes) -> str:
+        path, tmp = self._staged(name, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
             raise
         return path.as_uri()
 
     def create(self, name: str, data: bytes) -> bool:
-        path = self.root / check_name(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        path, tmp = self._staged(name, data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
             os.link(tmp, path)  # atomic and exclusive: fails if the name exists
         except FileExistsError:
             return False
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         return True
 
     def get(self, uri: str) -> bytes:
