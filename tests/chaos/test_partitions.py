@@ -8,7 +8,7 @@ jobs stored, and a 20,000-submit burst. Each checks `History.check` (every ackno
 exactly once with exactly one OK result, every write fenced by the epoch that held the leader key)
 and prints its timings as `chaos-figure` lines.
 
-CI runs each scenario once (the burst and the fill at their full sizes when they fit); scripts/chaos.sh
+CI runs each scenario once with a 5,000-submit burst and 10,000 finished jobs; scripts/chaos.sh
 sets I2V_CHAOS_RUNS, I2V_CHAOS_BURST and I2V_CHAOS_FILLED for the full counts.
 """
 
