@@ -125,7 +125,7 @@ def test_leader_silently_cut_from_etcd_is_replaced_and_fenced(tmp_path: Path) ->
 
 
 def test_node_silently_cut_from_etcd_mid_job_cancels_and_the_job_runs_elsewhere(tmp_path: Path) -> None:
-    reclaims, cancels = [], []
+    requeues, cancels = [], []
     nodes = (NodeSpec("cut", etcd_proxy=True), NodeSpec("ok"))
     with Cluster(tmp_path, coordinators=2, nodes=nodes, node_ttl=NODE_TTL_S) as cluster:
         client = cluster.client()
@@ -148,15 +148,17 @@ def test_node_silently_cut_from_etcd_mid_job_cancels_and_the_job_runs_elsewhere(
             finally:
                 proxy.resume()
             retry = next(c for c in history.claims if c.job_id == job_id and c.attempt > attempt)
-            reclaims.append(retry.at - frozen_at)
             assert retry.record.node_id == "ok"
+            # The requeue is the leader's decision; the new claim also waits for "ok" to be free.
+            requeue = next(w for w in history.jobs[job_id] if w.view.attempt > attempt)
+            requeues.append(requeue.at - frozen_at)
             cluster.wait_node_ready("cut", 30)  # re-registered once etcd is back
             history = cluster.history()
             history.check(acked)
             stale = [r for r in history.results if r.job_id == job_id and r.attempt == attempt]
             assert not stale, f"the cut-off node wrote a result for its lost attempt: {stale}"
     figure("node<->etcd frozen: node cancelled its job", cancels)
-    figure("node<->etcd frozen: job claimed again elsewhere", reclaims)
+    figure("node<->etcd frozen: job requeued by the leader", requeues)
 
 
 # ---- 3. coordinator -> node half-dead connection ------------------------------------------------
@@ -356,15 +358,21 @@ def test_submit_burst_is_stored_exactly_once_and_the_leader_keeps_its_lease(tmp_
         took = time.monotonic() - started
         stop.set()
         watcher.join()
-        print(
-            f"chaos-figure submit burst: {len(acked)} acknowledged in {took:.1f}s "
-            f"= {len(acked) / took:.0f} submits/s"
-        )
         assert not errors, f"{len(errors)} submits failed, e.g. {errors[:5]}"
-        assert all(s == state for s in seen), f"the leader's state moved during the burst: {set(seen)}"
+        answered = [s for s in seen if s is not None]  # /metrics may be slow to answer under the burst
+        assert answered and all(s == state for s in answered), f"the leader's state moved: {set(seen)}"
         assert "stepped down" not in leader.log()
         cluster.wait_leader(1)
         history = cluster.history()
+        stored = sorted(w.at for ws in history.jobs.values() for w in ws)
+        quarter = len(stored) // 4
+        first = quarter / max(1e-6, stored[quarter] - stored[0])
+        last = quarter / max(1e-6, stored[-1] - stored[-1 - quarter])
+        print(
+            f"chaos-figure submit burst: {len(acked)} acknowledged in {took:.1f}s "
+            f"= {len(acked) / took:.0f} submits/s (first quarter {first:.0f}/s, last quarter {last:.0f}/s; "
+            f"{len(seen) - len(answered)}/{len(seen)} metrics polls unanswered in 2 s)"
+        )
         history.check(acked, want=QUEUED)
         twice = [j for j in acked if len(history.jobs[j]) != 1]
         assert not twice, f"stored more than once: {twice[:10]}"
