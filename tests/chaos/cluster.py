@@ -536,8 +536,12 @@ class Cluster:
         return fresh
 
     def client(self) -> CoordinatorClient:
+        return self.client_for([p.address for p in self.coordinators.procs])
+
+    def client_for(self, addresses: Sequence[str]) -> CoordinatorClient:
+        """A client trying `addresses` in this order (closed with the cluster)."""
         client = CoordinatorClient(
-            [p.address for p in self.coordinators.procs],
+            list(addresses),
             policy=RetryPolicy(reconnect_s=3 * self.coordinator_ttl + 5, call_timeout_s=5.0),
         )
         self._clients.append(client)

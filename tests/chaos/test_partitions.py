@@ -82,6 +82,18 @@ def node_log_says(cluster: Cluster, node_id: str, text: str) -> bool:
     return text in cluster.nodes[node_id].log()
 
 
+def submit_in_background(
+    cluster: Cluster, count: int, tag: str, client: CoordinatorClient
+) -> tuple[threading.Thread, list[str]]:
+    """cluster.submit in a thread; the list fills with the acknowledged ids."""
+    acked: list[str] = []
+    thread = threading.Thread(
+        target=lambda: acked.extend(cluster.submit(count, tag, client=client)), name=tag, daemon=True
+    )
+    thread.start()
+    return thread, acked
+
+
 # ---- 1. leader <-> etcd silent partition --------------------------------------------------------
 
 
@@ -94,8 +106,13 @@ def test_leader_silently_cut_from_etcd_is_replaced_and_fenced(tmp_path: Path) ->
             leader, state, _ = cluster.wait_leader(10)
             acked += cluster.submit_running(10, f"cut{run}", client)
             proxy = cluster.etcd_proxy(leader)
+            standby = next(p for p in cluster.coordinators.procs if p is not leader)
             frozen_at = time.monotonic()
             proxy.freeze()
+            # Submits that reach the cut-off leader first: its writes for them sit in the proxy (and
+            # land after resume(), where the fence must refuse them); the client moves on by itself.
+            during = cluster.client_for([leader.address, standby.address])
+            submitter, during_acked = submit_in_background(cluster, 3, f"cut{run}-during", during)
             try:
                 time.sleep(0.3)  # anything it sent before the freeze has landed by now
                 frozen_rev = cluster.mark(f"frozen-{run}")
@@ -106,6 +123,9 @@ def test_leader_silently_cut_from_etcd_is_replaced_and_fenced(tmp_path: Path) ->
                 takeovers.append(seen_at - frozen_at)
                 assert new_state.epoch > state.epoch
                 acked += cluster.submit(10, f"cut{run}-after", client=client)
+                submitter.join(3 * TTL_S + 10)
+                assert len(during_acked) == 3, f"submits during the partition: {during_acked}"
+                acked += during_acked
                 history = cluster.wait_ended(acked, 60)
             finally:
                 proxy.resume()
