@@ -39,8 +39,9 @@ from i2v_coordinator.jobstore import decode_job
 from i2v_coordinator.routing import floor_tier
 from i2v_node.config import default_cache_dir
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess, LeaderState
+from tests.chaos.proxy import TcpProxy
 from tests.chaos.recorder import decode
-from tests.etcd_cluster import EtcdCluster
+from tests.etcd_cluster import EtcdCluster, free_port
 from tests.integration.node_process import ROOT, NodeProcess
 from tests.media import png
 
@@ -71,8 +72,10 @@ class Seen:
 class Recorder:
     """Every change under the prefix, as seen by a recorder process (tests/chaos/recorder.py)."""
 
-    def __init__(self, endpoints: Sequence[str], prefix: str, log_path: Path) -> None:
-        self._args = [sys.executable, "-m", "tests.chaos.recorder", ",".join(endpoints), prefix]
+    def __init__(self, endpoints: Sequence[str], prefix: str, log_path: Path, from_revision: int = 1) -> None:
+        self._args = [
+            sys.executable, "-m", "tests.chaos.recorder", ",".join(endpoints), prefix, str(from_revision)
+        ]  # fmt: skip
         self._log_path = log_path
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
@@ -349,6 +352,8 @@ def _result_violations(job_id: str, job: JobView, results: list[ResultWrite]) ->
 class NodeSpec:
     node_id: str
     free_vram: str = ""  # simulated free accelerator memory ("24GiB"), re-read from a file; "" = CPU node
+    etcd_proxy: bool = False  # its --etcd is a TcpProxy to etcd's first member: Cluster.proxies["etcd:<id>"]
+    advertise_proxy: bool = False  # it advertises a TcpProxy to its port: Cluster.proxies["node:<id>"]
 
 
 class Cluster:
@@ -361,7 +366,13 @@ class Cluster:
         nodes: Sequence[NodeSpec] = (NodeSpec("n1"), NodeSpec("n2")),
         coordinator_ttl: float = 5.0,
         node_ttl: float = 3.0,
+        coordinator_args: Sequence[str] = (),
+        coordinator_etcd_proxy: bool = False,
+        prefill: Callable[[Cluster], object] | None = None,
     ) -> None:
+        """`coordinator_etcd_proxy`: every coordinator dials etcd through its own TcpProxy
+        (Cluster.proxies["etcd:<member id>"]). `prefill` runs once etcd is up, before any other
+        process starts; the recorder (and so History) sees only what is written after it."""
         self.tmp = tmp
         self.keys = Keys(f"/chaos-{uuid.uuid4().hex[:8]}/")
         self.coordinator_ttl = coordinator_ttl
@@ -374,12 +385,22 @@ class Cluster:
         self.recorder: Recorder | None = None
         self._clients: list[CoordinatorClient] = []
         self._vram_files: dict[str, Path] = {}
+        self._coordinator_args = list(coordinator_args)
+        self._coordinator_etcd_proxy = coordinator_etcd_proxy
+        self._prefill = prefill
+        self.proxies: dict[str, TcpProxy] = {}
 
     # -- life cycle --
 
     def start(self) -> Cluster:
         self.etcd.start()
-        self.recorder = Recorder(self.etcd.endpoints, self.keys.prefix, self.tmp / "recorder.log").start()
+        from_revision = 1
+        if self._prefill is not None:
+            self._prefill(self)
+            from_revision = self.mark("prefilled")
+        self.recorder = Recorder(
+            self.etcd.endpoints, self.keys.prefix, self.tmp / "recorder.log", from_revision
+        ).start()
         for spec in self._node_specs:
             self.spawn_node(spec)
         self.group = CoordinatorGroup(
@@ -388,7 +409,9 @@ class Cluster:
             self._coordinator_count,
             "--lease-ttl",
             f"{self.coordinator_ttl:g}",
+            *self._coordinator_args,
             prefix=self.keys.prefix,
+            etcd_for=self._coordinator_etcd if self._coordinator_etcd_proxy else None,
         )
         self.group.wait_started()
         for node_id in self.nodes:
@@ -399,6 +422,8 @@ class Cluster:
     def stop(self) -> None:
         for client in self._clients:
             client.close()
+        for proxy in self.proxies.values():
+            proxy.resume()  # a frozen proxy would hold up the processes' clean exits
         if self.group is not None:
             for proc in self.group.procs:
                 with contextlib.suppress(Exception):
@@ -408,6 +433,8 @@ class Cluster:
                 node.stop(timeout=10)
         if self.recorder is not None:
             self.recorder.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.etcd.stop_all()
 
     def __enter__(self) -> Cluster:
@@ -422,9 +449,34 @@ class Cluster:
 
     # -- nodes --
 
+    def proxy(self, name: str, target_port: int) -> TcpProxy:
+        """A TcpProxy kept in `proxies[name]` (the same one again for the same name)."""
+        if name not in self.proxies:
+            self.proxies[name] = TcpProxy(target_port).start()
+        return self.proxies[name]
+
+    def _etcd_port(self) -> int:
+        return int(self.etcd.endpoints[0].rpartition(":")[2])
+
+    def _coordinator_etcd(self, member_id: str) -> list[str]:
+        return [self.proxy(f"etcd:{member_id}", self._etcd_port()).address]
+
+    def etcd_proxy(self, proc: CoordinatorProcess) -> TcpProxy:
+        return self.proxies[f"etcd:{proc.member_id}"]
+
     def spawn_node(self, spec: NodeSpec) -> NodeProcess:
+        etcd = self.etcd.endpoints
+        if spec.etcd_proxy:
+            etcd = [self.proxy(f"etcd:{spec.node_id}", self._etcd_port()).address]
+        port = free_port()
+        advertise = []
+        if spec.advertise_proxy:
+            if (old := self.proxies.pop(f"node:{spec.node_id}", None)) is not None:
+                old.stop()  # a respawned node listens on a new port
+            advertise = ["--advertise", self.proxy(f"node:{spec.node_id}", port).address]
         extra = [
-            "--etcd", ",".join(self.etcd.endpoints),
+            *advertise,
+            "--etcd", ",".join(etcd),
             "--artifacts", str(self.tmp / "artifacts"),
             "--prefix", self.keys.prefix,
             "--lease-ttl", f"{self.node_ttl:g}",
@@ -435,7 +487,7 @@ class Cluster:
             extra += ["--simulate-free-vram-file", str(path)]
         log_path = self.tmp / f"{spec.node_id}.{uuid.uuid4().hex[:4]}.log"
         with mock.patch.dict(os.environ, {"OMP_NUM_THREADS": "1"}):
-            node = NodeProcess(default_cache_dir(), log_path, *extra, node_id=spec.node_id)
+            node = NodeProcess(default_cache_dir(), log_path, *extra, node_id=spec.node_id, port=port)
         self.nodes[spec.node_id] = node
         return node
 
@@ -484,8 +536,12 @@ class Cluster:
         return fresh
 
     def client(self) -> CoordinatorClient:
+        return self.client_for([p.address for p in self.coordinators.procs])
+
+    def client_for(self, addresses: Sequence[str]) -> CoordinatorClient:
+        """A client trying `addresses` in this order (closed with the cluster)."""
         client = CoordinatorClient(
-            [p.address for p in self.coordinators.procs],
+            list(addresses),
             policy=RetryPolicy(reconnect_s=3 * self.coordinator_ttl + 5, call_timeout_s=5.0),
         )
         self._clients.append(client)

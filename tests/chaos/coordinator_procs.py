@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +136,17 @@ class CoordinatorProcess:
 class CoordinatorGroup:
     """N coordinators on one etcd; helpers to find the leader with bounded waits."""
 
-    def __init__(self, etcd: Sequence[str], workdir: Path, count: int, *extra: str, prefix: str = "/i2v/v1/"):
+    def __init__(
+        self,
+        etcd: Sequence[str],
+        workdir: Path,
+        count: int,
+        *extra: str,
+        prefix: str = "/i2v/v1/",
+        etcd_for: Callable[[str], Sequence[str]] | None = None,
+    ):
         self._etcd = list(etcd)
+        self._etcd_for = etcd_for  # member id -> the endpoints it dials (e.g. its own proxy)
         self._workdir = workdir
         self._extra = extra
         self._prefix = prefix
@@ -147,9 +156,9 @@ class CoordinatorGroup:
             self.add()
 
     def add(self) -> CoordinatorProcess:
-        proc = CoordinatorProcess(
-            self._etcd, self._workdir, f"c{self._next}", *self._extra, prefix=self._prefix
-        )
+        member_id = f"c{self._next}"
+        etcd = self._etcd_for(member_id) if self._etcd_for is not None else self._etcd
+        proc = CoordinatorProcess(etcd, self._workdir, member_id, *self._extra, prefix=self._prefix)
         self._next += 1
         self.procs.append(proc)
         return proc

@@ -2,7 +2,7 @@
 monotonic time it was seen. Runs as its own process so the test process never mixes its blocking
 gRPC calls with an asyncio gRPC loop in another thread (grpcio does not support that reliably).
 
-    python -m tests.chaos.recorder ENDPOINTS PREFIX
+    python -m tests.chaos.recorder ENDPOINTS PREFIX [FROM_REVISION]
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def decode(line: str) -> tuple[float, WatchEvent]:
     return data["at"], WatchEvent(data["kind"], kv)
 
 
-async def record(endpoints: list[str], prefix: str, out: TextIO) -> None:
+async def record(endpoints: list[str], prefix: str, out: TextIO, from_revision: int = 1) -> None:
     kv = EtcdKV(endpoints)
-    next_rev = 1
+    next_rev = from_revision
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
@@ -73,8 +73,8 @@ async def record(endpoints: list[str], prefix: str, out: TextIO) -> None:
 
 
 def main(argv: list[str]) -> int:
-    endpoints, prefix = argv
-    asyncio.run(record(parse_endpoints(endpoints), prefix, sys.stdout))
+    endpoints, prefix, *start = argv
+    asyncio.run(record(parse_endpoints(endpoints), prefix, sys.stdout, int(start[0]) if start else 1))
     return 0
 
 

@@ -28,8 +28,10 @@ def node_env(cache_dir: Path) -> dict[str, str]:
 class NodeProcess:
     """`i2v-node --model tiny` with its log in `log_path`; stop() always ends it (by pid)."""
 
-    def __init__(self, cache_dir: Path, log_path: Path, *extra: str, node_id: str = "test-node") -> None:
-        self.port = free_port()
+    def __init__(
+        self, cache_dir: Path, log_path: Path, *extra: str, node_id: str = "test-node", port: int = 0
+    ) -> None:
+        self.port = port or free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log_path = log_path
