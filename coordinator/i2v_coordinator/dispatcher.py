@@ -268,7 +268,7 @@ class Dispatcher:
         self._wakeup.set()
 
     def queue_depth(self) -> int:
-        return len(self.store.table.queued()) if self._epoch else 0
+        return self.store.table.queued_count() if self._epoch else 0
 
     # --- leadership -------------------------------------------------------------------------
 
@@ -512,19 +512,20 @@ class Dispatcher:
 
     async def _dispatch_round(self, epoch: int) -> None:
         table = self.store.table
-        queued = table.queued()
-        self._metrics.queue_depth(len(queued))
+        depth = table.queued_count()
+        self._metrics.queue_depth(depth)
         now = self._clock()
         nodes = {n.node_id: n for n in self._routable_nodes(now)}
         self._metrics.nodes_held_back(
             sum(1 for n in nodes.values() if n.cooldown_s > 0),
             sum(1 for n in nodes.values() if n.set_aside),
         )
-        if not queued:
+        if not depth:
             return
         occupied = frozenset(r.view.node_id for r in table.active())
         if not any(n.available and n.node_id not in occupied for n in nodes.values()):
             return  # no free node: a round would only re-derive that every job waits
+        queued = table.queued()
         plan = next_dispatches(
             [QueuedJob(r.view.need, r.view.created_at, self._skips.get(r.job_id, 0)) for r in queued],
             list(nodes.values()),

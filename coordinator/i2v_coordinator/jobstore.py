@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -171,6 +171,40 @@ class Change:
     attempt: int = 0
 
 
+class OpenJobs(MutableMapping[str, JobRecord]):
+    """The open jobs by id, with each state's jobs kept beside them: the queue depth and the active
+    jobs are read without a scan, which a submit burst would otherwise make quadratic."""
+
+    def __init__(self) -> None:
+        self._all: dict[str, JobRecord] = {}
+        self._by_state: dict[int, dict[str, JobRecord]] = {}
+
+    def __getitem__(self, job_id: str) -> JobRecord:
+        return self._all[job_id]
+
+    def __setitem__(self, job_id: str, record: JobRecord) -> None:
+        if job_id in self._all:
+            del self[job_id]
+        self._all[job_id] = record
+        self._by_state.setdefault(record.view.state, {})[job_id] = record
+
+    def __delitem__(self, job_id: str) -> None:
+        old = self._all.pop(job_id)
+        del self._by_state[old.view.state][job_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def in_states(self, *states: int) -> list[JobRecord]:
+        return [r for state in states for r in self._by_state.get(state, {}).values()]
+
+    def count(self, state: int) -> int:
+        return len(self._by_state.get(state, ()))
+
+
 @dataclass
 class JobTable:
     """The mirror of jobs/, claims/, results/ at `revision` (open jobs only), plus the last
@@ -178,7 +212,7 @@ class JobTable:
 
     keys: Keys
     revision: int = 0
-    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    jobs: OpenJobs = field(default_factory=OpenJobs)
     claims: dict[tuple[str, int], ClaimView] = field(default_factory=dict)
     results: dict[tuple[str, int], StoredResult] = field(default_factory=dict)
     finished: OrderedDict[str, JobRecord] = field(default_factory=OrderedDict)
@@ -265,10 +299,13 @@ class JobTable:
         return self.results.get((job.job_id, job.result_attempt or job.attempt))
 
     def queued(self) -> list[JobRecord]:
-        return [r for r in self.jobs.values() if r.view.state == QUEUED]
+        return self.jobs.in_states(QUEUED)
+
+    def queued_count(self) -> int:
+        return self.jobs.count(QUEUED)
 
     def active(self) -> list[JobRecord]:
-        return [r for r in self.jobs.values() if r.view.state in ACTIVE_STATES]
+        return self.jobs.in_states(*sorted(ACTIVE_STATES))
 
 
 class Fenced(Exception):
