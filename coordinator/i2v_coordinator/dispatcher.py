@@ -381,8 +381,11 @@ class Dispatcher:
                 await follow
 
     async def _sleep(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
+        # event is set, and a lead loop that survives its cancel keeps running after its term.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
         self._wakeup.clear()
 
     # --- the job table ----------------------------------------------------------------------
@@ -571,7 +574,8 @@ class Dispatcher:
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(anext(stream), bound)
+                    async with asyncio.timeout(bound):  # not wait_for: it can swallow a cancel
+                        event = await anext(stream)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:

@@ -251,7 +251,8 @@ class Membership:
             if self._stopped:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can swallow a cancel
+                    await self._wake.wait()
 
     def _backoff(self, why: str) -> float:
         delay = min(1.0, self.interval)

@@ -383,7 +383,8 @@ class EtcdKV:
             try:
                 create = rpc.WatchCreateRequest(key=start, range_end=end, start_revision=max(next_rev, 0))
                 await call.write(rpc.WatchRequest(create_request=create))
-                created = await asyncio.wait_for(call.read(), self._timeout)
+                async with asyncio.timeout(self._timeout):  # not wait_for: it can swallow a cancel
+                    created = await call.read()
                 if created is grpc.aio.EOF or not created.created:
                     raise KVUnavailable(f"watch {prefix}: {endpoint.address} did not create the watch")
                 if created.compact_revision:

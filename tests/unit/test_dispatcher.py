@@ -583,3 +583,14 @@ async def test_list_nodes_and_cluster_status_show_node_health(env: Env, tmp_path
     await until(lambda: env.dispatcher.epoch == 0)
     standby = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
     assert [n.consecutive_failures for n in standby.nodes] == [0, 0]
+
+
+async def test_a_cancel_that_lands_with_a_wake_up_still_ends_the_lead_loop_sleep(env: Env) -> None:
+    """On Python 3.11 asyncio.wait_for swallows a cancel that arrives as its event is set; the lead
+    loop's sleep must not, or a term's loop outlives its cancellation."""
+    sleeping = asyncio.create_task(env.dispatcher._sleep(10.0))
+    await asyncio.sleep(0.01)
+    env.dispatcher.wake()
+    sleeping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeping
