@@ -449,3 +449,18 @@ async def test_a_legacy_record_that_changed_is_skipped_and_a_past_epoch_is_fence
     await lead(kv, "c2")
     with pytest.raises(Fenced):
         await store.move_legacy(store.table.legacy_finished(), epoch)
+
+
+def test_the_open_table_keeps_queue_depth_and_active_jobs_with_every_state_change() -> None:
+    table = JobTable(KEYS)
+    a, b = record("a"), record("b")
+    table.jobs["a"], table.jobs["b"] = a, b
+    assert table.queued_count() == 2 and [r.job_id for r in table.active()] == []
+    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=jobs.ASSIGNED))
+    assert table.queued_count() == 1 and [r.job_id for r in table.queued()] == ["b"]
+    assert [r.job_id for r in table.active()] == ["a"]
+    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=jobs.RUNNING))
+    assert [r.job_id for r in table.active()] == ["a"] and len(table.jobs) == 2
+    table.forget("a")
+    del table.jobs["b"]
+    assert table.queued_count() == 0 and table.active() == [] and len(table.jobs) == 0
