@@ -364,6 +364,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         depth = self._dispatcher.queue_depth() + self._admitting
         admission = admit(need, nodes, depth, self._dispatcher.config.max_queue)
         if not admission.accepted:
+            # A retried submit of a job finished long ago (no longer in memory) is answered, not refused.
+            with contextlib.suppress(KVUnavailable, ValueError):
+                finished = await self._store.fetch(job_id)
+                if finished is not None and finished.digest == digest:
+                    return finished, False
             log.info("submit %s rejected: %s", job_id, admission.message)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, admission.message)
         # No await between the check and the reservation: that is what makes the bound exact.

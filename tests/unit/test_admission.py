@@ -7,10 +7,14 @@ reserved at the check, concurrent Submits all see the same depth and the queue o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 
 from i2v_contract.artifacts import open_store
 from i2v_contract.client import build_request
@@ -26,6 +30,7 @@ from tests.media import png
 from tests.unit.test_dispatcher import KEYS, FakeCalls, FakeLeadership, FakeRegistry, until
 
 MAX_QUEUE, SUBMITS = 20, 200
+Stub = coordinator_pb2_grpc.CoordinatorStub
 
 
 class Registry(FakeRegistry):
@@ -48,14 +53,15 @@ async def submit_all(stub: coordinator_pb2_grpc.CoordinatorStub, count: int) -> 
     return Counter(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path) -> AsyncIterator[tuple[MemoryKV, JobStore, CoordinatorServicer, Stub]]:
+    """A leading coordinator servicer on MemoryKV with no node (every stored job stays queued)."""
     kv = MemoryKV(ManualClock())
     await kv.put(KEYS.leader, LeaderRecord(id="c1", addr="x").to_json())
     leader = await kv.get(KEYS.leader)
     assert leader is not None
     leadership, registry, hub = FakeLeadership(), Registry([]), ProgressHub()
     store, artifacts = JobStore(kv, KEYS), open_store(str(tmp_path))
-    # No node: every stored job stays queued, so the queue is exactly what was admitted.
     dispatcher = Dispatcher(
         store, leadership, registry, hub, FakeCalls(kv), artifacts, config=DispatchConfig(max_queue=MAX_QUEUE)
     )
@@ -69,14 +75,40 @@ async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: 
     await until(lambda: dispatcher.epoch == leader.create_revision)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            outcomes = await submit_all(coordinator_pb2_grpc.CoordinatorStub(channel), SUBMITS)
-            stored, _ = await kv.range_prefix(KEYS.jobs)
-            assert outcomes == Counter({"OK": MAX_QUEUE, "RESOURCE_EXHAUSTED": SUBMITS - MAX_QUEUE})
-            assert len(stored) == MAX_QUEUE  # every acknowledged job is stored, nothing more
-            assert len([r for r in store.table.jobs.values() if r.view.state == jobs.QUEUED]) == MAX_QUEUE
-            # Every reserved slot was released, stored or refused: the count is back to the table alone.
-            assert servicer._admitting == 0
+            yield kv, store, servicer, coordinator_pb2_grpc.CoordinatorStub(channel)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await server.stop(0)
+
+
+async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (kv, store, servicer, stub):
+        outcomes = await submit_all(stub, SUBMITS)
+        stored, _ = await kv.range_prefix(KEYS.jobs)
+        assert outcomes == Counter({"OK": MAX_QUEUE, "RESOURCE_EXHAUSTED": SUBMITS - MAX_QUEUE})
+        assert len(stored) == MAX_QUEUE  # every acknowledged job is stored, nothing more
+        assert len([r for r in store.table.jobs.values() if r.view.state == jobs.QUEUED]) == MAX_QUEUE
+        # Every reserved slot was released, stored or refused: the count is back to the table alone.
+        assert servicer._admitting == 0
+
+
+async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_long_ago(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (_, store, _, stub):
+        request = build_request(png(), prompt="p", width=64, height=64, frames=2, steps=2, fps=4, seed=3)
+        submit = coordinator_pb2.SubmitRequest(request=request, request_id="old-job")
+        await stub.Submit(submit)
+        record = store.table.jobs["old-job"]
+        leader = await store.kv.get(KEYS.leader)
+        assert leader is not None
+        epoch = leader.create_revision
+        finished = dataclasses.replace(record.view, state=jobs.CANCELLED, finished_at=1.0)
+        assert await store.write(record, finished, epoch) is not None
+        store.table.finished.clear()  # finished long ago: no longer in the leader's memory
+        assert Counter(await submit_all(stub, MAX_QUEUE))["OK"] == MAX_QUEUE  # the queue is full now
+        again = await stub.Submit(submit)
+        assert (again.job_id, again.created, again.state) == ("old-job", False, coordinator_pb2.JOB_CANCELLED)
+        other = coordinator_pb2.SubmitRequest(request=request, request_id="new-job")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Submit(other)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
