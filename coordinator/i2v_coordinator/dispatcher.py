@@ -469,6 +469,9 @@ class Dispatcher:
         before = self._health.get(report.node_id, health.HEALTHY)
         if report.failure is None:
             step = health.on_success(before, report.node_id)
+        elif report.failure is jobs.FailureKind.BUSY:
+            step = health.on_busy(before, report.node_id, self._clock(), report.reason, self.config.health)
+            self._metrics.node_failure(report.failure.value, False)
         else:
             step = health.on_failure(before, report.node_id, self._clock(), report.reason, self.config.health)
             self._metrics.node_failure(report.failure.value, step.set_aside)

@@ -4,7 +4,8 @@ A node that fails a dispatch (stream broke or went silent before its claim, clai
 INTERNAL, UNAVAILABLE, FAILED_PRECONDITION ...) gets no new job for a cooldown that doubles with each
 consecutive failure (2 s, 4 s, ... up to 60 s by default). After `set_aside_after` consecutive failures
 it is set aside: it gets no work until it re-registers (its node key is created anew, i.e. the node
-restarted or rejoined) or, after `trial_after_s`, for one trial job. A success clears it all.
+restarted or rejoined) or, after `trial_after_s`, for one trial job. A success clears it all. A node
+that answers busy only pauses for the first cooldown and is not counted (`on_busy`).
 
 Pure: every function maps a `NodeHealth` snapshot and the time to a `Step` (the new health and the
 log line saying why). The dispatcher holds one `NodeHealth` per node and feeds `standing` into
@@ -86,6 +87,19 @@ def on_failure(
     new = replace(health, failures=failures, cooldown_until=now + cooldown, reason=reason)
     return Step(
         new, True, f"node {node_id} cooling down {cooldown:g} s after {_ordinal(failures)} failure: {reason}"
+    )
+
+
+def on_busy(
+    health: NodeHealth, node_id: str, now: float, reason: str, policy: HealthPolicy = DEFAULT_HEALTH
+) -> Step:
+    """The node answered busy: no new job for the first cooldown, and no count toward set-aside (a
+    working node whose busy flag had not reached routing yet)."""
+    until = max(health.cooldown_until, now + policy.first_cooldown_s)
+    return Step(
+        replace(health, cooldown_until=until),
+        True,
+        f"node {node_id} cooling down {until - now:g} s: it answered busy ({reason})",
     )
 
 

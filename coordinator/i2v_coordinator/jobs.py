@@ -75,6 +75,7 @@ class FailureKind(enum.Enum):
 
     DISPATCH = "dispatch"  # Node.Generate failed or went silent before the claim
     CLAIM_TIMEOUT = "claim_timeout"
+    BUSY = "busy"  # the node answered busy before its busy flag reached routing: a pause, not a fault
     RESULT = "result"  # the node's result blamed the node
 
 
@@ -346,11 +347,12 @@ def on_dispatch_failed(job: JobView, code: int, message: str, now: float) -> Tra
         )
         return Transition(failed, True, f"{where}: failed")
     back = take_back(job)
+    kind = FailureKind.BUSY if code == Code.RESOURCE_EXHAUSTED else FailureKind.DISPATCH
     return Transition(
         back,
         True,
         f"{where}: not claimed, requeued as attempt {back.attempt}",
-        node=NodeReport(job.node_id, FailureKind.DISPATCH, f"{_code_name(code)}: {message}"),
+        node=NodeReport(job.node_id, kind, f"{_code_name(code)}: {message}"),
     )
 
 

@@ -10,6 +10,7 @@ from i2v_coordinator.health import (
     NodeHealth,
     Standing,
     cooldown_for,
+    on_busy,
     on_failure,
     on_registration,
     on_success,
@@ -113,3 +114,18 @@ def test_re_registration(
     assert (step.changed, step.health) == (changed, after), name
     if changed:
         assert step.reason == "node n1 re-registered: its 3 consecutive failures are cleared"
+
+
+def test_busy_answers_cool_down_but_never_set_a_node_aside() -> None:
+    h = on_failure(HEALTHY, "n1", 100.0, "not claimed within 10 s", POLICY).health
+    for now in (110.0, 120.0, 130.0, 140.0):
+        step = on_busy(h, "n1", now, "RESOURCE_EXHAUSTED: node busy", POLICY)
+        h = step.health
+        assert step.changed and "answered busy" in step.reason
+        assert standing(h, now, POLICY) == Standing(2.0, False)
+    assert h.failures == 1 and not h.set_aside  # the earlier real failure still counts, busy ones never
+
+
+def test_busy_never_shortens_a_longer_cooldown() -> None:
+    h = NodeHealth(failures=2, cooldown_until=200.0, reason="x")
+    assert on_busy(h, "n1", 100.0, "busy", POLICY).health.cooldown_until == 200.0

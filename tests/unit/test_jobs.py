@@ -172,7 +172,7 @@ DISPATCH = FailureKind.DISPATCH
             None,
         ),
         ("node unreachable or silent: taken back", ASSIGNED_3, Code.UNAVAILABLE, True, QUEUED, 4, DISPATCH),
-        ("node busy: taken back", ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, DISPATCH),
+        ("node busy: taken back", ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, FailureKind.BUSY),
         ("deadline: taken back", ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH),
         ("node crashed in the call: taken back", ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH),
         ("unknown: taken back", ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH),
@@ -196,7 +196,8 @@ def test_dispatch_failed_before_the_claim(
     assert t.job.lost_attempts == 1, "a dispatch failure before the claim is not a lost attempt"
     assert (t.node.failure if t.node else None) is failure, name
     if failure is not None:
-        assert t.node is not None and t.node.node_id == "mid" and t.node.suspect_connection
+        assert t.node is not None and t.node.node_id == "mid"
+        assert t.node.suspect_connection == (failure is DISPATCH), "a node that answered busy is reachable"
     if state == FAILED:
         assert t.job.error == "node mid refused the job: why" and t.job.error_code == code
 
