@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -228,6 +228,34 @@ class TorchCudaProbe:
         return MemoryReading(f"cuda:{self._index}", self._name, True, int(total), int(free), "torch")
 
 
+class OwnReservedProbe:
+    """A device probe plus what this process's allocator already holds on the device.
+
+    NVML and mem_get_info report memory free to anyone; the pipeline's own resident weights and
+    torch's cached blocks are not in it, yet the next job of this process can use them, and the
+    memory model's estimate counts the weights itself. Without this, the weights would count twice
+    after the first job (leaner profiles than needed, and a smaller tier published to routing).
+    """
+
+    def __init__(self, inner: MemoryProbe, reserved: Callable[[], int]) -> None:
+        self._inner = inner
+        self._reserved = reserved
+
+    def read(self) -> MemoryReading:
+        reading = self._inner.read()
+        own = max(0, self._reserved())
+        return replace(reading, free_bytes=min(reading.total_bytes, reading.free_bytes + own))
+
+
+def _torch_reserved(index: int) -> Callable[[], int]:
+    def reserved() -> int:
+        import torch
+
+        return int(torch.cuda.memory_reserved(index))
+
+    return reserved
+
+
 class FirstWorkingProbe:
     """Reads from the first probe that answers; a failing probe is skipped from then on."""
 
@@ -280,7 +308,7 @@ def make_monitor(
             log.warning("%s not usable for %s: %s", make.__name__, device, err)
     if not probes:
         raise ProbeError(f"no way to read memory of {device}: NVML and torch.cuda both failed")
-    return MemoryMonitor(FirstWorkingProbe(probes), max_vram_bytes)
+    return MemoryMonitor(OwnReservedProbe(FirstWorkingProbe(probes), _torch_reserved(index)), max_vram_bytes)
 
 
 def limit_torch_memory(device: str, cap_bytes: int, total_bytes: int) -> float:

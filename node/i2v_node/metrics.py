@@ -52,9 +52,11 @@ class MemoryCollector(Collector):
             return
         if not reading.accelerator:
             return
+        # On a GPU, free counts what this node's own allocator holds (its next job can use it), so
+        # used is what other processes hold.
         for name, value, what in (
-            ("used", reading.used_bytes, "used"),
-            ("free", reading.free_bytes, "free"),
+            ("used", reading.used_bytes, "used by other processes"),
+            ("free", reading.free_bytes, "free for this node's jobs (device free + its own allocator's)"),
             ("total", reading.total_bytes, "total"),
         ):
             family = GaugeMetricFamily(

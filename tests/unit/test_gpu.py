@@ -13,6 +13,7 @@ from i2v_node.gpu import (
     HostProbe,
     MemoryMonitor,
     MemoryReading,
+    OwnReservedProbe,
     ProbeError,
     ProfileChoice,
     SimulatedProbe,
@@ -185,6 +186,34 @@ def test_first_working_probe_falls_back() -> None:
     probe = FirstWorkingProbe([_Broken(), _Fixed(gpu(5 * GIB))])
     assert probe.read().free_bytes == 5 * GIB
     assert probe.read().free_bytes == 5 * GIB
+
+
+@pytest.mark.parametrize(
+    ("name", "device_free", "own", "free"),
+    [
+        ("weights resident after a job count as ours", 10 * GIB, 5 * GIB, 15 * GIB),
+        ("nothing held yet", 20 * GIB, 0, 20 * GIB),
+        ("never above the device's total", 20 * GIB, 9 * GIB, 24 * GIB),
+    ],
+)
+def test_own_reserved_memory_is_free_for_the_next_job(
+    name: str, device_free: int, own: int, free: int
+) -> None:
+    reading = OwnReservedProbe(_Fixed(gpu(device_free)), lambda: own).read()
+    assert (reading.free_bytes, reading.total_bytes) == (free, 24 * GIB), name
+
+
+def test_own_reserved_memory_moves_the_first_profile_back_to_the_fastest() -> None:
+    """After a `fast` job the weights stay on the card: the same job must get `fast` again."""
+
+    def pick(reading: MemoryReading) -> str:
+        kwargs = {"arch": I2VGEN_XL, "dtype_name": "float16", "accelerator": True}
+        return first_profile(512, 512, 16, reading, PROFILES, **kwargs).profile.name
+
+    device_free_after_job = gpu(16 * GIB - 5 * GIB)  # about 5 GiB of fp16 weights stayed resident
+    assert pick(gpu(16 * GIB)) == "fast"
+    assert pick(device_free_after_job) != "fast"  # what the node chose before it counted its own
+    assert pick(OwnReservedProbe(_Fixed(device_free_after_job), lambda: 5 * GIB).read()) == "fast"
 
 
 def test_first_working_probe_last_error_surfaces() -> None:
