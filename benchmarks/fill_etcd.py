@@ -11,8 +11,9 @@ node's ResultRecord and the project's key schema, written in txns of --batch put
 ops per txn), --concurrency txns in flight.
 
 Where a finished job lives is one function, `finished_entries`, per --layout:
-- history (default, the schema after issue 6): history/{finished_us:016d}-{id} holds the job
-  record with the accepted result embedded, done/{id} points at it;
+- history (default, the current schema; docs/architecture.md, etcd data model):
+  history/{finished_us:016d}-{id} holds the job record with the accepted result embedded, done/{id}
+  points at it;
 - jobs (the schema before it): jobs/{id} holds the final record, results/{id}/1 the node's result.
 Queued jobs are jobs/{id} in both.
 

@@ -85,7 +85,7 @@ MIB, GIB = 1024**2, 1024**3
 SEED = 20261201
 PROMPT = "a red fox running through snow"
 PARTS = ("env", "build", "steps", "profiles", "bare", "oom", "node")
-# Cards of the published WebUI figures (DESIGN.md): a 6 GB RTX 2060 cannot run 512p at all, 8 GB
+# Cards of the practitioners' published WebUI figures: a 6 GB RTX 2060 cannot run 512p at all, 8 GB
 # cards peak at 7.6-7.8 GB, a 12 GB RTX 3060 at 11.2 GB.
 CARDS = (
     ("12GB", 12 * GIB, "peaks at 11.2 GB"),

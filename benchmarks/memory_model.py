@@ -3,7 +3,7 @@ measured on this CPU.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/memory_model.py [--calibrate] [--repeat N]
 
-(a) the full-size I2VGen-XL at 512/768/1024 x 16 frames for every profile, beside DESIGN.md's
+(a) the full-size I2VGen-XL at 512/768/1024 x 16 frames for every profile, beside the practitioners'
     reference figures; (b) CPU, fp32: a small real UNet (width 64) and VAE (width 32) built from
     diffusers configs with random weights, each stage run in a fresh subprocess; the peak RSS growth
     of the run (VmHWM after /proc/self/clear_refs reset, minus RSS before) vs the model's transient
@@ -26,7 +26,7 @@ from i2v_contract.memory import stage_bytes as model_stages
 from i2v_contract.profiles import PROFILES, Offload, Profile
 from i2v_contract.tiers import tier_name
 
-# DESIGN.md, reference figures: RTX 4090, DDIM 50 steps, 16 frames (their stack, their settings).
+# Practitioners' published figures: RTX 4090, DDIM 50 steps, 16 frames (their stack, their settings).
 REFERENCE_GB = {512: 13.8, 768: 17.6, 1024: 21.3}
 # diffusers' I2VGenXLPipeline defaults: no forward chunking, decode_chunk_size=1.
 PIPELINE_DEFAULT = Profile("pipeline_default", False, 1, False, False, Offload.NONE)

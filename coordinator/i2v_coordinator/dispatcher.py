@@ -1,6 +1,6 @@
 """The leader's loop: reconcile, pair queued jobs with free nodes, dispatch, follow claims and results.
 
-While this coordinator leads with epoch E (Issue 3 dispatch protocol):
+While this coordinator leads with epoch E (docs/architecture.md, life of a job):
 1. load jobs/, claims/, results/ at one revision R, reconcile every open job (jobs.reconcile), then
    follow the table from R + 1;
 2. on every wake-up (submit, node change, claim, result, node call ended, or the sweep timer) fold

@@ -1,9 +1,9 @@
 """Leader election decisions: what a coordinator should do given what etcd and its probes show.
 
 Leadership is the `coord/leader` key created-if-absent on the coordinator's lease; the epoch is that
-key's create revision (DESIGN.md, fencing). This module only decides; the election shell reads etcd,
-runs the txn, keeps the lease alive and probes the leader, then calls `decide` once per tick and logs
-the decision's reason.
+key's create revision (docs/architecture.md, fencing). This module only decides; the election shell
+reads etcd, runs the txn, keeps the lease alive and probes the leader, then calls `decide` once per
+tick and logs the decision's reason.
 
 Times here are monotonic seconds from the calling process: they never leave the process.
 """

@@ -1,9 +1,10 @@
 """The job state machine, as pure transitions over immutable job views.
 
-Life of a job (DESIGN.md): QUEUED -> ASSIGNED(node, attempt) -> node claims -> RUNNING -> node writes
-its result -> SUCCEEDED / FAILED / CANCELLED. Every transition returns a `Transition` with the new
-view, whether anything changed and a reason for the log line; an event that does not apply (stale
-attempt, duplicate, job already final) returns the job unchanged with the reason it was ignored.
+Life of a job (docs/architecture.md, life of a job): QUEUED -> ASSIGNED(node, attempt) -> node
+claims -> RUNNING -> node writes its result -> SUCCEEDED / FAILED / CANCELLED. Every transition
+returns a `Transition` with the new view, whether anything changed and a reason for the log line;
+an event that does not apply (stale attempt, duplicate, job already final) returns the job
+unchanged with the reason it was ignored.
 
 Attempts are numbered from 1. A result counts only for the job's current attempt and only while the
 job is not final, so a result is never accepted twice. Attempts lost to a node (claim gone, node

@@ -12,11 +12,11 @@ ran the schema before history/ still hold finished jobs under jobs/ (results und
 leader moves those with the same finalising ops, `MOVE_BATCH` per fenced txn (`move_legacy`).
 
 The mirror (`JobTable`) is a paged range read of jobs/, claims/, results/ (yielding to the loop
-between pages), then one watch from the first page's revision R + 1 (DESIGN.md: nothing lives only
-in memory); a compacted watch relists. Pages read after R may already show newer claims and
-results; replaying the watch from R + 1 folds the same changes in again, which is idempotent. Every
-change reaches the `on_change` callback with the job id it concerns, so the dispatcher and the
-watch streams react.
+between pages), then one watch from the first page's revision R + 1 (nothing lives only in memory:
+docs/architecture.md, life of a job); a compacted watch relists. Pages read after R may already
+show newer claims and results; replaying the watch from R + 1 folds the same changes in again,
+which is idempotent. Every change reaches the `on_change` callback with the job id it concerns, so
+the dispatcher and the watch streams react.
 
 The job record is this module's own JSON codec (the coordinator is its only reader and writer): the
 pure `jobs.JobView` fields, the normalised request (image bytes removed, `image_uri` set), the input

@@ -76,7 +76,8 @@ class CoordinatorConfig:
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
-    """DESIGN.md's defaults (ttl 5, keepalive 1, margin and call timeout 1.5) scaled to any TTL."""
+    """The defaults (ttl 5, keepalive 1, margin and call timeout 1.5; docs/architecture.md, timings)
+    scaled to any TTL."""
     margin = round(ttl_s * 0.3, 3)
     return ElectionTimings(ttl_s=ttl_s, keepalive_s=ttl_s / 5, call_timeout_s=margin, margin_s=margin)
 

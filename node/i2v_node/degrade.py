@@ -1,7 +1,7 @@
 """Quality degradations, tried only when the request allows them and even the leanest profile ran
 out of memory. Pure: sizes in, the next smaller size out.
 
-Order follows the knobs' memory effect (DESIGN.md): resolution >> frames. Each rung multiplies
+Order follows the knobs' memory effect (docs/decisions.md, steps): resolution >> frames. Each rung multiplies
 one dimension by 3/4 and never goes below half of what was requested (below that the result is
 no longer the video that was asked for). Width and height shrink together, stay multiples of 8
 (the pipeline's requirement) and keep their aspect ratio up to that rounding. Steps are not a

@@ -99,7 +99,8 @@ def publish_delay(
 
 
 def lease_timing(ttl: float) -> tuple[float, float]:
-    """(keepalive interval, validity margin) for a lease TTL: ttl/3 and at most DESIGN's 1.5 s."""
+    """(keepalive interval, validity margin) for a lease TTL: ttl/3 and at most 1.5 s
+    (docs/architecture.md, timings)."""
     return ttl / 3, min(DEFAULT_LEASE_MARGIN_S, ttl / 4)
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Opts = dict[str, Any]  # per-attempt gRPC call options: deadline and metadata
 
-DEFAULT_TIMEOUT_S = 1.5  # DESIGN.md: etcd call timeout
+DEFAULT_TIMEOUT_S = 1.5  # etcd call timeout (docs/architecture.md, timings)
 _MIN_ATTEMPT_S = 0.3  # no attempt gets less than this while more is left, so a healthy member can answer
 _ROUND_BACKOFF_S = 0.05  # pause after every endpoint failed fast, before the next round
 

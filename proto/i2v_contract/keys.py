@@ -1,4 +1,4 @@
-"""The etcd key schema and the JSON values stored under it (DESIGN.md, etcd data model).
+"""The etcd key schema and the JSON values stored under it (docs/architecture.md, etcd data model).
 
 Every value is a JSON object. Decoding is strict about types and the presence of required fields
 (a clear ValueError names the record and the field) and tolerant of unknown fields, so a newer

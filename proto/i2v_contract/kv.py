@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 CompareTarget = Literal["create", "mod", "version", "value"]
 CompareOp = Literal["==", "!=", "<", ">"]
 
-# DESIGN.md: a holder stops acting on its lease this long before the server could expire it.
+# A holder stops acting on its lease this long before the server could expire it
+# (docs/architecture.md, timings).
 DEFAULT_LEASE_MARGIN_S = 1.5
 
 

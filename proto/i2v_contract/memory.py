@@ -13,7 +13,7 @@ are added.
 Where the numbers come from:
 - Parameter counts and group sizes of the full-size model: the public ali-vilab/i2vgen-xl component
   configs, built with random weights on torch's `meta` device (UNet 1.42 B, image encoder 0.63 B,
-  text encoder 0.35 B, VAE 0.08 B: 4.98 GB in fp16, as DESIGN.md states).
+  text encoder 0.35 B, VAE 0.08 B: 4.98 GB in fp16).
 - Activation coefficients: peak live tensor bytes of real forward passes, traced op by op on the
   `meta` device for the full-size model and for small configs (`benchmarks/memory_model.py
   --calibrate` reproduces them). Attention is traced as a fused kernel (memory of its output only),
@@ -23,7 +23,7 @@ Where the numbers come from:
   measured there by `scripts/gpu_check.sh` replace them (`RUNTIME_COSTS`, see measured.py).
   `SAFETY_MARGIN` covers the rest.
 
-Compared with the practitioners' figures in DESIGN.md (benchmarks/memory_model.py prints both):
+Compared with the practitioners' published figures (benchmarks/memory_model.py prints both):
 with diffusers' own defaults (no forward chunking, decode_chunk_size=1) the model gives 8.6 GB at
 512x512x16, against 7.6-7.8 GB seen on 8 GB cards; their RTX 4090 figures (13.8 / 17.6 / 21.3 GB)
 sit 5.2 / 5.1 / 3.4 GB above ours, a near-constant offset that does not grow with the job (a fixed

@@ -1,9 +1,10 @@
 """VRAM tiers: bands of free accelerator memory a node can offer a job.
 
-The bands follow the cards people run I2VGen-XL on (DESIGN.md, reference figures): 8 GB cards
-(RTX 2070/3050) run 512p only with offload, 12 GB (RTX 3060) runs 512p, 16 GB runs 768p in fp16,
-24 GB (RTX 3090/4090) runs 1024p, 40/48/80 GB data-centre cards run anything. The band a node is in
-comes from its free (not total) memory, probed at start and before each job.
+The bands follow the cards people run I2VGen-XL on (practitioners' published figures; see
+benchmarks/memory_model.py): 8 GB cards (RTX 2070/3050) run 512p only with offload, 12 GB
+(RTX 3060) runs 512p, 16 GB runs 768p in fp16, 24 GB (RTX 3090/4090) runs 1024p, 40/48/80 GB
+data-centre cards run anything. The band a node is in comes from its free (not total) memory,
+probed at start and before each job.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from i2v_contract.coordinator_client import CoordinatorClient, RetryPolicy
 from i2v_contract.v1 import coordinator_pb2
 from tests.chaos.cluster import Cluster, NodeSpec, tiny_request
 
-TTL_S = 5.0  # coordinator lease TTL (DESIGN.md default)
+TTL_S = 5.0  # coordinator lease TTL (default; docs/architecture.md, timings)
 PAUSE_S = float(os.environ.get("I2V_CHAOS_PAUSE_S", "15"))
 HOWS = ("watch", "generate")
 

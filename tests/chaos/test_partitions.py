@@ -37,7 +37,7 @@ from tests.chaos.test_cluster_failures import figure, wait_stepped_down
 RUNS = chaos_runs()
 BURST = int(os.environ.get("I2V_CHAOS_BURST", "5000"))  # CI; scripts/chaos.sh: 20000 (~100 s here)
 FILLED = int(os.environ.get("I2V_CHAOS_FILLED", "10000"))
-TTL_S = 5.0  # coordinator lease TTL (DESIGN.md default)
+TTL_S = 5.0  # coordinator lease TTL (default; docs/architecture.md, timings)
 NODE_TTL_S = 3.0
 LONG_STEPS = 200  # the request limit; about 5.5 s at 64x64x4 on one idle CPU thread
 CLAIM_TIMEOUT_S = 10.0  # README: a node that misses its claim for 10 s cools down
