@@ -511,8 +511,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"etcd did not confirm the cancel ({err}); retry"
             )
-        if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
+        if record is None:  # removed between the read above and the cancel
+            await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(request.job_id))
         assert record is not None
         if record.view.state in (jobs.SUCCEEDED, jobs.FAILED):
             # Cancelling a cancelled job answers it again (a retried Cancel is idempotent).

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--allow-degrade",
         action="store_true",
-        help="let the server lower resolution/frames/steps to fit memory",
+        help="let the node lower resolution, then frames, to fit memory (steps are never lowered)",
     )
     gen.add_argument("--frames-dir", type=Path, default=None, help="also write every frame as PNG here")
     gen.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")

@@ -371,8 +371,9 @@ Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
 
 @_typing.final
 class ListJobsResponse(_message.Message):
-    """Newest first (by submit time). A page may hold fewer than `limit` jobs when a state filter
-    skipped many: keep paging while next_page_token is set.
+    """Open jobs first, newest submitted first, then finished jobs, newest finished first. A page may
+    hold fewer than `limit` jobs when a state filter skipped many: keep paging while next_page_token
+    is set.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
