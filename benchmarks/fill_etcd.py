@@ -42,11 +42,11 @@ from i2v_contract import memory
 from i2v_contract.client import build_request
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import DEFAULT_PREFIX, DoneRecord, Keys, ResultRecord
-from i2v_contract.kv import KV, Put
+from i2v_contract.kv import KV, KeyValue, Put
 from i2v_contract.limits import DEFAULT_LIMITS, normalize_request
 from i2v_contract.v1 import common_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.jobstore import JobRecord, encode_job, request_digest
+from i2v_coordinator.jobstore import JobRecord, decode_result, encode_job, request_digest
 from i2v_coordinator.servicer import stored_request
 from tests.etcd_cluster import EtcdCluster
 
@@ -149,23 +149,11 @@ def finished_record(i: int, now: float, span_s: float, total: int) -> tuple[JobR
     return dataclasses.replace(queued, view=view), result
 
 
-def _result_message(result: ResultRecord) -> common_pb2.Result:
-    """The node's result as the Result message the history record embeds."""
-    return common_pb2.Result(
-        artifact_uri=result.artifact_uri,
-        mime_type="video/mp4",
-        frames=result.frames,
-        fps=result.fps,
-        width=result.width,
-        height=result.height,
-        steps=result.steps,
-        seed=result.seed,
-        profile=result.profile_used,
-        peak_bytes=result.peak_bytes,
-        timings=common_pb2.Timings(**result.timings),
-        sha256=result.sha256,
-        metadata=result.metadata,
-    )
+def _result_message(keys: Keys, job_id: str, attempt: int, result: ResultRecord) -> common_pb2.Result:
+    """The node's result as the Result message the history record embeds: read back through the
+    leader's own decoder of results/ records, as a finishing txn does."""
+    kv = KeyValue(keys.result(job_id, attempt), result.to_json(), 1, 1, 1, 0)
+    return decode_result(kv, keys).result
 
 
 def finished_entries(
@@ -181,7 +169,9 @@ def finished_entries(
     if layout != "history":
         raise ValueError(f"layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     entry = keys.history_entry(view.finished_at, view.job_id)
-    finished = dataclasses.replace(record, result=_result_message(result))
+    finished = dataclasses.replace(
+        record, result=_result_message(keys, view.job_id, view.result_attempt, result)
+    )
     return [
         (entry, encode_job(finished)),
         (keys.done_of(view.job_id), DoneRecord(entry, view.finished_at).to_json()),
