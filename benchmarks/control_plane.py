@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 
 from benchmarks.fill_etcd import fill
-from benchmarks.fleet import Seen, Workers, submit_all, wait_nodes
+from benchmarks.fleet import Seen, Workers, submit_all, submit_until_accepted, wait_nodes
 from i2v_contract.client import build_request
 from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import Keys
@@ -145,24 +145,6 @@ def list_first_page(addr: str, samples: int) -> list[float]:
     return out
 
 
-def submit_until_accepted(survivors: list[CoordinatorProcess], job_id: str, deadline: float) -> None:
-    submit = coordinator_pb2.SubmitRequest(request=request(), request_id=job_id)
-    channels = [grpc.insecure_channel(p.address) for p in survivors]
-    try:
-        while time.monotonic() < deadline:
-            for channel in channels:
-                try:
-                    coordinator_pb2_grpc.CoordinatorStub(channel).Submit(submit, timeout=0.5)
-                    return
-                except grpc.RpcError:
-                    pass
-            time.sleep(0.02)
-    finally:
-        for channel in channels:
-            channel.close()
-    raise TimeoutError(f"no coordinator took {job_id} in time")
-
-
 def first_claim_after(seen: Seen, epoch: int, since: float, timeout: float) -> float:
     def found() -> float | None:
         times = [t for t, e in seen.claims.values() if e > epoch and t >= since]
@@ -219,7 +201,10 @@ def run_case(args: argparse.Namespace, etcd: EtcdCluster, workdir: Path, finishe
             survivors = [p for p in group.procs if p is not leader]
             killed_at = time.monotonic()
             leader.kill()
-            submit_until_accepted(survivors, f"probe-{r}-{uuid.uuid4().hex[:6]}", killed_at + 30)
+            probe = coordinator_pb2.SubmitRequest(
+                request=request(), request_id=f"probe-{r}-{uuid.uuid4().hex[:6]}"
+            )
+            submit_until_accepted(survivors, probe, killed_at + 30)
             claimed = first_claim_after(seen, state.epoch, killed_at, 30)
             case.failover.append(claimed - killed_at)
             new_leader, _, _ = group.wait_leader(15, exclude=leader)

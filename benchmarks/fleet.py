@@ -66,7 +66,7 @@ from i2v_contract.store_identity import agree
 from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
 from i2v_node.servicer import JobRejected, JobReport, package_version
-from tests.chaos.coordinator_procs import CoordinatorGroup
+from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.media import png
 
@@ -444,6 +444,26 @@ def idle_latencies(
     return out
 
 
+def submit_until_accepted(
+    coordinators: list[CoordinatorProcess], submit: coordinator_pb2.SubmitRequest, deadline: float
+) -> None:
+    """Send `submit` round the coordinators every 20 ms until one takes it (a leader), or time out."""
+    channels = [grpc.insecure_channel(p.address) for p in coordinators]
+    try:
+        while time.monotonic() < deadline:
+            for channel in channels:
+                try:
+                    coordinator_pb2_grpc.CoordinatorStub(channel).Submit(submit, timeout=0.5)
+                    return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.02)
+    finally:
+        for channel in channels:
+            channel.close()
+    raise TimeoutError(f"no coordinator took Submit {submit.request_id} before the deadline")
+
+
 def failover(group: CoordinatorGroup, seen: Seen, req: common_pb2.GenerationRequest, tag: str) -> float:
     """kill -9 the leader; seconds until a job submitted afterwards is claimed under the new epoch."""
     leader, state, _ = group.wait_leader(15)
@@ -451,26 +471,8 @@ def failover(group: CoordinatorGroup, seen: Seen, req: common_pb2.GenerationRequ
     job_id = f"failover-{tag}"
     killed_at = time.monotonic()
     leader.kill()
-    submit = coordinator_pb2.SubmitRequest(request=req, request_id=job_id)
     deadline = killed_at + 30
-    channels = [grpc.insecure_channel(p.address) for p in survivors]
-    try:
-        accepted = False
-        while not accepted:
-            for channel in channels:
-                try:
-                    coordinator_pb2_grpc.CoordinatorStub(channel).Submit(submit, timeout=0.5)
-                    accepted = True
-                    break
-                except grpc.RpcError:
-                    pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("no coordinator took a Submit within 30 s of the leader's kill")
-            if not accepted:
-                time.sleep(0.02)
-    finally:
-        for channel in channels:
-            channel.close()
+    submit_until_accepted(survivors, coordinator_pb2.SubmitRequest(request=req, request_id=job_id), deadline)
     seen.wait(f"claim of {job_id}", lambda: job_id in seen.claims, max(1.0, deadline - time.monotonic()))
     claimed_at, epoch = seen.claims[job_id]
     if epoch <= state.epoch:
