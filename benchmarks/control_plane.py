@@ -46,11 +46,12 @@ import grpc
 
 from benchmarks.fill_etcd import fill
 from benchmarks.fleet import Seen, Workers, submit_all, submit_until_accepted, wait_nodes
-from i2v_contract.client import build_request
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_client.node_client import build_request
+from i2v_common.etcd_kv import EtcdKV
+from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.kv import count_prefix
-from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.media import png

@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
-from i2v_contract.client import build_request
+from i2v_client.node_client import build_request
+from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
 from i2v_contract.keys import Keys
-from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from i2v_coordinator.dispatcher import DispatchConfig
 from i2v_node.config import default_cache_dir
 from tests.etcd_cluster import EtcdCluster

@@ -38,13 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from i2v_client.node_client import build_request
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract import memory
-from i2v_contract.client import build_request
-from i2v_contract.etcd_kv import EtcdKV
 from i2v_contract.keys import DEFAULT_PREFIX, DoneRecord, Keys, ResultRecord
 from i2v_contract.kv import KV, KeyValue, Put
 from i2v_contract.limits import DEFAULT_LIMITS, normalize_request
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import JobRecord, decode_result, encode_job, request_digest
 from i2v_coordinator.servicer import stored_request

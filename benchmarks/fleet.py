@@ -57,13 +57,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
-from i2v_contract.artifacts import FileStore
-from i2v_contract.client import build_request
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_client.node_client import build_request
+from i2v_common.artifacts import FileStore
+from i2v_common.etcd_kv import EtcdKV
+from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
+from i2v_common.store_identity import agree
 from i2v_contract.keys import Keys
 from i2v_contract.memory import ArchSpec, ComponentSize
-from i2v_contract.store_identity import agree
-from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
 from i2v_node.servicer import JobRejected, JobReport, package_version
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess

@@ -31,7 +31,7 @@ skipped and the JSON says so):
 
 Output: gpu_check.json and gpu_check.md under $OUT (else out/), written after every part so a crash
 keeps what was measured; on CUDA also gpu_memory.json, the memory model's measurement file (commit
-it as proto/i2v_contract/gpu_memory.json; see i2v_contract/measured.py). Exit status 1 when a part
+it as contract/i2v_contract/gpu_memory.json; see i2v_contract/measured.py). Exit status 1 when a part
 failed.
 """
 
@@ -67,7 +67,7 @@ from i2v_contract import measured, memory
 from i2v_contract.measured import MeasuredRun, Measurements, OverheadSample, RuntimeCosts
 from i2v_contract.profiles import Offload, Profile, profile_by_name
 from i2v_contract.tiers import tier_for_free_bytes, tier_name
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 from i2v_node import gpu
 from i2v_node.apply import decode_chunk_arg
 from i2v_node.engine import Engine, EngineConfig
@@ -990,7 +990,7 @@ def part_node(kit: Kit, deadline: float) -> dict[str, Any]:
             image.write_bytes(png(64, 64))
             video = kit.out_dir / "gpu_check_node.mp4"
             w, h, f = plan.node_size
-            gen = [sys.executable, "-m", "i2v_contract.cli", "generate", str(image), "--prompt", PROMPT]
+            gen = [sys.executable, "-m", "i2v_client.cli", "generate", str(image), "--prompt", PROMPT]
             gen += ["--node", address, "--width", str(w), "--height", str(h), "--frames", str(f)]
             gen += ["--steps", "4", "--seed", "7", "--fps", "8", "-q", "-o", str(video)]
             done = subprocess.run(

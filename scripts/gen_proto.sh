@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the Python stubs of proto/i2v_contract/v1/*.proto in place (the one way to make them).
+# Regenerates the Python stubs of proto/i2v_proto/v1/*.proto in place (the one way to make them).
 # With --check, regenerates into a scratch folder and fails when the committed stubs differ.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,12 +14,12 @@ fi
 cd "$root/proto"
 "$py" -m grpc_tools.protoc -I . \
   --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
-  i2v_contract/v1/*.proto
+  i2v_proto/v1/*.proto
 if [[ "${1:-}" == "--check" ]]; then
-  for f in "$out"/i2v_contract/v1/*; do
+  for f in "$out"/i2v_proto/v1/*; do
     name="$(basename "$f")"
-    if ! cmp -s "$f" "$root/proto/i2v_contract/v1/$name"; then
-      echo "stale generated stub: proto/i2v_contract/v1/$name; run scripts/gen_proto.sh" >&2
+    if ! cmp -s "$f" "$root/proto/i2v_proto/v1/$name"; then
+      echo "stale generated stub: proto/i2v_proto/v1/$name; run scripts/gen_proto.sh" >&2
       exit 1
     fi
   done

@@ -15,7 +15,7 @@ cd "$root"
 py="${PYTHON:-python3}"
 wheels="${I2V_WHEELS:-$root/.wheels}"
 site="$root/.wheels-site"
-export PYTHONPATH="$site:$root/proto:$root/node:$root/coordinator:$root${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$site:$root/proto:$root/contract:$root/common:$root/client:$root/node:$root/coordinator:$root${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 # Distributions the kit needs that are missing or too old, by their wheel names.

@@ -9,7 +9,7 @@ export PATH="$root/.venv/bin:$PATH"
 PYTHON=.venv/bin/python scripts/gen_proto.sh --check
 ruff check .
 ruff format --check .
-mypy proto/i2v_contract node/i2v_node coordinator/i2v_coordinator
+mypy contract/i2v_contract common/i2v_common client/i2v_client node/i2v_node coordinator/i2v_coordinator
 # Node subprocesses share two cores with the test runner: one torch thread each keeps runs steady.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 HF_HUB_OFFLINE=1 pytest "$@"

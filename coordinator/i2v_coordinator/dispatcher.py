@@ -36,8 +36,9 @@ from typing import Protocol
 
 import grpc
 
-from i2v_contract.artifacts import ArtifactStore
-from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
+from i2v_common.artifacts import ArtifactStore
+from i2v_common.rpc import node_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from i2v_coordinator import health, jobs, jobstore
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
 from i2v_coordinator.jobs import ActionKind, JobView, NodeReport

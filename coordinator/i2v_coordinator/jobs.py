@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from i2v_contract.tiers import tier_name
-from i2v_contract.v1 import common_pb2, coordinator_pb2
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator.routing import JobNeed, NodeView, escalate_after_oom
 
 QUEUED: int = coordinator_pb2.JOB_QUEUED

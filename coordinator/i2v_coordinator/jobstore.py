@@ -53,7 +53,7 @@ from i2v_contract.kv import (
     prefix_end,
     range_pages,
 )
-from i2v_contract.v1 import common_pb2, coordinator_pb2
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator.jobs import ACTIVE_STATES, QUEUED, SUCCEEDED, ClaimView, JobView, ResultView
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
+from i2v_common.lease import LeaseKeeper
 from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
-from i2v_contract.kv import KV, Compacted, Compare, KeyValue, KVUnavailable, LeaseKeeper, LeaseLost, Put
+from i2v_contract.kv import KV, Compacted, Compare, KeyValue, KVUnavailable, LeaseLost, Put
 from i2v_coordinator.election import (
     DEFAULT_TIMINGS,
     Decision,

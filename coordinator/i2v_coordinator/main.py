@@ -24,13 +24,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from i2v_contract.artifacts import ArtifactError, open_store
-from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
+from i2v_common.artifacts import ArtifactError, open_store
+from i2v_common.etcd_kv import EtcdKV, parse_endpoints
+from i2v_common.logs import setup_logging
+from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_common.store_identity import StoreMismatch, publish
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.logs import setup_logging
-from i2v_contract.store_identity import StoreMismatch, publish
-from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
+from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore

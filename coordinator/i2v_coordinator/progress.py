@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 
-from i2v_contract.v1 import coordinator_pb2
+from i2v_contract.wire import coordinator_pb2
 
 log = logging.getLogger(__name__)
 

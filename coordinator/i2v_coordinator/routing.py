@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from i2v_contract.tiers import GIB, tier_for_free_bytes, tier_name, tier_rank
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 
 
 @dataclass(frozen=True)

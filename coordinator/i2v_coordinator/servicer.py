@@ -40,14 +40,15 @@ from typing import NoReturn, Protocol
 
 import grpc
 
+from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract import memory
-from i2v_contract.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.keys import Keys, LeaderRecord, MemberRecord, NodeRecord
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
 from i2v_contract.memory import ArchSpec
-from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.jobstore import (

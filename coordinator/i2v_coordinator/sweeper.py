@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from i2v_contract.artifacts import ArtifactError, ArtifactStore
+from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.keys import ExpiredRecord
 from i2v_contract.kv import KVUnavailable, LeaseLost
 from i2v_coordinator import retention

@@ -17,10 +17,10 @@ import contextlib
 import logging
 import socket
 
-from i2v_contract.artifacts import ArtifactStore
+from i2v_common.artifacts import ArtifactStore
+from i2v_common.store_identity import agree
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KV
-from i2v_contract.store_identity import agree
 from i2v_node.config import parse_address
 from i2v_node.gpu import ProbeError
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2v_contract.etcd_kv import parse_endpoints
+from i2v_common.etcd_kv import parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 
 _UNITS = {

@@ -33,7 +33,7 @@ import torch
 from i2v_contract import memory
 from i2v_contract.memory import ArchSpec
 from i2v_contract.profiles import Profile, leaner_than, usable_profiles
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 from i2v_node import degrade
 from i2v_node.apply import ProfiledPipeline, decode_chunk_arg
 from i2v_node.faults import STAGE_NAMES, FaultPlan, parse_fault_plan

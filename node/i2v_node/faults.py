@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from i2v_contract.profiles import profile_by_name
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 
 STAGES: dict[str, int] = {
     "encode_prompt": common_pb2.STAGE_ENCODE_PROMPT,

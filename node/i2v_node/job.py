@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.etcd_kv import EtcdKV
+from i2v_common.logs import setup_logging
+from i2v_common.store_identity import StoreMismatch
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.logs import setup_logging
-from i2v_contract.store_identity import StoreMismatch
 from i2v_node.cluster import ClusterNode, advertised, join_cluster
 from i2v_node.config import NodeConfig, parse_args
 from i2v_node.membership import DuplicateNode
@@ -27,7 +27,7 @@ log = logging.getLogger("i2v_node")
 
 
 async def serve(config: NodeConfig) -> int:
-    from i2v_contract.artifacts import ArtifactError, ArtifactStore, open_store
+    from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
     from i2v_node.server import NodeServer, StartupError
 
     store: ArtifactStore | None = None

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from i2v_contract.artifacts import ArtifactError, ArtifactStore
+from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_common.lease import LeaseKeeper
 from i2v_contract.keys import ClaimRecord, Keys, NodeRecord, ResultRecord
 from i2v_contract.kv import (
     DEFAULT_LEASE_MARGIN_S,
@@ -31,12 +32,11 @@ from i2v_contract.kv import (
     Compare,
     KeyValue,
     KVUnavailable,
-    LeaseKeeper,
     LeaseLost,
     Put,
 )
 from i2v_contract.memory import ArchSpec
-from i2v_contract.v1 import node_pb2
+from i2v_contract.wire import node_pb2
 from i2v_node.servicer import JobRejected, JobReport, Stop
 
 log = logging.getLogger(__name__)

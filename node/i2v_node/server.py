@@ -23,10 +23,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from i2v_contract.artifacts import ArtifactStore
+from i2v_common.artifacts import ArtifactStore
+from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import DEFAULT_LIMITS, Limits
 from i2v_contract.tiers import tier_name
-from i2v_contract.v1 import node_pb2, node_pb2_grpc
+from i2v_contract.wire import node_pb2
 from i2v_node.config import NodeConfig, parse_address
 from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
 from i2v_node.gpu import ProbeError, limit_torch_memory, make_monitor

@@ -41,10 +41,11 @@ from typing import Protocol
 import grpc
 from PIL import Image
 
-from i2v_contract.artifacts import ArtifactError, ArtifactMissing, ArtifactStore
+from i2v_common.artifacts import ArtifactError, ArtifactMissing, ArtifactStore
+from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import FieldError, Limits, Normalized, check_model, decode_image, normalize_request
 from i2v_contract.tiers import tier_name
-from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
+from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.engine import Engine
 from i2v_node.gpu import MemoryMonitor, MemoryReading, ProfileChoice, first_profile, tier_of
 from i2v_node.job import Cancelled, JobSpec, Outcome, OutOfMemoryExhausted, ProgressEvent

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TypeVar
 from unittest import mock
 
-from i2v_contract.client import CallError, build_request
-from i2v_contract.coordinator_client import CoordinatorClient, RetryPolicy
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_client.coordinator import CoordinatorClient, RetryPolicy
+from i2v_client.node_client import CallError, build_request
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
 from i2v_contract.kv import WatchEvent
 from i2v_contract.tiers import tier_name, tier_rank
-from i2v_contract.v1 import common_pb2
+from i2v_contract.wire import common_pb2
 from i2v_coordinator.jobs import ASSIGNED, FINAL_STATES, SUCCEEDED, JobView, state_name
 from i2v_coordinator.jobstore import decode_job
 from i2v_coordinator.routing import floor_tier

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TextIO
 
-from i2v_contract.etcd_kv import EtcdKV, parse_endpoints
+from i2v_common.etcd_kv import EtcdKV, parse_endpoints
 from i2v_contract.kv import Compacted, KeyValue, KVUnavailable, WatchEvent
 
 

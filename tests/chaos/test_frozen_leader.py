@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from i2v_contract.coordinator_client import CoordinatorClient, RetryPolicy
-from i2v_contract.v1 import coordinator_pb2
+from i2v_client.coordinator import CoordinatorClient, RetryPolicy
+from i2v_contract.wire import coordinator_pb2
 from tests.chaos.cluster import Cluster, NodeSpec, tiny_request
 
 TTL_S = 5.0  # coordinator lease TTL (default; docs/architecture.md, timings)

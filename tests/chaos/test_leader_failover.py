@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import Keys
 from i2v_contract.kv import Compare, Put
 from tests.chaos.coordinator_procs import CoordinatorGroup

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import grpc
 
-from i2v_contract.artifacts import ArtifactStore, open_store
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.artifacts import ArtifactStore, open_store
+from i2v_common.etcd_kv import EtcdKV
+from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
-from i2v_contract.v1 import common_pb2, coordinator_pb2_grpc
+from i2v_contract.wire import common_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore

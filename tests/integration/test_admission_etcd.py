@@ -10,9 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_contract.client import build_request
+from i2v_client.node_client import build_request
+from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
-from i2v_contract.v1 import coordinator_pb2, coordinator_pb2_grpc
+from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, artifact_store

@@ -17,11 +17,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_contract.client import CallError, build_request
-from i2v_contract.coordinator_client import LEADER_ADDR_KEY, CoordinatorClient, RetryPolicy, final_result
+from i2v_client.coordinator import LEADER_ADDR_KEY, CoordinatorClient, RetryPolicy, final_result
+from i2v_client.node_client import CallError, build_request
+from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.kv import count_prefix
-from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator.jobstore import JobRecord, JobStore
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from i2v_contract.profiles import PROFILES, profile_by_name
-from i2v_contract.v1 import common_pb2 as pb
+from i2v_contract.wire import common_pb2 as pb
 from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
 from i2v_node.job import Cancelled, JobSpec, OutOfMemoryExhausted, ProgressEvent
 from i2v_node.prompt import encode_prompts

@@ -12,7 +12,7 @@ from typing import cast
 
 import pytest
 
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.kv import (
     Compacted,
     Compare,
@@ -25,8 +25,9 @@ from i2v_contract.kv import (
     prefix_end,
     range_pages,
 )
-from i2v_contract.memory_kv import ManualClock, MemoryKV
 from tests.etcd_cluster import EtcdCluster
+from tests.fakes.clock import ManualClock
+from tests.fakes.memory_kv import MemoryKV
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_contract.client import build_request
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_client.node_client import build_request
+from i2v_common.etcd_kv import EtcdKV
+from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
 from i2v_contract.keys import ClaimRecord, Keys, NodeRecord, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.tiers import GIB
-from i2v_contract.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import DispatchConfig
 from tests.etcd_cluster import EtcdCluster

@@ -15,10 +15,10 @@ import grpc
 import pytest
 
 from benchmarks.fill_etcd import fill as fill_etcd
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.kv import Put, count_prefix
-from i2v_contract.v1 import common_pb2, coordinator_pb2
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
 from i2v_coordinator.servicer import CoordinatorServicer

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import Keys
 from i2v_contract.kv import Put
 from i2v_coordinator.election import ElectionTimings, ProbeOutcome

@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_contract.artifacts import FileStore
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.artifacts import FileStore
+from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
 from i2v_contract.kv import KV, Compare, KVUnavailable
-from i2v_contract.v1 import common_pb2, node_pb2
+from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.membership import ClusterHooks, DuplicateNode, Membership, NodeInfo, NodeState
 from i2v_node.servicer import JobRejected, JobReport
 from tests.etcd_cluster import EtcdCluster

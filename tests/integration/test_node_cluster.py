@@ -22,8 +22,10 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from i2v_contract.artifacts import FileStore
-from i2v_contract.etcd_kv import EtcdKV
+from i2v_common.artifacts import FileStore
+from i2v_common.etcd_kv import EtcdKV
+from i2v_common.rpc import node_pb2_grpc
+from i2v_common.store_identity import publish
 from i2v_contract.keys import (
     ClaimRecord,
     JobRecord,
@@ -35,8 +37,7 @@ from i2v_contract.keys import (
 )
 from i2v_contract.kv import Compare, KeyValue, Put
 from i2v_contract.memory import ArchSpec
-from i2v_contract.store_identity import publish
-from i2v_contract.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
+from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from tests.chaos.coordinator_procs import CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import NodeProcess

@@ -13,8 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import DEFAULT_LIMITS
-from i2v_contract.v1 import common_pb2, node_pb2, node_pb2_grpc
+from i2v_contract.wire import common_pb2, node_pb2
 from tests.integration.node_process import NodeProcess, metric_value
 from tests.media import decode, png
 

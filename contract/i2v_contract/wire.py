@@ -1,0 +1,10 @@
+"""The wire contract's messages: the one door to the generated protobuf modules.
+
+Service stubs (which need grpc) are in i2v_common.rpc; everything here is plain data.
+"""
+
+from i2v_proto.v1 import common_pb2 as common_pb2
+from i2v_proto.v1 import coordinator_pb2 as coordinator_pb2
+from i2v_proto.v1 import node_pb2 as node_pb2
+
+__all__ = ["common_pb2", "coordinator_pb2", "node_pb2"]

@@ -1,0 +1,168 @@
+"""Coordinator-side doubles: a leadership, a node registry and a node client that follows the
+dispatch protocol on the KV as a real node does (fenced claim on its own lease, write-once result)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from i2v_contract.keys import ClaimRecord, Keys, ResultRecord
+from i2v_contract.kv import Compare, Put
+from i2v_contract.wire import common_pb2, node_pb2
+from i2v_coordinator.dispatcher import NodeCallError
+from i2v_coordinator.routing import NodeView
+from tests.fakes.memory_kv import MemoryKV
+
+KEYS = Keys("/d/")
+
+
+class FakeLeadership:
+    member_id = "c1"
+    addr = "127.0.0.1:1"
+
+    def __init__(self) -> None:
+        self._epoch: int | None = None
+        self._callbacks: list[Callable[[int | None], object]] = []
+
+    @property
+    def epoch(self) -> int | None:
+        return self._epoch
+
+    @property
+    def is_leader(self) -> bool:
+        return self._epoch is not None
+
+    @property
+    def leader(self) -> tuple[str, str] | None:
+        return (self.member_id, self.addr) if self._epoch else None
+
+    def on_change(self, cb: Callable[[int | None], object]) -> None:
+        self._callbacks.append(cb)
+
+    def set(self, epoch: int | None) -> None:
+        self._epoch = epoch
+        for cb in self._callbacks:
+            cb(epoch)
+
+
+class FakeRegistry:
+    def __init__(self, nodes: list[NodeView]) -> None:
+        self.nodes = tuple(nodes)
+        self._callbacks: list[Callable[[], None]] = []
+
+    def snapshot(self) -> tuple[NodeView, ...]:
+        return self.nodes
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def set(self, nodes: list[NodeView]) -> None:
+        self.nodes = tuple(nodes)
+        for cb in self._callbacks:
+            cb()
+
+
+@dataclasses.dataclass
+class Behaviour:
+    node_id: str
+    lease: int = 0
+    refuse: grpc.StatusCode | None = None  # before the claim
+    status: str = "OK"  # result written after the claim
+    hang: bool = False  # claim, report progress, then heartbeats until cancelled
+    stall: bool = False  # claim, report progress, then nothing (the connection stopped mid-call)
+    silent: bool = False  # accept the call, then send nothing (a connection that stopped forwarding)
+    claim_silently: bool = False  # with silent: claim first (the node runs; only the stream is dead)
+
+
+class FakeCalls:
+    """Node client double: claims and writes results on the KV like a node's ClusterHooks."""
+
+    def __init__(self, kv: MemoryKV) -> None:
+        self.kv = kv
+        self.nodes: dict[str, Behaviour] = {}
+        self.requests: list[tuple[str, node_pb2.NodeGenerateRequest]] = []
+        self.cancels: list[tuple[str, str]] = []
+        self.resets: list[str] = []
+        self.streams_cancelled = 0
+
+    async def generate(
+        self, addr: str, request: node_pb2.NodeGenerateRequest
+    ) -> AsyncIterator[common_pb2.GenerateEvent]:
+        self.requests.append((addr, request))
+        b = self.nodes[addr]
+        if b.refuse is not None:
+            raise NodeCallError(b.refuse, f"node {b.node_id} refuses")
+        if b.silent and not b.claim_silently:
+            await self._silence()
+        claim = KEYS.claim(request.job_id, request.attempt)
+        claimed = await self.kv.txn(
+            [
+                Compare(KEYS.leader, "create", "==", request.epoch),
+                Compare(KEYS.job(request.job_id), "mod", "==", request.assign_revision),
+                Compare(claim, "create", "==", 0),
+            ],
+            [Put(claim, ClaimRecord(node_id=b.node_id, epoch=request.epoch).to_json(), b.lease)],
+        )
+        if not claimed.succeeded:
+            raise NodeCallError(grpc.StatusCode.FAILED_PRECONDITION, "stale dispatch")
+        if b.silent:
+            await self._silence()
+        try:
+            for i in (1, 2):
+                yield common_pb2.GenerateEvent(
+                    progress=common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=i, total_steps=2)
+                )
+            while b.hang:  # a live node: a heartbeat every so often (the idle bound is 0.3 s)
+                await asyncio.sleep(0.05)
+                yield common_pb2.GenerateEvent(heartbeat=common_pb2.Heartbeat(elapsed_s=1.0))
+            if b.stall:
+                await asyncio.Event().wait()
+        except (asyncio.CancelledError, GeneratorExit):
+            self.streams_cancelled += 1
+            raise
+        await write_result(self.kv, request.job_id, request.attempt, b.status, request.output_uri)
+        if b.status != "OK":
+            raise NodeCallError(grpc.StatusCode[b.status], f"{b.status} on {b.node_id}")
+        yield common_pb2.GenerateEvent(result=common_pb2.Result(artifact_uri=request.output_uri))
+
+    async def _silence(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.streams_cancelled += 1
+            raise
+
+    async def cancel(self, addr: str, job_id: str) -> bool:
+        self.cancels.append((addr, job_id))
+        return True
+
+    async def reset(self, addr: str) -> None:
+        self.resets.append(addr)
+
+    async def close(self) -> None:
+        pass
+
+
+async def write_result(kv: MemoryKV, job_id: str, attempt: int, status: str, uri: str = "") -> None:
+    key = KEYS.result(job_id, attempt)
+    record = ResultRecord(
+        status=status,
+        artifact_uri=uri if status == "OK" else "",
+        sha256="",
+        profile_used="fast",
+        timings={"total_s": 1.0},
+        peak_bytes=1,
+        message="" if status == "OK" else f"{status} at the leanest profile",
+    )
+    await kv.txn([Compare(key, "create", "==", 0)], [Put(key, record.to_json())])
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:
+    for _ in range(int(within_s / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    assert predicate(), "condition not reached in time"

@@ -1,0 +1,81 @@
+import pytest
+
+from i2v_common.artifacts import ArtifactError, ArtifactMissing, FileStore, FsspecStore, open_store
+
+
+@pytest.mark.parametrize("location_kind", ["path", "file_url"])
+def test_file_store_round_trip(tmp_path, location_kind):
+    location = str(tmp_path) if location_kind == "path" else tmp_path.as_uri()
+    store = open_store(location)
+    assert isinstance(store, FileStore)
+    uri = store.put("jobs/abc/input.png", b"\x89PNG data")
+    assert uri == store.uri_for("jobs/abc/input.png")
+    assert store.get(uri) == b"\x89PNG data"
+    store.put("jobs/abc/input.png", b"replaced")
+    assert store.get(uri) == b"replaced"
+    assert not [p for p in (tmp_path / "jobs" / "abc").iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "a/../../b", "", "a b", "x/" * 5 + "y", ".hidden"])
+def test_unsafe_names_rejected(tmp_path, name):
+    with pytest.raises(ArtifactError, match="not allowed"):
+        FileStore(tmp_path).put(name, b"x")
+
+
+def test_file_store_refuses_uris_outside_its_root(tmp_path):
+    inner = FileStore(tmp_path / "store")
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"s")
+    with pytest.raises(ArtifactError, match="outside this store"):
+        inner.get(outside.as_uri())
+    with pytest.raises(ArtifactError, match="not in this store"):
+        inner.get("http://example.invalid/x")
+    with pytest.raises(ArtifactError, match="cannot read"):
+        inner.get(inner.uri_for("missing"))
+
+
+def test_fsspec_seam_with_memory_filesystem():
+    store = open_store("memory://i2v-test-store")
+    assert isinstance(store, FsspecStore)
+    uri = store.put("jobs/j1/out.mp4", b"video")
+    assert uri == "memory://i2v-test-store/jobs/j1/out.mp4"
+    assert store.get(uri) == b"video"
+    with pytest.raises(ArtifactError, match="does not exist"):
+        store.get(store.uri_for("jobs/j1/none.mp4"))
+    with pytest.raises(ArtifactError, match="not in this store"):
+        store.get("memory://elsewhere/x")
+
+
+def test_unknown_scheme_is_reported():
+    with pytest.raises(ArtifactError, match="not usable here"):
+        open_store("nosuchscheme-xyz://bucket")
+
+
+@pytest.mark.parametrize("location", ["dir", "memory://i2v-test-delete"])
+def test_delete_removes_and_a_missing_artifact_is_not_an_error(tmp_path, location):
+    store = open_store(str(tmp_path) if location == "dir" else location)
+    video = store.put("jobs/j1/attempt-1.mp4", b"video")
+    image = store.put("jobs/j1/input.png", b"image")
+    store.delete(video)
+    with pytest.raises(ArtifactError):
+        store.get(video)
+    assert store.get(image) == b"image"
+    store.delete(video)  # already gone
+    store.delete(image)
+    if location == "dir":
+        assert not (tmp_path / "jobs" / "j1").exists()  # the job's folder went with its last file
+        assert (tmp_path / "jobs").is_dir()
+    with pytest.raises(ArtifactError, match="not in this store"):
+        store.delete("memory://elsewhere/x" if location == "dir" else "file:///etc/passwd")
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_create_writes_only_when_absent_and_missing_is_its_own_error(tmp_path, kind):
+    store = FileStore(tmp_path) if kind == "file" else open_store(f"memory://i2v-create-{tmp_path.name}")
+    with pytest.raises(ArtifactMissing):
+        store.get(store.uri_for("cluster/store-id"))
+    assert store.create("cluster/store-id", b"first")
+    assert not store.create("cluster/store-id", b"second")
+    assert store.get(store.uri_for("cluster/store-id")) == b"first"
+    if kind == "file":
+        assert not [p for p in (tmp_path / "cluster").iterdir() if p.name.startswith(".tmp-")]

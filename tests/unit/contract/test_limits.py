@@ -1,0 +1,127 @@
+"""Request validation: defaults, ranges with actionable messages, and safe image decoding."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from i2v_contract.limits import (
+    DEFAULT_LIMITS,
+    SEED_MAX,
+    FieldError,
+    Normalized,
+    check_model,
+    decode_image,
+    normalize_request,
+)
+from i2v_contract.wire import common_pb2
+from tests.media import png_claiming
+
+
+def _normalize(**fields: object) -> Normalized:
+    return normalize_request(common_pb2.GenerationRequest(**fields), DEFAULT_LIMITS, random_seed=lambda: 42)  # type: ignore[arg-type]
+
+
+def test_zero_fields_take_defaults_and_unset_seed_is_random() -> None:
+    norm = _normalize(prompt="a cat")
+    assert (norm.width, norm.height, norm.frames, norm.fps, norm.steps) == (512, 512, 16, 8, 50)
+    assert (norm.guidance_scale, norm.seed, norm.prompt) == (9.0, 42, "a cat")
+
+
+def test_explicit_values_pass_through() -> None:
+    norm = _normalize(
+        width=1280, height=64, frames=64, fps=60, steps=200, guidance_scale=1.0, seed=0, model="m"
+    )
+    assert (
+        norm.width,
+        norm.height,
+        norm.frames,
+        norm.fps,
+        norm.steps,
+        norm.guidance_scale,
+        norm.seed,
+        norm.model,
+    ) == (
+        1280,
+        64,
+        64,
+        60,
+        200,
+        1.0,
+        0,
+        "m",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"width": 1002}, "width", "1002 is not a multiple of 8; use 64..1280 in steps of 8"),
+        ({"height": 1288}, "height", "out of range; use 64..1280"),
+        ({"width": 56}, "width", "out of range"),
+        ({"frames": 65}, "frames", "use 1..64"),
+        ({"steps": 201}, "steps", "use 1..200"),
+        ({"fps": 61}, "fps", "use 1..60"),
+        ({"guidance_scale": 0.5}, "guidance_scale", "use 1.0..30.0"),
+        ({"guidance_scale": 31.0}, "guidance_scale", "use 1.0..30.0"),
+        ({"guidance_scale": float("nan")}, "guidance_scale", "out of range"),
+        ({"seed": SEED_MAX + 1}, "seed", "use 0.."),
+        ({"prompt": "x" * 2001}, "prompt", "at most 2000"),
+        ({"negative_prompt": "x" * 2001}, "negative_prompt", "at most 2000"),
+        ({"prompt": "a\x00b"}, "prompt", "NUL"),
+    ],
+)
+def test_out_of_range_fields_name_the_field_and_the_fix(
+    fields: dict[str, object], field: str, words: str
+) -> None:
+    with pytest.raises(FieldError) as info:
+        _normalize(**fields)
+    assert info.value.field == field
+    assert words in str(info.value) and str(info.value).startswith(f"{field}: ")
+
+
+def test_check_model() -> None:
+    check_model("", "tiny")
+    check_model("tiny", "tiny")
+    with pytest.raises(FieldError, match="model: 'big' is not served here; send 'tiny'"):
+        check_model("big", "tiny")
+
+
+def _encoded(fmt: str, size: tuple[int, int] = (8, 6), mode: str = "RGBA") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, (10, 20, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_supported_formats_decode_to_rgb(fmt: str) -> None:
+    image = decode_image(_encoded(fmt, mode="RGB" if fmt == "JPEG" else "RGBA"), DEFAULT_LIMITS)
+    assert (image.mode, image.size) == ("RGB", (8, 6))
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "is empty"),
+        (b"hello, this is a text file\n", "are not a PNG, JPEG, WEBP image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "are not a PNG, JPEG, WEBP image"),
+        (_encoded("PNG", (64, 64))[:-30], "cannot be decoded"),  # truncated
+        (_encoded("GIF", mode="P"), "are not a PNG, JPEG, WEBP image"),  # a real image, unsupported format
+        (png_claiming(100_000, 100_000), "too many"),
+        (png_claiming(4097, 4096), "too many"),
+        (b"\xff\xd8\xff" + b"\x00" * 100, "are not a PNG, JPEG, WEBP image"),  # corrupt JPEG
+        (b"\x00" * (20 * 1024 * 1024 + 1), "too large"),
+    ],
+)
+def test_bad_images_are_field_errors(data: bytes, words: str) -> None:
+    with pytest.raises(FieldError) as info:
+        decode_image(data, DEFAULT_LIMITS)
+    assert info.value.field == "image" and words in str(info.value)
+
+
+def test_pixel_limit_is_checked_before_decoding() -> None:
+    # 4096x4096 is allowed by the header check; the file holds too little data to decode.
+    with pytest.raises(FieldError, match="cannot be decoded"):
+        decode_image(png_claiming(4096, 4096), DEFAULT_LIMITS)

@@ -1,0 +1,116 @@
+"""Exact admission: the queue bound holds under concurrent Submits (MemoryKV, loopback gRPC).
+
+Each Submit awaits the artifact put and the etcd txn after its admission check; without a slot
+reserved at the check, concurrent Submits all see the same depth and the queue overshoots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from i2v_client.node_client import build_request
+from i2v_common.artifacts import open_store
+from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_contract.keys import LeaderRecord
+from i2v_contract.wire import coordinator_pb2
+from i2v_coordinator import jobs
+from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
+from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.progress import ProgressHub
+from i2v_coordinator.servicer import CoordinatorServicer
+from tests.fakes.clock import ManualClock
+from tests.fakes.coordinator import KEYS, FakeCalls, FakeLeadership, FakeRegistry, until
+from tests.fakes.memory_kv import MemoryKV
+from tests.media import png
+
+MAX_QUEUE, SUBMITS = 20, 200
+Stub = coordinator_pb2_grpc.CoordinatorStub
+
+
+class Registry(FakeRegistry):
+    adverts_revision = 0
+
+    def records(self) -> dict[str, object]:
+        return {}
+
+
+async def submit_all(stub: coordinator_pb2_grpc.CoordinatorStub, count: int) -> Counter[str]:
+    request = build_request(png(), prompt="p", width=64, height=64, frames=2, steps=2, fps=4, seed=3)
+
+    async def one(i: int) -> str:
+        try:
+            await stub.Submit(coordinator_pb2.SubmitRequest(request=request, request_id=f"job-{i}"))
+        except grpc.aio.AioRpcError as err:
+            return err.code().name
+        return "OK"
+
+    return Counter(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path) -> AsyncIterator[tuple[MemoryKV, JobStore, CoordinatorServicer, Stub]]:
+    """A leading coordinator servicer on MemoryKV with no node (every stored job stays queued)."""
+    kv = MemoryKV(ManualClock())
+    await kv.put(KEYS.leader, LeaderRecord(id="c1", addr="x").to_json())
+    leader = await kv.get(KEYS.leader)
+    assert leader is not None
+    leadership, registry, hub = FakeLeadership(), Registry([]), ProgressHub()
+    store, artifacts = JobStore(kv, KEYS), open_store(str(tmp_path))
+    dispatcher = Dispatcher(
+        store, leadership, registry, hub, FakeCalls(kv), artifacts, config=DispatchConfig(max_queue=MAX_QUEUE)
+    )
+    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)  # type: ignore[arg-type]
+    server = grpc.aio.server()
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    running = asyncio.create_task(dispatcher.run())
+    leadership.set(leader.create_revision)
+    await until(lambda: dispatcher.epoch == leader.create_revision)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield kv, store, servicer, coordinator_pb2_grpc.CoordinatorStub(channel)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await server.stop(0)
+
+
+async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (kv, store, servicer, stub):
+        outcomes = await submit_all(stub, SUBMITS)
+        stored, _ = await kv.range_prefix(KEYS.jobs)
+        assert outcomes == Counter({"OK": MAX_QUEUE, "RESOURCE_EXHAUSTED": SUBMITS - MAX_QUEUE})
+        assert len(stored) == MAX_QUEUE  # every acknowledged job is stored, nothing more
+        assert len([r for r in store.table.jobs.values() if r.view.state == jobs.QUEUED]) == MAX_QUEUE
+        # Every reserved slot was released, stored or refused: the count is back to the table alone.
+        assert servicer._admitting == 0
+
+
+async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_long_ago(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (_, store, _, stub):
+        request = build_request(png(), prompt="p", width=64, height=64, frames=2, steps=2, fps=4, seed=3)
+        submit = coordinator_pb2.SubmitRequest(request=request, request_id="old-job")
+        await stub.Submit(submit)
+        record = store.table.jobs["old-job"]
+        leader = await store.kv.get(KEYS.leader)
+        assert leader is not None
+        epoch = leader.create_revision
+        finished = dataclasses.replace(record.view, state=jobs.CANCELLED, finished_at=1.0)
+        assert await store.write(record, finished, epoch) is not None
+        store.table.finished.clear()  # finished long ago: no longer in the leader's memory
+        assert Counter(await submit_all(stub, MAX_QUEUE))["OK"] == MAX_QUEUE  # the queue is full now
+        again = await stub.Submit(submit)
+        assert (again.job_id, again.created, again.state) == ("old-job", False, coordinator_pb2.JOB_CANCELLED)
+        other = coordinator_pb2.SubmitRequest(request=request, request_id="new-job")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Submit(other)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -1,0 +1,549 @@
+"""The job state machine and a new leader's reconcile, table-driven."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from i2v_contract.tiers import GIB
+from i2v_contract.wire import common_pb2
+from i2v_coordinator.jobs import (
+    ASSIGNED,
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    ActionKind,
+    ClaimView,
+    Code,
+    FailureKind,
+    JobView,
+    NodeReport,
+    ResultView,
+    assign,
+    claim_overdue,
+    new_job,
+    on_cancel,
+    on_claim,
+    on_claim_lost,
+    on_dispatch_failed,
+    on_node_oom,
+    on_result,
+    reconcile,
+    take_back,
+)
+from i2v_coordinator.routing import NodeView
+
+T12 = common_pb2.TIER_12_16
+T16 = common_pb2.TIER_16_24
+T40 = common_pb2.TIER_GE40
+MAX = 3
+CLAIM_TIMEOUT = 10.0
+
+MID = NodeView("mid", "10.0.0.2:7000", T12, 14 * GIB, busy=True, total_bytes=14 * GIB)
+BIG = NodeView("big", "10.0.0.3:7000", T16, 23 * GIB, busy=False, total_bytes=23 * GIB)
+NODES = (MID, BIG)
+
+QUEUED_JOB = new_job("j", 10 * GIB, common_pb2.TIER_LT12, "", now=100.0)
+ASSIGNED_JOB = assign(QUEUED_JOB, "mid", T12, epoch=7, now=110.0).job
+RUNNING_JOB = on_claim(ASSIGNED_JOB, ClaimView("j", 1, "mid", 7), now=111.0).job
+
+
+def ok(attempt: int = 1) -> ResultView:
+    return ResultView("j", attempt, Code.OK, artifact_uri=f"file:///a/j-{attempt}.mp4")
+
+
+def test_happy_path() -> None:
+    assert QUEUED_JOB.state == QUEUED and QUEUED_JOB.attempt == 1
+    assert (ASSIGNED_JOB.state, ASSIGNED_JOB.node_id, ASSIGNED_JOB.epoch, ASSIGNED_JOB.node_tier) == (
+        ASSIGNED,
+        "mid",
+        7,
+        T12,
+    )
+    assert (RUNNING_JOB.state, RUNNING_JOB.started_at) == (RUNNING, 111.0)
+    t = on_result(RUNNING_JOB, ok(), 150.0, nodes=NODES, max_attempts=MAX)
+    assert t.changed
+    assert (t.job.state, t.job.artifact_uri, t.job.result_attempt, t.job.finished_at) == (
+        SUCCEEDED,
+        "file:///a/j-1.mp4",
+        1,
+        150.0,
+    )
+
+
+def test_result_is_never_accepted_twice() -> None:
+    first = on_result(RUNNING_JOB, ok(), 150.0, nodes=NODES, max_attempts=MAX)
+    second = on_result(
+        first.job, replace(ok(), artifact_uri="file:///other.mp4"), 151.0, nodes=NODES, max_attempts=MAX
+    )
+    assert not second.changed
+    assert second.job == first.job
+    assert "already SUCCEEDED" in second.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "result"),
+    [
+        ("older attempt after requeue", replace(RUNNING_JOB, attempt=2), ok(1)),
+        ("future attempt", RUNNING_JOB, ok(2)),
+        ("queued job (attempt not dispatched yet)", QUEUED_JOB, ok(1)),
+        ("other job's result", RUNNING_JOB, ResultView("k", 1, Code.OK)),
+        ("cancelled job", on_cancel(RUNNING_JOB, 120.0).job, ok(1)),
+    ],
+)
+def test_result_ignored(name: str, job: JobView, result: ResultView) -> None:
+    t = on_result(job, result, 150.0, nodes=NODES, max_attempts=MAX)
+    assert not t.changed, name
+    assert t.job == job
+    assert "ignored" in t.reason
+
+
+NODE_FAULT = FailureKind.RESULT
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "state", "attempt", "lost", "error_code", "report"),
+    [
+        ("success", Code.OK, SUCCEEDED, 1, 0, Code.OK, NodeReport("mid", None)),
+        ("bad input fails: the request's fault", Code.INVALID_ARGUMENT, FAILED, 1, 0, 3, None),
+        ("out of range fails", Code.OUT_OF_RANGE, FAILED, 1, 0, 11, None),
+        ("deadline fails (dispatched jobs have none)", Code.DEADLINE_EXCEEDED, FAILED, 1, 0, 4, None),
+        ("internal error: lost attempt, node blamed", Code.INTERNAL, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("unknown: lost attempt, node blamed", Code.UNKNOWN, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("node store misconfigured", Code.FAILED_PRECONDITION, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("data loss", Code.DATA_LOSS, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("aborted", Code.ABORTED, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("node drained: requeue", Code.UNAVAILABLE, QUEUED, 2, 1, Code.OK, NODE_FAULT),
+        ("node cancelled on its own: requeue, no blame", Code.CANCELLED, QUEUED, 2, 1, Code.OK, None),
+        ("OOM with a larger tier: requeue, not lost", Code.RESOURCE_EXHAUSTED, QUEUED, 2, 0, Code.OK, None),
+    ],
+)
+def test_result_codes(
+    name: str,
+    code: int,
+    state: int,
+    attempt: int,
+    lost: int,
+    error_code: int,
+    report: NodeReport | FailureKind | None,
+) -> None:
+    t = on_result(RUNNING_JOB, ResultView("j", 1, code, "msg"), 150.0, nodes=NODES, max_attempts=MAX)
+    assert (t.job.state, t.job.attempt, t.job.lost_attempts, t.job.error_code) == (
+        state,
+        attempt,
+        lost,
+        error_code,
+    ), name
+    if isinstance(report, FailureKind):
+        assert t.node is not None and (t.node.node_id, t.node.failure) == ("mid", report), name
+        assert t.node.reason == f"{Code(code).name}: msg" and not t.node.suspect_connection
+    else:
+        assert t.node == report, name
+
+
+def test_node_faults_on_every_attempt_fail_the_job_naming_the_node_not_the_request() -> None:
+    job = RUNNING_JOB
+    for attempt in range(1, MAX + 1):
+        job = replace(job, state=RUNNING, node_id="mid", attempt=attempt)
+        result = ResultView("j", attempt, Code.FAILED_PRECONDITION, "output_uri outside this node's store")
+        job = on_result(job, result, 150.0, nodes=NODES, max_attempts=MAX).job
+    assert (job.state, job.lost_attempts, job.error_code) == (FAILED, MAX, Code.ABORTED)
+    assert "node mid" in job.error and "outside this node's store" in job.error
+    assert f"gave up after {MAX} lost attempts" in job.error
+
+
+ASSIGNED_3 = replace(ASSIGNED_JOB, attempt=3, lost_attempts=1)
+DISPATCH = FailureKind.DISPATCH
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "code", "changed", "state", "attempt", "failure"),
+    [
+        (
+            "stale dispatch refused: nothing to do",
+            ASSIGNED_3,
+            Code.FAILED_PRECONDITION,
+            False,
+            ASSIGNED,
+            3,
+            None,
+        ),
+        ("node unreachable or silent: taken back", ASSIGNED_3, Code.UNAVAILABLE, True, QUEUED, 4, DISPATCH),
+        ("node busy: taken back", ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, FailureKind.BUSY),
+        ("deadline: taken back", ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH),
+        ("node crashed in the call: taken back", ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH),
+        ("unknown: taken back", ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH),
+        ("bad input: fails, the request's fault", ASSIGNED_3, Code.INVALID_ARGUMENT, True, FAILED, 3, None),
+        (
+            "already claimed: the claim decides",
+            replace(ASSIGNED_3, state=RUNNING),
+            14,
+            False,
+            RUNNING,
+            3,
+            None,
+        ),
+    ],
+)
+def test_dispatch_failed_before_the_claim(
+    name: str, job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
+) -> None:
+    t = on_dispatch_failed(job, code, "why", 150.0)
+    assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt), name
+    assert t.job.lost_attempts == 1, "a dispatch failure before the claim is not a lost attempt"
+    assert (t.node.failure if t.node else None) is failure, name
+    if failure is not None:
+        assert t.node is not None and t.node.node_id == "mid"
+        assert t.node.suspect_connection == (failure is DISPATCH), "a node that answered busy is reachable"
+    if state == FAILED:
+        assert t.job.error == "node mid refused the job: why" and t.job.error_code == code
+
+
+def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
+    back = take_back(ASSIGNED_3)
+    assert (back.state, back.attempt, back.node_id, back.lost_attempts, back.assigned_at) == (
+        QUEUED,
+        4,
+        "",
+        1,
+        0.0,
+    )
+
+
+def test_oom_escalates_to_a_strictly_larger_tier() -> None:
+    t = on_node_oom(RUNNING_JOB, 1, "decode at 1024x1024", 150.0, NODES)
+    assert t.changed
+    assert (t.job.state, t.job.attempt, t.job.min_tier, t.job.node_id) == (QUEUED, 2, T16, "")
+    assert t.job.lost_attempts == 0  # re-routing is bounded by tiers, not by lost attempts
+    # OOM again on the 16-24 node: nothing larger left.
+    on_big = on_claim(assign(t.job, "big", T16, 7, 160.0).job, ClaimView("j", 2, "big", 7), 161.0).job
+    again = on_node_oom(on_big, 2, "decode at 1024x1024", 170.0, NODES)
+    assert (again.job.state, again.job.error_code, again.job.result_attempt) == (
+        FAILED,
+        Code.RESOURCE_EXHAUSTED,
+        2,
+    )
+    assert "no node of a larger tier" in again.job.error and "decode at 1024x1024" in again.job.error
+
+
+def test_oom_without_recorded_node_tier_uses_the_node_s_current_tier() -> None:
+    t = on_node_oom(replace(RUNNING_JOB, node_tier=common_pb2.TIER_UNSPECIFIED), 1, "x", 150.0, NODES)
+    assert (t.job.state, t.job.min_tier) == (QUEUED, T16)
+
+
+def test_oom_report_for_a_stale_attempt_is_ignored() -> None:
+    t = on_node_oom(replace(RUNNING_JOB, attempt=2), 1, "x", 150.0, NODES)
+    assert not t.changed
+
+
+@pytest.mark.parametrize(
+    ("name", "lost_before", "state", "attempt"),
+    [
+        ("first loss requeues", 0, QUEUED, 2),
+        ("second loss requeues", 1, QUEUED, 2),
+        ("third loss exhausts", 2, FAILED, 1),
+    ],
+)
+def test_claim_lost(name: str, lost_before: int, state: int, attempt: int) -> None:
+    t = on_claim_lost(replace(RUNNING_JOB, lost_attempts=lost_before), 150.0, MAX, "node mid is gone")
+    assert t.changed
+    assert (t.job.state, t.job.attempt, t.job.lost_attempts) == (state, attempt, lost_before + 1), name
+    if state == QUEUED:
+        assert (t.job.node_id, t.job.assigned_at, t.job.started_at) == ("", 0.0, 0.0)
+    else:
+        assert t.job.error_code == Code.ABORTED and "node mid is gone" in t.job.error
+
+
+def test_claim_lost_ignored_unless_active() -> None:
+    for job in (QUEUED_JOB, on_result(RUNNING_JOB, ok(), 150.0, nodes=NODES, max_attempts=MAX).job):
+        assert not on_claim_lost(job, 160.0, MAX).changed
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "claim", "changed"),
+    [
+        ("matching claim", ASSIGNED_JOB, ClaimView("j", 1, "mid", 7), True),
+        ("claim by a new epoch still counts", ASSIGNED_JOB, ClaimView("j", 1, "mid", 9), True),
+        ("duplicate claim", RUNNING_JOB, ClaimView("j", 1, "mid", 7), False),
+        ("wrong attempt", ASSIGNED_JOB, ClaimView("j", 2, "mid", 7), False),
+        ("wrong node", ASSIGNED_JOB, ClaimView("j", 1, "big", 7), False),
+        ("queued job", QUEUED_JOB, ClaimView("j", 1, "", 7), False),
+    ],
+)
+def test_on_claim(name: str, job: JobView, claim: ClaimView, changed: bool) -> None:
+    t = on_claim(job, claim, 120.0)
+    assert t.changed == changed, name
+    assert t.job.state == (RUNNING if changed else job.state)
+
+
+def test_assign_only_from_queued() -> None:
+    assert not assign(ASSIGNED_JOB, "big", T16, 7, 120.0).changed
+    assert not assign(RUNNING_JOB, "big", T16, 7, 120.0).changed
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "stop_node", "changed"),
+    [
+        ("queued", QUEUED_JOB, "", True),
+        ("assigned", ASSIGNED_JOB, "mid", True),
+        ("running", RUNNING_JOB, "mid", True),
+        ("already final", on_cancel(QUEUED_JOB, 101.0).job, "", False),
+    ],
+)
+def test_cancel(name: str, job: JobView, stop_node: str, changed: bool) -> None:
+    t = on_cancel(job, 130.0)
+    assert (t.changed, t.stop_node, t.job.state) == (changed, stop_node, CANCELLED), name
+    if changed:
+        assert t.job.error_code == Code.CANCELLED
+
+
+def test_claim_overdue_edge() -> None:
+    assert not claim_overdue(ASSIGNED_JOB, 110.0 + CLAIM_TIMEOUT, CLAIM_TIMEOUT)
+    assert claim_overdue(ASSIGNED_JOB, 110.0 + CLAIM_TIMEOUT + 0.001, CLAIM_TIMEOUT)
+    assert not claim_overdue(RUNNING_JOB, 1e9, CLAIM_TIMEOUT)
+
+
+CLAIM = ClaimView("j", 1, "mid", 7)
+NOW = 115.0
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "claims", "results", "live", "kind", "state", "attempt", "expect_no_claim"),
+    [
+        ("queued stays queued", QUEUED_JOB, (), (), NODES, ActionKind.KEEP_QUEUED, QUEUED, 1, False),
+        (
+            "assigned, claim + live node: re-attach",
+            ASSIGNED_JOB,
+            (CLAIM,),
+            (),
+            NODES,
+            ActionKind.REATTACH,
+            RUNNING,
+            1,
+            False,
+        ),
+        (
+            "running, claim + live node: re-attach",
+            RUNNING_JOB,
+            (CLAIM,),
+            (),
+            NODES,
+            ActionKind.REATTACH,
+            RUNNING,
+            1,
+            False,
+        ),
+        (
+            "running, result: finalize",
+            RUNNING_JOB,
+            (CLAIM,),
+            (ok(),),
+            NODES,
+            ActionKind.FINALIZE,
+            SUCCEEDED,
+            1,
+            False,
+        ),
+        (
+            "result without claim (node gone): finalize",
+            RUNNING_JOB,
+            (),
+            (ok(),),
+            (BIG,),
+            ActionKind.FINALIZE,
+            SUCCEEDED,
+            1,
+            False,
+        ),
+        (
+            "assigned, result before claim seen: finalize",
+            ASSIGNED_JOB,
+            (),
+            (ok(),),
+            NODES,
+            ActionKind.FINALIZE,
+            SUCCEEDED,
+            1,
+            False,
+        ),
+        (
+            "failed result (bad input): finalize",
+            RUNNING_JOB,
+            (),
+            (ResultView("j", 1, Code.INVALID_ARGUMENT, "bad image"),),
+            NODES,
+            ActionKind.FINALIZE,
+            FAILED,
+            1,
+            False,
+        ),
+        (
+            "failed result (node fault): requeue",
+            RUNNING_JOB,
+            (),
+            (ResultView("j", 1, Code.INTERNAL, "boom"),),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            False,
+        ),
+        (
+            "OOM result: re-route up",
+            RUNNING_JOB,
+            (),
+            (ResultView("j", 1, Code.RESOURCE_EXHAUSTED, "oom"),),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            False,
+        ),
+        (
+            "running, claim gone, node alive: requeue",
+            RUNNING_JOB,
+            (),
+            (),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            True,
+        ),
+        ("running, node dead: requeue", RUNNING_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True),
+        (
+            "running, stale claim of a dead node: requeue",
+            RUNNING_JOB,
+            (CLAIM,),
+            (),
+            (BIG,),
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            False,
+        ),
+        (
+            "running, claim of an old attempt only: requeue",
+            replace(RUNNING_JOB, attempt=2),
+            (CLAIM,),
+            (),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            3,
+            True,
+        ),
+        (
+            "running, stale result of an old attempt: requeue",
+            replace(RUNNING_JOB, attempt=2),
+            (),
+            (ok(1),),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            3,
+            True,
+        ),
+        (
+            "claim by another node is not followed",
+            RUNNING_JOB,
+            (ClaimView("j", 1, "big", 7),),
+            (),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            True,
+        ),
+        (
+            "assigned, not claimed yet, within timeout: wait",
+            ASSIGNED_JOB,
+            (),
+            (),
+            NODES,
+            ActionKind.AWAIT_CLAIM,
+            ASSIGNED,
+            1,
+            False,
+        ),
+        (
+            "assigned, never claimed past timeout: requeue",
+            replace(ASSIGNED_JOB, assigned_at=NOW - CLAIM_TIMEOUT - 1),
+            (),
+            (),
+            NODES,
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            True,
+        ),
+        ("assigned, node dead: requeue", ASSIGNED_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True),
+        (
+            "orphan with attempts exhausted: fail",
+            replace(RUNNING_JOB, lost_attempts=MAX - 1),
+            (),
+            (),
+            NODES,
+            ActionKind.FAIL,
+            FAILED,
+            1,
+            True,
+        ),
+    ],
+)
+def test_reconcile_table(
+    name: str,
+    job: JobView,
+    claims: tuple[ClaimView, ...],
+    results: tuple[ResultView, ...],
+    live: tuple[NodeView, ...],
+    kind: ActionKind,
+    state: int,
+    attempt: int,
+    expect_no_claim: bool,
+) -> None:
+    (action,) = reconcile([job], claims, results, live, NOW, claim_timeout_s=CLAIM_TIMEOUT, max_attempts=MAX)
+    assert action.kind is kind, f"{name}: {action.reason}"
+    assert (action.job.state, action.job.attempt) == (state, attempt), name
+    assert action.expect_no_claim == expect_no_claim, name
+    assert action.changed == (action.job != job)
+    assert action.job_id == "j" and action.reason
+
+
+def test_reconcile_reports_a_claim_timeout_against_the_node() -> None:
+    late = NOW - CLAIM_TIMEOUT - 1
+    (action,) = reconcile(
+        [replace(ASSIGNED_JOB, assigned_at=late)], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX
+    )
+    assert action.kind is ActionKind.REQUEUE
+    assert action.node == NodeReport("mid", FailureKind.CLAIM_TIMEOUT, "not claimed within 10 s")
+    assert action.node.suspect_connection
+    (waiting,) = reconcile([ASSIGNED_JOB], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert waiting.kind is ActionKind.AWAIT_CLAIM and waiting.node is None
+
+
+def test_reconcile_passes_on_a_result_s_node_report() -> None:
+    failed = ResultView("j", 1, Code.INTERNAL, "boom")
+    (action,) = reconcile([RUNNING_JOB], [CLAIM], [failed], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert action.kind is ActionKind.REQUEUE and action.node is not None
+    assert action.node.failure is FailureKind.RESULT
+    (gone,) = reconcile([RUNNING_JOB], [CLAIM], [], (BIG,), NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert gone.kind is ActionKind.REQUEUE and gone.node is None  # a dead node is not cooled, it is gone
+
+
+def test_reconcile_skips_final_jobs_and_ignores_their_duplicate_results() -> None:
+    done = on_result(RUNNING_JOB, ok(), 150.0, nodes=NODES, max_attempts=MAX).job
+    cancelled = replace(on_cancel(QUEUED_JOB, 101.0).job, job_id="c")
+    assert (
+        reconcile([done, cancelled], [CLAIM], [ok(), ok()], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+        == []
+    )
+
+
+def test_reconcile_uses_the_first_of_duplicate_results() -> None:
+    dup = (ok(), ResultView("j", 1, 13, "second copy"))
+    (action,) = reconcile([RUNNING_JOB], [], dup, NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    assert action.job.state == SUCCEEDED

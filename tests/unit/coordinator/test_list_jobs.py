@@ -1,0 +1,235 @@
+"""ListJobs: limits, state filters and page tokens (pure), and paging over open then finished jobs
+from bounded etcd reads, on a standby (in-memory KV)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NoReturn, cast
+
+import grpc
+import pytest
+
+from i2v_contract.keys import DoneRecord, Keys
+from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_coordinator import jobs
+from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
+from i2v_coordinator.servicer import (
+    HISTORY,
+    LIST_JOBS_MAX,
+    OPEN,
+    CoordinatorServicer,
+    finished_message,
+    list_limit,
+    newest_open,
+    open_cursor,
+    page_token,
+    parse_page_token,
+    state_filter,
+)
+from tests.fakes.clock import ManualClock
+from tests.fakes.memory_kv import MemoryKV
+
+KEYS = Keys("/lj/")
+
+
+def job(job_id: str, created_at: float, state: int = jobs.QUEUED) -> JobRecord:
+    request = common_pb2.GenerationRequest(prompt="p", width=64, height=64, frames=2, steps=2, seed=5)
+    view = dataclasses.replace(jobs.new_job(job_id, 1, common_pb2.TIER_CPU, "tiny", created_at), state=state)
+    return JobRecord(view, request, f"file:///s/{job_id}.png", request_digest(request))
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"), [(0, 100), (1, 1), (250, 250), (LIST_JOBS_MAX, LIST_JOBS_MAX)]
+)
+def test_list_limit(requested: int, expected: int) -> None:
+    assert list_limit(requested) == expected
+
+
+def test_list_limit_beyond_the_max_names_the_field_and_range() -> None:
+    with pytest.raises(ValueError, match=r"limit: 1001 is above 1000"):
+        list_limit(LIST_JOBS_MAX + 1)
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([], frozenset()),
+        ([jobs.QUEUED, jobs.RUNNING, jobs.QUEUED], frozenset({jobs.QUEUED, jobs.RUNNING})),
+    ],
+)
+def test_state_filter(states: list[int], expected: frozenset[int]) -> None:
+    assert state_filter(states) == expected
+
+
+@pytest.mark.parametrize("bad", [coordinator_pb2.JOB_STATE_UNSPECIFIED, 42])
+def test_state_filter_rejects_unknown_states(bad: int) -> None:
+    with pytest.raises(ValueError, match=r"states: .* JOB_QUEUED"):
+        state_filter([jobs.QUEUED, bad])
+
+
+RECORDS = [
+    job("a", 10.0, jobs.SUCCEEDED),
+    job("b", 30.0, jobs.QUEUED),
+    job("c", 20.0, jobs.RUNNING),
+    job("d", 30.0, jobs.FAILED),  # same time as b: the id breaks the tie
+]
+
+
+@pytest.mark.parametrize(
+    ("states", "limit", "after", "expected", "more"),
+    [
+        (frozenset(), 100, "", ["d", "b", "c", "a"], False),
+        (frozenset(), 2, "", ["d", "b"], True),
+        (frozenset(), 2, "b", ["c", "a"], False),  # after = the cursor of job b
+        (frozenset({jobs.QUEUED, jobs.RUNNING}), 100, "", ["b", "c"], False),
+        (frozenset({jobs.QUEUED, jobs.RUNNING}), 1, "", ["b"], True),
+        (frozenset({jobs.CANCELLED}), 100, "", [], False),
+    ],
+)
+def test_newest_open(states: frozenset[int], limit: int, after: str, expected: list[str], more: bool) -> None:
+    cursor = open_cursor(next(r for r in RECORDS if r.job_id == after)) if after else ""
+    page, has_more = newest_open(RECORDS, states, limit, cursor)
+    assert ([r.job_id for r in page], has_more) == (expected, more)
+
+
+@pytest.mark.parametrize(
+    ("phase", "after"),
+    [(OPEN, ""), (OPEN, "0000000000000030-b"), (HISTORY, ""), (HISTORY, KEYS.history_entry(5, "x"))],
+)
+def test_page_tokens_round_trip(phase: str, after: str) -> None:
+    assert parse_page_token(page_token(phase, after), KEYS) == (phase, after)
+    assert parse_page_token("", KEYS) == (OPEN, "")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage!",
+        "bm90IGpzb24=",  # base64 of "not json"
+        page_token("sideways", ""),
+        page_token(HISTORY, "/lj/jobs/x"),  # not a history key
+        page_token(HISTORY, "/other/history/0000000000000001-x"),
+        "WzEsMl0=",  # [1, 2]
+    ],
+)
+def test_page_token_garbage_is_invalid_argument_naming_the_field(token: str) -> None:
+    with pytest.raises(ValueError, match=r"page_token: .*next_page_token"):
+        parse_page_token(token, KEYS)
+
+
+def test_finished_message_says_why_and_where_to_look() -> None:
+    message = finished_message(dataclasses.replace(job("j9", 1.0).view, state=jobs.SUCCEEDED))
+    assert "job j9 already SUCCEEDED" in message and "nothing to cancel" in message
+
+
+class Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+
+
+class FakeContext:
+    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+        raise Aborted(code, details)
+
+
+class Standby:
+    member_id = "c2"
+    addr = "127.0.0.1:2"
+    epoch = None
+    leader = ("c1", "127.0.0.1:1")
+
+
+async def finish(kv: MemoryKV, record: JobRecord, finished_at: float, state: int = jobs.SUCCEEDED) -> None:
+    """Store `record` the way a finalising txn leaves it: history/ entry (result embedded) + done/."""
+    view = dataclasses.replace(record.view, state=state, finished_at=finished_at, result_attempt=1)
+    result = common_pb2.Result(artifact_uri=f"file:///s/{record.job_id}.mp4", sha256="ab" * 32)
+    result.timings.total_s = 1.5
+    entry = KEYS.history_entry(finished_at, record.job_id)
+    await kv.put(entry, encode_job(dataclasses.replace(record, view=view, result=result)))
+    await kv.put(KEYS.done_of(record.job_id), DoneRecord(entry, finished_at).to_json())
+
+
+async def standby_servicer(kv: MemoryKV, finished: int = 1) -> CoordinatorServicer:
+    for record in (job("old", 1.0), job("new", 9.0, jobs.RUNNING)):
+        await kv.put(KEYS.job(record.job_id), encode_job(record))
+    await finish(kv, job("done", 5.0), 50.0)
+    for i in range(1, finished):
+        await finish(kv, job(f"f{i:03d}", 0.5), 50.0 - i, jobs.FAILED if i % 2 else jobs.SUCCEEDED)
+    unused = cast(Any, None)  # ListJobs never touches the registry, dispatcher, hub or artifacts
+    return CoordinatorServicer(Standby(), unused, JobStore(kv, KEYS), unused, unused, unused)
+
+
+async def test_a_standby_lists_open_jobs_then_finished_ones_with_their_results() -> None:
+    servicer = await standby_servicer(MemoryKV(ManualClock()))
+    context = cast(Any, FakeContext())
+    response = await servicer.ListJobs(coordinator_pb2.ListJobsRequest(), context)
+    assert [j.job_id for j in response.jobs] == ["new", "old", "done"] and not response.next_page_token
+    done = response.jobs[2]
+    assert done.state == coordinator_pb2.JOB_SUCCEEDED and done.result.artifact_uri == "file:///s/done.mp4"
+    assert done.result.timings.total_s == 1.5 and not done.result.video
+    assert done.request.prompt == "p" and not done.request.image
+    filtered = await servicer.ListJobs(
+        coordinator_pb2.ListJobsRequest(states=[coordinator_pb2.JOB_QUEUED], limit=5), context
+    )
+    assert [j.job_id for j in filtered.jobs] == ["old"] and not filtered.next_page_token
+
+
+async def walk(servicer: CoordinatorServicer, **fields: Any) -> list[list[str]]:
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        request = coordinator_pb2.ListJobsRequest(page_token=token, **fields)
+        response = await servicer.ListJobs(request, cast(Any, FakeContext()))
+        pages.append([j.job_id for j in response.jobs])
+        token = response.next_page_token
+        if not token:
+            return pages
+        assert len(pages) < 100, "paging does not end"
+
+
+@pytest.mark.parametrize(
+    ("limit", "states", "sizes"),
+    [
+        (3, [], [3, 3, 3, 3]),  # 2 open + 10 finished: the open ones share the first page
+        (5, [], [5, 5, 2]),
+        (20, [], [12]),
+        (4, [coordinator_pb2.JOB_FAILED], [2, 2, 1]),  # filtered within each bounded read: short pages
+        (1, [coordinator_pb2.JOB_RUNNING], [1]),  # only open states: history is never read
+    ],
+)
+async def test_paging_walks_every_job_once_newest_first(
+    limit: int, states: list[int], sizes: list[int]
+) -> None:
+    servicer = await standby_servicer(MemoryKV(ManualClock()), finished=10)
+    pages = await walk(servicer, limit=limit, states=states)
+    assert [len(p) for p in pages] == sizes
+    listed = [j for p in pages for j in p]
+    everything = ["new", "old", "done", *[f"f{i:03d}" for i in range(1, 10)]]
+    wanted = {"RUNNING": ["new"], "FAILED": [f"f{i:03d}" for i in range(1, 10, 2)]}
+    names = [coordinator_pb2.JobState.Name(s).removeprefix("JOB_") for s in states]
+    assert listed == (everything if not names else wanted[names[0]])
+
+
+@pytest.mark.parametrize(
+    ("request_", "words"),
+    [
+        (coordinator_pb2.ListJobsRequest(limit=5000), "limit: 5000"),
+        (coordinator_pb2.ListJobsRequest(states=[cast(Any, 77)]), "states: [77]"),
+        (coordinator_pb2.ListJobsRequest(page_token="zz"), "page_token: 'zz'"),
+    ],
+)
+async def test_list_jobs_rejects_bad_requests(request_: coordinator_pb2.ListJobsRequest, words: str) -> None:
+    servicer = await standby_servicer(MemoryKV(ManualClock()))
+    with pytest.raises(Aborted) as err:
+        await servicer.ListJobs(request_, cast(Any, FakeContext()))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in str(err.value)
+
+
+async def test_list_jobs_when_etcd_is_away_is_unavailable() -> None:
+    kv = MemoryKV(ManualClock())
+    servicer = await standby_servicer(kv)
+    kv.available = False
+    with pytest.raises(Aborted) as err:
+        await servicer.ListJobs(coordinator_pb2.ListJobsRequest(), cast(Any, FakeContext()))
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
