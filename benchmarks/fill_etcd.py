@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from i2v_client.node_client import build_request
 from i2v_common.etcd_kv import EtcdKV
-from i2v_contract import memory
+from i2v_contract import memory, states
 from i2v_contract.keys import DEFAULT_PREFIX, DoneRecord, Keys, ResultRecord
 from i2v_contract.kv import KV, KeyValue, Put
 from i2v_contract.limits import DEFAULT_LIMITS, normalize_request
@@ -113,7 +113,7 @@ def finished_record(i: int, now: float, span_s: float, total: int) -> tuple[JobR
     uri = f"{ARTIFACTS}/jobs/{queued.job_id}/attempt-1.mp4"
     view = dataclasses.replace(
         queued.view,
-        state=jobs.SUCCEEDED,
+        state=states.SUCCEEDED,
         node_id=f"gpu-node-{i % 64:02d}",
         node_tier=common_pb2.TIER_24_40,
         epoch=1 + i // 10_000,

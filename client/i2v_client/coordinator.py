@@ -42,23 +42,15 @@ from typing import Any, TypeVar
 import grpc
 
 from i2v_client.node_client import CallError, checked, open_channel
+from i2v_common import keepalive
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_common.status import to_grpc
+from i2v_contract.states import FINAL_STATES, state_name
 from i2v_contract.tiers import tier_name
-from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 
 log = logging.getLogger(__name__)
 
-LEADER_ADDR_KEY = "i2v-leader-addr"
-# Pings every 10 s even on a quiet channel, 5 s to answer; the coordinators permit this rate.
-KEEPALIVE_OPTIONS = (
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-)
-FINAL_STATES = frozenset(
-    {coordinator_pb2.JOB_SUCCEEDED, coordinator_pb2.JOB_FAILED, coordinator_pb2.JOB_CANCELLED}
-)
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 T = TypeVar("T")
@@ -105,18 +97,15 @@ def leader_hint(err: grpc.RpcError) -> str:
         metadata = call.trailing_metadata() or ()
     except Exception:
         return ""
-    return next((str(v) for k, v in metadata if k == LEADER_ADDR_KEY), "")
+    return next((str(v) for k, v in metadata if k == LEADER_ADDR_METADATA), "")
 
 
 def final_result(event: coordinator_pb2.JobEvent) -> common_pb2.Result:
     """The Result of a final event; CallError with the job's status code when it did not succeed."""
     if event.state == coordinator_pb2.JOB_SUCCEEDED:
         return checked(event.result)
-    try:
-        code = next(c for c in grpc.StatusCode if c.value[0] == event.error_code)
-    except StopIteration:
-        code = grpc.StatusCode.UNKNOWN
-    state = coordinator_pb2.JobState.Name(event.state).removeprefix("JOB_").lower()
+    code = to_grpc(event.error_code)
+    state = state_name(event.state).lower()
     raise CallError(code, f"job {event.job_id} {state}: {event.error or 'no detail given'}")
 
 
@@ -218,7 +207,7 @@ class CoordinatorClient:
         target = self.target
         stub = self._stubs.get(target)
         if stub is None:
-            self._channels[target] = open_channel(target, KEEPALIVE_OPTIONS)
+            self._channels[target] = open_channel(target, keepalive.CHANNEL_OPTIONS)
             stub = self._stubs[target] = coordinator_pb2_grpc.CoordinatorStub(self._channels[target])
         return stub
 
@@ -541,7 +530,7 @@ class CoordinatorGenerator:
 
 
 def _state(state: int) -> str:
-    return coordinator_pb2.JobState.Name(state).removeprefix("JOB_").lower()  # type: ignore[arg-type]
+    return state_name(state).lower()
 
 
 def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:

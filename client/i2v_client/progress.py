@@ -5,15 +5,8 @@ from __future__ import annotations
 import enum
 from typing import TextIO
 
+from i2v_contract.states import stage_name
 from i2v_contract.wire import common_pb2
-
-
-def stage_name(stage: int) -> str:
-    """common_pb2.Stage value -> 'denoise', 'decode', ... ('unspecified' for unknown values)."""
-    try:
-        return common_pb2.Stage.Name(stage).removeprefix("STAGE_").lower()  # type: ignore[arg-type]
-    except ValueError:
-        return "unspecified"
 
 
 def render(progress: common_pb2.Progress, width: int = 24) -> str:

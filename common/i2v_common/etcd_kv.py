@@ -79,39 +79,6 @@ _RESULTS = {
 }
 
 
-def parse_endpoints(text: str) -> list[str]:
-    """'127.0.0.1:2379,http://10.0.0.2:2379' -> ['127.0.0.1:2379', '10.0.0.2:2379'].
-
-    Raises ValueError naming the bad entry and the expected form.
-    """
-    endpoints: list[str] = []
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        hint = f"etcd endpoint {entry!r}: expected host:port or http://host:port, e.g. 127.0.0.1:2379"
-        address = entry
-        if "://" in address:
-            scheme, _, address = address.partition("://")
-            if scheme.lower() != "http":
-                raise ValueError(f"{hint}; scheme {scheme!r} is not supported (plain http only)")
-        address = address.rstrip("/")
-        host, sep, port_text = address.rpartition(":")
-        if not sep or not host or "/" in address:
-            raise ValueError(hint)
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{hint}; port must be 1..65535")
-        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if ":" in bare and not host.startswith("["):
-            raise ValueError(f"{hint}; write IPv6 hosts in brackets, e.g. [::1]:2379")
-        if not bare:
-            raise ValueError(hint)
-        endpoints.append(f"{host}:{int(port_text)}")
-    if not endpoints:
-        raise ValueError(f"no etcd endpoints in {text!r}: give a comma-separated list such as 127.0.0.1:2379")
-    return endpoints
-
-
 def retry_safe(code: grpc.StatusCode, details: str, *, mutating: bool) -> bool:
     """Whether a failed attempt may be sent to another endpoint without risking a double apply."""
     if code not in _TRANSIENT:

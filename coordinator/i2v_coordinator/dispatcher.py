@@ -36,8 +36,11 @@ from typing import Protocol
 
 import grpc
 
+from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
+from i2v_common.status import from_grpc
+from i2v_contract import states
 from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from i2v_coordinator import health, jobs, jobstore
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
@@ -50,14 +53,6 @@ from i2v_coordinator.routing import NodeView
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# Keepalive pings on every coordinator->node channel, also between calls, so a connection that
-# silently stopped forwarding is found in ~15 s instead of never. The node server permits them.
-KEEPALIVE_OPTIONS = (
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-)
 
 
 class NodeCallError(Exception):
@@ -97,7 +92,7 @@ class GrpcNodeCalls:
         stub = self._stubs.get(addr)
         if stub is None:
             channel = grpc.aio.insecure_channel(
-                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *KEEPALIVE_OPTIONS]
+                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS]
             )
             self._channels[addr] = channel
             stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
@@ -614,11 +609,11 @@ class Dispatcher:
             record is None
             or record.view.attempt != ended.attempt
             or record.view.node_id != ended.node_id
-            or record.view.state not in jobs.ACTIVE_STATES
+            or record.view.state not in states.ACTIVE_STATES
         ):
             return
         err = ended.error
-        t = jobs.on_dispatch_failed(record.view, int(err.code.value[0]), err.message, self._clock())
+        t = jobs.on_dispatch_failed(record.view, from_grpc(err.code), err.message, self._clock())
         if not t.changed:
             log.info("%s", t.reason)
             return
@@ -626,7 +621,7 @@ class Dispatcher:
         written = await self._write(record, t.job, epoch, t.reason, expect_no_claim=True)
         if written is None:
             return
-        if t.job.state == jobs.QUEUED:
+        if t.job.state == states.QUEUED:
             self._metrics.dispatch_retry()
         if t.node is not None:
             await self._report(t.node)

@@ -26,36 +26,21 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from i2v_contract.codes import Code
+from i2v_contract.states import (
+    ACTIVE_STATES,
+    ASSIGNED,
+    CANCELLED,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    state_name,
+)
 from i2v_contract.tiers import tier_name
-from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_contract.wire import common_pb2
 from i2v_coordinator.routing import JobNeed, NodeView, escalate_after_oom
-
-QUEUED: int = coordinator_pb2.JOB_QUEUED
-ASSIGNED: int = coordinator_pb2.JOB_ASSIGNED
-RUNNING: int = coordinator_pb2.JOB_RUNNING
-SUCCEEDED: int = coordinator_pb2.JOB_SUCCEEDED
-FAILED: int = coordinator_pb2.JOB_FAILED
-CANCELLED: int = coordinator_pb2.JOB_CANCELLED
-FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
-ACTIVE_STATES = frozenset({ASSIGNED, RUNNING})
-
-
-class Code(enum.IntEnum):
-    """The numeric gRPC status codes jobs end with (kept here: this module imports no grpc)."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-
 
 # Result codes that blame the node (its store, its runtime, its state), never the request: the job
 # is requeued as a lost attempt so it can run on another node, and the node's failure is reported.
@@ -92,13 +77,6 @@ class NodeReport:
     def suspect_connection(self) -> bool:
         """The coordinator's connection to the node may be dead: rebuild it."""
         return self.failure in (FailureKind.DISPATCH, FailureKind.CLAIM_TIMEOUT)
-
-
-_STATE_NAMES = {int(value): name.removeprefix("JOB_") for name, value in coordinator_pb2.JobState.items()}
-
-
-def state_name(state: int) -> str:
-    return _STATE_NAMES.get(state, f"state {state}")
 
 
 @dataclass(frozen=True)

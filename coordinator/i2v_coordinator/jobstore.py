@@ -37,9 +37,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
-import grpc
 from google.protobuf import json_format
 
+from i2v_contract.codes import code_of
+from i2v_contract.fencing import fence
 from i2v_contract.keys import ClaimRecord, DoneRecord, ExpiredRecord, Keys, ResultRecord
 from i2v_contract.kv import (
     KV,
@@ -53,8 +54,9 @@ from i2v_contract.kv import (
     prefix_end,
     range_pages,
 )
+from i2v_contract.states import ACTIVE_STATES, QUEUED, SUCCEEDED
 from i2v_contract.wire import common_pb2, coordinator_pb2
-from i2v_coordinator.jobs import ACTIVE_STATES, QUEUED, SUCCEEDED, ClaimView, JobView, ResultView
+from i2v_coordinator.jobs import ClaimView, JobView, ResultView
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +122,6 @@ def decode_job(kv: KeyValue) -> JobRecord:
     )
 
 
-def _status_code(name: str) -> int:
-    try:
-        return int(grpc.StatusCode[name].value[0])
-    except KeyError:
-        return int(grpc.StatusCode.UNKNOWN.value[0])
-
-
 def decode_claim(kv: KeyValue, keys: Keys) -> ClaimView:
     job_id, attempt = keys.job_attempt_of(kv.key, keys.claims)
     record = ClaimRecord.from_json(kv.value)
@@ -152,7 +147,7 @@ def decode_result(kv: KeyValue, keys: Keys) -> StoredResult:
     result.metadata.update(record.metadata)
     if record.artifact_uri and not result.mime_type:
         result.mime_type = "video/mp4"
-    view = ResultView(job_id, attempt, _status_code(record.status), record.message, record.artifact_uri)
+    view = ResultView(job_id, attempt, code_of(record.status), record.message, record.artifact_uri)
     return StoredResult(view, result)
 
 
@@ -337,7 +332,7 @@ class JobStore:
                 log.exception("job table listener failed on %s", change)
 
     def fence(self, epoch: int) -> Compare:
-        return Compare(self.keys.leader, "create", "==", epoch)
+        return fence(self.keys, epoch)
 
     async def load(self) -> int:
         """Page through jobs/, claims/, results/ into the table; returns the first page's revision."""

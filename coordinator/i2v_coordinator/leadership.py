@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import importlib.metadata
 import inspect
 import logging
 import math
@@ -23,8 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from i2v_common.lease import LeaseKeeper
+from i2v_contract.addresses import parse_address
+from i2v_contract.fencing import fence
 from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
 from i2v_contract.kv import KV, Compacted, Compare, KeyValue, KVUnavailable, LeaseLost, Put
+from i2v_contract.version import package_version
 from i2v_coordinator.election import (
     DEFAULT_TIMINGS,
     Decision,
@@ -48,14 +50,7 @@ PROBE_TIMEOUT_S = 0.1
 _RETRY_S = 0.2  # pause after an etcd call failed before the next tick
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("i2v-cluster")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-VERSION = _version()
+VERSION = package_version()
 
 
 class NotLeader(Exception):
@@ -66,18 +61,10 @@ class DuplicateMember(RuntimeError):
     """Another live coordinator registered the same id."""
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' -> (host, port); ValueError naming the address otherwise."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"address {addr!r}: expected host:port")
-    return host.strip("[]"), int(port)
-
-
 async def probe_tcp(addr: str, wait_s: float) -> ProbeOutcome:
     """TCP connect to `addr`: REFUSED only for ECONNREFUSED (nothing listens); a timeout proves nothing."""
     try:
-        host, port = split_addr(addr)
+        host, port = parse_address(addr)
     except ValueError:
         return ProbeOutcome.ERROR
     try:
@@ -181,7 +168,7 @@ class Leadership:
         epoch = self.epoch
         if epoch is None:
             raise NotLeader(f"coordinator {self.member_id} does not lead (leader: {self.leader})")
-        return Compare(self._keys.leader, "create", "==", epoch)
+        return fence(self._keys, epoch)
 
     def on_change(self, cb: ChangeCallback) -> None:
         """cb(epoch) when elected, cb(None) when deposed; run in order, one at a time."""

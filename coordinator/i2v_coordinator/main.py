@@ -24,18 +24,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactError, open_store
-from i2v_common.etcd_kv import EtcdKV, parse_endpoints
+from i2v_common.etcd_kv import EtcdKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_common.store_identity import StoreMismatch, publish
+from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
-from i2v_coordinator.leadership import DuplicateMember, Leadership, split_addr
+from i2v_coordinator.leadership import DuplicateMember, Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
 from i2v_coordinator.progress import ProgressHub
@@ -50,12 +52,6 @@ COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 HEALTH_SERVICES = ("", COORDINATOR_SERVICE)
 MIB = 1024 * 1024
 _START_RETRY_S = 1.0
-# Clients ping every 10 s, also on idle channels (coordinator_client.KEEPALIVE_OPTIONS); allow down to 5 s.
-KEEPALIVE_SERVER_OPTIONS = (
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
-)
-_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 @dataclass(frozen=True)
@@ -153,7 +149,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         Keys(a.prefix)
         timings_for_ttl(a.lease_ttl)
         for addr in (a.listen, a.metrics_listen, *([a.advertise] if a.advertise else [])):
-            split_addr(addr)
+            parse_address(addr)
     except ValueError as err:
         p.error(str(err))
     if a.lease_ttl < 1:
@@ -178,14 +174,6 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     )
 
 
-def advertised(listen: str, port: int) -> str:
-    """The address peers reach a server bound to `listen` on `port` (a wildcard host -> hostname)."""
-    host, _ = split_addr(listen)
-    if host in _WILDCARD_HOSTS:
-        host = socket.gethostname()
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 async def serve(config: CoordinatorConfig) -> int:
     metrics = CoordinatorMetrics()
     keys = Keys(config.prefix)
@@ -199,7 +187,7 @@ async def serve(config: CoordinatorConfig) -> int:
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 64 * MIB),
-            *KEEPALIVE_SERVER_OPTIONS,
+            *keepalive.SERVER_OPTIONS,
         ]
     )
     try:
@@ -207,9 +195,9 @@ async def serve(config: CoordinatorConfig) -> int:
     except RuntimeError as err:
         log.error("cannot listen on %s: %s", config.listen, err)
         return 2
-    addr = config.advertise or advertised(config.listen, port)
+    addr = config.advertise or advertise(config.listen, port, socket.gethostname())
     member_id = config.member_id or f"{socket.gethostname()}-{port}"
-    mhost, mport = split_addr(config.metrics_listen)
+    mhost, mport = parse_address(config.metrics_listen)
     try:
         metrics_http = serve_metrics(metrics.registry, mhost, mport)
     except OSError as err:

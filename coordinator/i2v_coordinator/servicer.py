@@ -48,7 +48,8 @@ from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
 from i2v_contract.memory import ArchSpec
-from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_contract.states import ACTIVE_STATES, FAILED, FINAL_STATES, QUEUED, SUCCEEDED, state_name
+from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.jobstore import (
@@ -65,7 +66,6 @@ from i2v_coordinator.routing import JobNeed, NodeView, admit, serves_model
 
 log = logging.getLogger(__name__)
 
-LEADER_ADDR_KEY = "i2v-leader-addr"
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
 HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
@@ -165,7 +165,7 @@ def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinat
 
 def finished_message(view: jobs.JobView) -> str:
     """Why a finished job cannot be cancelled, and where its outcome is."""
-    state = coordinator_pb2.JobState.Name(view.state).removeprefix("JOB_")  # type: ignore[arg-type]
+    state = state_name(view.state)
     return (
         f"job {view.job_id} already {state} (attempt {view.attempt}); there is nothing to cancel: "
         f"`i2v get {view.job_id}` shows its outcome"
@@ -193,7 +193,7 @@ def state_filter(states: Sequence[int]) -> frozenset[int]:
 
 
 OPEN, HISTORY = "open", "history"  # ListJobs phases: open jobs (bounded), then finished ones
-_OPEN_STATES = frozenset({jobs.QUEUED, *jobs.ACTIVE_STATES})
+_OPEN_STATES = frozenset({QUEUED, *ACTIVE_STATES})
 
 
 def open_cursor(record: JobRecord) -> str:
@@ -291,7 +291,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         me = self._leadership.member_id
         leader = self._leadership.leader
         if leader is not None and leader[0] != me and leader[1]:
-            context.set_trailing_metadata(((LEADER_ADDR_KEY, leader[1]),))
+            context.set_trailing_metadata(((LEADER_ADDR_METADATA, leader[1]),))
             message = f"coordinator {me} is a standby; the leader is {leader[0]} at {leader[1]}"
         else:
             message = f"coordinator {me} does not lead and no leader is known yet; retry in a second"
@@ -452,7 +452,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     except TimeoutError:
                         yield heartbeat_event(last)
                         continue
-                    if event.state in jobs.FINAL_STATES:
+                    if event.state in FINAL_STATES:
                         yield await self._final(event, inline)
                         return
                     last = event
@@ -515,7 +515,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if record is None:  # removed between the read above and the cancel
             await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(request.job_id))
         assert record is not None
-        if record.view.state in (jobs.SUCCEEDED, jobs.FAILED):
+        if record.view.state in (SUCCEEDED, FAILED):
             # Cancelling a cancelled job answers it again (a retried Cancel is idempotent).
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, finished_message(record.view))
         return job_message(record, job_event(record, self._store.table))
@@ -638,8 +638,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 coordinator_pb2.TierCount(tier=common_pb2.Tier.ValueType(t), nodes=c[0], busy=c[1])
                 for t, c in sorted(tiers.items())
             ],
-            queued=sum(1 for s in states if s == jobs.QUEUED),
-            running=sum(1 for s in states if s in jobs.ACTIVE_STATES),
+            queued=sum(1 for s in states if s == QUEUED),
+            running=sum(1 for s in states if s in ACTIVE_STATES),
             answered_by=self._leadership.member_id,
             nodes_cooling=cooling,
             nodes_set_aside=set_aside,

@@ -15,21 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.store_identity import agree
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KV
-from i2v_node.config import parse_address
+from i2v_contract.version import package_version
 from i2v_node.gpu import ProbeError
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
-from i2v_node.servicer import NodeServicer, package_version
+from i2v_node.servicer import NodeServicer
 
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 1.0
-_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 def node_state(servicer: NodeServicer) -> NodeState:
@@ -44,14 +42,6 @@ def node_state(servicer: NodeServicer) -> NodeState:
         serving=servicer.serving,
         arch=engine.arch if engine is not None else None,
     )
-
-
-def advertised(bound: str) -> str:
-    """The address peers dial for a server bound at `bound`; a wildcard host becomes the hostname."""
-    host, port = parse_address(bound)
-    if host in _WILDCARD_HOSTS:
-        host = socket.gethostname()
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ClusterNode:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2v_common.etcd_kv import parse_endpoints
+from i2v_contract.addresses import parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 
 _UNITS = {
@@ -37,14 +37,6 @@ def parse_bytes(text: str) -> int:
             f"{text!r} is not a size; use bytes or a number with a unit like 24GiB, 512MiB, 16GB"
         )
     return int(float(match.group(1)) * _UNITS[unit])
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'HOST:PORT' (IPv6 as '[::1]:PORT') -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051)")
-    return host.strip("[]"), int(port)
 
 
 def default_cache_dir() -> Path:

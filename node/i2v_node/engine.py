@@ -33,10 +33,11 @@ import torch
 from i2v_contract import memory
 from i2v_contract.memory import ArchSpec
 from i2v_contract.profiles import Profile, leaner_than, usable_profiles
+from i2v_contract.states import stage_name
 from i2v_contract.wire import common_pb2
 from i2v_node import degrade
 from i2v_node.apply import ProfiledPipeline, decode_chunk_arg
-from i2v_node.faults import STAGE_NAMES, FaultPlan, parse_fault_plan
+from i2v_node.faults import FaultPlan, parse_fault_plan
 from i2v_node.job import Cancelled, JobSpec, Outcome, OutOfMemoryExhausted, ProgressEvent
 from i2v_node.loader import dtype_name, load_pipeline, resolve_dtype
 from i2v_node.prompt import encode_prompts
@@ -56,13 +57,6 @@ class EngineConfig:
     cache_dir: Path  # where `tiny` is built ($I2V_CACHE_DIR or ~/.cache/i2v-cluster by the CLI)
     offline: bool = False
     fault_plan: FaultPlan | None = None  # TESTING ONLY: injected OOMs
-
-
-def stage_name(stage: int) -> str:
-    return (
-        STAGE_NAMES.get(stage)
-        or common_pb2.Stage.Name(common_pb2.Stage.ValueType(stage)).removeprefix("STAGE_").lower()
-    )
 
 
 def _check_device(device: str) -> torch.device:

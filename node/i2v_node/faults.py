@@ -22,7 +22,6 @@ STAGES: dict[str, int] = {
     "denoise": common_pb2.STAGE_DENOISE,
     "decode": common_pb2.STAGE_DECODE,
 }
-STAGE_NAMES: dict[int, str] = {v: k for k, v in STAGES.items()}
 
 _SYNTAX = "expected STAGE[:PROFILE,...][@WxH] rules separated by ';', e.g. 'denoise:fast,chunked'"
 

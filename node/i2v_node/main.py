@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.logs import setup_logging
 from i2v_common.store_identity import StoreMismatch
+from i2v_contract.addresses import advertise
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KVUnavailable
-from i2v_node.cluster import ClusterNode, advertised, join_cluster
+from i2v_node.cluster import ClusterNode, join_cluster
 from i2v_node.config import NodeConfig, parse_args
 from i2v_node.membership import DuplicateNode
 
@@ -61,7 +63,7 @@ async def serve(config: NodeConfig) -> int:
                 Keys(config.prefix),
                 store,
                 node_id=config.node_id,
-                addr=config.advertise or advertised(server.address),
+                addr=config.advertise or advertise(server.address, None, socket.gethostname()),
                 model=config.model,
                 lease_ttl=config.lease_ttl,
                 store_location=config.artifacts,

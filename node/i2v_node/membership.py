@@ -24,7 +24,8 @@ import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_common.lease import LeaseKeeper
-from i2v_contract.keys import ClaimRecord, Keys, NodeRecord, ResultRecord
+from i2v_contract.fencing import claim_txn
+from i2v_contract.keys import Keys, NodeRecord, ResultRecord
 from i2v_contract.kv import (
     DEFAULT_LEASE_MARGIN_S,
     KV,
@@ -520,20 +521,20 @@ class ClusterHooks:
     async def _claim(self, request: node_pb2.NodeGenerateRequest) -> int:
         """Run the claim txn: the claim's create revision, 0 if refused. An unknown outcome (etcd
         blip) is settled by reading the claim back."""
-        keys = self.m.keys
-        claim_key = keys.claim(request.job_id, request.attempt)
-        lease = self.m.lease_id
-        value = ClaimRecord(node_id=self.m.node_id, epoch=request.epoch).to_json()
-        compares = [
-            Compare(keys.leader, "create", "==", request.epoch),
-            Compare(keys.job(request.job_id), "mod", "==", request.assign_revision),
-            Compare(claim_key, "create", "==", 0),
-        ]
+        txn = claim_txn(
+            self.m.keys,
+            request.job_id,
+            request.attempt,
+            epoch=request.epoch,
+            assign_revision=request.assign_revision,
+            node_id=self.m.node_id,
+            lease=self.m.lease_id,
+        )
         deadline = self._clock() + self.call_budget_s
         delay = 0.05
         while True:
             try:
-                done = await self.m.kv.txn(compares, [Put(claim_key, value, lease)])
+                done = await self.m.kv.txn(txn.compares, txn.puts)
                 return done.revision if done.succeeded else 0
             except LeaseLost as exc:
                 raise JobRejected(
@@ -544,9 +545,9 @@ class ClusterHooks:
                     "claim txn for job %s: outcome unknown (%s); reading it back", request.job_id, exc
                 )
             with contextlib.suppress(KVUnavailable):
-                existing = await self.m.kv.get(claim_key)
+                existing = await self.m.kv.get(txn.key)
                 if existing is not None:
-                    ours = existing.lease == lease and existing.value == value
+                    ours = existing.lease == txn.lease and existing.value == txn.value
                     return existing.create_revision if ours else 0
             if self._clock() + delay > deadline:
                 break
@@ -554,7 +555,7 @@ class ClusterHooks:
             delay = min(delay * 2, 1.0)
         # The claim may have landed unseen: hand the attempt back so the coordinator requeues it
         # (written only if the claim did land: it is guarded by the claim's exact value).
-        self._spawn_write(request, self._give_back_record(), Compare(claim_key, "value", "==", value))
+        self._spawn_write(request, self._give_back_record(), Compare(txn.key, "value", "==", txn.value))
         raise JobRejected(
             grpc.StatusCode.UNAVAILABLE,
             f"job {request.job_id}: etcd did not answer the claim within {self.call_budget_s:g}s; "

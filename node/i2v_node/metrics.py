@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from i2v_client.progress import stage_name
+from i2v_contract.states import stage_name
 from i2v_contract.tiers import TIERS, tier_name
 from i2v_contract.wire import common_pb2
 from i2v_node.gpu import MemoryReading, ProbeError

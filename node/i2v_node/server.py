@@ -23,12 +23,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
+from i2v_contract.addresses import parse_address
 from i2v_contract.limits import DEFAULT_LIMITS, Limits
 from i2v_contract.tiers import tier_name
 from i2v_contract.wire import node_pb2
-from i2v_node.config import NodeConfig, parse_address
+from i2v_node.config import NodeConfig
 from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
 from i2v_node.gpu import ProbeError, limit_torch_memory, make_monitor
 from i2v_node.metrics import NodeMetrics, serve_metrics
@@ -102,10 +104,7 @@ class NodeServer:
             options=[
                 ("grpc.max_receive_message_length", max_receive_bytes(limits)),
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
-                # Coordinators ping every 10 s, also between calls, to find dead connections.
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.http2.max_ping_strikes", 0),
+                *keepalive.SERVER_OPTIONS,
             ]
         )
         self._metrics_http: WSGIServer | None = None

@@ -35,7 +35,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Protocol
 
 import grpc
@@ -45,6 +44,7 @@ from i2v_common.artifacts import ArtifactError, ArtifactMissing, ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import FieldError, Limits, Normalized, check_model, decode_image, normalize_request
 from i2v_contract.tiers import tier_name
+from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.engine import Engine
 from i2v_node.gpu import MemoryMonitor, MemoryReading, ProfileChoice, first_profile, tier_of
@@ -61,13 +61,6 @@ HEARTBEAT_INTERVAL_S = 2.0
 # A cancelled job stops within one denoising step; a full-size step can take many seconds.
 CANCEL_WAIT_S = 120.0
 DEADLINE_SLACK_S = 0.25
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("i2v-cluster")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class JobRejected(Exception):

@@ -32,9 +32,10 @@ from i2v_client.node_client import CallError, build_request
 from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
 from i2v_contract.kv import WatchEvent
+from i2v_contract.states import ASSIGNED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.tiers import tier_name, tier_rank
 from i2v_contract.wire import common_pb2
-from i2v_coordinator.jobs import ASSIGNED, FINAL_STATES, SUCCEEDED, JobView, state_name
+from i2v_coordinator.jobs import JobView
 from i2v_coordinator.jobstore import decode_job
 from i2v_coordinator.routing import floor_tier
 from i2v_node.config import default_cache_dir

@@ -15,7 +15,8 @@ import sys
 import time
 from typing import TextIO
 
-from i2v_common.etcd_kv import EtcdKV, parse_endpoints
+from i2v_common.etcd_kv import EtcdKV
+from i2v_contract.addresses import parse_endpoints
 from i2v_contract.kv import Compacted, KeyValue, KVUnavailable, WatchEvent
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from i2v_common.etcd_kv import EtcdKV
+from i2v_contract.fencing import fence
 from i2v_contract.keys import Keys
-from i2v_contract.kv import Compare, Put
+from i2v_contract.kv import Put
 from tests.chaos.coordinator_procs import CoordinatorGroup
 from tests.etcd_cluster import EtcdCluster
 
@@ -46,8 +47,7 @@ def fenced_write_commits(etcd: EtcdCluster, prefix: str, epoch: int) -> bool:
         kv = EtcdKV(etcd.endpoints)
         try:
             keys = Keys(prefix)
-            fence = Compare(keys.leader, "create", "==", epoch)
-            result = await kv.txn([fence], [Put(keys.jobs + "fence-probe", b"x")])
+            result = await kv.txn([fence(keys, epoch)], [Put(keys.jobs + "fence-probe", b"x")])
             return result.succeeded
         finally:
             await kv.close()

@@ -28,7 +28,7 @@ from benchmarks.fill_etcd import fill
 from i2v_client.coordinator import CoordinatorClient, RetryPolicy
 from i2v_client.node_client import CallError
 from i2v_common.etcd_kv import EtcdKV
-from i2v_coordinator.jobs import ASSIGNED, QUEUED
+from i2v_contract.states import ASSIGNED, QUEUED
 from i2v_node.membership import CLAIM_GONE
 from tests.chaos.cluster import Cluster, History, NodeSpec, chaos_runs, tiny_request
 from tests.chaos.coordinator_procs import CoordinatorProcess, LeaderState

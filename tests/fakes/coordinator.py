@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from i2v_contract.keys import ClaimRecord, Keys, ResultRecord
+from i2v_contract.fencing import claim_txn
+from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_coordinator.dispatcher import NodeCallError
@@ -97,15 +98,16 @@ class FakeCalls:
             raise NodeCallError(b.refuse, f"node {b.node_id} refuses")
         if b.silent and not b.claim_silently:
             await self._silence()
-        claim = KEYS.claim(request.job_id, request.attempt)
-        claimed = await self.kv.txn(
-            [
-                Compare(KEYS.leader, "create", "==", request.epoch),
-                Compare(KEYS.job(request.job_id), "mod", "==", request.assign_revision),
-                Compare(claim, "create", "==", 0),
-            ],
-            [Put(claim, ClaimRecord(node_id=b.node_id, epoch=request.epoch).to_json(), b.lease)],
+        txn = claim_txn(
+            KEYS,
+            request.job_id,
+            request.attempt,
+            epoch=request.epoch,
+            assign_revision=request.assign_revision,
+            node_id=b.node_id,
+            lease=b.lease,
         )
+        claimed = await self.kv.txn(txn.compares, txn.puts)
         if not claimed.succeeded:
             raise NodeCallError(grpc.StatusCode.FAILED_PRECONDITION, "stale dispatch")
         if b.silent:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import coordinator_pb2_grpc
@@ -25,7 +26,6 @@ from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
-from i2v_coordinator.main import KEEPALIVE_SERVER_OPTIONS
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.servicer import CoordinatorServicer
@@ -52,7 +52,7 @@ class InProcessCoordinator:
             options=[
                 ("grpc.max_send_message_length", 80 * MIB),
                 ("grpc.max_receive_message_length", 32 * MIB),
-                *KEEPALIVE_SERVER_OPTIONS,
+                *keepalive.SERVER_OPTIONS,
             ]
         )
         port = self.server.add_insecure_port("127.0.0.1:0")

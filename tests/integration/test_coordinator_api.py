@@ -17,12 +17,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client.coordinator import LEADER_ADDR_KEY, CoordinatorClient, RetryPolicy, final_result
+from i2v_client.coordinator import CoordinatorClient, RetryPolicy, final_result
 from i2v_client.node_client import CallError, build_request
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.kv import count_prefix
-from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator.jobstore import JobRecord, JobStore
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
@@ -161,7 +161,7 @@ async def test_standby_answers_unavailable_with_the_leaders_address(cluster: Clu
             await call
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "standby" in (err.value.details() or "")
-    assert (LEADER_ADDR_KEY, cluster.leader.addr) in tuple(err.value.trailing_metadata() or ())
+    assert (LEADER_ADDR_METADATA, cluster.leader.addr) in tuple(err.value.trailing_metadata() or ())
 
 
 async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:

@@ -22,7 +22,9 @@ import pytest
 from i2v_client.node_client import build_request
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
-from i2v_contract.keys import ClaimRecord, Keys, NodeRecord, ResultRecord
+from i2v_contract import states
+from i2v_contract.fencing import claim_txn
+from i2v_contract.keys import Keys, NodeRecord, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.tiers import GIB
 from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
@@ -115,15 +117,16 @@ class FakeNode(node_pb2_grpc.NodeServicer):
     async def Generate(
         self, request: node_pb2.NodeGenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[common_pb2.GenerateEvent]:
-        claim = self.keys.claim(request.job_id, request.attempt)
-        claimed = await self.kv.txn(
-            [
-                Compare(self.keys.leader, "create", "==", request.epoch),
-                Compare(self.keys.job(request.job_id), "mod", "==", request.assign_revision),
-                Compare(claim, "create", "==", 0),
-            ],
-            [Put(claim, ClaimRecord(node_id=self.node_id, epoch=request.epoch).to_json(), self.lease)],
+        txn = claim_txn(
+            self.keys,
+            request.job_id,
+            request.attempt,
+            epoch=request.epoch,
+            assign_revision=request.assign_revision,
+            node_id=self.node_id,
+            lease=self.lease,
         )
+        claimed = await self.kv.txn(txn.compares, txn.puts)
         if not claimed.succeeded:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "stale dispatch")
         self.jobs.append(request.job_id)
@@ -192,7 +195,7 @@ async def test_a_frozen_connection_costs_one_attempt_and_the_job_finishes_elsewh
                 await asyncio.sleep(0.05)
             await submit("warm")  # establishes the coordinator's channel to n1 through the proxy
             warm = await wait_final(coordinator, "warm", 10)
-            assert (warm.state, warm.node_id) == (jobs.SUCCEEDED, "n1")
+            assert (warm.state, warm.node_id) == (states.SUCCEEDED, "n1")
 
             proxy.freeze()
             started = time.monotonic()
@@ -200,7 +203,7 @@ async def test_a_frozen_connection_costs_one_attempt_and_the_job_finishes_elsewh
             view = await wait_final(coordinator, "job", 30)
             took = time.monotonic() - started
             nodes = await stub.ListNodes(coordinator_pb2.ListNodesRequest(), timeout=5)
-        assert (view.state, view.node_id, view.attempt, view.lost_attempts) == (jobs.SUCCEEDED, "n2", 2, 0)
+        assert (view.state, view.node_id, view.attempt, view.lost_attempts) == (states.SUCCEEDED, "n2", 2, 0)
         assert took < CLAIM_TIMEOUT_S, f"took {took:.1f} s: the frozen connection cost more than one attempt"
         assert n1.jobs == ["warm"] and n2.jobs == ["job"]
         health = {n.node_id: n for n in nodes.nodes}

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.fill_etcd import fill as fill_etcd
 from i2v_common.etcd_kv import EtcdKV
+from i2v_contract import states
 from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.kv import Put, count_prefix
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -31,7 +32,7 @@ OPEN, FINISHED = 20, 3000
 PER_TXN = 60  # 2 puts per finished job, under etcd's default 128 ops per txn
 
 
-def record(job_id: str, created_at: float, state: int = jobs.QUEUED) -> JobRecord:
+def record(job_id: str, created_at: float, state: int = states.QUEUED) -> JobRecord:
     request = common_pb2.GenerationRequest(
         prompt="a red fox running through fresh snow at dawn, cinematic", width=512, height=512, frames=16,
         steps=50, fps=8, seed=12345, image_uri=f"file:///store/jobs/{job_id}/input-0123456789abcdef.png",
@@ -51,7 +52,7 @@ async def fill(kv: EtcdKV, keys: Keys, finished: int) -> None:
         job_id = f"done-{i:05d}"
         done = record(job_id, 1e9 + i)
         view = dataclasses.replace(
-            done.view, state=jobs.SUCCEEDED, finished_at=1.5e9 + i, result_attempt=1, node_id="n1"
+            done.view, state=states.SUCCEEDED, finished_at=1.5e9 + i, result_attempt=1, node_id="n1"
         )
         result = common_pb2.Result(
             artifact_uri=f"file:///store/jobs/{job_id}/attempt-1.mp4", sha256="ab" * 32
@@ -155,9 +156,9 @@ async def test_a_new_leader_moves_the_previous_schema_s_finished_jobs_out_of_job
         assert await count_prefix(kv, keys.results) == 0
         assert await count_prefix(kv, keys.history) == await count_prefix(kv, keys.done) == LEGACY
         table = coordinator.store.table
-        assert len(table.jobs) == OPEN and all(r.view.state == jobs.QUEUED for r in table.jobs.values())
+        assert len(table.jobs) == OPEN and all(r.view.state == states.QUEUED for r in table.jobs.values())
         moved = await coordinator.store.fetch("fill-000000000")
-        assert moved is not None and moved.view.state == jobs.SUCCEEDED and moved.result is not None
+        assert moved is not None and moved.view.state == states.SUCCEEDED and moved.result is not None
     finally:
         await coordinator.stop()
     fresh = JobStore(kv, keys)

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from benchmarks.fill_etcd import fill
+from i2v_contract import states
 from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.kv import KeyValue
 from i2v_contract.wire import common_pb2
-from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import decode_job
 from tests.fakes.memory_kv import MemoryKV
 
@@ -39,7 +39,7 @@ def test_history_layout_moves_finished_jobs_out_of_jobs() -> None:
     for key, kv in history.items():
         record = decode_job(kv)
         view = record.view
-        assert view.state == jobs.SUCCEEDED and view.result_attempt == 1 and view.finished_at < NOW
+        assert view.state == states.SUCCEEDED and view.result_attempt == 1 and view.finished_at < NOW
         assert key == f"{KEYS.prefix}history/{round(view.finished_at * 1e6):016d}-{view.job_id}"
         pointer = json.loads(done[f"{KEYS.prefix}done/{view.job_id}"].value)
         assert pointer == {"key": key, "finished_at": view.finished_at}
@@ -47,14 +47,14 @@ def test_history_layout_moves_finished_jobs_out_of_jobs() -> None:
         assert result.artifact_uri == view.artifact_uri and result.width == record.request.width > 0
     for kv in open_jobs.values():
         record = decode_job(kv)
-        assert record.view.state == jobs.QUEUED and record.request.image_uri == record.input_uri != ""
+        assert record.view.state == states.QUEUED and record.request.image_uri == record.input_uri != ""
 
 
 def test_jobs_layout_keeps_finished_jobs_and_results_under_their_old_keys() -> None:
     data = filled("jobs")
     results = [kv.value for k, kv in data.items() if k.startswith(KEYS.results)]
-    states = [decode_job(kv).view.state for k, kv in data.items() if k.startswith(KEYS.jobs)]
-    assert sorted(states) == sorted([jobs.SUCCEEDED] * 5 + [jobs.QUEUED] * 3)
+    found = [decode_job(kv).view.state for k, kv in data.items() if k.startswith(KEYS.jobs)]
+    assert sorted(found) == sorted([states.SUCCEEDED] * 5 + [states.QUEUED] * 3)
     assert [ResultRecord.from_json(v).status for v in results] == ["OK"] * 5
 
 

@@ -8,7 +8,6 @@ import grpc
 import pytest
 
 from i2v_client.coordinator import (
-    LEADER_ADDR_KEY,
     CoordinatorClient,
     ProgressLine,
     RetryPolicy,
@@ -23,7 +22,7 @@ from i2v_client.coordinator import (
     parse_targets,
 )
 from i2v_client.node_client import CallError
-from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from tests.fakes.clock import ManualClock
 
 
@@ -196,7 +195,7 @@ class _RpcError(grpc.RpcError):  # type: ignore[misc]
         return self._details
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((LEADER_ADDR_KEY, self._hint),) if self._hint else ()
+        return ((LEADER_ADDR_METADATA, self._hint),) if self._hint else ()
 
 
 class _Stream:

@@ -19,9 +19,9 @@ import pytest
 from i2v_client.node_client import build_request
 from i2v_common.artifacts import open_store
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_contract import states
 from i2v_contract.keys import LeaderRecord
 from i2v_contract.wire import coordinator_pb2
-from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import ProgressHub
@@ -90,7 +90,7 @@ async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: 
         stored, _ = await kv.range_prefix(KEYS.jobs)
         assert outcomes == Counter({"OK": MAX_QUEUE, "RESOURCE_EXHAUSTED": SUBMITS - MAX_QUEUE})
         assert len(stored) == MAX_QUEUE  # every acknowledged job is stored, nothing more
-        assert len([r for r in store.table.jobs.values() if r.view.state == jobs.QUEUED]) == MAX_QUEUE
+        assert len([r for r in store.table.jobs.values() if r.view.state == states.QUEUED]) == MAX_QUEUE
         # Every reserved slot was released, stored or refused: the count is back to the table alone.
         assert servicer._admitting == 0
 
@@ -104,7 +104,7 @@ async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_lon
         leader = await store.kv.get(KEYS.leader)
         assert leader is not None
         epoch = leader.create_revision
-        finished = dataclasses.replace(record.view, state=jobs.CANCELLED, finished_at=1.0)
+        finished = dataclasses.replace(record.view, state=states.CANCELLED, finished_at=1.0)
         assert await store.write(record, finished, epoch) is not None
         store.table.finished.clear()  # finished long ago: no longer in the leader's memory
         assert Counter(await submit_all(stub, MAX_QUEUE))["OK"] == MAX_QUEUE  # the queue is full now

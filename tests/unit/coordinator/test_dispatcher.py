@@ -18,8 +18,10 @@ import pytest
 
 from benchmarks.fill_etcd import fill
 from i2v_common.artifacts import open_store
+from i2v_contract.codes import Code
 from i2v_contract.keys import ClaimRecord, LeaderRecord
 from i2v_contract.kv import count_prefix
+from i2v_contract.states import ASSIGNED, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from i2v_contract.tiers import GIB
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
@@ -173,7 +175,7 @@ async def test_dispatches_a_job_and_finalises_it_from_the_nodes_result(env: Env)
     submitted = await env.submit()
     await asyncio.wait_for(watcher, 3)
     view = env.job()
-    assert view.state == jobs.SUCCEEDED and view.result_attempt == 1 and view.node_id == "n1"
+    assert view.state == SUCCEEDED and view.result_attempt == 1 and view.node_id == "n1"
     ((addr, request),) = env.calls.requests
     assert addr == "addr-n1"
     assert (request.job_id, request.attempt, request.epoch) == ("job1", 1, epoch)
@@ -181,9 +183,7 @@ async def test_dispatches_a_job_and_finalises_it_from_the_nodes_result(env: Env)
     assert request.output_uri.endswith("/jobs/job1/attempt-1.mp4")
     assert request.request.image_uri == "u" and not request.request.image
     states = [e.state for e in events]
-    assert (
-        states[:2] == [jobs.QUEUED, jobs.ASSIGNED] and states[-1] == jobs.SUCCEEDED and jobs.RUNNING in states
-    )
+    assert states[:2] == [QUEUED, ASSIGNED] and states[-1] == SUCCEEDED and RUNNING in states
     assert [e.progress.step for e in events if e.HasField("progress")] == [1, 2]
     assert events[-1].result.artifact_uri == request.output_uri
     assert env.metrics.counts.get("end_to_end") == 1
@@ -194,7 +194,7 @@ async def test_a_new_leader_moves_legacy_finished_jobs_out_of_jobs_while_it_disp
     await env.add_node(node("n1"), Behaviour("n1"))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: env.job().state == SUCCEEDED)
     await until(lambda: not env.store.table.jobs)
     assert await count_prefix(env.kv, KEYS.jobs) == 0 and await count_prefix(env.kv, KEYS.results) == 0
     assert await count_prefix(env.kv, KEYS.history) == 101
@@ -205,7 +205,7 @@ async def test_refusal_before_the_claim_requeues_to_another_node(env: Env) -> No
     await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: env.job().state == SUCCEEDED)
     view = env.job()
     assert [a for a, _ in env.calls.requests] == ["addr-n1", "addr-n2"]
     assert (view.node_id, view.attempt, view.result_attempt, view.lost_attempts) == ("n2", 2, 2, 0)
@@ -218,7 +218,7 @@ async def test_invalid_input_reported_before_the_claim_fails_the_job(env: Env) -
     await env.submit()
     await until(lambda: env.job().final)
     view = env.job()
-    assert view.state == jobs.FAILED and view.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert view.state == FAILED and view.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert "n1 refused the job" in view.error and len(env.calls.requests) == 1
 
 
@@ -228,16 +228,16 @@ async def test_stale_refusal_changes_nothing_until_the_claim_timeout(env: Env) -
     await env.submit()
     await until(lambda: len(env.calls.requests) == 1)
     await asyncio.sleep(0.2)  # several sweeps
-    assert env.job().state == jobs.ASSIGNED and env.job().attempt == 1
+    assert env.job().state == ASSIGNED and env.job().attempt == 1
     env.wall.advance(6.0)  # past claim_timeout_s
-    await until(lambda: env.job().attempt == 2 and env.job().state == jobs.QUEUED)
+    await until(lambda: env.job().attempt == 2 and env.job().state == QUEUED)
     assert env.job().lost_attempts == 1 and env.metrics.counts.get("requeued") == 1
     # The claim timeout cooled n1 down and dropped its channel; after the cooldown it gets the job again.
     assert env.metrics.counts.get("node_failure:claim_timeout") == 1 and env.calls.resets == ["addr-n1"]
     await asyncio.sleep(0.2)
-    assert env.job().state == jobs.QUEUED and len(env.calls.requests) == 1
+    assert env.job().state == QUEUED and len(env.calls.requests) == 1
     env.wall.advance(61.0)
-    await until(lambda: env.job().attempt == 2 and env.job().state == jobs.ASSIGNED)
+    await until(lambda: env.job().attempt == 2 and env.job().state == ASSIGNED)
 
 
 async def test_out_of_memory_moves_the_job_to_a_larger_tier(env: Env) -> None:
@@ -251,7 +251,7 @@ async def test_out_of_memory_moves_the_job_to_a_larger_tier(env: Env) -> None:
     view = env.job()
     assert [a for a, _ in env.calls.requests] == ["addr-small", "addr-big"]
     assert (view.state, view.node_id, view.attempt, view.min_tier) == (
-        jobs.SUCCEEDED,
+        SUCCEEDED,
         "big",
         2,
         common_pb2.TIER_GE40,
@@ -263,11 +263,11 @@ async def test_node_lost_after_its_claim_requeues_on_another_node(env: Env) -> N
     await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.RUNNING)
+    await until(lambda: env.job().state == RUNNING)
     env.registry.set([n for n in env.registry.nodes if n.node_id != "n1"])
     env.lease_clock.advance(11)
     env.kv.expire()  # n1's lease ends: its claim goes with it
-    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: env.job().state == SUCCEEDED)
     view = env.job()
     assert (view.node_id, view.attempt, view.lost_attempts) == ("n2", 2, 1)
     assert env.metrics.counts.get("requeued") == 1
@@ -281,9 +281,9 @@ async def test_new_leader_takes_back_old_assignments_and_reattaches_to_running_j
     old = (await env.kv.get(KEYS.leader)).create_revision  # type: ignore[union-attr]
     request = common_pb2.GenerationRequest(prompt="p", image_uri="u")
     base = jobs.new_job("a", GIB, common_pb2.TIER_CPU, "tiny", env.wall())
-    assigned = dataclasses.replace(base, state=jobs.ASSIGNED, node_id="n1", epoch=old, assigned_at=env.wall())
+    assigned = dataclasses.replace(base, state=ASSIGNED, node_id="n1", epoch=old, assigned_at=env.wall())
     running = dataclasses.replace(
-        base, job_id="b", state=jobs.RUNNING, node_id="n2", epoch=old, assigned_at=env.wall()
+        base, job_id="b", state=RUNNING, node_id="n2", epoch=old, assigned_at=env.wall()
     )
     for view in (assigned, running):
         rec = JobRecord(view, request, "u", "d")
@@ -292,13 +292,13 @@ async def test_new_leader_takes_back_old_assignments_and_reattaches_to_running_j
         KEYS.claim("b", 1), ClaimRecord(node_id="n2", epoch=old).to_json(), env.calls.nodes["addr-n2"].lease
     )
     await env.elect("c1")
-    await until(lambda: env.job("a").state == jobs.SUCCEEDED)
+    await until(lambda: env.job("a").state == SUCCEEDED)
     a = env.job("a")
     assert (a.attempt, a.lost_attempts, a.epoch) == (2, 0, env.epoch)  # taken back, not counted as lost
-    assert env.job("b").state == jobs.RUNNING
+    assert env.job("b").state == RUNNING
     assert [r.job_id for _, r in env.calls.requests] == ["a"]  # b was not dispatched again
     await write_result(env.kv, "b", 1, "OK", "file:///b.mp4")
-    await until(lambda: env.job("b").state == jobs.SUCCEEDED)
+    await until(lambda: env.job("b").state == SUCCEEDED)
     assert env.job("b").artifact_uri == "file:///b.mp4"
 
 
@@ -306,7 +306,7 @@ async def test_losing_leadership_stops_streams_watchers_and_writes(env: Env) -> 
     await env.add_node(node("n1"), Behaviour("n1", hang=True))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.RUNNING)
+    await until(lambda: env.job().state == RUNNING)
     sub = env.hub.subscribe("job1")
     mod = env.store.table.jobs["job1"].mod_revision
     env.leadership.set(None)
@@ -324,13 +324,13 @@ async def test_cancel_marks_the_job_and_stops_it_on_its_node(env: Env) -> None:
     await env.add_node(node("n1"), Behaviour("n1", hang=True))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.RUNNING)
+    await until(lambda: env.job().state == RUNNING)
     events, watcher = collect(env.hub, "job1")
     cancelled = await env.dispatcher.cancel("job1")
-    assert cancelled is not None and cancelled.view.state == jobs.CANCELLED
+    assert cancelled is not None and cancelled.view.state == CANCELLED
     assert env.calls.cancels == [("addr-n1", "job1")]
     await asyncio.wait_for(watcher, 3)
-    assert events[-1].state == jobs.CANCELLED and events[-1].error_code == grpc.StatusCode.CANCELLED.value[0]
+    assert events[-1].state == CANCELLED and events[-1].error_code == grpc.StatusCode.CANCELLED.value[0]
     assert await env.dispatcher.cancel("nope") is None
 
 
@@ -339,7 +339,7 @@ async def test_a_silent_stream_before_the_claim_costs_one_attempt_and_cools_the_
     await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: env.job().state == SUCCEEDED)
     view = env.job()
     assert [a for a, _ in env.calls.requests] == ["addr-n1", "addr-n2"]
     assert (view.node_id, view.attempt, view.lost_attempts) == ("n2", 2, 0)
@@ -359,9 +359,9 @@ async def test_a_silent_stream_after_the_claim_leaves_the_job_to_the_node_s_resu
     await until(lambda: env.calls.streams_cancelled == 1)
     assert env.calls.resets == ["addr-n1"]  # the call is cancelled and the channel rebuilt
     await asyncio.sleep(0.2)
-    assert env.job().state == jobs.RUNNING and env.job().attempt == 1  # the claim stands
+    assert env.job().state == RUNNING and env.job().attempt == 1  # the claim stands
     await write_result(env.kv, "job1", 1, "OK", "file:///j.mp4")
-    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: env.job().state == SUCCEEDED)
     assert env.dispatcher.node_health(env.registry.nodes[0])[0].failures == 0
 
 
@@ -372,13 +372,13 @@ async def test_node_side_failures_move_the_job_on_and_set_the_node_aside(env: En
     await env.elect()
     await env.submit()
     for attempt, cooldown in ((2, 60.0), (3, 120.0)):
-        await until(lambda: env.job().attempt == attempt and env.job().state == jobs.QUEUED)  # noqa: B023
+        await until(lambda: env.job().attempt == attempt and env.job().state == QUEUED)  # noqa: B023
         _, standing = env.dispatcher.node_health(env.registry.nodes[0])
         assert standing.cooldown_s == cooldown
         env.wall.advance(cooldown + 1)
     await until(lambda: env.job().final)
     view = env.job()
-    assert (view.state, view.lost_attempts, view.error_code) == (jobs.FAILED, 3, jobs.Code.ABORTED)
+    assert (view.state, view.lost_attempts, view.error_code) == (FAILED, 3, Code.ABORTED)
     assert "node n1" in view.error and "FAILED_PRECONDITION" in view.error and "gave up after 3" in view.error
     health, standing = env.dispatcher.node_health(env.registry.nodes[0])
     assert health.set_aside and standing.set_aside and health.failures == 3
@@ -388,15 +388,15 @@ async def test_node_side_failures_move_the_job_on_and_set_the_node_aside(env: En
     env.calls.nodes["addr-n1"].status = "OK"
     await env.submit("job2")
     await asyncio.sleep(0.2)
-    assert env.job("job2").state == jobs.QUEUED
+    assert env.job("job2").state == QUEUED
     if comeback == "re-registration":
         env.registry.set([dataclasses.replace(env.registry.nodes[0], registration=2)])
     else:
         env.wall.advance(env.dispatcher.config.health.trial_after_s - 1)
         await asyncio.sleep(0.2)
-        assert env.job("job2").state == jobs.QUEUED
+        assert env.job("job2").state == QUEUED
         env.wall.advance(1)
-    await until(lambda: env.job("job2").state == jobs.SUCCEEDED)
+    await until(lambda: env.job("job2").state == SUCCEEDED)
     health, _ = env.dispatcher.node_health(env.registry.nodes[0])
     assert health.failures == 0 and not health.set_aside
 
@@ -405,15 +405,15 @@ async def test_a_stream_that_stalls_mid_call_is_cancelled_but_heartbeats_keep_it
     await env.add_node(node("n1"), Behaviour("n1", hang=True))
     await env.elect()
     await env.submit("a")
-    await until(lambda: env.job("a").state == jobs.RUNNING)
+    await until(lambda: env.job("a").state == RUNNING)
     await env.add_node(node("n2"), Behaviour("n2", stall=True))
     await env.submit("b")
-    await until(lambda: env.job("b").state == jobs.RUNNING)
+    await until(lambda: env.job("b").state == RUNNING)
     await until(lambda: env.calls.streams_cancelled == 1)
     assert env.calls.resets == ["addr-n2"] and env.job("b").node_id == "n2"
     await asyncio.sleep(0.5)  # well past the idle bound: the heartbeating stream stays open
     assert env.calls.streams_cancelled == 1
-    assert env.job("a").state == env.job("b").state == jobs.RUNNING
+    assert env.job("a").state == env.job("b").state == RUNNING
 
 
 async def test_list_nodes_and_cluster_status_show_node_health(env: Env, tmp_path: Path) -> None:
@@ -421,7 +421,7 @@ async def test_list_nodes_and_cluster_status_show_node_health(env: Env, tmp_path
     await env.add_node(node("n2", free_gib=10), Behaviour("n2"))
     await env.elect()
     await env.submit()
-    await until(lambda: env.job().state == jobs.SUCCEEDED)
+    await until(lambda: env.job().state == SUCCEEDED)
     servicer = CoordinatorServicer(
         env.leadership,
         env.registry,  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 
 from benchmarks.fill_etcd import fill
+from i2v_contract import states
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
 from i2v_contract.kv import KeyValue, WatchEvent, count_prefix
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -52,7 +53,7 @@ def kv() -> MemoryKV:
 def test_job_record_round_trips_through_its_codec() -> None:
     rec = dataclasses.replace(
         record(),
-        view=dataclasses.replace(record().view, state=jobs.RUNNING, attempt=3, node_id="n1", min_tier=4),
+        view=dataclasses.replace(record().view, state=states.RUNNING, attempt=3, node_id="n1", min_tier=4),
     )
     kv_value = encode_job(rec)
     back = decode_job(KeyValue(KEYS.job("job1"), kv_value, 5, 9, 2, 0))
@@ -77,10 +78,10 @@ async def test_writes_from_a_past_epoch_are_fenced(kv: MemoryKV) -> None:
     created, _ = await store.submit(record(), old_epoch)
     await lead(kv, "c2")  # another coordinator took over
     with pytest.raises(Fenced):
-        await store.write(created, dataclasses.replace(created.view, state=jobs.CANCELLED), old_epoch)
+        await store.write(created, dataclasses.replace(created.view, state=states.CANCELLED), old_epoch)
     with pytest.raises(Fenced):
         await store.submit(record("job2"), old_epoch)
-    assert decode_job(await kv.get(KEYS.job("job1"))).view.state == jobs.QUEUED  # type: ignore[arg-type]
+    assert decode_job(await kv.get(KEYS.job("job1"))).view.state == states.QUEUED  # type: ignore[arg-type]
     assert await kv.get(KEYS.job("job2")) is None
 
 
@@ -88,12 +89,12 @@ async def test_write_compares_mod_revision_and_optionally_the_claim(kv: MemoryKV
     store = JobStore(kv, KEYS)
     epoch = await lead(kv)
     created, _ = await store.submit(record(), epoch)
-    assigned = await store.write(created, dataclasses.replace(created.view, state=jobs.ASSIGNED), epoch)
+    assigned = await store.write(created, dataclasses.replace(created.view, state=states.ASSIGNED), epoch)
     assert assigned is not None and assigned.mod_revision > created.mod_revision
     # A write based on the older view loses the mod compare.
-    assert await store.write(created, dataclasses.replace(created.view, state=jobs.FAILED), epoch) is None
+    assert await store.write(created, dataclasses.replace(created.view, state=states.FAILED), epoch) is None
     await kv.put(KEYS.claim("job1", 1), ClaimRecord(node_id="n1", epoch=epoch).to_json())
-    requeue = dataclasses.replace(assigned.view, state=jobs.QUEUED, attempt=2)
+    requeue = dataclasses.replace(assigned.view, state=states.QUEUED, attempt=2)
     assert await store.write(assigned, requeue, epoch, expect_no_claim=True) is None
     assert await store.write(assigned, requeue, epoch) is not None
 
@@ -187,9 +188,9 @@ def test_undecodable_records_are_skipped_not_fatal() -> None:
 @pytest.mark.parametrize(
     ("state", "status", "expect_result", "expect_error"),
     [
-        (jobs.SUCCEEDED, "OK", True, ""),
-        (jobs.FAILED, "RESOURCE_EXHAUSTED", False, "out of memory"),
-        (jobs.RUNNING, "OK", False, ""),
+        (states.SUCCEEDED, "OK", True, ""),
+        (states.FAILED, "RESOURCE_EXHAUSTED", False, "out of memory"),
+        (states.RUNNING, "OK", False, ""),
     ],
 )
 def test_job_event_carries_result_or_error_only_when_final(
@@ -222,7 +223,7 @@ def _succeeded(raw: bytes, allow_degrade: bool) -> coordinator_pb2.JobEvent:
     request.CopyFrom(base.request)
     request.allow_degrade = allow_degrade
     request.steps, request.fps = 6, 8
-    view = dataclasses.replace(base.view, state=jobs.SUCCEEDED, result_attempt=1)
+    view = dataclasses.replace(base.view, state=states.SUCCEEDED, result_attempt=1)
     return job_event(dataclasses.replace(base, view=view, request=request), table)
 
 
@@ -254,7 +255,7 @@ OK_RESULT = ResultRecord("OK", "file:///store/out.mp4", "ab", "fast", {"total_s"
 async def running_with_result(kv: MemoryKV, store: JobStore, epoch: int, job_id: str = "job1") -> JobRecord:
     """job_id claimed by n1 (attempt 1), with an OK result, both folded into the table."""
     created, _ = await store.submit(record(job_id), epoch)
-    view = dataclasses.replace(created.view, state=jobs.RUNNING, node_id="n1", epoch=epoch)
+    view = dataclasses.replace(created.view, state=states.RUNNING, node_id="n1", epoch=epoch)
     running = await store.write(created, view, epoch)
     assert running is not None
     for key, value in (
@@ -269,7 +270,12 @@ async def running_with_result(kv: MemoryKV, store: JobStore, epoch: int, job_id:
 
 @pytest.mark.parametrize(
     ("state", "result_attempt", "embeds_result"),
-    [(jobs.SUCCEEDED, 1, True), (jobs.FAILED, 1, True), (jobs.FAILED, 0, False), (jobs.CANCELLED, 0, False)],
+    [
+        (states.SUCCEEDED, 1, True),
+        (states.FAILED, 1, True),
+        (states.FAILED, 0, False),
+        (states.CANCELLED, 0, False),
+    ],
 )
 async def test_a_final_write_moves_the_job_to_history_in_one_txn(
     kv: MemoryKV, state: int, result_attempt: int, embeds_result: bool
@@ -304,7 +310,7 @@ async def test_a_stale_final_write_loses_and_changes_nothing(kv: MemoryKV) -> No
     newer = await store.write(running, dataclasses.replace(running.view, node_id="n2"), epoch)
     assert newer is not None
     before = kv.revision
-    final = dataclasses.replace(running.view, state=jobs.SUCCEEDED, finished_at=2000.0, result_attempt=1)
+    final = dataclasses.replace(running.view, state=states.SUCCEEDED, finished_at=2000.0, result_attempt=1)
     assert await store.write(running, final, epoch) is None
     assert kv.revision == before
     assert await kv.get(KEYS.done_of("job1")) is None and await kv.get(KEYS.claim("job1", 1)) is not None
@@ -315,10 +321,10 @@ async def test_submit_of_a_finished_id_returns_the_finished_job(kv: MemoryKV) ->
     store = JobStore(kv, KEYS)
     epoch = await lead(kv)
     running = await running_with_result(kv, store, epoch)
-    done = dataclasses.replace(running.view, state=jobs.SUCCEEDED, finished_at=2000.0, result_attempt=1)
+    done = dataclasses.replace(running.view, state=states.SUCCEEDED, finished_at=2000.0, result_attempt=1)
     assert await store.write(running, done, epoch) is not None
     again, created = await store.submit(record(), epoch)
-    assert not created and again.view.state == jobs.SUCCEEDED
+    assert not created and again.view.state == states.SUCCEEDED
     assert await kv.get(KEYS.job("job1")) is None  # not re-opened
     with pytest.raises(IdConflict, match="different request"):
         await store.submit(record(prompt="a dog"), epoch)
@@ -332,7 +338,7 @@ async def test_load_pages_only_the_open_prefixes(kv: MemoryKV, monkeypatch: pyte
         await store.submit(record(f"open{i}"), epoch)
     for i in range(7):
         running = await running_with_result(kv, store, epoch, f"done{i}")
-        final = dataclasses.replace(running.view, state=jobs.CANCELLED, finished_at=2000.0 + i)
+        final = dataclasses.replace(running.view, state=states.CANCELLED, finished_at=2000.0 + i)
         assert await store.write(running, final, epoch) is not None
     reads: list[str] = []
     inner = kv.range_page
@@ -393,7 +399,7 @@ async def test_history_pages_walk_newest_first_exactly_once(
 ) -> None:
     store = JobStore(kv, KEYS, clock=lambda: NOW_S)
     for i, at in enumerate(finished_at):
-        view = dataclasses.replace(record(f"job{i:03d}").view, state=jobs.CANCELLED, finished_at=at)
+        view = dataclasses.replace(record(f"job{i:03d}").view, state=states.CANCELLED, finished_at=at)
         await kv.put(
             KEYS.history_entry(at, view.job_id), encode_job(dataclasses.replace(record(), view=view))
         )
@@ -457,10 +463,10 @@ def test_the_open_table_keeps_queue_depth_and_active_jobs_with_every_state_chang
     a, b = record("a"), record("b")
     table.jobs["a"], table.jobs["b"] = a, b
     assert table.queued_count() == 2 and [r.job_id for r in table.active()] == []
-    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=jobs.ASSIGNED))
+    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=states.ASSIGNED))
     assert table.queued_count() == 1 and [r.job_id for r in table.queued()] == ["b"]
     assert [r.job_id for r in table.active()] == ["a"]
-    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=jobs.RUNNING))
+    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=states.RUNNING))
     assert [r.job_id for r in table.active()] == ["a"] and len(table.jobs) == 2
     table.forget("a")
     del table.jobs["b"]

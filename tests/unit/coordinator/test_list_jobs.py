@@ -9,6 +9,7 @@ from typing import Any, NoReturn, cast
 import grpc
 import pytest
 
+from i2v_contract import states
 from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
@@ -32,7 +33,7 @@ from tests.fakes.memory_kv import MemoryKV
 KEYS = Keys("/lj/")
 
 
-def job(job_id: str, created_at: float, state: int = jobs.QUEUED) -> JobRecord:
+def job(job_id: str, created_at: float, state: int = states.QUEUED) -> JobRecord:
     request = common_pb2.GenerationRequest(prompt="p", width=64, height=64, frames=2, steps=2, seed=5)
     view = dataclasses.replace(jobs.new_job(job_id, 1, common_pb2.TIER_CPU, "tiny", created_at), state=state)
     return JobRecord(view, request, f"file:///s/{job_id}.png", request_digest(request))
@@ -54,7 +55,7 @@ def test_list_limit_beyond_the_max_names_the_field_and_range() -> None:
     ("states", "expected"),
     [
         ([], frozenset()),
-        ([jobs.QUEUED, jobs.RUNNING, jobs.QUEUED], frozenset({jobs.QUEUED, jobs.RUNNING})),
+        ([states.QUEUED, states.RUNNING, states.QUEUED], frozenset({states.QUEUED, states.RUNNING})),
     ],
 )
 def test_state_filter(states: list[int], expected: frozenset[int]) -> None:
@@ -64,14 +65,14 @@ def test_state_filter(states: list[int], expected: frozenset[int]) -> None:
 @pytest.mark.parametrize("bad", [coordinator_pb2.JOB_STATE_UNSPECIFIED, 42])
 def test_state_filter_rejects_unknown_states(bad: int) -> None:
     with pytest.raises(ValueError, match=r"states: .* JOB_QUEUED"):
-        state_filter([jobs.QUEUED, bad])
+        state_filter([states.QUEUED, bad])
 
 
 RECORDS = [
-    job("a", 10.0, jobs.SUCCEEDED),
-    job("b", 30.0, jobs.QUEUED),
-    job("c", 20.0, jobs.RUNNING),
-    job("d", 30.0, jobs.FAILED),  # same time as b: the id breaks the tie
+    job("a", 10.0, states.SUCCEEDED),
+    job("b", 30.0, states.QUEUED),
+    job("c", 20.0, states.RUNNING),
+    job("d", 30.0, states.FAILED),  # same time as b: the id breaks the tie
 ]
 
 
@@ -81,9 +82,9 @@ RECORDS = [
         (frozenset(), 100, "", ["d", "b", "c", "a"], False),
         (frozenset(), 2, "", ["d", "b"], True),
         (frozenset(), 2, "b", ["c", "a"], False),  # after = the cursor of job b
-        (frozenset({jobs.QUEUED, jobs.RUNNING}), 100, "", ["b", "c"], False),
-        (frozenset({jobs.QUEUED, jobs.RUNNING}), 1, "", ["b"], True),
-        (frozenset({jobs.CANCELLED}), 100, "", [], False),
+        (frozenset({states.QUEUED, states.RUNNING}), 100, "", ["b", "c"], False),
+        (frozenset({states.QUEUED, states.RUNNING}), 1, "", ["b"], True),
+        (frozenset({states.CANCELLED}), 100, "", [], False),
     ],
 )
 def test_newest_open(states: frozenset[int], limit: int, after: str, expected: list[str], more: bool) -> None:
@@ -118,7 +119,7 @@ def test_page_token_garbage_is_invalid_argument_naming_the_field(token: str) -> 
 
 
 def test_finished_message_says_why_and_where_to_look() -> None:
-    message = finished_message(dataclasses.replace(job("j9", 1.0).view, state=jobs.SUCCEEDED))
+    message = finished_message(dataclasses.replace(job("j9", 1.0).view, state=states.SUCCEEDED))
     assert "job j9 already SUCCEEDED" in message and "nothing to cancel" in message
 
 
@@ -140,7 +141,7 @@ class Standby:
     leader = ("c1", "127.0.0.1:1")
 
 
-async def finish(kv: MemoryKV, record: JobRecord, finished_at: float, state: int = jobs.SUCCEEDED) -> None:
+async def finish(kv: MemoryKV, record: JobRecord, finished_at: float, state: int = states.SUCCEEDED) -> None:
     """Store `record` the way a finalising txn leaves it: history/ entry (result embedded) + done/."""
     view = dataclasses.replace(record.view, state=state, finished_at=finished_at, result_attempt=1)
     result = common_pb2.Result(artifact_uri=f"file:///s/{record.job_id}.mp4", sha256="ab" * 32)
@@ -151,11 +152,11 @@ async def finish(kv: MemoryKV, record: JobRecord, finished_at: float, state: int
 
 
 async def standby_servicer(kv: MemoryKV, finished: int = 1) -> CoordinatorServicer:
-    for record in (job("old", 1.0), job("new", 9.0, jobs.RUNNING)):
+    for record in (job("old", 1.0), job("new", 9.0, states.RUNNING)):
         await kv.put(KEYS.job(record.job_id), encode_job(record))
     await finish(kv, job("done", 5.0), 50.0)
     for i in range(1, finished):
-        await finish(kv, job(f"f{i:03d}", 0.5), 50.0 - i, jobs.FAILED if i % 2 else jobs.SUCCEEDED)
+        await finish(kv, job(f"f{i:03d}", 0.5), 50.0 - i, states.FAILED if i % 2 else states.SUCCEEDED)
     unused = cast(Any, None)  # ListJobs never touches the registry, dispatcher, hub or artifacts
     return CoordinatorServicer(Standby(), unused, JobStore(kv, KEYS), unused, unused, unused)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from i2v_coordinator.election import DEFAULT_TIMINGS
-from i2v_coordinator.main import advertised, parse_args, timings_for_ttl
+from i2v_coordinator.main import parse_args, timings_for_ttl
 from i2v_coordinator.retention import RetentionPolicy
 
 REQUIRED = ["--etcd", "127.0.0.1:2379", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
@@ -66,11 +66,3 @@ def test_bad_flags_exit_2(extra: list[str], message: str, capsys: pytest.Capture
 def test_timings_scale_with_ttl(ttl: float) -> None:
     t = timings_for_ttl(ttl)
     assert t.keepalive_s < t.validity_s and t.margin_s == pytest.approx(0.3 * ttl)
-
-
-@pytest.mark.parametrize(
-    ("listen", "port", "expected_host"),
-    [("127.0.0.1:0", 4100, "127.0.0.1:4100"), ("[::1]:0", 4100, "[::1]:4100")],
-)
-def test_advertised_address(listen: str, port: int, expected_host: str) -> None:
-    assert advertised(listen, port) == expected_host

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from i2v_common.artifacts import FileStore
+from i2v_contract import states
 from i2v_contract.keys import Keys, LeaderRecord
 from i2v_contract.kv import count_prefix
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -162,7 +163,7 @@ async def finish_jobs(env: Env, count: int, days_old: float) -> list[str]:
         )
         finished_at = NOW - days_old * DAY + i
         final = dataclasses.replace(
-            created.view, state=jobs.SUCCEEDED, attempt=2, finished_at=finished_at, artifact_uri=video
+            created.view, state=states.SUCCEEDED, attempt=2, finished_at=finished_at, artifact_uri=video
         )
         assert await env.store.write(created, final, env.epoch) is not None
         ids.append(job_id)

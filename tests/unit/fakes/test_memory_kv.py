@@ -8,7 +8,7 @@ import asyncio
 import grpc
 import pytest
 
-from i2v_common.etcd_kv import parse_endpoints, retry_safe
+from i2v_common.etcd_kv import retry_safe
 from i2v_contract.kv import Compacted, Compare, Delete, KVUnavailable, LeaseLost, Put
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
@@ -139,38 +139,6 @@ async def test_compact_rejects_future_and_past(kv: MemoryKV) -> None:
 def test_compare_value_type_must_match_target(target: str, value: int | bytes) -> None:
     with pytest.raises(ValueError, match="needs"):
         Compare("/k", target, "==", value)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1:2379", ["127.0.0.1:2379"]),
-        ("127.0.0.1:2379, 127.0.0.1:22379", ["127.0.0.1:2379", "127.0.0.1:22379"]),
-        ("http://etcd-0:2379/,HTTP://etcd-1:2379", ["etcd-0:2379", "etcd-1:2379"]),
-        ("[::1]:2379,", ["[::1]:2379"]),
-    ],
-)
-def test_parse_endpoints(text: str, expected: list[str]) -> None:
-    assert parse_endpoints(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "no etcd endpoints"),
-        (" , ", "no etcd endpoints"),
-        ("127.0.0.1", "expected host:port"),
-        ("127.0.0.1:0", "port must be 1..65535"),
-        ("127.0.0.1:http", "port must be 1..65535"),
-        ("https://127.0.0.1:2379", "not supported"),
-        ("::1:2379", "brackets"),
-        ("host:2379/path", "expected host:port"),
-        (":2379", "expected host:port"),
-    ],
-)
-def test_parse_endpoints_rejects(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_endpoints(text)
 
 
 U, D, N = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.NOT_FOUND

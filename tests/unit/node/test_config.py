@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from i2v_node.cluster import advertised
 from i2v_node.config import parse_args
 
 BASE = ["--model", "tiny"]
@@ -55,16 +52,3 @@ def test_standalone_defaults() -> None:
         "/i2v/v1/",
         10.0,
     )
-
-
-@pytest.mark.parametrize(
-    ("bound", "expected"),
-    [
-        ("127.0.0.1:50051", "127.0.0.1:50051"),
-        ("[::1]:7000", "[::1]:7000"),
-        ("0.0.0.0:50051", f"{socket.gethostname()}:50051"),
-        ("[::]:50051", f"{socket.gethostname()}:50051"),
-    ],
-)
-def test_advertised_address(bound: str, expected: str) -> None:
-    assert advertised(bound) == expected
