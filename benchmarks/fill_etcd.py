@@ -125,18 +125,13 @@ def finished_record(i: int, now: float, span_s: float, total: int) -> tuple[JobR
         result_attempt=1,
     )
     req = queued.request
-    result = ResultRecord(
-        status="OK",
+    produced = common_pb2.Result(
         artifact_uri=uri,
         sha256=hashlib.sha256(uri.encode()).hexdigest(),
-        profile_used="resident-fp16",
-        timings={
-            "encode_s": 1.2,
-            "denoise_s": denoise,
-            "decode_s": 3.1,
-            "video_s": 0.4,
-            "total_s": denoise + 4.7,
-        },
+        profile="resident-fp16",
+        timings=common_pb2.Timings(
+            encode_s=1.2, denoise_s=denoise, decode_s=3.1, video_s=0.4, total_s=denoise + 4.7
+        ),
         peak_bytes=18 * 1024**3,
         width=req.width,
         height=req.height,
@@ -146,6 +141,7 @@ def finished_record(i: int, now: float, span_s: float, total: int) -> tuple[JobR
         seed=req.seed,
         metadata={"dtype": "float16", "model": "ali-vilab/i2vgen-xl", "tier": "24-40GB"},
     )
+    result = ResultRecord("OK", result=produced)
     return dataclasses.replace(queued, view=view), result
 
 

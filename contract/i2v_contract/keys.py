@@ -14,6 +14,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from google.protobuf import json_format
+
+from i2v_contract.wire import common_pb2
+
 DEFAULT_PREFIX = "/i2v/v1/"
 
 
@@ -237,20 +241,6 @@ class NodeRecord(_Record):
 
 
 @dataclass(frozen=True)
-class JobRecord(_Record):
-    """jobs/{job_id}, written by the leader only."""
-
-    spec: dict[str, Any]  # the normalised request as JSON (protobuf JSON mapping), no image bytes
-    input_uri: str
-    state: int  # coordinator_pb2.JobState value
-    attempt: int
-    node: str
-    epoch: int
-    timestamps: dict[str, float] = field(default_factory=dict)  # event -> Unix seconds
-    error: str = ""
-
-
-@dataclass(frozen=True)
 class ClaimRecord(_Record):
     """claims/{job_id}/{attempt}, on the node's lease."""
 
@@ -259,26 +249,46 @@ class ClaimRecord(_Record):
 
 
 @dataclass(frozen=True)
-class ResultRecord(_Record):
-    """results/{job_id}/{attempt}, written once by the node."""
+class ResultRecord:
+    """results/{job_id}/{attempt}, written once by the node: its status and the Result it produced.
 
-    status: str  # gRPC status code name, "OK" on success
-    artifact_uri: str
-    sha256: str
-    profile_used: str
-    timings: dict[str, float]  # common.Timings field -> seconds
-    peak_bytes: int
-    message: str = ""  # the error message when status is not OK
-    # Added after the first schema (older records decode with these "unknown" defaults): what the
-    # node actually produced, which may differ from the request when degradation was allowed.
-    width: int = 0
-    height: int = 0
-    frames: int = 0
-    fps: int = 0
-    steps: int = 0
-    seed: int = 0
-    degradations: tuple[str, ...] = ()
-    metadata: dict[str, str] = field(default_factory=dict)  # dtype, library versions, model, tier
+    Stored as the Result message in protobuf's JSON mapping (field names as in common.proto) plus
+    `status` (the gRPC code name, "OK" on success) and `message` (the error when not OK). The video
+    itself never goes into etcd: it is in the artifact store at result.artifact_uri.
+    """
+
+    status: str
+    message: str = ""
+    result: common_pb2.Result = field(default_factory=common_pb2.Result)
+
+    def to_json(self) -> bytes:
+        stored = common_pb2.Result()
+        stored.CopyFrom(self.result)
+        stored.ClearField("video")
+        stored.ClearField("frames_png")
+        data = json_format.MessageToDict(stored, preserving_proto_field_name=True)
+        data.update(status=self.status, message=self.message)
+        return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ResultRecord:
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"ResultRecord: value is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"ResultRecord: value is {type(data).__name__}, expected a JSON object")
+        status, message = data.pop("status", None), data.pop("message", "")
+        if not isinstance(status, str) or not isinstance(message, str):
+            raise ValueError("ResultRecord: 'status' (required) and 'message' must be strings")
+        if "profile_used" in data:  # nodes before the one-shape record named this one field differently
+            data["profile"] = data.pop("profile_used")
+        result = common_pb2.Result()
+        try:
+            json_format.ParseDict(data, result, ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            raise ValueError(f"ResultRecord: {exc}") from None
+        return cls(status, message, result)
 
 
 @dataclass(frozen=True)

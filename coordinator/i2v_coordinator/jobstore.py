@@ -62,7 +62,6 @@ log = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(JobView))
-_RESULT_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRecord)) | {"video", "frames_png"}
 LOAD_PAGE = 500  # keys per range read while loading: bounded messages, the loop runs between pages
 YIELD_EVERY = 100  # watch events folded in before yielding to the loop (lease keepalives must run)
 FINISHED_CACHE = 1024  # recently finished records kept in memory for the watch streams' final events
@@ -129,25 +128,13 @@ def decode_claim(kv: KeyValue, keys: Keys) -> ClaimView:
 
 
 def decode_result(kv: KeyValue, keys: Keys) -> StoredResult:
-    """A node's result record as a Result message (fields the node adds that Result names are kept)."""
+    """A node's result record: its view for the state machine and its Result message."""
     job_id, attempt = keys.job_attempt_of(kv.key, keys.results)
     record = ResultRecord.from_json(kv.value)
-    extra = {k: v for k, v in json.loads(kv.value).items() if k not in _RESULT_RECORD_FIELDS}
-    result = common_pb2.Result()
-    json_format.ParseDict(extra, result, ignore_unknown_fields=True)
-    result.artifact_uri = record.artifact_uri
-    result.sha256 = record.sha256
-    result.profile = record.profile_used
-    result.peak_bytes = record.peak_bytes
-    json_format.ParseDict(record.timings, result.timings, ignore_unknown_fields=True)
-    # What the node produced (0 / empty from nodes that predate these fields: job_event fills them in).
-    result.width, result.height, result.frames = record.width, record.height, record.frames
-    result.fps, result.steps, result.seed = record.fps, record.steps, record.seed
-    result.degradations.extend(record.degradations)
-    result.metadata.update(record.metadata)
-    if record.artifact_uri and not result.mime_type:
+    result = record.result
+    if result.artifact_uri and not result.mime_type:
         result.mime_type = "video/mp4"
-    view = ResultView(job_id, attempt, code_of(record.status), record.message, record.artifact_uri)
+    view = ResultView(job_id, attempt, code_of(record.status), record.message, result.artifact_uri)
     return StoredResult(view, result)
 
 

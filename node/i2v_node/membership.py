@@ -37,7 +37,7 @@ from i2v_contract.kv import (
     Put,
 )
 from i2v_contract.memory import ArchSpec
-from i2v_contract.wire import node_pb2
+from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.servicer import JobRejected, JobReport, Stop
 
 log = logging.getLogger(__name__)
@@ -419,9 +419,7 @@ def _stale(request: node_pb2.NodeGenerateRequest) -> JobRejected:
 
 
 def _failure(status: str, message: str) -> ResultRecord:
-    return ResultRecord(
-        status=status, message=message, artifact_uri="", sha256="", profile_used="", timings={}, peak_bytes=0
-    )
+    return ResultRecord(status, message)
 
 
 RESULT_BUDGET_MIN_S = 60.0
@@ -633,24 +631,10 @@ class ClusterHooks:
                     f"node {self.m.node_id} could not store the video in its artifact store "
                     f"({self.store.root_url}): {exc}; check the store is reachable and writable from there"
                 )
-        timings = result.timings
-        return ResultRecord(
-            status=status,
-            message=message,
-            artifact_uri=artifact_uri,
-            sha256=result.sha256,
-            profile_used=result.profile,
-            peak_bytes=result.peak_bytes,
-            timings={f.name: float(getattr(timings, f.name)) for f in timings.DESCRIPTOR.fields},
-            width=result.width,
-            height=result.height,
-            frames=result.frames,
-            fps=result.fps,
-            steps=result.steps,
-            seed=result.seed,
-            degradations=tuple(result.degradations),
-            metadata=dict(result.metadata),
-        )
+        stored = common_pb2.Result()
+        stored.CopyFrom(result)
+        stored.artifact_uri = artifact_uri
+        return ResultRecord(status, message, stored)
 
     def _spawn_write(
         self, request: node_pb2.NodeGenerateRequest, record: ResultRecord, guard: Compare

@@ -55,7 +55,10 @@ def node(free: int, revision: int) -> Seen:
 
 
 def result(attempt: int, status: str, revision: int, version: int = 1) -> Seen:
-    record = ResultRecord(status, "file:///v.mp4", "abc", "fast", {}, 1)
+    record = ResultRecord(
+        status,
+        result=common_pb2.Result(artifact_uri="file:///v.mp4", sha256="abc", profile="fast", peak_bytes=1),
+    )
     return event(KEYS.result("j1", attempt), record.to_json(), revision, version=version)
 
 

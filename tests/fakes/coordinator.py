@@ -150,15 +150,13 @@ class FakeCalls:
 
 async def write_result(kv: MemoryKV, job_id: str, attempt: int, status: str, uri: str = "") -> None:
     key = KEYS.result(job_id, attempt)
-    record = ResultRecord(
-        status=status,
+    produced = common_pb2.Result(
         artifact_uri=uri if status == "OK" else "",
-        sha256="",
-        profile_used="fast",
-        timings={"total_s": 1.0},
+        profile="fast",
+        timings=common_pb2.Timings(total_s=1.0),
         peak_bytes=1,
-        message="" if status == "OK" else f"{status} at the leanest profile",
     )
+    record = ResultRecord(status, "" if status == "OK" else f"{status} at the leanest profile", produced)
     await kv.txn([Compare(key, "create", "==", 0)], [Put(key, record.to_json())])
 
 

@@ -133,14 +133,13 @@ class FakeNode(node_pb2_grpc.NodeServicer):
         yield common_pb2.GenerateEvent(heartbeat=common_pb2.Heartbeat(elapsed_s=0.0))
         await asyncio.sleep(0.3)
         key = self.keys.result(request.job_id, request.attempt)
-        result = ResultRecord(
-            status="OK",
+        produced = common_pb2.Result(
             artifact_uri=request.output_uri,
-            sha256="",
-            profile_used="fast",
-            timings={"total_s": 0.3},
+            profile="fast",
+            timings=common_pb2.Timings(total_s=0.3),
             peak_bytes=1,
         )
+        result = ResultRecord("OK", result=produced)
         await self.kv.txn([Compare(key, "create", "==", 0)], [Put(key, result.to_json())])
         yield common_pb2.GenerateEvent(result=common_pb2.Result(artifact_uri=request.output_uri))
 

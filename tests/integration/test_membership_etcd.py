@@ -178,9 +178,13 @@ async def test_fenced_claim_and_write_once_result(env: Env) -> None:
     stored = await env.kv.get(env.keys.result("j1", 1))
     assert stored is not None and stored.lease == 0
     record = ResultRecord.from_json(stored.value)
-    assert (record.status, record.artifact_uri, record.profile_used) == ("OK", "file:///out.mp4", "fast")
+    assert (record.status, record.result.artifact_uri, record.result.profile) == (
+        "OK",
+        "file:///out.mp4",
+        "fast",
+    )
     guard = Compare(claim.key, "create", "==", claim.create_revision)
-    assert await hooks.write_result("j1", 1, ResultRecord("INTERNAL", "", "", "", {}, 0), guard)
+    assert await hooks.write_result("j1", 1, ResultRecord("INTERNAL"), guard)
     again = await env.kv.get(env.keys.result("j1", 1))
     assert again is not None and again.mod_revision == stored.mod_revision
 

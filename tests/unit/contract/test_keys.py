@@ -6,13 +6,13 @@ import pytest
 
 from i2v_contract.keys import (
     ClaimRecord,
-    JobRecord,
     Keys,
     LeaderRecord,
     MemberRecord,
     NodeRecord,
     ResultRecord,
 )
+from i2v_contract.wire import common_pb2
 
 K = Keys()
 
@@ -61,34 +61,38 @@ RECORDS = [
     NodeRecord(
         "127.0.0.1:6000", "NVIDIA RTX 4090", 24 * 2**30, 20 * 2**30, 5, False, ("tiny", "i2vgen-xl"), "0.1.0"
     ),
-    JobRecord(
-        {"width": 512, "prompt": "cat"},
-        "file:///a/in.png",
-        3,
-        2,
-        "n1",
-        17,
-        {"created": 1.5, "assigned": 2},
-        "",
-    ),
     ClaimRecord("n1", 17),
-    ResultRecord("OK", "file:///a/out.mp4", "ab" * 32, "chunked", {"denoise_s": 4.5}, 123),
-    ResultRecord("RESOURCE_EXHAUSTED", "", "", "sequential_offload", {}, 0, "decode ran out of memory"),
     ResultRecord(
         "OK",
-        "file:///a/o.mp4",
-        "cd" * 32,
-        "fast",
-        {},
-        9,
-        width=32,
-        height=48,
-        frames=2,
-        fps=8,
-        steps=3,
-        seed=2**63,
-        degradations=("steps 6->3",),
-        metadata={"dtype": "float32"},
+        result=common_pb2.Result(
+            artifact_uri="file:///a/out.mp4",
+            sha256="ab" * 32,
+            profile="chunked",
+            timings=common_pb2.Timings(denoise_s=4.5),
+            peak_bytes=123,
+        ),
+    ),
+    ResultRecord(
+        "RESOURCE_EXHAUSTED",
+        "decode ran out of memory",
+        common_pb2.Result(profile="sequential_offload"),
+    ),
+    ResultRecord(
+        "OK",
+        result=common_pb2.Result(
+            artifact_uri="file:///a/o.mp4",
+            sha256="cd" * 32,
+            profile="fast",
+            peak_bytes=9,
+            width=32,
+            height=48,
+            frames=2,
+            fps=8,
+            steps=3,
+            seed=2**63,
+            degradations=["steps 6->3"],
+            metadata={"dtype": "float32"},
+        ),
     ),
 ]
 
@@ -100,8 +104,21 @@ def test_round_trip(record: object) -> None:
 
 
 def test_unknown_fields_are_ignored_and_defaults_fill_in() -> None:
-    raw = b'{"spec":{},"input_uri":"u","state":1,"attempt":1,"node":"","epoch":0,"future":true}'
-    assert JobRecord.from_json(raw) == JobRecord({}, "u", 1, 1, "", 0)
+    raw = b'{"node_id":"n","epoch":3,"future":true}'
+    assert ClaimRecord.from_json(raw) == ClaimRecord("n", 3)
+    result = ResultRecord.from_json(b'{"status":"OK","artifact_uri":"u","future":{"x":1}}')
+    assert result == ResultRecord("OK", result=common_pb2.Result(artifact_uri="u"))
+
+
+def test_the_video_never_goes_into_etcd() -> None:
+    record = ResultRecord("OK", result=common_pb2.Result(artifact_uri="u", video=b"mp4", frames_png=[b"p"]))
+    assert ResultRecord.from_json(record.to_json()).result == common_pb2.Result(artifact_uri="u")
+
+
+def test_a_result_record_from_an_older_node_reads_its_profile() -> None:
+    old = b'{"status":"OK","artifact_uri":"u","sha256":"s","profile_used":"p","timings":{},"peak_bytes":1}'
+    expected = common_pb2.Result(artifact_uri="u", sha256="s", profile="p", peak_bytes=1, timings={})
+    assert ResultRecord.from_json(old).result == expected
 
 
 @pytest.mark.parametrize(
@@ -120,14 +137,14 @@ def test_unknown_fields_are_ignored_and_defaults_fill_in() -> None:
         ),
         (
             ResultRecord,
-            b'{"status":"OK","artifact_uri":"","sha256":"","profile_used":"","timings":{"a":"x"},"peak_bytes":0}',
-            "'timings'",
+            b'{"status":"OK","artifact_uri":"","sha256":"","profile_used":"","timings":{"total_s":"x"},"peak_bytes":0}',
+            "timings field",
         ),
         (
             ResultRecord,
             b'{"status":"OK","artifact_uri":"","sha256":"","profile_used":"","timings":{},"peak_bytes":0,'
             b'"metadata":{"tier":1}}',
-            "'metadata'",
+            "metadata field",
         ),
     ],
 )

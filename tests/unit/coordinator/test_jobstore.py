@@ -111,14 +111,14 @@ async def test_table_follows_jobs_claims_and_results_at_one_revision(kv: MemoryK
     try:
         changes.clear()
         await kv.put(KEYS.claim("job1", 1), ClaimRecord(node_id="n1", epoch=epoch).to_json())
-        result = ResultRecord(
-            status="OK",
+        produced = common_pb2.Result(
             artifact_uri="file:///store/out.mp4",
             sha256="ab",
-            profile_used="fast",
-            timings={"total_s": 2.5, "bogus": 1.0},
+            profile="fast",
+            timings=common_pb2.Timings(total_s=2.5),
             peak_bytes=99,
         )
+        result = ResultRecord("OK", result=produced)
         await kv.put(KEYS.result("job1", 1), result.to_json())
         await kv.delete(KEYS.claim("job1", 1))
         await kv.put(KEYS.node("n1"), b"{}")  # outside the table: no change
@@ -198,7 +198,7 @@ def test_job_event_carries_result_or_error_only_when_final(
 ) -> None:
     table = JobTable(KEYS)
     result = ResultRecord(
-        status=status, artifact_uri="file:///o.mp4", sha256="s", profile_used="p", timings={}, peak_bytes=1
+        status, result=common_pb2.Result(artifact_uri="file:///o.mp4", sha256="s", profile="p", peak_bytes=1)
     )
     table.apply(WatchEvent("put", KeyValue(KEYS.result("job1", 1), result.to_json(), 4, 4, 1, 0)))
     view = dataclasses.replace(
@@ -228,11 +228,11 @@ def _succeeded(raw: bytes, allow_degrade: bool) -> coordinator_pb2.JobEvent:
 
 
 def test_result_carries_exactly_what_the_node_produced() -> None:
-    produced = ResultRecord(
-        status="OK", artifact_uri="file:///o.mp4", sha256="s", profile_used="p", timings={}, peak_bytes=1,
+    produced = ResultRecord("OK", result=common_pb2.Result(
+        artifact_uri="file:///o.mp4", sha256="s", profile="p", peak_bytes=1,
         width=32, height=48, frames=2, fps=8, steps=3, seed=2**63,
-        degradations=("width 64->32", "steps 6->3"), metadata={"dtype": "float32", "tier": "cpu"},
-    )  # fmt: skip
+        degradations=["width 64->32", "steps 6->3"], metadata={"dtype": "float32", "tier": "cpu"},
+    ))  # fmt: skip
     result = _succeeded(produced.to_json(), allow_degrade=True).result
     # Degraded values from the node win over the request's.
     assert (result.width, result.height, result.frames, result.steps) == (32, 48, 2, 3)
@@ -249,7 +249,16 @@ def test_a_result_record_from_an_older_node_still_decodes() -> None:
     assert list(result.degradations) == [] and dict(result.metadata) == {}
 
 
-OK_RESULT = ResultRecord("OK", "file:///store/out.mp4", "ab", "fast", {"total_s": 2.0}, 99)
+OK_RESULT = ResultRecord(
+    "OK",
+    result=common_pb2.Result(
+        artifact_uri="file:///store/out.mp4",
+        sha256="ab",
+        profile="fast",
+        timings=common_pb2.Timings(total_s=2.0),
+        peak_bytes=99,
+    ),
+)
 
 
 async def running_with_result(kv: MemoryKV, store: JobStore, epoch: int, job_id: str = "job1") -> JobRecord:
@@ -295,7 +304,7 @@ async def test_a_final_write_moves_the_job_to_history_in_one_txn(
     stored = decode_job(items[3])
     assert stored.view == final and (stored.result is not None) == embeds_result
     if embeds_result:
-        assert stored.result is not None and stored.result.artifact_uri == OK_RESULT.artifact_uri
+        assert stored.result is not None and stored.result.artifact_uri == OK_RESULT.result.artifact_uri
     # The open table lost the job, its claims and results; the finished cache has it.
     assert "job1" not in store.table.jobs and not store.table.claims and not store.table.results
     assert store.table.get("job1") == written

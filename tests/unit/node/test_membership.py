@@ -524,19 +524,11 @@ async def test_result_is_written_once(world: World, tmp_path: Path) -> None:
     hooks, req = await claimed(world, tmp_path)
     await hooks.after_run(JobReport("j1", req, grpc.StatusCode.OK, "", ok_result()))
     first = await result_of(world)
-    assert first == ResultRecord(
-        status="OK",
+    produced = common_pb2.Result(
         artifact_uri="file:///out.mp4",
         sha256="ab" * 32,
-        profile_used="fast",
-        timings={
-            "queue_s": 0.0,
-            "encode_s": 0.0,
-            "denoise_s": 2.5,
-            "decode_s": 0.0,
-            "video_s": 0.0,
-            "total_s": 3.0,
-        },
+        profile="fast",
+        timings=common_pb2.Timings(denoise_s=2.5, total_s=3.0),
         peak_bytes=123,
         width=48,
         height=32,
@@ -544,13 +536,12 @@ async def test_result_is_written_once(world: World, tmp_path: Path) -> None:
         fps=8,
         steps=3,
         seed=2**40,
-        degradations=("steps 6->3",),
+        degradations=["steps 6->3"],
         metadata={"dtype": "float32", "tier": "cpu"},
     )
+    assert first == ResultRecord("OK", result=produced)
     revision = world.kv.revision
-    failed = ResultRecord(
-        status="INTERNAL", artifact_uri="", sha256="", profile_used="", timings={}, peak_bytes=0, message="x"
-    )
+    failed = ResultRecord("INTERNAL", "x")
     # An earlier write stands: a no-op, not an error.
     assert await hooks.write_result("j1", 1, failed, await claim_guard(world))
     assert world.kv.revision == revision and await result_of(world) == first
@@ -561,7 +552,11 @@ async def test_failure_result_carries_status_and_message(world: World, tmp_path:
     msg = "out of memory at the leanest profile in denoise"
     await hooks.after_run(JobReport("j1", req, grpc.StatusCode.RESOURCE_EXHAUSTED, msg, None))
     got = await result_of(world)
-    assert got is not None and (got.status, got.message, got.artifact_uri) == ("RESOURCE_EXHAUSTED", msg, "")
+    assert got is not None and (got.status, got.message, got.result.artifact_uri) == (
+        "RESOURCE_EXHAUSTED",
+        msg,
+        "",
+    )
 
 
 async def test_inline_video_goes_to_the_store_not_etcd(world: World, tmp_path: Path) -> None:
@@ -570,8 +565,8 @@ async def test_inline_video_goes_to_the_store_not_etcd(world: World, tmp_path: P
         JobReport("j1", req, grpc.StatusCode.OK, "", ok_result(video=b"mp4", artifact_uri=""))
     )
     got = await result_of(world)
-    assert got is not None and got.artifact_uri.endswith("/jobs/j1/output-1.mp4")
-    assert hooks.store.get(got.artifact_uri) == b"mp4"
+    assert got is not None and got.result.artifact_uri.endswith("/jobs/j1/output-1.mp4")
+    assert hooks.store.get(got.result.artifact_uri) == b"mp4"
 
 
 async def test_result_write_retries_through_an_etcd_blip(world: World, tmp_path: Path) -> None:
@@ -592,7 +587,7 @@ async def test_result_write_gives_up_after_its_bound(world: World, tmp_path: Pat
     )
     guard = await claim_guard(world)
     world.kv.available = False
-    record = ResultRecord(status="OK", artifact_uri="u", sha256="", profile_used="", timings={}, peak_bytes=0)
+    record = ResultRecord("OK", result=common_pb2.Result(artifact_uri="u"))
     start = hook_clock()
     assert await hooks.write_result("j1", 1, record, guard) is False
     assert hook_clock() - start <= 3.0
@@ -659,7 +654,7 @@ async def test_claim_re_created_by_another_node_keeps_the_old_result_out(
     claim_key = world.keys.claim("j1", 1)
     await world.kv.delete(claim_key)
     await world.kv.put(claim_key, ClaimRecord(node_id="n2", epoch=req.epoch).to_json())
-    record = ResultRecord(status="OK", artifact_uri="u", sha256="", profile_used="", timings={}, peak_bytes=0)
+    record = ResultRecord("OK", result=common_pb2.Result(artifact_uri="u"))
     assert await hooks.write_result("j1", 1, record, guard) is False
     assert await result_of(world) is None
 
