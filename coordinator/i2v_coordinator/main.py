@@ -18,17 +18,14 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
-
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from functools import partial
 
 from i2v_common import keepalive
-from i2v_common.artifacts import ArtifactError, open_store
+from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_common.serving import MetricsHttp, RpcServer
 from i2v_common.store_identity import StoreMismatch, publish
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
@@ -39,7 +36,7 @@ from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import DuplicateMember, Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
-from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV, serve_metrics
+from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.retention import DEFAULT_MAX_AGE_S, DEFAULT_MAX_JOBS, RetentionPolicy, parse_duration
@@ -49,7 +46,6 @@ from i2v_coordinator.sweeper import RetentionSweeper
 log = logging.getLogger("i2v_coordinator")
 
 COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
-HEALTH_SERVICES = ("", COORDINATOR_SERVICE)
 MIB = 1024 * 1024
 _START_RETRY_S = 1.0
 
@@ -174,123 +170,152 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     )
 
 
+class StartupError(RuntimeError):
+    """The coordinator cannot start (store unreachable, port in use); the message says why."""
+
+
 async def serve(config: CoordinatorConfig) -> int:
-    metrics = CoordinatorMetrics()
-    keys = Keys(config.prefix)
+    """Run one coordinator until SIGTERM/SIGINT: 0 after a clean stop, 2 when it cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with contextlib.AsyncExitStack() as cleanup:
+            return await _run(config, stop, cleanup)
+    except StartupError as err:
+        log.error("%s", err)
+        return 2
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """What the process opens before it talks to etcd: the artifact store and its two listeners."""
+
+    artifacts: ArtifactStore
+    rpc: RpcServer
+    addr: str  # advertised to clients and peers
+    member_id: str
+
+
+def _open_edges(
+    config: CoordinatorConfig, metrics: CoordinatorMetrics, cleanup: contextlib.AsyncExitStack
+) -> _Edges:
     try:
         artifacts = open_store(config.artifacts)
     except (ArtifactError, OSError) as err:
-        log.error("cannot open artifact store %s: %s", config.artifacts, err)
-        return 2
+        raise StartupError(f"cannot open artifact store {config.artifacts}: {err}") from None
     # No port sharing: a second process on our port must fail to bind, never split the traffic.
-    server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", 64 * MIB),
-            *keepalive.SERVER_OPTIONS,
-        ]
-    )
+    options = [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", 64 * MIB),
+        *keepalive.SERVER_OPTIONS,
+    ]
+    rpc = RpcServer(COORDINATOR_SERVICE, options)
     try:
-        port = server.add_insecure_port(config.listen)
+        port = parse_address(rpc.bind(config.listen))[1]
     except RuntimeError as err:
-        log.error("cannot listen on %s: %s", config.listen, err)
-        return 2
-    addr = config.advertise or advertise(config.listen, port, socket.gethostname())
+        raise StartupError(f"cannot listen on {config.listen}: {err}") from None
     member_id = config.member_id or f"{socket.gethostname()}-{port}"
-    mhost, mport = parse_address(config.metrics_listen)
+    cleanup.callback(log.info, "coordinator %s stopped", member_id)
+    cleanup.push_async_callback(rpc.stop, 0)
     try:
-        metrics_http = serve_metrics(metrics.registry, mhost, mport)
+        metrics_http = MetricsHttp(metrics.registry, config.metrics_listen)
     except OSError as err:
-        log.error("cannot serve metrics on %s: %s", config.metrics_listen, err)
-        return 2
+        raise StartupError(f"cannot serve metrics on {config.metrics_listen}: {err}") from None
+    cleanup.callback(metrics_http.close)
+    addr = config.advertise or advertise(config.listen, port, socket.gethostname())
+    return _Edges(artifacts, rpc, addr, member_id)
 
+
+@dataclass(frozen=True)
+class _ControlPlane:
+    kv: TimedKV
+    registry: NodeRegistry
+    leadership: Leadership
+    dispatcher: Dispatcher
+    servicer: CoordinatorServicer
+
+
+def _control_plane(
+    config: CoordinatorConfig, edges: _Edges, metrics: CoordinatorMetrics, cleanup: contextlib.AsyncExitStack
+) -> _ControlPlane:
+    """The etcd clients, node table, election, dispatcher, sweeper and API, wired; nothing started."""
+    keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
     kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    cleanup.push_async_callback(kv.close)
     lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
-    leadership = Leadership(kv, keys, member_id, addr, timings, lease_kv=lease_kv)
+    cleanup.push_async_callback(lease_kv.close)
+    calls = GrpcNodeCalls()
+    cleanup.push_async_callback(calls.close)
+    registry = NodeRegistry(kv, keys)
+    cleanup.push_async_callback(registry.stop)
+    leadership = Leadership(kv, keys, edges.member_id, edges.addr, timings, lease_kv=lease_kv)
     metrics.track_leadership(lambda: leadership.epoch)
     leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
-    registry = NodeRegistry(kv, keys)
     metrics.watch_nodes(registry.snapshot)
     store = JobStore(kv, keys)
     hub = ProgressHub()
-    calls = GrpcNodeCalls()
+    dispatch = DispatchConfig(max_queue=config.max_queue, max_attempts=config.max_attempts)
     dispatcher = Dispatcher(
-        store,
-        leadership,
-        registry,
-        hub,
-        calls,
-        artifacts,
-        config=DispatchConfig(max_queue=config.max_queue, max_attempts=config.max_attempts),
-        metrics=metrics,
+        store, leadership, registry, hub, calls, edges.artifacts, config=dispatch, metrics=metrics
     )
     sweeper = RetentionSweeper(
         store,
-        artifacts,
+        edges.artifacts,
         config.retention,
         dispatcher.output_uri,
         metrics=metrics,
         interval_s=config.retention_interval_s,
     )
     leadership.on_change(sweeper.on_leadership)  # sweeps only while leading, in the epoch it leads
-    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        COORDINATOR_SERVICE,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(names, server)
-    await server.start()
+    cleanup.push_async_callback(sweeper.stop)
+    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts)
+    return _ControlPlane(kv, registry, leadership, dispatcher, servicer)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+
+async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack) -> int:
+    """Open, wire, start and run the parts; each registers its cleanup as it comes up, and the exit
+    stack undoes them in reverse: resign, stop the loops, close the etcd clients, then the listeners."""
+    metrics = CoordinatorMetrics()
+    edges = _open_edges(config, metrics, cleanup)
+    plane = _control_plane(config, edges, metrics, cleanup)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(plane.servicer, edges.rpc.server)
+    await edges.rpc.start()
+    keys = Keys(config.prefix)
+    agree = partial(publish, plane.kv, keys, edges.artifacts, config.artifacts)
     try:
-        started = await _start(
-            registry, leadership, stop, lambda: publish(kv, keys, artifacts, config.artifacts)
-        )
+        if not await _start(plane.registry, plane.leadership, stop, agree):
+            return 0
     except (DuplicateMember, StoreMismatch) as err:
-        log.error("%s", err)
-        started = False
-    if not started:
-        await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
-        await lease_kv.close()
-        return 0 if stop.is_set() else 2
-    dispatching = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        raise StartupError(str(err)) from None
+    cleanup.push_async_callback(_cancel, asyncio.create_task(plane.dispatcher.run(), name="dispatcher"))
     lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
-    for service in HEALTH_SERVICES:
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    cleanup.push_async_callback(_cancel, lag)
+    cleanup.push_async_callback(plane.leadership.resign)
+    await edges.rpc.set_serving(True)
     log.info(
         "coordinator %s serving on %s (advertised %s), metrics on %s, etcd %s, lease ttl %g s, "
         "finished jobs %s",
-        member_id,
+        edges.member_id,
         config.listen,
-        addr,
+        edges.addr,
         config.metrics_listen,
         ",".join(config.etcd),
         config.lease_ttl,
         config.retention.describe(),
     )
-
     await stop.wait()
     log.info("stop requested: draining streams for up to %g s, then resigning", config.drain_grace_s)
-    for service in HEALTH_SERVICES:
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(config.drain_grace_s)
-    await leadership.resign()
-    dispatching.cancel()
-    lag.cancel()
-    await asyncio.gather(dispatching, lag, return_exceptions=True)
-    await sweeper.stop()
-    await _shutdown(server, metrics_http, registry, kv, calls, grace=0)
-    await lease_kv.close()
-    log.info("coordinator %s stopped", member_id)
+    await edges.rpc.set_serving(False)
+    await edges.rpc.stop(config.drain_grace_s)
     return 0
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _start(
@@ -313,23 +338,6 @@ async def _start(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _START_RETRY_S)
     return False
-
-
-async def _shutdown(
-    server: grpc.aio.Server,
-    metrics_http: WSGIServer,
-    registry: NodeRegistry,
-    kv: TimedKV,
-    calls: GrpcNodeCalls,
-    *,
-    grace: float,
-) -> None:
-    await server.stop(grace)
-    await registry.stop()
-    await calls.close()
-    await kv.close()
-    metrics_http.shutdown()
-    metrics_http.server_close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -157,12 +156,6 @@ class CoordinatorMetrics:
 
     def oldest_finished_age(self, seconds: float) -> None:
         self._oldest_finished.set(seconds)
-
-
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Serve /metrics from a daemon thread; stop with server.shutdown(); server.server_close()."""
-    server, _ = start_http_server(port, addr=host, registry=registry)
-    return server
 
 
 class TimedKV:

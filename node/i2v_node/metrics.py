@@ -7,11 +7,9 @@ job id). GPU memory is read from the probe at scrape time by a custom collector.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -140,9 +138,3 @@ class NodeMetrics:
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()
-
-
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-    """Start the /metrics HTTP server in a daemon thread; stop it with server.shutdown()."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    return server, thread

@@ -17,23 +17,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from wsgiref.simple_server import WSGIServer
-
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
-from i2v_contract.addresses import parse_address
+from i2v_common.serving import MetricsHttp, RpcServer
 from i2v_contract.limits import DEFAULT_LIMITS, Limits
 from i2v_contract.tiers import tier_name
 from i2v_contract.wire import node_pb2
 from i2v_node.config import NodeConfig
 from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
 from i2v_node.gpu import ProbeError, limit_torch_memory, make_monitor
-from i2v_node.metrics import NodeMetrics, serve_metrics
+from i2v_node.metrics import NodeMetrics
 from i2v_node.servicer import JobHooks, NodeServicer, default_profile
 
 log = logging.getLogger(__name__)
@@ -41,7 +36,6 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_SEND_BYTES = 128 * MIB
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"].full_name
-HEALTH_SERVICES = ("", NODE_SERVICE)
 
 
 class StartupError(RuntimeError):
@@ -99,45 +93,30 @@ class NodeServer:
             artifacts=artifacts,
         )
         self.servicer.drain_grace_seconds = config.drain_grace_seconds
-        self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server(
-            options=[
+        self._rpc = RpcServer(
+            NODE_SERVICE,
+            [
                 ("grpc.max_receive_message_length", max_receive_bytes(limits)),
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
                 *keepalive.SERVER_OPTIONS,
-            ]
+            ],
         )
-        self._metrics_http: WSGIServer | None = None
+        node_pb2_grpc.add_NodeServicer_to_server(self.servicer, self._rpc.server)
+        self._metrics_http: MetricsHttp | None = None
         self.address = config.listen
-
-    async def _set_health(self, status: int) -> None:
-        for service in HEALTH_SERVICES:
-            await self.health.set(service, status)
 
     async def start(self) -> None:
         """Listen with health NOT_SERVING; /metrics up. The model is not loaded yet."""
-        node_pb2_grpc.add_NodeServicer_to_server(self.servicer, self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        names = (
-            NODE_SERVICE,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        )
-        reflection.enable_server_reflection(names, self._server)
-        host, _ = parse_address(self.config.listen)
         try:
-            port = self._server.add_insecure_port(self.config.listen)
+            self.address = self._rpc.bind(self.config.listen)
         except RuntimeError as err:
             raise StartupError(f"cannot listen on {self.config.listen}: {err}") from None
-        self.address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        await self._server.start()
+        await self._rpc.start()
         if self.config.metrics_listen:
-            mhost, mport = parse_address(self.config.metrics_listen)
             try:
-                self._metrics_http, _ = serve_metrics(self.metrics.registry, mhost, mport)
+                self._metrics_http = MetricsHttp(self.metrics.registry, self.config.metrics_listen)
             except OSError as err:
-                await self._server.stop(0)
+                await self._rpc.stop(0)
                 raise StartupError(f"cannot serve metrics on {self.config.metrics_listen}: {err}") from None
         log.info(
             "node %s listening on %s (NOT_SERVING until the model is loaded)",
@@ -171,7 +150,7 @@ class NodeServer:
         load_s = getattr(engine, "load_seconds", None) or time.monotonic() - started
         self.metrics.model_load_seconds.set(load_s)
         self.servicer.set_engine(engine)
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        await self._rpc.set_serving(True)
         choice = default_profile(engine, self.servicer.observe_memory(), self.servicer.limits)
         log.info(
             "node %s serving model %s on %s, tier %s, profile %s, load %.1f s",
@@ -186,7 +165,7 @@ class NodeServer:
     async def drain(self) -> None:
         """NOT_SERVING, refuse new jobs, finish (or after the grace period cancel) the running one."""
         self.servicer.start_drain()
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._rpc.set_serving(False)
         finished = await self.servicer.wait_idle(self.config.drain_grace_seconds)
         if not finished:
             log.warning(
@@ -197,10 +176,9 @@ class NodeServer:
     async def close(self) -> None:
         """Stop serving gRPC and /metrics; call after drain (and after leaving the cluster)."""
         # A short grace lets the last result message reach its caller.
-        await self._server.stop(2.0)
+        await self._rpc.stop(2.0)
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+            self._metrics_http.close()
         self.servicer.close()
         log.info("node %s stopped", self.config.node_id)
 

@@ -26,9 +26,9 @@ from i2v_common.artifacts import FileStore
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import node_pb2_grpc
 from i2v_common.store_identity import publish
+from i2v_contract import fencing
 from i2v_contract.keys import (
     ClaimRecord,
-    JobRecord,
     Keys,
     LeaderRecord,
     NodeRecord,
@@ -37,7 +37,10 @@ from i2v_contract.keys import (
 )
 from i2v_contract.kv import Compare, KeyValue, Put
 from i2v_contract.memory import ArchSpec
-from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
+from i2v_contract.states import ASSIGNED
+from i2v_contract.wire import common_pb2, node_pb2
+from i2v_coordinator.jobs import JobView
+from i2v_coordinator.jobstore import JobRecord, encode_job
 from tests.chaos.coordinator_procs import CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import NodeProcess
@@ -154,14 +157,6 @@ class Coordinator:
         job_id = f"job-{uuid.uuid4().hex[:10]}"
         epoch = await self.epoch()
         image_uri = image_uri or self.store.put(f"jobs/{job_id}/input.png", png())
-        spec = {"prompt": "a gradient drifting", "width": 64, "height": 64, "frames": 8, "steps": steps}
-        record = JobRecord(spec, image_uri, coordinator_pb2.JOB_ASSIGNED, 1, NODE_ID, epoch)
-        job_key = self.keys.job(job_id)
-        done = await self.kv.txn(
-            [Compare(self.keys.leader, "create", "==", epoch), Compare(job_key, "create", "==", 0)],
-            [Put(job_key, record.to_json())],
-        )
-        assert done.succeeded
         request = common_pb2.GenerationRequest(
             image_uri=image_uri,
             prompt="a gradient drifting",
@@ -172,6 +167,13 @@ class Coordinator:
             steps=steps,
             seed=3,
         )
+        view = JobView(job_id, ASSIGNED, attempt=1, node_id=NODE_ID, epoch=epoch)
+        job_key = self.keys.job(job_id)
+        done = await self.kv.txn(
+            [fencing.fence(self.keys, epoch), fencing.absent(job_key)],
+            [Put(job_key, encode_job(JobRecord(view, request, image_uri, "")))],
+        )
+        assert done.succeeded
         return node_pb2.NodeGenerateRequest(
             request=request,
             job_id=job_id,

@@ -5,9 +5,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from i2v_common.serving import MetricsHttp
 from i2v_contract.wire import common_pb2
 from i2v_node.gpu import MemoryReading, ProbeError
-from i2v_node.metrics import NodeMetrics, degradation_kind, serve_metrics
+from i2v_node.metrics import NodeMetrics, degradation_kind
 
 GIB = 1024**3
 
@@ -108,12 +109,10 @@ def test_degradation_kind(text: str, kind: str) -> None:
 def test_metrics_http_endpoint() -> None:
     metrics = NodeMetrics()
     metrics.model_load_seconds.set(2.5)
-    server, _ = serve_metrics(metrics.registry, "127.0.0.1", 0)
+    server = MetricsHttp(metrics.registry, "127.0.0.1:0")
     try:
-        port = server.server_port
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
             body = response.read().decode()
         assert "i2v_model_load_seconds 2.5" in body
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()

@@ -1,0 +1,64 @@
+"""What every server process exposes besides its own service: gRPC health (overall and per
+service) and reflection on the service port, and Prometheus /metrics over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from i2v_contract.addresses import format_address, parse_address
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class RpcServer:
+    """One grpc.aio server for `service` (its full name) with health and reflection beside it; the
+    owner adds its own servicer to `server` before start().
+
+    Health starts NOT_SERVING for "" and for `service`; the owner says when it serves."""
+
+    def __init__(self, service: str, options: Sequence[tuple[str, Any]]) -> None:
+        self.service = service
+        self.server = grpc.aio.server(options=list(options))
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((service, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server)
+
+    def bind(self, listen: str) -> str:
+        """Listen on `listen` (port 0 picks one); the bound address. RuntimeError if it cannot."""
+        host, _ = parse_address(listen)
+        return format_address(host, self.server.add_insecure_port(listen))
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", self.service):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        await self.set_serving(False)
+        await self.server.start()
+
+    async def stop(self, grace_s: float) -> None:
+        await self.server.stop(grace_s)
+
+
+class MetricsHttp:
+    """/metrics of `registry` served from a daemon thread on `listen` (OSError if it cannot bind)."""
+
+    def __init__(self, registry: CollectorRegistry, listen: str) -> None:
+        host, port = parse_address(listen)
+        self._server: WSGIServer
+        self._server, _ = start_http_server(port, addr=host, registry=registry)
+        self.port = self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
