@@ -335,9 +335,13 @@ async def test_fenced_dispatch_claims_runs_and_records_the_result_once(coord: Co
     stored = await coord.result(req.job_id)
     assert stored.version == 1 and stored.lease == 0
     record = ResultRecord.from_json(stored.value)
-    assert (record.status, record.artifact_uri, record.sha256) == ("OK", req.output_uri, result.sha256)
-    assert record.profile_used == result.profile and record.timings["total_s"] > 0
-    assert decode(coord.store.get(record.artifact_uri)) == (8, 8.0, 64, 64)
+    assert (record.status, record.result.artifact_uri, record.result.sha256) == (
+        "OK",
+        req.output_uri,
+        result.sha256,
+    )
+    assert record.result.profile == result.profile and record.result.timings.total_s > 0
+    assert decode(coord.store.get(record.result.artifact_uri)) == (8, 8.0, 64, 64)
 
     again = await coord.stub.Generate(req, timeout=10).code()
     assert again == grpc.StatusCode.FAILED_PRECONDITION, "a second dispatch of the same attempt is stale"
@@ -363,7 +367,7 @@ async def test_bad_input_after_the_claim_is_recorded_as_invalid_argument(coord: 
     assert await coord.kv.get(coord.keys.claim(req.job_id, 1)) is not None
     record = ResultRecord.from_json((await coord.result(req.job_id)).value)
     assert record.status == "INVALID_ARGUMENT" and "image_uri" in record.message
-    assert not record.artifact_uri
+    assert not record.result.artifact_uri
 
 
 async def test_job_outlives_its_dropped_stream(coord: Coordinator) -> None:
@@ -373,7 +377,7 @@ async def test_job_outlives_its_dropped_stream(coord: Coordinator) -> None:
     call.cancel()  # the leader crashed
     record = ResultRecord.from_json((await coord.result(req.job_id)).value)
     assert record.status == "OK", record.message
-    assert decode(coord.store.get(record.artifact_uri))[0] == 8
+    assert decode(coord.store.get(record.result.artifact_uri))[0] == 8
     await wait_idle(coord)
 
 
