@@ -28,21 +28,15 @@ from urllib.request import url2pathname
 
 import grpc
 
-from i2v_client.coordinator import (
-    CoordinatorClient,
-    CoordinatorGenerator,
-    JobPage,
-    ProgressLine,
-    final_result,
-    format_job,
-    format_jobs,
-    format_nodes,
-    format_status,
-    parse_states,
-    parse_targets,
-)
-from i2v_client.node_client import CallError, Generator, NodeClient, build_request, checked
+from i2v_client.calls import CoordinatorGenerator, ProgressLine, final_result
+from i2v_client.coordinator import CoordinatorClient
+from i2v_client.errors import CallError
+from i2v_client.failover import parse_targets
+from i2v_client.node_client import Generator, NodeClient
+from i2v_client.paging import JobPage
 from i2v_client.progress import ProgressDisplay, mode_for
+from i2v_client.request import build_request, checked
+from i2v_client.text import format_job, format_jobs, format_nodes, format_status, parse_states
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

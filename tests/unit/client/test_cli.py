@@ -8,9 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client import cli
-from i2v_client.coordinator import JobPage
-from i2v_client.node_client import CallError, GenerateCall, build_request, checked
+from i2v_client import CallError, GenerateCall, JobPage, cli
 from i2v_client.progress import Mode, ProgressDisplay, mode_for, render, stage_name, worth_a_line
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
@@ -91,21 +89,6 @@ def test_display_lines_and_bar() -> None:
     assert bar.getvalue().count("\r") == len(events)
     assert bar.getvalue().endswith("\n")
     assert quiet.getvalue() == ""
-
-
-def test_build_request_defaults_and_seed() -> None:
-    req = build_request(b"img", prompt="a cat")
-    assert not req.HasField("seed")
-    assert req.width == 0
-    assert build_request(b"img", prompt="a cat", seed=0).HasField("seed")
-
-
-def test_checked_rejects_corrupt_video() -> None:
-    good = common_pb2.Result(video=b"abc", sha256=hashlib.sha256(b"abc").hexdigest())
-    assert checked(good) is good
-    with pytest.raises(CallError) as exc:
-        checked(common_pb2.Result(video=b"abd", sha256=good.sha256))
-    assert exc.value.code is grpc.StatusCode.DATA_LOSS
 
 
 class _FakeCall:
