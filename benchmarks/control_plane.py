@@ -46,7 +46,7 @@ import grpc
 
 from benchmarks.fill_etcd import fill
 from benchmarks.fleet import Seen, Workers, submit_all, submit_until_accepted, wait_nodes
-from i2v_client.node_client import build_request
+from i2v_client import build_request
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
-from i2v_client.node_client import build_request
+from i2v_client import build_request
 from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2

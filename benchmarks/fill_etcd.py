@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from i2v_client.node_client import build_request
+from i2v_client import build_request
 from i2v_common.etcd_kv import EtcdKV
 from i2v_contract import memory, states
 from i2v_contract.keys import DEFAULT_PREFIX, DoneRecord, Keys, ResultRecord

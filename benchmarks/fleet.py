@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
-from i2v_client.node_client import build_request
+from i2v_client import build_request
 from i2v_common.artifacts import FileStore
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc

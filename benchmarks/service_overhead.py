@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image
 
-from i2v_client.node_client import NodeClient, build_request
+from i2v_client import NodeClient, build_request
 from i2v_node.config import default_cache_dir
 from i2v_node.engine import Engine, EngineConfig
 from i2v_node.job import JobSpec

@@ -91,8 +91,7 @@ echo "waiting for a leader and both nodes idle (bounded: 180 s)"
 "$py" - "$targets" "${pids[@]}" <<'EOF'
 import sys, time
 
-from i2v_client.node_client import CallError
-from i2v_client.coordinator import CoordinatorClient, RetryPolicy
+from i2v_client import CallError, CoordinatorClient, RetryPolicy
 
 def alive(pid: int) -> bool:
     """Running (an exited child of the shell stays a zombie until the shell reaps it)."""
@@ -140,7 +139,7 @@ echo "=== i2v jobs (a GPU-tier node is up, so jobs go there, never to the CPU no
 
 leader="$("$py" -c '
 import sys
-from i2v_client.coordinator import CoordinatorClient
+from i2v_client import CoordinatorClient
 with CoordinatorClient(sys.argv[1]) as c:
     print(c.cluster_status().leader_id)
 ' "$targets")"

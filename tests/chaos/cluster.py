@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 from unittest import mock
 
-from i2v_client.coordinator import CoordinatorClient, RetryPolicy
-from i2v_client.node_client import CallError, build_request
+from i2v_client import CallError, CoordinatorClient, RetryPolicy, build_request
 from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
 from i2v_contract.kv import WatchEvent

@@ -17,8 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client.coordinator import CoordinatorClient, RetryPolicy
-from i2v_client.node_client import CallError
+from i2v_client import CallError, CoordinatorClient, RetryPolicy
 from i2v_contract.states import ASSIGNED, QUEUED
 from tests.chaos.cluster import Cluster, History, NodeSpec, chaos_runs, tiny_request
 from tests.chaos.coordinator_procs import CoordinatorProcess

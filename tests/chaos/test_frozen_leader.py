@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v_client.coordinator import CoordinatorClient, RetryPolicy
+from i2v_client import CoordinatorClient, RetryPolicy
 from i2v_contract.wire import coordinator_pb2
 from tests.chaos.cluster import Cluster, NodeSpec, tiny_request
 

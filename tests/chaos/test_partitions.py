@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.fill_etcd import fill
-from i2v_client.coordinator import CoordinatorClient, RetryPolicy
-from i2v_client.node_client import CallError
+from i2v_client import CallError, CoordinatorClient, RetryPolicy
 from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.states import ASSIGNED, QUEUED
 from i2v_node.membership import CLAIM_GONE

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client.node_client import build_request
+from i2v_client import build_request
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.wire import coordinator_pb2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v_client.coordinator import CoordinatorClient
+from i2v_client import CoordinatorClient
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import BIN, NodeProcess, node_env

@@ -17,8 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client.coordinator import CoordinatorClient, RetryPolicy, final_result
-from i2v_client.node_client import CallError, build_request
+from i2v_client import CallError, CoordinatorClient, RetryPolicy, build_request, final_result
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.kv import count_prefix

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client.node_client import build_request
+from i2v_client import build_request
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
 from i2v_contract import states

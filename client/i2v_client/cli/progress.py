@@ -69,3 +69,10 @@ class ProgressDisplay:
             self._stream.write("\n")
             self._stream.flush()
             self._drawn = 0
+
+
+def stop(display: ProgressDisplay, err: TextIO, message: str, code: int) -> int:
+    """End the progress line, then say why the command stops; returns `code`."""
+    display.close()
+    err.write(message + "\n")
+    return code

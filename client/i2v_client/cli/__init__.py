@@ -1,0 +1,60 @@
+"""`i2v`: the command line client.
+
+    i2v generate IMAGE --prompt TEXT [--frames N --width W --height H --steps S --seed X --fps F]
+                 (--node HOST:PORT | --target ADDR[,ADDR...]) -o OUT.mp4
+    i2v status  --target ADDR[,ADDR...]          leader, epoch, members, nodes, queue
+    i2v jobs    --target ... [--state queued,running] [--limit N | --all] [--page-token T]
+    i2v get     JOB --target ...
+    i2v cancel  JOB --target ...
+    i2v watch   JOB --target ...                 progress until the job ends
+
+`--node` calls one node directly; `--target` goes through the coordinators (any of them: the client
+follows the leader and re-attaches across failovers). Without either, `--target` comes from the
+I2V_TARGETS environment variable. Exit status: 0 done, 1 the server refused or failed (the message
+is `error: CODE: message`), 2 bad local usage, 130 interrupted (Ctrl-C on generate cancels the job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
+
+from i2v_client.cli.args import build_parser, resolve_where
+from i2v_client.cli.context import Cluster, Connector, Context, GrpcConnector, Listing
+
+__all__ = ["Cluster", "Connector", "GrpcConnector", "Listing", "main"]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    connector: Connector | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    listing: Listing | None = None,
+) -> int:
+    """Run `i2v` on `argv` (default: the command line) and `env` (default: os.environ), reaching
+    the servers through `connector` (default: gRPC) and writing to `out` and `err` (default: stdout
+    and stderr; argparse's help and usage messages too). Returns the exit status; bad usage raises
+    SystemExit(2) as argparse does."""
+    ctx = Context(
+        connector=GrpcConnector() if connector is None else connector,
+        out=sys.stdout if out is None else out,
+        err=sys.stderr if err is None else err,
+        clock=clock,
+        listing=Listing() if listing is None else listing,
+    )
+    with contextlib.redirect_stdout(ctx.out), contextlib.redirect_stderr(ctx.err):
+        args = build_parser(ctx.listing).parse_args(argv)
+        try:
+            resolve_where(args, os.environ if env is None else env)
+        except ValueError as exc:
+            args.subparser.error(str(exc))
+    code: int = args.run(args, ctx)
+    return code

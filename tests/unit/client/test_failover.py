@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from i2v_client import RetryPolicy, parse_targets
+from i2v_client.failover import Failover, next_target
+from i2v_contract.wire import common_pb2, coordinator_pb2
+from tests.fakes.client import FakeRpcError, FakeStubs
+from tests.fakes.clock import ManualClock
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param("a:1", ["a:1"], id="one"),
+        pytest.param("a:1, b:2,,a:1", ["a:1", "b:2"], id="blanks-and-duplicates-dropped"),
+        pytest.param(["b:2", " a:1 "], ["b:2", "a:1"], id="a-list-in-its-order"),
+    ],
+)
+def test_parse_targets(given: str | list[str], expected: list[str]) -> None:
+    assert parse_targets(given) == expected
+
+
+def test_parse_targets_needs_one() -> None:
+    with pytest.raises(ValueError, match="--target"):
+        parse_targets(" , ")
+
+
+@pytest.mark.parametrize(
+    ("current", "hint", "suspects", "expected"),
+    [
+        pytest.param(0, "", set(), "b:2", id="plain-rotation"),
+        pytest.param(2, "", set(), "a:1", id="rotation-wraps"),
+        pytest.param(0, "c:3", set(), "c:3", id="a-leader-hint-wins"),
+        pytest.param(0, "d:4", set(), "d:4", id="even-one-the-client-was-not-given"),
+        pytest.param(0, "a:1", set(), "b:2", id="a-hint-naming-the-failed-target-is-no-news"),
+        pytest.param(1, "a:1", {"a:1"}, "c:3", id="a-standby-still-names-a-frozen-leader"),
+        pytest.param(0, "", {"b:2"}, "c:3", id="a-suspect-is-skipped"),
+        pytest.param(0, "", {"a:1", "b:2", "c:3"}, "b:2", id="all-suspect-plain-rotation"),
+    ],
+)
+def test_next_target(current: int, hint: str, suspects: set[str], expected: str) -> None:
+    assert next_target(["a:1", "b:2", "c:3"], current, hint, suspects) == expected
+
+
+def test_a_unary_call_past_its_deadline_makes_its_target_suspect_and_moves_on() -> None:
+    clock = ManualClock(0.0)
+    failover = Failover(["a:1", "b:2"], RetryPolicy(), FakeStubs(), clock.advance, clock)
+    tried: list[tuple[str, float]] = []
+
+    def call(stub: object, timeout: float) -> str:
+        tried.append((failover.target, timeout))
+        if failover.target == "a:1":
+            clock.advance(timeout)
+            raise FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if len(tried) == 2:  # b is still a standby naming a as leader: not followed while suspect
+            raise FakeRpcError(hint="a:1")
+        return "ok"
+
+    assert failover.unary("get", call) == "ok"
+    assert [t for t, _ in tried] == ["a:1", "b:2", "b:2"]
+    assert tried[0][1] == failover.policy.call_timeout_s
+    assert failover.suspects() == {"a:1"}
+    clock.advance(failover.policy.suspect_s)
+    assert failover.suspects() == set()
+
+
+def test_a_submit_gets_its_upload_time_on_top_of_the_deadline() -> None:
+    policy = RetryPolicy(call_timeout_s=2.0, upload_floor_bps=1000.0)
+    submit = coordinator_pb2.SubmitRequest(request=common_pb2.GenerationRequest(image=b"x" * 3000))
+    clock = ManualClock(0.0)
+    failover = Failover(["a:1"], policy, FakeStubs(), clock.advance, clock)
+    timeouts: list[float] = []
+    failover.unary("submit", lambda stub, timeout: timeouts.append(timeout), policy.upload_s(submit))
+    assert timeouts == [pytest.approx(2.0 + submit.ByteSize() / 1000.0)]
