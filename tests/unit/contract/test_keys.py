@@ -136,7 +136,9 @@ def test_the_video_never_goes_into_etcd() -> None:
 
 def test_a_result_record_from_an_older_node_reads_its_profile() -> None:
     old = b'{"status":"OK","artifact_uri":"u","sha256":"s","profile_used":"p","timings":{},"peak_bytes":1}'
-    expected = common_pb2.Result(artifact_uri="u", sha256="s", profile="p", peak_bytes=1, timings={})
+    expected = common_pb2.Result(
+        artifact_uri="u", sha256="s", profile="p", peak_bytes=1, timings=common_pb2.Timings()
+    )
     assert ResultRecord.from_json(old).result == expected
 
 

@@ -2,6 +2,7 @@
 model against the committed measurements once a CUDA run has produced them."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from i2v_contract.profiles import profile_by_name
 GB = 10**9
 
 
-def synthetic() -> dict:
+def synthetic() -> dict[str, Any]:
     samples = [
         OverheadSample(base=5 * GB, allocated=9 * GB, reserved=9 * GB + 400_000_000),  # 0.10
         OverheadSample(base=5 * GB, allocated=7 * GB, reserved=7 * GB + 100_000_000),  # 0.05

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from i2v_contract import version
 from i2v_contract.version import package_version
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,7 +34,7 @@ def _installed(found: str | None):
 def test_the_version_is_the_installed_distributions(
     monkeypatch: pytest.MonkeyPatch, found: str | None, reported: str
 ) -> None:
-    monkeypatch.setattr(version.metadata, "version", _installed(found))
+    monkeypatch.setattr(metadata, "version", _installed(found))  # looked up on each call
     assert package_version() == reported
 
 
