@@ -3,8 +3,10 @@ import pytest
 from i2v_common.artifacts import ArtifactError, ArtifactMissing, FileStore, FsspecStore, open_store
 
 
-@pytest.mark.parametrize("location_kind", ["path", "file_url"])
-def test_file_store_round_trip(tmp_path, location_kind):
+@pytest.mark.parametrize(
+    "location_kind", [pytest.param("path", id="plain-path"), pytest.param("file_url", id="file-url")]
+)
+def test_a_file_store_writes_atomically_and_reads_back(tmp_path, location_kind):
     location = str(tmp_path) if location_kind == "path" else tmp_path.as_uri()
     store = open_store(location)
     assert isinstance(store, FileStore)
@@ -16,8 +18,19 @@ def test_file_store_round_trip(tmp_path, location_kind):
     assert not [p for p in (tmp_path / "jobs" / "abc").iterdir() if p.name.startswith(".tmp-")]
 
 
-@pytest.mark.parametrize("name", ["../escape", "/abs", "a/../../b", "", "a b", "x/" * 5 + "y", ".hidden"])
-def test_unsafe_names_rejected(tmp_path, name):
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("../escape", id="parent-escape"),
+        pytest.param("/abs", id="absolute"),
+        pytest.param("a/../../b", id="dot-dot-inside"),
+        pytest.param("", id="empty"),
+        pytest.param("a b", id="space"),
+        pytest.param("x/" * 5 + "y", id="too-deep"),
+        pytest.param(".hidden", id="hidden-dotfile"),
+    ],
+)
+def test_unsafe_artifact_names_are_refused(tmp_path, name):
     with pytest.raises(ArtifactError, match="not allowed"):
         FileStore(tmp_path).put(name, b"x")
 
@@ -34,7 +47,7 @@ def test_file_store_refuses_uris_outside_its_root(tmp_path):
         inner.get(inner.uri_for("missing"))
 
 
-def test_fsspec_seam_with_memory_filesystem():
+def test_an_fsspec_store_round_trips_on_the_memory_filesystem():
     store = open_store("memory://i2v-test-store")
     assert isinstance(store, FsspecStore)
     uri = store.put("jobs/j1/out.mp4", b"video")
@@ -51,7 +64,10 @@ def test_unknown_scheme_is_reported():
         open_store("nosuchscheme-xyz://bucket")
 
 
-@pytest.mark.parametrize("location", ["dir", "memory://i2v-test-delete"])
+@pytest.mark.parametrize(
+    "location",
+    [pytest.param("dir", id="file-store"), pytest.param("memory://i2v-test-delete", id="fsspec-memory")],
+)
 def test_delete_removes_and_a_missing_artifact_is_not_an_error(tmp_path, location):
     store = open_store(str(tmp_path) if location == "dir" else location)
     video = store.put("jobs/j1/attempt-1.mp4", b"video")
@@ -69,7 +85,9 @@ def test_delete_removes_and_a_missing_artifact_is_not_an_error(tmp_path, locatio
         store.delete("memory://elsewhere/x" if location == "dir" else "file:///etc/passwd")
 
 
-@pytest.mark.parametrize("kind", ["file", "memory"])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("file", id="file-store"), pytest.param("memory", id="fsspec-memory")]
+)
 def test_create_writes_only_when_absent_and_missing_is_its_own_error(tmp_path, kind):
     store = FileStore(tmp_path) if kind == "file" else open_store(f"memory://i2v-create-{tmp_path.name}")
     with pytest.raises(ArtifactMissing):

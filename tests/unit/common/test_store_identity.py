@@ -22,20 +22,22 @@ RECORD = StoreRecord(id="abc", uri="file:///srv/artifacts")
 @pytest.mark.parametrize(
     ("found", "expected"),
     [
-        ("abc", None),
-        (
+        pytest.param("abc", None, id="same-id-agrees"),
+        pytest.param(
             "xyz",
             "artifact store mismatch: --artifacts /mnt/a holds store id xyz but the cluster's "
             "coordinators use abc at URI file:///srv/artifacts; give this process the same store",
+            id="other-id",
         ),
-        (
+        pytest.param(
             None,
             "artifact store mismatch: --artifacts /mnt/a holds no store id but the cluster's "
             "coordinators use abc at URI file:///srv/artifacts; give this process the same store",
+            id="no-id",
         ),
     ],
 )
-def test_mismatch(found: str | None, expected: str | None) -> None:
+def test_a_mismatch_names_both_stores_and_the_fix(found: str | None, expected: str | None) -> None:
     why = mismatch(RECORD, found, "/mnt/a")
     if expected is None:
         assert why is None
@@ -44,7 +46,11 @@ def test_mismatch(found: str | None, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("node_id", "name"), [("n1", "cluster/canary-n1"), ("gpu box:7", "cluster/canary-gpu_box_7")]
+    ("node_id", "name"),
+    [
+        pytest.param("n1", "cluster/canary-n1", id="plain-id"),
+        pytest.param("gpu box:7", "cluster/canary-gpu_box_7", id="unsafe-characters-replaced"),
+    ],
 )
 def test_canary_name_is_a_valid_artifact_name(tmp_path: Path, node_id: str, name: str) -> None:
     assert canary_name(node_id) == name
@@ -62,7 +68,10 @@ async def test_first_coordinator_publishes_and_the_next_agree(tmp_path: Path) ->
     assert await publish(kv, KEYS, FileStore(tmp_path / "shared"), "shared") == first  # same store again
 
 
-@pytest.mark.parametrize("other_has_id", [False, True])
+@pytest.mark.parametrize(
+    "other_has_id",
+    [pytest.param(False, id="other-store-empty"), pytest.param(True, id="other-store-has-its-own-id")],
+)
 async def test_coordinator_with_another_store_is_refused(tmp_path: Path, other_has_id: bool) -> None:
     kv = MemoryKV(ManualClock())
     first = await publish(kv, KEYS, FileStore(tmp_path / "shared"), "shared")
@@ -134,7 +143,11 @@ class StaleStore(FileStore):
 
 
 @pytest.mark.parametrize(
-    ("kind", "says"), [(ReadOnlyStore, "not usable by node n1"), (StaleStore, "returned other bytes")]
+    ("kind", "says"),
+    [
+        pytest.param(ReadOnlyStore, "not usable by node n1", id="read-only"),
+        pytest.param(StaleStore, "returned other bytes", id="stale-reads"),
+    ],
 )
 async def test_node_whose_store_fails_the_canary_is_refused(
     tmp_path: Path, kind: type[FileStore], says: str

@@ -30,7 +30,7 @@ def test_zero_fields_take_defaults_and_unset_seed_is_random() -> None:
     assert (norm.guidance_scale, norm.seed, norm.prompt) == (9.0, 42, "a cat")
 
 
-def test_explicit_values_pass_through() -> None:
+def test_explicit_in_range_values_pass_through() -> None:
     norm = _normalize(
         width=1280, height=64, frames=64, fps=60, steps=200, guidance_scale=1.0, seed=0, model="m"
     )
@@ -58,19 +58,26 @@ def test_explicit_values_pass_through() -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "words"),
     [
-        ({"width": 1002}, "width", "1002 is not a multiple of 8; use 64..1280 in steps of 8"),
-        ({"height": 1288}, "height", "out of range; use 64..1280"),
-        ({"width": 56}, "width", "out of range"),
-        ({"frames": 65}, "frames", "use 1..64"),
-        ({"steps": 201}, "steps", "use 1..200"),
-        ({"fps": 61}, "fps", "use 1..60"),
-        ({"guidance_scale": 0.5}, "guidance_scale", "use 1.0..30.0"),
-        ({"guidance_scale": 31.0}, "guidance_scale", "use 1.0..30.0"),
-        ({"guidance_scale": float("nan")}, "guidance_scale", "out of range"),
-        ({"seed": SEED_MAX + 1}, "seed", "use 0.."),
-        ({"prompt": "x" * 2001}, "prompt", "at most 2000"),
-        ({"negative_prompt": "x" * 2001}, "negative_prompt", "at most 2000"),
-        ({"prompt": "a\x00b"}, "prompt", "NUL"),
+        pytest.param(
+            {"width": 1002},
+            "width",
+            "1002 is not a multiple of 8; use 64..1280 in steps of 8",
+            id="width-not-a-multiple-of-8",
+        ),
+        pytest.param({"height": 1288}, "height", "out of range; use 64..1280", id="height-above-max"),
+        pytest.param({"width": 56}, "width", "out of range", id="width-below-min"),
+        pytest.param({"frames": 65}, "frames", "use 1..64", id="too-many-frames"),
+        pytest.param({"steps": 201}, "steps", "use 1..200", id="too-many-steps"),
+        pytest.param({"fps": 61}, "fps", "use 1..60", id="fps-above-max"),
+        pytest.param({"guidance_scale": 0.5}, "guidance_scale", "use 1.0..30.0", id="guidance-below-min"),
+        pytest.param({"guidance_scale": 31.0}, "guidance_scale", "use 1.0..30.0", id="guidance-above-max"),
+        pytest.param({"guidance_scale": float("nan")}, "guidance_scale", "out of range", id="guidance-nan"),
+        pytest.param({"seed": SEED_MAX + 1}, "seed", "use 0..", id="seed-above-max"),
+        pytest.param({"prompt": "x" * 2001}, "prompt", "at most 2000", id="prompt-too-long"),
+        pytest.param(
+            {"negative_prompt": "x" * 2001}, "negative_prompt", "at most 2000", id="negative-prompt-too-long"
+        ),
+        pytest.param({"prompt": "a\x00b"}, "prompt", "NUL", id="nul-in-prompt"),
     ],
 )
 def test_out_of_range_fields_name_the_field_and_the_fix(
@@ -82,7 +89,7 @@ def test_out_of_range_fields_name_the_field_and_the_fix(
     assert words in str(info.value) and str(info.value).startswith(f"{field}: ")
 
 
-def test_check_model() -> None:
+def test_a_request_may_name_only_the_served_model_or_none() -> None:
     check_model("", "tiny")
     check_model("tiny", "tiny")
     with pytest.raises(FieldError, match="model: 'big' is not served here; send 'tiny'"):
@@ -95,7 +102,9 @@ def _encoded(fmt: str, size: tuple[int, int] = (8, 6), mode: str = "RGBA") -> by
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+@pytest.mark.parametrize(
+    "fmt", [pytest.param("PNG", id="png"), pytest.param("JPEG", id="jpeg"), pytest.param("WEBP", id="webp")]
+)
 def test_supported_formats_decode_to_rgb(fmt: str) -> None:
     image = decode_image(_encoded(fmt, mode="RGB" if fmt == "JPEG" else "RGBA"), DEFAULT_LIMITS)
     assert (image.mode, image.size) == ("RGB", (8, 6))
@@ -104,15 +113,19 @@ def test_supported_formats_decode_to_rgb(fmt: str) -> None:
 @pytest.mark.parametrize(
     ("data", "words"),
     [
-        (b"", "is empty"),
-        (b"hello, this is a text file\n", "are not a PNG, JPEG, WEBP image"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "are not a PNG, JPEG, WEBP image"),
-        (_encoded("PNG", (64, 64))[:-30], "cannot be decoded"),  # truncated
-        (_encoded("GIF", mode="P"), "are not a PNG, JPEG, WEBP image"),  # a real image, unsupported format
-        (png_claiming(100_000, 100_000), "too many"),
-        (png_claiming(4097, 4096), "too many"),
-        (b"\xff\xd8\xff" + b"\x00" * 100, "are not a PNG, JPEG, WEBP image"),  # corrupt JPEG
-        (b"\x00" * (20 * 1024 * 1024 + 1), "too large"),
+        pytest.param(b"", "is empty", id="empty"),
+        pytest.param(b"hello, this is a text file\n", "are not a PNG, JPEG, WEBP image", id="text-file"),
+        pytest.param(
+            b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "are not a PNG, JPEG, WEBP image", id="png-signature-only"
+        ),
+        pytest.param(_encoded("PNG", (64, 64))[:-30], "cannot be decoded", id="truncated-png"),
+        pytest.param(
+            _encoded("GIF", mode="P"), "are not a PNG, JPEG, WEBP image", id="real-gif-unsupported-format"
+        ),
+        pytest.param(png_claiming(100_000, 100_000), "too many", id="huge-claimed-size"),
+        pytest.param(png_claiming(4097, 4096), "too many", id="one-column-over-pixel-limit"),
+        pytest.param(b"\xff\xd8\xff" + b"\x00" * 100, "are not a PNG, JPEG, WEBP image", id="corrupt-jpeg"),
+        pytest.param(b"\x00" * (20 * 1024 * 1024 + 1), "too large", id="over-20-mib"),
     ],
 )
 def test_bad_images_are_field_errors(data: bytes, words: str) -> None:

@@ -2,6 +2,7 @@
 model against the committed measurements once a CUDA run has produced them."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from i2v_contract.profiles import profile_by_name
 GB = 10**9
 
 
-def synthetic() -> dict:
+def synthetic() -> dict[str, Any]:
     samples = [
         OverheadSample(base=5 * GB, allocated=9 * GB, reserved=9 * GB + 400_000_000),  # 0.10
         OverheadSample(base=5 * GB, allocated=7 * GB, reserved=7 * GB + 100_000_000),  # 0.05
@@ -33,19 +34,19 @@ def synthetic() -> dict:
     ).to_dict()
 
 
-def test_fit_takes_medians():
+def test_the_fit_takes_the_median_of_each_sample_kind():
     data = synthetic()
     assert data["costs"] == {"cuda_context_bytes": 620_000_000, "allocator_overhead": 0.1}
 
 
-def test_fit_needs_samples():
+def test_the_fit_needs_usable_samples():
     with pytest.raises(ValueError, match="context"):
         measured.fit_costs([], [OverheadSample(1, 2, 3)])
     with pytest.raises(ValueError, match="beyond its base"):
         measured.fit_costs([1], [OverheadSample(5, 5, 6)])
 
 
-def test_fit_never_goes_negative():
+def test_the_fitted_overhead_never_goes_negative():
     # reserved below allocated cannot happen, but a stray sample must not make the overhead negative
     assert measured.fit_costs([1], [OverheadSample(0, 10, 9)]).allocator_overhead == 0.0
 
@@ -66,19 +67,27 @@ def test_whole_floats_are_accepted(tmp_path):
     assert measured.parse(data).runs[0].peak_bytes == int(data["runs"][0]["peak_bytes"])
 
 
-def test_absent_file_means_none(tmp_path):
+def test_an_absent_file_means_no_measurements(tmp_path):
     assert measured.load(tmp_path / "missing.json") is None
 
 
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda d: d.update(schema=2), "schema"),
-        (lambda d: d["costs"].update(allocator_overhead=1.5), "allocator_overhead"),
-        (lambda d: d["costs"].update(cuda_context_bytes=-1), "cuda_context_bytes"),
-        (lambda d: d["runs"][0].update(width=512.5), r"runs\[0\].width"),
-        (lambda d: d["overhead_samples"][1].pop("reserved"), r"overhead_samples\[1\].reserved"),
-        (lambda d: d.update(runs="none"), "runs"),
+        pytest.param(lambda d: d.update(schema=2), "schema", id="unknown-schema"),
+        pytest.param(
+            lambda d: d["costs"].update(allocator_overhead=1.5), "allocator_overhead", id="overhead-above-1"
+        ),
+        pytest.param(
+            lambda d: d["costs"].update(cuda_context_bytes=-1), "cuda_context_bytes", id="negative-context"
+        ),
+        pytest.param(lambda d: d["runs"][0].update(width=512.5), r"runs\[0\].width", id="fractional-width"),
+        pytest.param(
+            lambda d: d["overhead_samples"][1].pop("reserved"),
+            r"overhead_samples\[1\].reserved",
+            id="sample-field-missing",
+        ),
+        pytest.param(lambda d: d.update(runs="none"), "runs", id="runs-not-a-list"),
     ],
 )
 def test_bad_files_name_the_field(tmp_path, mutate, field):

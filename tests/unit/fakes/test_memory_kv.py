@@ -1,14 +1,11 @@
-"""MemoryKV specifics (the shared etcd-fidelity tests live in tests/integration/test_etcd_kv.py),
-plus the pure helpers of the etcd adapter: endpoint parsing and retry classification."""
+"""MemoryKV specifics (the shared etcd-fidelity tests live in tests/integration/test_etcd_kv.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import grpc
 import pytest
 
-from i2v_common.etcd_kv import retry_safe
 from i2v_contract.kv import Compacted, Compare, Delete, KVUnavailable, LeaseLost, Put
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
@@ -73,9 +70,9 @@ async def test_rewriting_a_key_without_lease_detaches_it(kv: MemoryKV) -> None:
 @pytest.mark.parametrize(
     "ops",
     [
-        [Put("/a", b"1"), Put("/a", b"2")],
-        [Put("/a", b"1"), Delete("/a")],
-        [Put("/a/b", b"1"), Delete("/a/", prefix=True)],
+        pytest.param([Put("/a", b"1"), Put("/a", b"2")], id="two-puts"),
+        pytest.param([Put("/a", b"1"), Delete("/a")], id="put-and-delete"),
+        pytest.param([Put("/a/b", b"1"), Delete("/a/", prefix=True)], id="put-under-range-delete"),
     ],
 )
 async def test_txn_rejects_duplicate_keys(kv: MemoryKV, ops: list[Put | Delete]) -> None:
@@ -84,7 +81,7 @@ async def test_txn_rejects_duplicate_keys(kv: MemoryKV, ops: list[Put | Delete])
     assert kv.revision == 1
 
 
-async def test_unavailable_flag(kv: MemoryKV) -> None:
+async def test_an_unavailable_store_fails_every_call_until_back(kv: MemoryKV) -> None:
     kv.available = False
     with pytest.raises(KVUnavailable):
         await kv.get("/a")
@@ -108,9 +105,16 @@ async def test_watch_from_zero_starts_now_and_wakes_on_write(kv: MemoryKV) -> No
 
 @pytest.mark.parametrize(
     ("compact_to", "watch_from", "raises"),
-    [(3, 2, True), (3, 3, False), (3, 4, False), (4, 1, True)],
+    [
+        pytest.param(3, 2, True, id="just-before-compaction-raises"),
+        pytest.param(3, 3, False, id="at-compaction-revision-replays"),
+        pytest.param(3, 4, False, id="after-compaction-replays"),
+        pytest.param(4, 1, True, id="long-before-compaction-raises"),
+    ],
 )
-async def test_compaction_boundary(kv: MemoryKV, compact_to: int, watch_from: int, raises: bool) -> None:
+async def test_a_watch_from_before_the_compaction_raises_compacted(
+    kv: MemoryKV, compact_to: int, watch_from: int, raises: bool
+) -> None:
     for i in range(4):
         await kv.put("/c", str(i).encode())  # revisions 2..5
     await kv.compact(compact_to)
@@ -130,33 +134,3 @@ async def test_compact_rejects_future_and_past(kv: MemoryKV) -> None:
     await kv.compact(2)
     with pytest.raises(ValueError, match="already compacted"):
         await kv.compact(2)
-
-
-@pytest.mark.parametrize(
-    ("target", "value"),
-    [("value", 1), ("create", b"1"), ("mod", b"x"), ("version", b"")],
-)
-def test_compare_value_type_must_match_target(target: str, value: int | bytes) -> None:
-    with pytest.raises(ValueError, match="needs"):
-        Compare("/k", target, "==", value)  # type: ignore[arg-type]
-
-
-U, D, N = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.NOT_FOUND
-
-
-@pytest.mark.parametrize(
-    ("code", "details", "mutating", "safe"),
-    [
-        (U, "failed to connect to all addresses; Connection refused", True, True),
-        (U, "etcdserver: no leader", True, True),
-        (U, "etcdserver: request timed out", True, False),  # may still commit
-        (U, "etcdserver: leader changed", True, False),
-        (U, "Socket closed", True, False),
-        (D, "Deadline Exceeded", True, False),
-        (D, "Deadline Exceeded", False, True),
-        (U, "Socket closed", False, True),
-        (N, "etcdserver: requested lease not found", False, False),
-    ],
-)
-def test_retry_safe(code: grpc.StatusCode, details: str, mutating: bool, safe: bool) -> None:
-    assert retry_safe(code, details, mutating=mutating) is safe

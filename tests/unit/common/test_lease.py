@@ -42,9 +42,15 @@ async def started(
 
 @pytest.mark.parametrize(
     ("elapsed", "valid"),
-    [(0.0, True), (3.49, True), (3.5, False), (4.9, False)],  # ttl 5 - margin 1.5 = 3.5 s window
+    # ttl 5 - margin 1.5 = 3.5 s window
+    [
+        pytest.param(0.0, True, id="just-granted"),
+        pytest.param(3.49, True, id="just-inside-window"),
+        pytest.param(3.5, False, id="window-closed-at-ttl-minus-margin"),
+        pytest.param(4.9, False, id="before-server-expiry-but-invalid"),
+    ],
 )
-async def test_validity_window_after_grant(elapsed: float, valid: bool) -> None:
+async def test_a_lease_is_valid_only_for_ttl_minus_margin_after_grant(elapsed: float, valid: bool) -> None:
     keeper, _, clock, _ = await started()
     clock.advance(elapsed)
     assert keeper.valid() is valid
@@ -126,7 +132,14 @@ async def test_loop_keeps_lease_alive_then_reports_outage() -> None:
     await keeper.stop(revoke=False)
 
 
-@pytest.mark.parametrize(("ttl", "interval"), [(5, 0), (5, 3.5), (2, 1)])
+@pytest.mark.parametrize(
+    ("ttl", "interval"),
+    [
+        pytest.param(5, 0, id="zero-interval"),
+        pytest.param(5, 3.5, id="interval-equals-validity-window"),
+        pytest.param(2, 1, id="interval-longer-than-validity-window"),
+    ],
+)
 def test_rejects_interval_that_cannot_keep_up(ttl: float, interval: float) -> None:
     with pytest.raises(ValueError, match="interval"):
         LeaseKeeper(MemoryKV(ManualClock()), ttl=ttl, interval=interval)
