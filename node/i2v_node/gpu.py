@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from i2v_contract.memory import ArchSpec, choose_profile
 from i2v_contract.profiles import Profile
 from i2v_contract.tiers import tier_for_free_bytes
-from i2v_node.config import parse_bytes
+from i2v_contract.units import parse_bytes
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ import pytest
 from i2v_contract.memory import I2VGEN_XL
 from i2v_contract.profiles import PROFILES, Profile, usable_profiles
 from i2v_contract.wire import common_pb2
-from i2v_node.config import parse_args, parse_bytes
 from i2v_node.gpu import (
     FirstWorkingProbe,
     HostProbe,
@@ -29,26 +28,6 @@ GIB = 1024**3
 
 def gpu(free: int, total: int = 24 * GIB) -> MemoryReading:
     return MemoryReading("cuda:0", "test card", True, total, free, "nvml")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("4096", 4096),
-        ("24GiB", 24 * GIB),
-        ("1.5 GiB", int(1.5 * GIB)),
-        ("16GB", 16 * 1000**3),
-        ("512mib", 512 * 1024**2),
-    ],
-)
-def test_parse_bytes(text: str, expected: int) -> None:
-    assert parse_bytes(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "GiB", "12 parsecs", "-3GiB", "1e9"])
-def test_parse_bytes_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="not a size"):
-        parse_bytes(text)
 
 
 @pytest.mark.parametrize(
@@ -224,32 +203,3 @@ def test_first_working_probe_last_error_surfaces() -> None:
 def test_cuda_without_gpu_fails_clearly() -> None:
     with pytest.raises(ProbeError, match="no way to read memory of cuda:0"):
         make_monitor("cuda:0")
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--model", "tiny", "--simulate-free-vram", "6GiB", "--device", "cuda"], "CPU nodes only"),
-        (["--model", "tiny", "--simulate-free-vram", "6GiB", "--simulate-free-vram-file", "x"], "not both"),
-        (["--model", "tiny", "--max-vram", "lots"], "not a size"),
-        (["--model", "tiny", "--listen", "nohost"], "HOST:PORT"),
-        (["--model", "tiny", "--device", "tpu"], "not a device"),
-    ],
-)
-def test_node_args_rejected(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        parse_args(argv)
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_node_args_parsed(tmp_path: Path) -> None:
-    argv = ["--model", "tiny", "--listen", "127.0.0.1:0", "--max-vram", "10GiB", "--cache-dir", str(tmp_path)]
-    argv += ["--simulate-free-vram", "12GiB", "--node-id", "n1", "--drain-grace-seconds", "5"]
-    config = parse_args(argv)
-    assert config.max_vram_bytes == 10 * GIB
-    assert config.simulate_free_vram_bytes == 12 * GIB
-    assert config.node_id == "n1"
-    assert config.drain_grace_seconds == 5.0
-    assert config.cache_dir == tmp_path
-    assert config.offline
