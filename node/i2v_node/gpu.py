@@ -16,14 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from i2v_contract.dtypes import dtype_bytes
 from i2v_contract.memory import ArchSpec, choose_profile
 from i2v_contract.profiles import Profile
 from i2v_contract.tiers import tier_for_free_bytes
 from i2v_contract.units import parse_bytes
 
 log = logging.getLogger(__name__)
-
-_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "fp16": 2, "bf16": 2, "fp32": 4}
 
 
 @dataclass(frozen=True)
@@ -64,14 +63,6 @@ def apply_cap(reading: MemoryReading, cap_bytes: int | None) -> MemoryReading:
         total_bytes=min(reading.total_bytes, cap_bytes),
         free_bytes=min(reading.free_bytes, cap_bytes),
     )
-
-
-def dtype_bytes(dtype_name: str) -> int:
-    """Bytes per parameter of a torch dtype name ('float16', 'torch.float32', ...)."""
-    key = dtype_name.removeprefix("torch.")
-    if key not in _DTYPE_BYTES:
-        raise ValueError(f"unknown dtype {dtype_name!r}; known: {', '.join(_DTYPE_BYTES)}")
-    return _DTYPE_BYTES[key]
 
 
 @dataclass(frozen=True)

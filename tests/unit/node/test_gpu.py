@@ -17,7 +17,6 @@ from i2v_node.gpu import (
     ProfileChoice,
     SimulatedProbe,
     apply_cap,
-    dtype_bytes,
     first_profile,
     make_monitor,
     tier_of,
@@ -62,19 +61,6 @@ def test_apply_cap(reading: MemoryReading, cap: int | None, free: int, total: in
 
 def test_capped_tier_drops() -> None:
     assert tier_of(apply_cap(gpu(30 * GIB, 40 * GIB), 10 * GIB)) == common_pb2.TIER_LT12
-
-
-@pytest.mark.parametrize(
-    ("name", "size"),
-    [("float16", 2), ("torch.float16", 2), ("bfloat16", 2), ("float32", 4), ("torch.float32", 4)],
-)
-def test_dtype_bytes(name: str, size: int) -> None:
-    assert dtype_bytes(name) == size
-
-
-def test_dtype_bytes_unknown() -> None:
-    with pytest.raises(ValueError, match="unknown dtype"):
-        dtype_bytes("int3")
 
 
 def choose(
