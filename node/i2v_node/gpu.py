@@ -70,6 +70,7 @@ class ProfileChoice:
     profile: Profile
     fits: bool  # False: nothing fits by the model; the leanest profile is tried anyway
     free_bytes: int
+    reason: str = ""  # the memory model's answer in words, for the caller to log
 
 
 def first_profile(
@@ -89,7 +90,7 @@ def first_profile(
     handling turns a real failure into RESOURCE_EXHAUSTED with a message saying what would fit.
     """
     ladder_t = tuple(ladder)
-    chosen = choose_profile(
+    fit = choose_profile(
         width,
         height,
         frames,
@@ -99,9 +100,9 @@ def first_profile(
         dtype_bytes=dtype_bytes(dtype_name),
         accelerator=accelerator,
     )
-    if chosen is None:
-        return ProfileChoice(ladder_t[-1], False, reading.free_bytes)
-    return ProfileChoice(chosen, True, reading.free_bytes)
+    if fit.profile is None:
+        return ProfileChoice(ladder_t[-1], False, reading.free_bytes, fit.reason)
+    return ProfileChoice(fit.profile, True, reading.free_bytes, fit.reason)
 
 
 def parse_size_file(path: Path) -> int:

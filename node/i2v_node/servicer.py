@@ -176,7 +176,8 @@ def output_name(uri: str, store: ArtifactStore) -> str:
 def profile_for(
     engine: Engine, reading: MemoryReading, width: int, height: int, frames: int
 ) -> ProfileChoice:
-    return first_profile(
+    """The first profile for a job of this size; logs the memory model's reason."""
+    choice = first_profile(
         width,
         height,
         frames,
@@ -186,6 +187,8 @@ def profile_for(
         dtype_name=engine.dtype_name,
         accelerator=engine.has_accelerator,
     )
+    log.info("%s", choice.reason)
+    return choice
 
 
 def default_profile(engine: Engine, reading: MemoryReading, limits: Limits) -> ProfileChoice:

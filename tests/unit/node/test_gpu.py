@@ -82,6 +82,7 @@ def test_first_profile_fastest_when_plenty() -> None:
     choice = choose(512, 512, 16, 79 * GIB)
     assert choice.fits
     assert choice.profile == PROFILES[0]
+    assert choice.reason.startswith(f"profile {PROFILES[0].name} for 512x512x16: needs ")
 
 
 def test_first_profile_leaner_when_tight() -> None:
@@ -96,6 +97,7 @@ def test_first_profile_falls_back_to_leanest() -> None:
     choice = choose(1024, 1024, 32, GIB // 4, ladder)
     assert not choice.fits
     assert choice.profile == ladder[-1]
+    assert choice.reason.startswith("no profile fits 1024x1024x32 in ")
 
 
 def test_simulated_probe_fixed() -> None:
