@@ -35,7 +35,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import grpc
 from PIL import Image
@@ -48,6 +47,7 @@ from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.engine import Engine
 from i2v_node.gpu import MemoryMonitor, MemoryReading, ProfileChoice, first_profile, tier_of
+from i2v_node.hooks import JobHooks, JobRejected, JobReport, NoHooks
 from i2v_node.job import Cancelled, JobSpec, Outcome, OutOfMemoryExhausted, ProgressEvent
 from i2v_node.metrics import NodeMetrics
 from i2v_node.video import encode_mp4, frames_to_png
@@ -61,15 +61,6 @@ HEARTBEAT_INTERVAL_S = 2.0
 # A cancelled job stops within one denoising step; a full-size step can take many seconds.
 CANCEL_WAIT_S = 120.0
 DEADLINE_SLACK_S = 0.25
-
-
-class JobRejected(Exception):
-    """Raised by a JobHooks.before_run to refuse a job (e.g. a lost fenced claim)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class NodeFault(Exception):
@@ -90,36 +81,6 @@ def dispatch_error(request: node_pb2.NodeGenerateRequest) -> str | None:
     if request.attempt < 1:
         return f"attempt ({request.attempt}) must be >= 1 for a dispatched job (job_id {request.job_id})"
     return None
-
-
-Stop = Callable[[str], None]  # stop(why): end the running job without a result
-
-
-@dataclass(frozen=True)
-class JobReport:
-    """What `after_run` learns about a finished job."""
-
-    job_id: str
-    request: node_pb2.NodeGenerateRequest
-    code: grpc.StatusCode
-    message: str
-    result: common_pb2.Result | None
-
-
-class JobHooks(Protocol):
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None: ...
-
-    async def after_run(self, report: JobReport) -> None: ...
-
-
-class NoHooks:
-    """Standalone node: every job may run, nothing is recorded elsewhere."""
-
-    async def before_run(self, job_id: str, request: node_pb2.NodeGenerateRequest, stop: Stop) -> None:
-        return None
-
-    async def after_run(self, report: JobReport) -> None:
-        return None
 
 
 @dataclass(frozen=True)

@@ -171,3 +171,19 @@ def test_from_pipeline_reads_sizes_and_widths() -> None:
     )
     assert arch.total_params == 90 + 5 + 6 + 7
     assert 0 < estimate_bytes(64, 64, 2, PROFILES[0], arch=arch, accelerator=False) < 10**8
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"vae": {"params": 1}}, "vae.block_params", id="component-missing-a-size"),
+        pytest.param({"unet_channels": "320"}, "unet_channels", id="count-as-string"),
+        pytest.param({"unet_channels": True}, "unet_channels", id="count-as-bool"),
+        pytest.param({"vae_channels": [128]}, "vae_channels", id="one-vae-width"),
+        pytest.param({"vae_channels": [128, -1]}, "vae_channels[1]", id="negative-vae-width"),
+        pytest.param({"name": None}, "name", id="no-name"),
+    ],
+)
+def test_arch_summary_rejects_malformed_fields(change: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(field)):
+        ArchSpec.from_dict({**I2VGEN_XL.to_dict(), **change})

@@ -23,9 +23,10 @@ from i2v_contract.memory import I2VGEN_XL
 from i2v_contract.profiles import usable_profiles
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.gpu import MemoryMonitor, SimulatedProbe
+from i2v_node.hooks import JobHooks, JobRejected, JobReport, Stop
 from i2v_node.job import Cancelled, ProgressEvent
 from i2v_node.metrics import NodeMetrics
-from i2v_node.servicer import JobHooks, JobRejected, JobReport, NodeServicer, Stop, _Job
+from i2v_node.servicer import NodeServicer, _Job
 from tests.media import png, png_claiming
 
 GIB = 1024**3
