@@ -882,7 +882,7 @@ def oom_child(args: argparse.Namespace) -> int:
             fault = simulated_fault_plan(sw, sh, sf, cap, engine.ladder, at_least=(w, h))
             rec["fault_plan"] = fault
             engine.config = replace(engine.config, fault_plan=parse_fault_plan(fault) if fault else None)
-        # The node's own choice (servicer.profile_for). On CPU the tiny model fits anything, so the
+        # The node's own choice (validation.profile_for). On CPU the tiny model fits anything, so the
         # injected faults walk it down the ladder as the full-size model would go on such a card.
         choice = first_profile(
             w,
