@@ -71,7 +71,15 @@ async def test_claim_is_written_on_the_node_lease(world: World, tmp_path: Path) 
     assert ClaimRecord.from_json(claim.value) == ClaimRecord(node_id="n1", epoch=req.epoch)
 
 
-@pytest.mark.parametrize("case", ["wrong_epoch", "job_modified", "second_claim", "leader_changed"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param("wrong_epoch", id="wrong-epoch"),
+        pytest.param("job_modified", id="job-modified"),
+        pytest.param("second_claim", id="second-claim"),
+        pytest.param("leader_changed", id="leader-changed"),
+    ],
+)
 async def test_stale_dispatch_is_refused(world: World, tmp_path: Path, case: str) -> None:
     m = await world.started()
     other = await world.started("n2", "10.0.0.2:50051")
@@ -166,7 +174,7 @@ class LostReplyKV:
         return done
 
 
-@pytest.mark.parametrize("landed", [False, True])
+@pytest.mark.parametrize("landed", [pytest.param(False, id="never-landed"), pytest.param(True, id="landed")])
 async def test_claim_during_outage_is_refused_and_a_landed_claim_handed_back(
     world: World, tmp_path: Path, landed: bool
 ) -> None:

@@ -32,12 +32,14 @@ def gpu(free: int, total: int = 24 * GIB) -> MemoryReading:
 @pytest.mark.parametrize(
     ("reading", "tier"),
     [
-        (MemoryReading("cpu", "cpu", False, 64 * GIB, 60 * GIB, "host"), common_pb2.TIER_CPU),
-        (gpu(6 * GIB), common_pb2.TIER_LT12),
-        (gpu(12 * GIB), common_pb2.TIER_12_16),
-        (gpu(20 * GIB), common_pb2.TIER_16_24),
-        (gpu(30 * GIB, 40 * GIB), common_pb2.TIER_24_40),
-        (gpu(79 * GIB, 80 * GIB), common_pb2.TIER_GE40),
+        pytest.param(
+            MemoryReading("cpu", "cpu", False, 64 * GIB, 60 * GIB, "host"), common_pb2.TIER_CPU, id="host"
+        ),
+        pytest.param(gpu(6 * GIB), common_pb2.TIER_LT12, id="6GiB"),
+        pytest.param(gpu(12 * GIB), common_pb2.TIER_12_16, id="12GiB"),
+        pytest.param(gpu(20 * GIB), common_pb2.TIER_16_24, id="20GiB"),
+        pytest.param(gpu(30 * GIB, 40 * GIB), common_pb2.TIER_24_40, id="30GiB"),
+        pytest.param(gpu(79 * GIB, 80 * GIB), common_pb2.TIER_GE40, id="79GiB"),
     ],
 )
 def test_tier_of(reading: MemoryReading, tier: int) -> None:
@@ -47,11 +49,16 @@ def test_tier_of(reading: MemoryReading, tier: int) -> None:
 @pytest.mark.parametrize(
     ("reading", "cap", "free", "total"),
     [
-        (gpu(20 * GIB), None, 20 * GIB, 24 * GIB),
-        (gpu(20 * GIB), 10 * GIB, 10 * GIB, 10 * GIB),
-        (gpu(4 * GIB), 10 * GIB, 4 * GIB, 10 * GIB),
-        # host memory is never capped by --max-vram
-        (MemoryReading("cpu", "cpu", False, 8 * GIB, 6 * GIB, "host"), GIB, 6 * GIB, 8 * GIB),
+        pytest.param(gpu(20 * GIB), None, 20 * GIB, 24 * GIB, id="no-cap"),
+        pytest.param(gpu(20 * GIB), 10 * GIB, 10 * GIB, 10 * GIB, id="capped"),
+        pytest.param(gpu(4 * GIB), 10 * GIB, 4 * GIB, 10 * GIB, id="free-below-cap"),
+        pytest.param(
+            MemoryReading("cpu", "cpu", False, 8 * GIB, 6 * GIB, "host"),
+            GIB,
+            6 * GIB,
+            8 * GIB,
+            id="host-memory-never-capped-by-max-vram",
+        ),
     ],
 )
 def test_apply_cap(reading: MemoryReading, cap: int | None, free: int, total: int) -> None:

@@ -18,16 +18,43 @@ from tests.fakes.node import GIB, IDLE, POLICY
 @pytest.mark.parametrize(
     ("published", "wanted", "last_put_at", "now", "expected"),
     [
-        (None, IDLE, 0.0, 0.0, 0.0),  # never written: now
-        (IDLE, IDLE, 0.0, 0.0, None),  # unchanged
-        (IDLE, replace(IDLE, busy=True), 10.0, 10.1, 0.0),  # busy flip: at once, even right after a put
-        (IDLE, replace(IDLE, free_bytes=IDLE.free_bytes - GIB // 2), 0.0, 9.0, None),  # jitter below step
-        (IDLE, replace(IDLE, free_bytes=IDLE.free_bytes - GIB), 10.0, 10.1, pytest.approx(0.4)),  # coalesced
-        (IDLE, replace(IDLE, free_bytes=IDLE.free_bytes - GIB), 10.0, 10.5, 0.0),  # interval passed
-        (IDLE, replace(IDLE, tier=common_pb2.TIER_12_16), 10.0, 10.2, pytest.approx(0.3)),
-        (IDLE, replace(IDLE, total_bytes=48 * GIB), 0.0, 5.0, 0.0),
-        (IDLE, replace(IDLE, serving=False), 10.0, 10.1, 0.0),  # draining: at once
-        (replace(IDLE, arch=None), replace(IDLE, arch=I2VGEN_XL), 10.0, 10.1, 0.0),  # model loaded: at once
+        pytest.param(None, IDLE, 0.0, 0.0, 0.0, id="never-written-now"),
+        pytest.param(IDLE, IDLE, 0.0, 0.0, None, id="unchanged"),
+        pytest.param(
+            IDLE, replace(IDLE, busy=True), 10.0, 10.1, 0.0, id="busy-flip-at-once-even-right-after-a-put"
+        ),
+        pytest.param(
+            IDLE, replace(IDLE, free_bytes=IDLE.free_bytes - GIB // 2), 0.0, 9.0, None, id="jitter-below-step"
+        ),
+        pytest.param(
+            IDLE,
+            replace(IDLE, free_bytes=IDLE.free_bytes - GIB),
+            10.0,
+            10.1,
+            pytest.approx(0.4),
+            id="free-memory-move-coalesced",
+        ),
+        pytest.param(
+            IDLE, replace(IDLE, free_bytes=IDLE.free_bytes - GIB), 10.0, 10.5, 0.0, id="interval-passed"
+        ),
+        pytest.param(
+            IDLE,
+            replace(IDLE, tier=common_pb2.TIER_12_16),
+            10.0,
+            10.2,
+            pytest.approx(0.3),
+            id="tier-coalesced",
+        ),
+        pytest.param(IDLE, replace(IDLE, total_bytes=48 * GIB), 0.0, 5.0, 0.0, id="total-changed"),
+        pytest.param(IDLE, replace(IDLE, serving=False), 10.0, 10.1, 0.0, id="draining-at-once"),
+        pytest.param(
+            replace(IDLE, arch=None),
+            replace(IDLE, arch=I2VGEN_XL),
+            10.0,
+            10.1,
+            0.0,
+            id="model-loaded-at-once",
+        ),
     ],
 )
 def test_publish_delay(
@@ -36,7 +63,7 @@ def test_publish_delay(
     assert publish_delay(published, wanted, last_put_at, now, POLICY) == expected
 
 
-@pytest.mark.parametrize("ttl", [2.0, 5.0, 10.0, 30.0])
+@pytest.mark.parametrize("ttl", [pytest.param(t, id=f"ttl-{t:g}s") for t in (2.0, 5.0, 10.0, 30.0)])
 def test_lease_timing_is_accepted_by_lease_keeper(ttl: float) -> None:
     interval, margin = lease_timing(ttl)
     keeper = LeaseKeeper(MemoryKV(ManualClock()), ttl, interval, margin=margin)
