@@ -64,9 +64,12 @@ from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
 from i2v_common.store_identity import agree
 from i2v_contract.keys import Keys
 from i2v_contract.memory import ArchSpec, ComponentSize
+from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
-from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
-from i2v_node.servicer import JobRejected, JobReport, package_version
+from i2v_node.claims import ClusterHooks
+from i2v_node.hooks import JobRejected, JobReport
+from i2v_node.membership import Membership, NodeInfo
+from i2v_node.publishing import NodeState
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.media import png

@@ -63,18 +63,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2v_contract import measured, memory
+from i2v_contract import dtypes, measured, memory
 from i2v_contract.measured import MeasuredRun, Measurements, OverheadSample, RuntimeCosts
 from i2v_contract.profiles import Offload, Profile, profile_by_name
 from i2v_contract.tiers import tier_for_free_bytes, tier_name
 from i2v_contract.wire import common_pb2
-from i2v_node import gpu
 from i2v_node.apply import decode_chunk_arg
 from i2v_node.engine import Engine, EngineConfig
 from i2v_node.faults import parse_fault_plan
 from i2v_node.fullsize import FULL_SIZE_CONFIGS, build_random_pipeline
 from i2v_node.gpu import first_profile, limit_torch_memory, make_monitor
 from i2v_node.job import Cancelled, JobSpec, OutOfMemoryExhausted, ProgressEvent
+from i2v_node.loader import dtype_name, resolve_dtype
 from i2v_node.prompt import encode_prompts
 from i2v_node.tiny import ensure_tiny
 
@@ -372,7 +372,7 @@ def estimates(
     """The memory model beside a measurement: per stage, and the job's peak, with the context
     measured so far in place of the assumed one; the peak also with both assumed costs."""
     accel = engine.has_accelerator
-    dtype_bytes = gpu.dtype_bytes(engine.dtype_name)
+    dtype_bytes = dtypes.dtype_bytes(engine.dtype_name)
     stages = memory.stage_bytes(
         width, height, frames, profile, arch=engine.arch, dtype_bytes=dtype_bytes, accelerator=accel
     )
@@ -486,7 +486,7 @@ def part_env(kit: Kit, deadline: float) -> dict[str, Any]:
         },
         "diffusers_from": str(Path(diffusers.__file__).parent),
         "device": str(kit.plan.device),
-        "dtype": "float16" if kit.plan.cuda else "float32",
+        "dtype": dtype_name(resolve_dtype(None, str(kit.plan.device))),
         "model": "tiny" if kit.plan.tiny else "ali-vilab/i2vgen-xl (random weights)",
     }
     if not kit.plan.cuda:
@@ -529,7 +529,7 @@ def part_env(kit: Kit, deadline: float) -> dict[str, Any]:
 
 def part_build(kit: Kit, deadline: float) -> dict[str, Any]:
     plan = kit.plan
-    dtype = torch.float16 if plan.cuda else torch.float32
+    dtype = resolve_dtype(None, str(plan.device))
     config_dir = ensure_tiny(kit.cache_dir) if plan.tiny else FULL_SIZE_CONFIGS
     started = time.perf_counter()
     pipe = build_random_pipeline(config_dir, device=plan.device, dtype=dtype, seed=SEED)
@@ -846,9 +846,7 @@ def oom_child(args: argparse.Namespace) -> int:
     plan = make_plan(device, args.tiny, 60.0)
     cuda = device.type == "cuda"
     config_dir = ensure_tiny(args.cache_dir) if args.tiny else FULL_SIZE_CONFIGS
-    pipe = build_random_pipeline(
-        config_dir, device=device, dtype=torch.float16 if cuda else torch.float32, seed=SEED
-    )
+    pipe = build_random_pipeline(config_dir, device=device, dtype=resolve_dtype(None, str(device)), seed=SEED)
     config = EngineConfig(
         model="gpu-check", device=str(device), dtype=None, cache_dir=args.cache_dir, offline=True
     )
@@ -884,7 +882,7 @@ def oom_child(args: argparse.Namespace) -> int:
             fault = simulated_fault_plan(sw, sh, sf, cap, engine.ladder, at_least=(w, h))
             rec["fault_plan"] = fault
             engine.config = replace(engine.config, fault_plan=parse_fault_plan(fault) if fault else None)
-        # The node's own choice (servicer.profile_for). On CPU the tiny model fits anything, so the
+        # The node's own choice (validation.profile_for). On CPU the tiny model fits anything, so the
         # injected faults walk it down the ladder as the full-size model would go on such a card.
         choice = first_profile(
             w,

@@ -37,7 +37,6 @@ reads a loaded pipeline duck-typed.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,8 +46,6 @@ from i2v_contract import measured
 from i2v_contract.measured import RuntimeCosts
 from i2v_contract.profiles import PROFILES, Offload, Profile
 from i2v_contract.tiers import tier_for_free_bytes
-
-log = logging.getLogger(__name__)
 
 # choose_profile keeps this fraction of headroom over the estimate: the allocator's block
 # rounding and kernel workspaces (cuDNN convolution workspaces can reach hundreds of MB) vary
@@ -352,6 +349,14 @@ def estimate_bytes(
     return costs.cuda_context_bytes + peak
 
 
+@dataclass(frozen=True)
+class ProfileFit:
+    """What `choose_profile` found, and why in words (the caller logs it)."""
+
+    profile: Profile | None  # None: no profile of the ladder fits
+    reason: str
+
+
 def choose_profile(
     width: int,
     height: int,
@@ -363,7 +368,7 @@ def choose_profile(
     dtype_bytes: int = 2,
     accelerator: bool = True,
     margin: float = SAFETY_MARGIN,
-) -> Profile | None:
+) -> ProfileFit:
     """The fastest profile of `ladder` whose estimate plus `margin` fits in `free_bytes`."""
     for profile in ladder:
         need = estimate_bytes(
@@ -376,19 +381,12 @@ def choose_profile(
             accelerator=accelerator,
         )
         if need * (1 + margin) <= free_bytes:
-            log.info(
-                "profile %s for %dx%dx%d: needs %.2f GB (+%.0f%%), %.2f GB free",
-                profile.name,
-                width,
-                height,
-                frames,
-                need / 1e9,
-                margin * 100,
-                free_bytes / 1e9,
+            return ProfileFit(
+                profile,
+                f"profile {profile.name} for {width}x{height}x{frames}: needs {need / 1e9:.2f} GB "
+                f"(+{margin * 100:.0f}%), {free_bytes / 1e9:.2f} GB free",
             )
-            return profile
-    log.info("no profile fits %dx%dx%d in %.2f GB free", width, height, frames, free_bytes / 1e9)
-    return None
+    return ProfileFit(None, f"no profile fits {width}x{height}x{frames} in {free_bytes / 1e9:.2f} GB free")
 
 
 # Routing asks for the memory to run without offload: offload works but is several times slower,

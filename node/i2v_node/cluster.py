@@ -21,8 +21,10 @@ from i2v_common.store_identity import agree
 from i2v_contract.keys import Keys
 from i2v_contract.kv import KV
 from i2v_contract.version import package_version
+from i2v_node.claims import ClusterHooks
 from i2v_node.gpu import ProbeError
-from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
+from i2v_node.membership import Membership, NodeInfo
+from i2v_node.publishing import NodeState
 from i2v_node.servicer import NodeServicer
 
 log = logging.getLogger(__name__)

@@ -12,31 +12,7 @@ from pathlib import Path
 
 from i2v_contract.addresses import parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_bytes(text: str) -> int:
-    """'24GiB', '1.5 GB', '4096' -> bytes. Raises ValueError naming the accepted forms."""
-    match = _SIZE.match(text)
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in _UNITS:
-        raise ValueError(
-            f"{text!r} is not a size; use bytes or a number with a unit like 24GiB, 512MiB, 16GB"
-        )
-    return int(float(match.group(1)) * _UNITS[unit])
+from i2v_contract.units import parse_bytes
 
 
 def default_cache_dir() -> Path:

@@ -2,12 +2,11 @@
 and out-of-memory recovery.
 
 OOM recovery: an attempt that raises torch.OutOfMemoryError at any stage is abandoned, memory is
-freed outside the except block (the traceback pins the tensors until then), and the job is retried
-with the next leaner profile. Below the leanest profile, if the request allows it, the job is
-degraded one rung (degrade.py) and restarts from the caller's first profile: a smaller job usually
-fits a faster profile again, and failed attempts at the same size are cheap because OOM mostly
-strikes at the first denoising step. When nothing is left, OutOfMemoryExhausted names the stage,
-the size and what would fit.
+freed outside the except block (the traceback pins the tensors until then), and `oom.next_after_oom`
+says what comes next: a leaner profile, one degradation rung (restarting from the caller's first
+profile), or nothing. Failed attempts at the same size are cheap because OOM mostly strikes at the
+first denoising step. When nothing is left, OutOfMemoryExhausted names the stage, the size and what
+would fit.
 
 Progress: the pipeline has no step callback, so forward hooks mark stages (image encoder: encode
 image; first UNet call: denoise; VAE decoder: decode) and the UNet's post-forward hook counts steps
@@ -30,23 +29,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from i2v_contract import memory
 from i2v_contract.memory import ArchSpec
-from i2v_contract.profiles import Profile, leaner_than, usable_profiles
+from i2v_contract.profiles import Profile, usable_profiles
 from i2v_contract.states import stage_name
 from i2v_contract.wire import common_pb2
-from i2v_node import degrade
 from i2v_node.apply import ProfiledPipeline, decode_chunk_arg
+from i2v_node.degrade import Size
 from i2v_node.faults import FaultPlan, parse_fault_plan
 from i2v_node.job import Cancelled, JobSpec, Outcome, OutOfMemoryExhausted, ProgressEvent
 from i2v_node.loader import dtype_name, load_pipeline, resolve_dtype
+from i2v_node.oom import Degrade, Exhausted, OomAttempt, memory_facts, next_after_oom
+from i2v_node.peak import PeakMeter
 from i2v_node.prompt import encode_prompts
 
 __all__ = ["Engine", "EngineConfig", "FaultPlan", "parse_fault_plan"]
 
 log = logging.getLogger(__name__)
-
-_GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -82,45 +80,6 @@ def _versions() -> dict[str, str]:
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
     }
-
-
-def _proc_status_bytes(key: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class _PeakMeter:
-    """Peak memory of one attempt. CUDA: torch's peak allocated bytes (weights included). CPU: growth
-    of the process's peak resident set over its size at the start (Linux /proc; coarse: counts every
-    thread of the process and the allocator's caching, 0 where /proc is missing)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self._device = device
-        self._rss_before = 0
-
-    def start(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self._device)
-            return
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-                f.write("5")  # resets VmHWM to the current RSS
-            self._rss_before = _proc_status_bytes("VmRSS")
-        except OSError:
-            self._rss_before = 0
-
-    def peak(self) -> int:
-        if self._device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self._device))
-        if not self._rss_before:
-            return 0
-        try:
-            return max(0, _proc_status_bytes("VmHWM") - self._rss_before)
-        except OSError:
-            return 0
 
 
 @dataclass
@@ -197,7 +156,7 @@ class Engine:
         self._holder = holder
         self._device = device
         self._busy = threading.Lock()
-        self._meter = _PeakMeter(device)
+        self._meter = PeakMeter(device)
         self._dtype_bytes = dtype.itemsize
 
     @classmethod
@@ -256,10 +215,6 @@ class Engine:
             usable = ", ".join(p.name for p in self.ladder)
             raise ValueError(f"profile {first_profile.name} is not usable on {self.device}; usable: {usable}")
         with self._exclusive():
-            requested = degrade.Size(spec.width, spec.height, spec.frames)
-            current, profile = spec, first_profile
-            degradations: list[str] = []
-            attempts = 0
             log.info(
                 "run %dx%d, %d frames, %d steps, seed %d: profile %s (the caller's choice)",
                 spec.width,
@@ -267,53 +222,58 @@ class Engine:
                 spec.frames,
                 spec.steps,
                 spec.seed,
-                profile.name,
+                first_profile.name,
             )
-            while True:
-                attempts += 1
-                result = self._attempt(current, profile, on_progress, cancel)
-                if isinstance(result, _Done):
-                    return Outcome(
-                        frames=result.frames,
-                        spec=current,
-                        profile=profile.name,
-                        degradations=tuple(degradations),
-                        peak_bytes=result.peak_bytes,
-                        timings=result.timings,
-                        metadata=self._metadata(current, profile, first_profile, attempts),
-                    )
-                stage = result
-                self._free_memory()
-                leaner = leaner_than(profile, self.ladder)
-                rung = None
-                if leaner is None and spec.allow_degrade:
-                    rung = degrade.next_degradation(
-                        requested, degrade.Size(current.width, current.height, current.frames)
-                    )
-                if leaner is not None:
-                    message = (
-                        f"OOM at {stage_name(stage)} with profile {profile.name} "
-                        f"-> retrying with profile {leaner.name}"
-                    )
-                    profile = leaner
-                elif rung is not None:
-                    message = (
-                        f"OOM at {stage_name(stage)} with profile {profile.name} (the leanest) -> degrading "
-                        f"{rung.description}, retrying with profile {first_profile.name}"
-                    )
-                    degradations.append(rung.description)
-                    current = replace(
-                        current, width=rung.after.width, height=rung.after.height, frames=rung.after.frames
-                    )
-                    profile = first_profile
-                else:
-                    message = self._exhausted_message(spec, current, profile, stage, degradations)
-                    log.warning("%s", message)
-                    raise OutOfMemoryExhausted(message, stage=stage)
+            return self._run(spec, first_profile, on_progress, cancel)
+
+    def _run(
+        self,
+        spec: JobSpec,
+        first_profile: Profile,
+        on_progress: Callable[[ProgressEvent], None],
+        cancel: threading.Event,
+    ) -> Outcome:
+        """Attempts until one finishes; after each OOM, `oom.next_after_oom` says what comes next."""
+        requested = Size(spec.width, spec.height, spec.frames)
+        current, profile = spec, first_profile
+        degradations: list[str] = []
+        attempts = 0
+        while True:
+            attempts += 1
+            result = self._attempt(current, profile, on_progress, cancel)
+            if isinstance(result, _Done):
+                return Outcome(
+                    frames=result.frames,
+                    spec=current,
+                    profile=profile.name,
+                    degradations=tuple(degradations),
+                    peak_bytes=result.peak_bytes,
+                    timings=result.timings,
+                    metadata=self._metadata(current, profile, first_profile, attempts),
+                )
+            self._free_memory()
+            tried = Size(current.width, current.height, current.frames)
+            failed = OomAttempt(result, profile, requested, tried, tuple(degradations))
+            step = next_after_oom(
+                failed,
+                first=first_profile,
+                ladder=self.ladder,
+                allow_degrade=spec.allow_degrade,
+                accelerator=self.has_accelerator,
+            )
+            if isinstance(step, Exhausted):
+                message = step.reason + self._memory_facts(requested)
                 log.warning("%s", message)
-                on_progress(ProgressEvent(common_pb2.STAGE_RETRY, profile=profile.name, message=message))
-                if cancel.is_set():
-                    raise Cancelled(f"cancelled before retry {attempts + 1}")
+                raise OutOfMemoryExhausted(message, stage=result)
+            log.warning("%s", step.reason)
+            if isinstance(step, Degrade):
+                degradations.append(step.rung.description)
+                after = step.rung.after
+                current = replace(current, width=after.width, height=after.height, frames=after.frames)
+            profile = step.profile
+            on_progress(ProgressEvent(common_pb2.STAGE_RETRY, profile=profile.name, message=step.reason))
+            if cancel.is_set():
+                raise Cancelled(f"cancelled before retry {attempts + 1}")
 
     def _attempt(
         self,
@@ -421,46 +381,8 @@ class Engine:
             **_versions(),
         }
 
-    def _exhausted_message(
-        self, requested: JobSpec, current: JobSpec, leanest: Profile, stage: int, degradations: list[str]
-    ) -> str:
-        where = "GPU" if self.has_accelerator else "host (CPU)"
-        text = (
-            f"out of {where} memory at {stage_name(stage)} for {requested.width}x{requested.height}, "
-            f"{requested.frames} frames, even with profile {leanest.name} (the leanest on this node)"
+    def _memory_facts(self, requested: Size) -> str:
+        free = int(torch.cuda.mem_get_info(self._device)[0]) if self.has_accelerator else None
+        return memory_facts(
+            requested, arch=self.arch, ladder=self.ladder, dtype_bytes=self._dtype_bytes, free_bytes=free
         )
-        if degradations:
-            tried = f"{current.width}x{current.height}, {current.frames} frames"
-            text += f" and after degrading ({'; '.join(degradations)}; last tried {tried})"
-        elif not requested.allow_degrade:
-            text += "; set allow_degrade to let the node lower resolution and frames"
-        size = (requested.width, requested.height, requested.frames)
-        need = memory.required_bytes(*size, arch=self.arch)
-        least = memory.minimum_bytes(*size, arch=self.arch)
-        text += (
-            f". The memory model puts this job at {need / _GIB:.2f} GiB without offload, "
-            f"{least / _GIB:.2f} GiB with the leanest profile"
-        )
-        if self.has_accelerator:
-            free, _ = torch.cuda.mem_get_info(self._device)
-            fit = self._largest_fitting(requested, free)
-            text += f"; {free / _GIB:.1f} GiB is free here"
-            text += f"; {fit} would fit" if fit else "; nothing down to half the size would fit"
-        return text + ": retry on a node with more free memory or request a smaller video."
-
-    def _largest_fitting(self, spec: JobSpec, free_bytes: int) -> str | None:
-        requested = degrade.Size(spec.width, spec.height, spec.frames)
-        for size in (requested, *(rung.after for rung in degrade.ladder(requested))):
-            chosen = memory.choose_profile(
-                size.width,
-                size.height,
-                size.frames,
-                free_bytes,
-                self.ladder,
-                arch=self.arch,
-                dtype_bytes=self._dtype_bytes,
-                accelerator=self.has_accelerator,
-            )
-            if chosen is not None:
-                return f"{size.width}x{size.height}, {size.frames} frames (profile {chosen.name})"
-        return None

@@ -16,14 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from i2v_contract.dtypes import dtype_bytes
 from i2v_contract.memory import ArchSpec, choose_profile
 from i2v_contract.profiles import Profile
 from i2v_contract.tiers import tier_for_free_bytes
-from i2v_node.config import parse_bytes
+from i2v_contract.units import parse_bytes
 
 log = logging.getLogger(__name__)
-
-_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "fp16": 2, "bf16": 2, "fp32": 4}
 
 
 @dataclass(frozen=True)
@@ -66,19 +65,12 @@ def apply_cap(reading: MemoryReading, cap_bytes: int | None) -> MemoryReading:
     )
 
 
-def dtype_bytes(dtype_name: str) -> int:
-    """Bytes per parameter of a torch dtype name ('float16', 'torch.float32', ...)."""
-    key = dtype_name.removeprefix("torch.")
-    if key not in _DTYPE_BYTES:
-        raise ValueError(f"unknown dtype {dtype_name!r}; known: {', '.join(_DTYPE_BYTES)}")
-    return _DTYPE_BYTES[key]
-
-
 @dataclass(frozen=True)
 class ProfileChoice:
     profile: Profile
     fits: bool  # False: nothing fits by the model; the leanest profile is tried anyway
     free_bytes: int
+    reason: str = ""  # the memory model's answer in words, for the caller to log
 
 
 def first_profile(
@@ -98,7 +90,7 @@ def first_profile(
     handling turns a real failure into RESOURCE_EXHAUSTED with a message saying what would fit.
     """
     ladder_t = tuple(ladder)
-    chosen = choose_profile(
+    fit = choose_profile(
         width,
         height,
         frames,
@@ -108,9 +100,9 @@ def first_profile(
         dtype_bytes=dtype_bytes(dtype_name),
         accelerator=accelerator,
     )
-    if chosen is None:
-        return ProfileChoice(ladder_t[-1], False, reading.free_bytes)
-    return ProfileChoice(chosen, True, reading.free_bytes)
+    if fit.profile is None:
+        return ProfileChoice(ladder_t[-1], False, reading.free_bytes, fit.reason)
+    return ProfileChoice(fit.profile, True, reading.free_bytes, fit.reason)
 
 
 def parse_size_file(path: Path) -> int:

@@ -15,19 +15,12 @@ from typing import Any
 
 import torch
 
+from i2v_contract.dtypes import canonical_dtype
 from i2v_node.tiny import TINY_NAME, ensure_tiny
 
 log = logging.getLogger(__name__)
 
 PIPELINE_CLASS = "I2VGenXLPipeline"
-_DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float32": torch.float32,
-    "fp32": torch.float32,
-}
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
@@ -35,10 +28,8 @@ def resolve_dtype(name: str | None, device: str) -> torch.dtype:
     """None means float16 on an accelerator and float32 on the CPU."""
     if name is None:
         return torch.float16 if device.startswith("cuda") else torch.float32
-    try:
-        return _DTYPES[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; use float16, bfloat16 or float32") from None
+    dtype: torch.dtype = getattr(torch, canonical_dtype(name))  # canonical names are torch's own
+    return dtype
 
 
 def dtype_name(dtype: torch.dtype) -> str:

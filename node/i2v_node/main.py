@@ -9,12 +9,15 @@ revoke the lease (nodes/{id} disappears at once) -> stop gRPC -> close etcd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.logs import setup_logging
 from i2v_common.store_identity import StoreMismatch
@@ -24,90 +27,117 @@ from i2v_contract.kv import KVUnavailable
 from i2v_node.cluster import ClusterNode, join_cluster
 from i2v_node.config import NodeConfig, parse_args
 from i2v_node.membership import DuplicateNode
+from i2v_node.server import NodeServer, StartupError
 
 log = logging.getLogger("i2v_node")
 
 
 async def serve(config: NodeConfig) -> int:
-    from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
-    from i2v_node.server import NodeServer, StartupError
-
-    store: ArtifactStore | None = None
-    if config.artifacts:
-        try:
-            store = open_store(config.artifacts)
-        except (ArtifactError, OSError) as err:
-            log.error("cannot open artifact store %s: %s", config.artifacts, err)
-            return 2
+    """Run the node until SIGTERM/SIGINT: 0 after a clean stop, 1 when the model cannot load, 2 when
+    the node cannot start or join its cluster."""
+    stop = asyncio.Event()
     try:
-        server = NodeServer(config, artifacts=store)
-        await server.start()
+        async with contextlib.AsyncExitStack() as cleanup:
+            return await _run(config, stop, cleanup)
     except StartupError as err:
         log.error("%s", err)
         return 2
+
+
+async def _run(config: NodeConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack) -> int:
+    """Open the parts in order; each registers its undo as it comes up, and the exit stack undoes
+    them in reverse: drain, leave the cluster, stop gRPC, close etcd."""
+    store = _open_store(config)
+    kv = EtcdKV(config.etcd) if config.etcd else None
+    if kv is not None:
+        cleanup.push_async_callback(kv.close)
+    server = NodeServer(config, artifacts=store)
+    await server.start()
+    cleanup.push_async_callback(server.close)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    load = asyncio.create_task(server.load())
-    stopping = asyncio.create_task(stop.wait())
-    cluster: ClusterNode | None = None
-    kv: EtcdKV | None = None
-    if config.etcd:
+    load = asyncio.create_task(server.load(), name="load-model")
+    cleanup.push_async_callback(_cancel, load)
+    if kv is not None:
         assert store is not None  # parse_args requires --artifacts with --etcd
-        kv = EtcdKV(config.etcd)
-        joining = asyncio.create_task(
-            join_cluster(
-                server.servicer,
-                kv,
-                Keys(config.prefix),
-                store,
-                node_id=config.node_id,
-                addr=config.advertise or advertise(server.address, None, socket.gethostname()),
-                model=config.model,
-                lease_ttl=config.lease_ttl,
-                store_location=config.artifacts,
-            )
-        )
-        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        refused: int | None = None
-        if not joining.done():
-            log.info("stop requested while joining the cluster; leaving without registering")
-            joining.cancel()
-            await asyncio.gather(joining, return_exceptions=True)
-            refused = 0
-        else:
-            try:
-                cluster = joining.result()
-            except (DuplicateNode, KVUnavailable, StoreMismatch) as err:
-                log.error("cannot join the cluster at %s: %s", ",".join(config.etcd), err)
-                refused = 2
-        if refused is not None:
-            load.cancel()
-            await server.close()
-            await kv.close()
-            return refused
-    await asyncio.wait({load, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if load.done():
-        try:
-            load.result()
-        except StartupError as err:
-            log.error("%s", err)
-            code = 1
-            stop.set()
-    else:
-        log.info("stop requested while loading; not waiting for the load to finish")
-        load.cancel()
+        joined = await _join(config, server, kv, store, stop)
+        if not isinstance(joined, ClusterNode):
+            return joined
+        cleanup.push_async_callback(joined.leave)
+    cleanup.push_async_callback(server.drain)
+    code = await _loaded(load, stop)
     await stop.wait()
     log.info("stop requested: draining (grace %g s)", config.drain_grace_seconds)
-    await server.drain()
-    if cluster is not None:
-        await cluster.leave()
-    await server.close()
-    if kv is not None:
-        await kv.close()
     return code
+
+
+def _open_store(config: NodeConfig) -> ArtifactStore | None:
+    if not config.artifacts:
+        return None
+    try:
+        return open_store(config.artifacts)
+    except (ArtifactError, OSError) as err:
+        raise StartupError(f"cannot open artifact store {config.artifacts}: {err}") from None
+
+
+async def _join(
+    config: NodeConfig, server: NodeServer, kv: EtcdKV, store: ArtifactStore, stop: asyncio.Event
+) -> ClusterNode | int:
+    """Join the cluster while the model loads: the ClusterNode, or the exit code when a stop came
+    first (0) or the cluster refused the node (2; nothing registered)."""
+    joining = asyncio.create_task(
+        join_cluster(
+            server.servicer,
+            kv,
+            Keys(config.prefix),
+            store,
+            node_id=config.node_id,
+            addr=config.advertise or advertise(server.address, None, socket.gethostname()),
+            model=config.model,
+            lease_ttl=config.lease_ttl,
+            store_location=config.artifacts,
+        )
+    )
+    if not await _first(joining, stop):
+        log.info("stop requested while joining the cluster; leaving without registering")
+        await _cancel(joining)
+        return 0
+    try:
+        return joining.result()
+    except (DuplicateNode, KVUnavailable, StoreMismatch) as err:
+        log.error("cannot join the cluster at %s: %s", ",".join(config.etcd), err)
+        return 2
+
+
+async def _loaded(load: asyncio.Task[None], stop: asyncio.Event) -> int:
+    """Wait for the model or a stop: 0, or 1 when the model cannot load (the node then stops)."""
+    if not await _first(load, stop):
+        log.info("stop requested while loading; not waiting for the load to finish")
+        load.cancel()
+        return 0
+    try:
+        load.result()
+    except StartupError as err:
+        log.error("%s", err)
+        stop.set()
+        return 1
+    return 0
+
+
+async def _first(task: asyncio.Task[Any], stop: asyncio.Event) -> bool:
+    """Wait for `task` or `stop`, whichever comes first: True if the task is done."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    return task.done()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,8 +28,10 @@ from i2v_contract.wire import node_pb2
 from i2v_node.config import NodeConfig
 from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
 from i2v_node.gpu import ProbeError, limit_torch_memory, make_monitor
+from i2v_node.hooks import JobHooks
 from i2v_node.metrics import NodeMetrics
-from i2v_node.servicer import JobHooks, NodeServicer, default_profile
+from i2v_node.servicer import NodeServicer
+from i2v_node.validation import default_profile
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,6 @@ class NodeServer:
             hooks=hooks,
             artifacts=artifacts,
         )
-        self.servicer.drain_grace_seconds = config.drain_grace_seconds
         self._rpc = RpcServer(
             NODE_SERVICE,
             [

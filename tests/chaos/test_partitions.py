@@ -28,7 +28,7 @@ from benchmarks.fill_etcd import fill
 from i2v_client import CallError, CoordinatorClient, RetryPolicy
 from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.states import ASSIGNED, QUEUED
-from i2v_node.membership import CLAIM_GONE
+from i2v_node.claims import CLAIM_GONE
 from tests.chaos.cluster import Cluster, History, NodeSpec, chaos_runs, tiny_request
 from tests.chaos.coordinator_procs import CoordinatorProcess, LeaderState
 from tests.chaos.test_cluster_failures import figure, wait_stepped_down

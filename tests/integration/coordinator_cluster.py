@@ -29,8 +29,10 @@ from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.servicer import CoordinatorServicer
+from i2v_node.claims import ClusterHooks
 from i2v_node.config import NodeConfig
-from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
+from i2v_node.membership import Membership, NodeInfo
+from i2v_node.publishing import NodeState
 from i2v_node.server import NodeServer
 
 MIB = 1024 * 1024

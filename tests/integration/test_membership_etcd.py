@@ -18,8 +18,10 @@ from i2v_common.etcd_kv import EtcdKV
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, NodeRecord, ResultRecord
 from i2v_contract.kv import KV, Compare, KVUnavailable
 from i2v_contract.wire import common_pb2, node_pb2
-from i2v_node.membership import ClusterHooks, DuplicateNode, Membership, NodeInfo, NodeState
-from i2v_node.servicer import JobRejected, JobReport
+from i2v_node.claims import ClusterHooks
+from i2v_node.hooks import JobRejected, JobReport
+from i2v_node.membership import DuplicateNode, Membership, NodeInfo
+from i2v_node.publishing import NodeState
 from tests.etcd_cluster import EtcdCluster
 
 pytestmark = pytest.mark.integration

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from i2v_contract.keys import (
@@ -176,3 +178,18 @@ def test_malformed_values_raise_clear_errors(cls: type, raw: bytes, words: str) 
     with pytest.raises(ValueError) as info:
         cls.from_json(raw)  # type: ignore[attr-defined]
     assert cls.__name__ in str(info.value) and words in str(info.value)
+
+
+def test_a_record_without_the_later_fields_reads_with_defaults() -> None:
+    old = {
+        "addr": "a:1",
+        "gpu": "",
+        "total_bytes": 1,
+        "free_bytes": 1,
+        "tier": 1,
+        "busy": False,
+        "models": ["tiny"],
+        "version": "0",
+    }
+    record = NodeRecord.from_json(json.dumps(old).encode())
+    assert (record.serving, record.arch) == (True, {})

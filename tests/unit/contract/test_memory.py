@@ -3,6 +3,7 @@ consistent between choose_profile, required_bytes and required_tier."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -77,31 +78,45 @@ def test_fp32_costs_more_than_fp16_and_cpu_ignores_offload() -> None:
 @pytest.mark.parametrize(
     ("free_gb", "expected"),
     [
-        (40.0, "fast"),
-        (9.0, "chunked"),
-        (8.0, "sliced"),
-        (6.0, "model_offload"),
-        (2.5, "group_offload_leaf"),
-        (1.0, None),
+        pytest.param(40.0, "fast", id="40GB-fast"),
+        pytest.param(9.0, "chunked", id="9GB-chunked"),
+        pytest.param(8.0, "sliced", id="8GB-sliced"),
+        pytest.param(6.0, "model_offload", id="6GB-model-offload"),
+        pytest.param(2.5, "group_offload_leaf", id="2.5GB-group-offload-leaf"),
+        pytest.param(1.0, None, id="1GB-nothing"),
     ],
 )
 def test_choose_profile_picks_fastest_that_fits(free_gb: float, expected: str | None) -> None:
-    chosen = choose_profile(512, 512, 16, int(free_gb * GB), usable_profiles(True))
+    chosen = choose_profile(512, 512, 16, int(free_gb * GB), usable_profiles(True)).profile
     assert (chosen.name if chosen else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("free_gb", "reason"),
+    [
+        pytest.param(
+            40.0, r"^profile fast for 512x512x16: needs \d+\.\d\d GB \(\+10%\), 40\.00 GB free$", id="fits"
+        ),
+        pytest.param(1.0, r"^no profile fits 512x512x16 in 1\.00 GB free$", id="nothing-fits"),
+    ],
+)
+def test_choose_profile_says_why(free_gb: float, reason: str) -> None:
+    fit = choose_profile(512, 512, 16, int(free_gb * GB), usable_profiles(True))
+    assert re.match(reason, fit.reason), fit.reason
 
 
 def test_choose_profile_without_accelerator_skips_accelerator_only_profiles() -> None:
     ladder = usable_profiles(False)
-    chosen = choose_profile(512, 512, 16, 20 * GB, ladder, accelerator=False, dtype_bytes=4)
+    chosen = choose_profile(512, 512, 16, 20 * GB, ladder, accelerator=False, dtype_bytes=4).profile
     assert chosen is not None and not chosen.requires_accelerator
 
 
 @pytest.mark.parametrize("size", [256, 512, 768, 1024, 1280])
 def test_required_bytes_is_enough_for_choose_profile(size: int) -> None:
     need = required_bytes(size, size, 16)
-    chosen = choose_profile(size, size, 16, need, usable_profiles(True))
+    chosen = choose_profile(size, size, 16, need, usable_profiles(True)).profile
     assert chosen is not None and chosen.offload is Offload.NONE
-    assert choose_profile(size, size, 16, need - 2**30, PROFILES[:4]) is None
+    assert choose_profile(size, size, 16, need - 2**30, PROFILES[:4]).profile is None
 
 
 @pytest.mark.parametrize(
@@ -156,3 +171,19 @@ def test_from_pipeline_reads_sizes_and_widths() -> None:
     )
     assert arch.total_params == 90 + 5 + 6 + 7
     assert 0 < estimate_bytes(64, 64, 2, PROFILES[0], arch=arch, accelerator=False) < 10**8
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"vae": {"params": 1}}, "vae.block_params", id="component-missing-a-size"),
+        pytest.param({"unet_channels": "320"}, "unet_channels", id="count-as-string"),
+        pytest.param({"unet_channels": True}, "unet_channels", id="count-as-bool"),
+        pytest.param({"vae_channels": [128]}, "vae_channels", id="one-vae-width"),
+        pytest.param({"vae_channels": [128, -1]}, "vae_channels[1]", id="negative-vae-width"),
+        pytest.param({"name": None}, "name", id="no-name"),
+    ],
+)
+def test_arch_summary_rejects_malformed_fields(change: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(field)):
+        ArchSpec.from_dict({**I2VGEN_XL.to_dict(), **change})

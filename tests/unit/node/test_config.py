@@ -1,26 +1,74 @@
-"""`i2v-node` cluster flags: parsing, the errors a wrong combination gets, the advertised address."""
+"""`i2v-node` flags: parsing, the errors a wrong combination gets, the cluster defaults."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from i2v_node.config import parse_args
 
+GIB = 1024**3
 BASE = ["--model", "tiny"]
 CLUSTER = ["--etcd", "127.0.0.1:2379", "--artifacts", "d"]
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(
+            [*BASE, "--simulate-free-vram", "6GiB", "--device", "cuda"],
+            "CPU nodes only",
+            id="simulate-on-cuda",
+        ),
+        pytest.param(
+            [*BASE, "--simulate-free-vram", "6GiB", "--simulate-free-vram-file", "x"],
+            "not both",
+            id="two-simulations",
+        ),
+        pytest.param([*BASE, "--max-vram", "lots"], "not a size", id="max-vram-not-a-size"),
+        pytest.param([*BASE, "--listen", "nohost"], "HOST:PORT", id="listen-without-port"),
+        pytest.param([*BASE, "--device", "tpu"], "not a device", id="unknown-device"),
+    ],
+)
+def test_node_args_rejected(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_node_args_parsed(tmp_path: Path) -> None:
+    argv = [*BASE, "--listen", "127.0.0.1:0", "--max-vram", "10GiB", "--cache-dir", str(tmp_path)]
+    argv += ["--simulate-free-vram", "12GiB", "--node-id", "n1", "--drain-grace-seconds", "5"]
+    config = parse_args(argv)
+    assert config.max_vram_bytes == 10 * GIB
+    assert config.simulate_free_vram_bytes == 12 * GIB
+    assert config.node_id == "n1"
+    assert config.drain_grace_seconds == 5.0
+    assert config.cache_dir == tmp_path
+    assert config.offline
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--etcd", "127.0.0.1:2379"], "--etcd needs --artifacts"),
-        (["--advertise", "10.0.0.1:50051"], "only apply in a cluster"),
-        (["--lease-ttl", "5", "--prefix", "/x/"], "--prefix, --lease-ttl only apply in a cluster"),
-        ([*CLUSTER, "--lease-ttl", "0.5"], "--lease-ttl must be 1..3600"),
-        ([*CLUSTER, "--prefix", "i2v"], "must start and end with '/'"),
-        (["--etcd", "ftp://h:1", "--artifacts", "d"], "expected host:port"),
-        (["--etcd", ",", "--artifacts", "d"], "no etcd endpoints"),
-        (["--node-id", "a/b"], "contain no '/'"),
+        pytest.param(["--etcd", "127.0.0.1:2379"], "--etcd needs --artifacts", id="etcd-without-artifacts"),
+        pytest.param(["--advertise", "10.0.0.1:50051"], "only apply in a cluster", id="advertise-standalone"),
+        pytest.param(
+            ["--lease-ttl", "5", "--prefix", "/x/"],
+            "--prefix, --lease-ttl only apply in a cluster",
+            id="cluster-flags-standalone",
+        ),
+        pytest.param(
+            [*CLUSTER, "--lease-ttl", "0.5"], "--lease-ttl must be 1..3600", id="lease-ttl-too-short"
+        ),
+        pytest.param(
+            [*CLUSTER, "--prefix", "i2v"], "must start and end with '/'", id="prefix-without-slashes"
+        ),
+        pytest.param(["--etcd", "ftp://h:1", "--artifacts", "d"], "expected host:port", id="etcd-bad-scheme"),
+        pytest.param(["--etcd", ",", "--artifacts", "d"], "no etcd endpoints", id="etcd-empty-list"),
+        pytest.param(["--node-id", "a/b"], "contain no '/'", id="node-id-with-slash"),
     ],
 )
 def test_cluster_args_rejected(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
