@@ -19,7 +19,7 @@
 # too, plus semantic assertions on the rendered objects.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+cd "$root" || exit 1
 
 K8S_VERSION="${I2V_K8S_VERSION:-1.37.0}"
 PY="${PYTHON:-python3}"
@@ -171,11 +171,11 @@ check_systemd() {
   mkdir -p "$sysroot/usr/lib/systemd" "$sysroot/etc/systemd/system"
   cp -a "$unitdir" "$sysroot/usr/lib/systemd/system"
   cp deploy/systemd/*.service "$sysroot/etc/systemd/system/"
-  for exe in $(sed -n 's/^ExecStart=[-@+!:]*\([^ ]*\).*/\1/p' deploy/systemd/*.service | sort -u); do
+  while read -r exe; do
     mkdir -p "$sysroot$(dirname "$exe")"
     printf '#!/bin/sh\nexit 0\n' >"$sysroot$exe"
     chmod 0755 "$sysroot$exe"
-  done
+  done < <(sed -n 's/^ExecStart=[-@+!:]*\([^ ]*\).*/\1/p' deploy/systemd/*.service | sort -u)
   for u in deploy/systemd/*.service; do
     u="$(basename "$u")"
     [[ "$u" == *@.service ]] && u="${u%@.service}@0.service" # a template is verified as an instance
