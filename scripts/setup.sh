@@ -7,6 +7,9 @@ cd "$root"
 
 need_apt=()
 command -v etcd >/dev/null || need_apt+=(etcd-server)
+# promtool (alert rules) and systemd-analyze (unit files) for the deploy/ checks
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if ((${#need_apt[@]})); then
   sudo_cmd=()
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
