@@ -1,25 +1,23 @@
 """The leader's loop: reconcile, pair queued jobs with free nodes, dispatch, follow claims and results.
 
 While this coordinator leads with epoch E (docs/architecture.md, life of a job):
-1. load jobs/, claims/, results/ at one revision R, reconcile every open job (jobs.reconcile), then
-   follow the table from R + 1;
+1. load jobs/, claims/, results/ at one revision R, reconcile every open job (jobs.reconcile, which
+   also takes back every unclaimed assignment this fresh loop has no call for), then follow the
+   table from R + 1;
 2. on every wake-up (submit, node change, claim, result, node call ended, or the sweep timer) fold
    the changed jobs through jobs.reconcile again and apply what changed with fenced writes;
 3. plan a round with queue.next_dispatches and, per dispatch, commit ASSIGNED (fenced, compared on
    the job's mod revision) and call Node.Generate with that txn's revision as assign_revision,
-   relaying the stream's progress to the ProgressHub. The node's own claim and result records, not
-   the stream, move the job on; a stream that fails before the node claimed gives the job back.
-   A stream with no event (progress or heartbeat) for `first_event_s` after it started, or for
-   `stream_idle_s` later, is cancelled and counts as failed, and that node's channel is rebuilt:
-   gRPC keepalive finds a dead connection between calls, the idle bound finds one during a call
-   (a half-dead connection costs at most one attempt).
+   relaying the stream's progress to the ProgressHub (nodecalls.follow_stream bounds the stream's
+   silences). The node's own claim and result records, not the stream, move the job on; a stream
+   that fails before the node claimed is judged by jobs.on_dispatch_failed;
 4. feed what each attempt says about its node (jobs.NodeReport: claim timeout, dispatch failure,
-   node-side result failure, success) to health.py; the resulting cooldown and set-aside are inputs
-   to routing (NodeView.cooldown_s, NodeView.set_aside), not branches here.
+   node-side result failure, success) to the fleet (fleet.py, health.py); the resulting cooldown and
+   set-aside are inputs to routing (NodeView.cooldown_s, NodeView.set_aside), not branches here.
 
-All writes happen in this loop (the call tasks only report back), and `Leadership` losing the lead
-stops everything at once: the loop, the node streams (a claimed job keeps running on its node) and
-every watch stream.
+Every decision comes back with its reason, logged here. All writes happen in this loop (the call
+tasks only report back), and `Leadership` losing the lead stops everything at once: the loop, the
+node streams (a claimed job keeps running on its node) and every watch stream.
 """
 
 from __future__ import annotations
@@ -30,107 +28,25 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
-import grpc
-
-from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
-from i2v_common.rpc import node_pb2_grpc
 from i2v_common.status import from_grpc
 from i2v_contract import states
 from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 from i2v_coordinator import health, jobs, jobstore
+from i2v_coordinator.fleet import Fleet
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
-from i2v_coordinator.jobs import ActionKind, JobView, NodeReport
+from i2v_coordinator.jobs import ActionKind, CallFailure, JobView, NodeReport
 from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
+from i2v_coordinator.nodecalls import NodeCallError, NodeCalls, follow_stream
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
 from i2v_coordinator.routing import NodeView
 
 log = logging.getLogger(__name__)
-
-MIB = 1024 * 1024
-
-
-class NodeCallError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-
-
-class NodeCalls(Protocol):
-    """The coordinator's calls to nodes (gRPC in production, a fake in unit tests)."""
-
-    def generate(
-        self, addr: str, request: node_pb2.NodeGenerateRequest
-    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
-        """The node's event stream; raises NodeCallError when the call fails."""
-        ...
-
-    async def cancel(self, addr: str, job_id: str) -> bool: ...
-
-    async def reset(self, addr: str) -> None:
-        """Drop the connection to `addr` (the next call opens a new one)."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class GrpcNodeCalls:
-    """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive."""
-
-    def __init__(self, cancel_timeout_s: float = 3.0) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
-        self._cancel_timeout_s = cancel_timeout_s
-
-    def _stub(self, addr: str) -> node_pb2_grpc.NodeStub:
-        stub = self._stubs.get(addr)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(
-                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS]
-            )
-            self._channels[addr] = channel
-            stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
-        return stub
-
-    async def generate(
-        self, addr: str, request: node_pb2.NodeGenerateRequest
-    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
-        call = self._stub(addr).Generate(request)
-        try:
-            async for event in call:
-                yield event
-        except grpc.aio.AioRpcError as err:
-            raise NodeCallError(err.code(), err.details() or "") from None
-        finally:
-            call.cancel()
-
-    async def cancel(self, addr: str, job_id: str) -> bool:
-        try:
-            response = await self._stub(addr).Cancel(
-                node_pb2.NodeCancelRequest(job_id=job_id), timeout=self._cancel_timeout_s
-            )
-        except grpc.aio.AioRpcError as err:
-            raise NodeCallError(err.code(), err.details() or "") from None
-        return bool(response.cancelled)
-
-    async def reset(self, addr: str) -> None:
-        self._stubs.pop(addr, None)
-        channel = self._channels.pop(addr, None)
-        if channel is not None:
-            await channel.close()
-
-    async def close(self) -> None:
-        channels = list(self._channels.values())
-        self._channels.clear()
-        self._stubs.clear()
-        for channel in channels:
-            await channel.close()
 
 
 class LeadershipView(Protocol):
@@ -203,17 +119,6 @@ class DispatchConfig:
     queue_policy: QueuePolicy = DEFAULT_POLICY
 
 
-_IN_SERVICE = health.standing(health.HEALTHY, 0.0)
-
-
-@dataclass(frozen=True)
-class _CallEnded:
-    job_id: str
-    attempt: int
-    node_id: str
-    error: NodeCallError
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -245,11 +150,10 @@ class Dispatcher:
         self._epoch = 0
         self._dirty: set[str] = set()
         self._relisted = False
-        self._ended: deque[_CallEnded] = deque()
+        self._ended: deque[CallFailure] = deque()
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._skips: dict[str, int] = {}
-        self._recent: deque[tuple[float, str]] = deque()
-        self._health: dict[str, NodeHealth] = {}  # kept across epochs: it is about the node
+        self._fleet = Fleet(self.config.health, self.config.recent_window_s, clock)
         self.rounds = 0
         store.on_change(self._on_store_change)
         leadership.on_change(self._on_leadership)
@@ -401,39 +305,25 @@ class Dispatcher:
                     )
         self.wake()
 
-    def _live_nodes(self) -> list[NodeView]:
-        """Registered nodes, plus any node holding a claim (claims live on the node's lease)."""
-        nodes = list(self._registry.snapshot())
-        known = {n.node_id for n in nodes}
-        for claim in self.store.table.claims.values():
-            if claim.node_id not in known:
-                known.add(claim.node_id)
-                nodes.append(NodeView(claim.node_id, "", common_pb2.TIER_UNSPECIFIED, 0, busy=True))
-        return nodes
-
     async def _reconcile(self, job_ids: Iterable[str], epoch: int, *, new_epoch: bool = False) -> None:
         table = self.store.table
         records = [table.jobs[j] for j in job_ids if j in table.jobs]
         if not records:
             return
         wanted = {r.job_id for r in records}
+        sweep = jobs.Sweep(
+            self._clock(), epoch, self.config.claim_timeout_s, self.config.max_attempts, fresh=new_epoch
+        )
         actions = jobs.reconcile(
             [r.view for r in records],
             [c for c in table.claims.values() if c.job_id in wanted],
             [r.view for r in table.results.values() if r.view.job_id in wanted],
-            self._live_nodes(),
-            self._clock(),
-            claim_timeout_s=self.config.claim_timeout_s,
-            max_attempts=self.config.max_attempts,
+            jobs.live_nodes(self._registry.snapshot(), table.claims.values()),
+            sweep,
         )
         for action in actions:
             record = table.jobs[action.job_id]
-            if action.kind is ActionKind.AWAIT_CLAIM and (new_epoch or record.view.epoch != epoch):
-                # Assigned in an older epoch: the node's claim compares that epoch and can never win.
-                await self._write(
-                    record, jobs.take_back(record.view), epoch, "assigned in an older epoch", True
-                )
-            elif action.changed:
+            if action.changed:
                 written = await self._write(record, action.job, epoch, action.reason, action.expect_no_claim)
                 if written is not None and action.kind is ActionKind.REQUEUE:
                     self._metrics.requeued()
@@ -455,69 +345,28 @@ class Dispatcher:
     def node_health(self, node: NodeView) -> tuple[NodeHealth, Standing]:
         """The node's dispatch health now as this leader sees it (ListNodes, ClusterStatus);
         healthy when unknown or when this coordinator does not lead."""
-        current = self._health.get(node.node_id, health.HEALTHY) if self._epoch else health.HEALTHY
-        if node.registration and current.registration and node.registration != current.registration:
-            current = health.HEALTHY  # re-registered: cleared at the next dispatch round
-        return current, health.standing(current, self._clock(), self.config.health)
+        if not self._epoch:
+            return health.HEALTHY, health.standing(health.HEALTHY, self._clock(), self.config.health)
+        return self._fleet.health_of(node)
 
     async def _report(self, report: NodeReport) -> None:
         """Apply what an attempt said about its node; rebuild the channel if the connection is suspect."""
-        before = self._health.get(report.node_id, health.HEALTHY)
-        if report.failure is None:
-            step = health.on_success(before, report.node_id)
-        elif report.failure is jobs.FailureKind.BUSY:
-            step = health.on_busy(before, report.node_id, self._clock(), report.reason, self.config.health)
-            self._metrics.node_failure(report.failure.value, False)
-        else:
-            step = health.on_failure(before, report.node_id, self._clock(), report.reason, self.config.health)
+        step = self._fleet.report(report)
+        if report.failure is not None:
             self._metrics.node_failure(report.failure.value, step.set_aside)
-        self._health[report.node_id] = step.health
-        if step.changed:
-            log.info("%s", step.reason)
         if report.suspect_connection:
             addr = next((n.addr for n in self._registry.snapshot() if n.node_id == report.node_id), "")
             if addr:
                 await self._calls.reset(addr)
 
-    def _with_health(self, nodes: Iterable[NodeView], now: float) -> list[NodeView]:
-        """Registered nodes with their health as routing inputs (a re-registration clears it)."""
-        out = []
-        for node in nodes:
-            known = self._health.get(node.node_id)
-            if known is None:
-                standing = _IN_SERVICE  # never failed: on_registration would only note the revision
-            else:
-                step = health.on_registration(known, node.node_id, node.registration)
-                if step.changed:
-                    log.info("%s", step.reason)
-                self._health[node.node_id] = step.health
-                standing = health.standing(step.health, now, self.config.health)
-            if (node.cooldown_s, node.set_aside) != (standing.cooldown_s, standing.set_aside):
-                node = replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside)
-            out.append(node)  # most nodes pass through uncopied: a copy each per round was costly
-        return out
-
     # --- dispatch ---------------------------------------------------------------------------
-
-    def _routable_nodes(self, now: float) -> list[NodeView]:
-        while self._recent and self._recent[0][0] < now - self.config.recent_window_s:
-            self._recent.popleft()
-        counts: dict[str, int] = {}
-        for _, node_id in self._recent:
-            counts[node_id] = counts.get(node_id, 0) + 1
-        return [
-            node
-            if node.recent_assignments == counts.get(node.node_id, 0)
-            else replace(node, recent_assignments=counts.get(node.node_id, 0))
-            for node in self._with_health(self._registry.snapshot(), now)
-        ]
 
     async def _dispatch_round(self, epoch: int) -> None:
         table = self.store.table
         depth = table.queued_count()
         self._metrics.queue_depth(depth)
         now = self._clock()
-        nodes = {n.node_id: n for n in self._routable_nodes(now)}
+        nodes = {n.node_id: n for n in self._fleet.routable(self._registry.snapshot(), now)}
         self._metrics.nodes_held_back(
             sum(1 for n in nodes.values() if n.cooldown_s > 0),
             sum(1 for n in nodes.values() if n.set_aside),
@@ -549,7 +398,7 @@ class Dispatcher:
                 continue
             log.info("%s: %s", t.reason, dispatch.reason)
             self._skips.pop(record.job_id, None)
-            self._recent.append((now, node.node_id))
+            self._fleet.assigned(node.node_id, now)
             self._metrics.queue_wait(max(0.0, now - record.view.created_at))
             task = asyncio.create_task(self._call(written, node), name=f"dispatch-{record.job_id}")
             self._call_tasks.add(task)
@@ -568,52 +417,36 @@ class Dispatcher:
             assign_revision=record.mod_revision,
             output_uri=self.output_uri(view.job_id, view.attempt),
         )
-        stream = self._calls.generate(node.addr, request)
-        bound = self.config.first_event_s
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(bound):  # not wait_for: it can swallow a cancel
-                        event = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    # Cancelling the read cancelled the call; the connection is presumed dead.
-                    await self._calls.reset(node.addr)
-                    raise NodeCallError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"no event from the node for {bound:g} s (it sends one at once, then a "
-                        "heartbeat every 2 s): connection presumed dead, call cancelled",
-                    ) from None
-                bound = self.config.stream_idle_s
-                if event.HasField("progress"):
-                    self._hub.publish(
-                        view.job_id,
-                        coordinator_pb2.JobEvent(
-                            job_id=view.job_id,
-                            state=coordinator_pb2.JOB_RUNNING,
-                            attempt=view.attempt,
-                            node_id=node.node_id,
-                            progress=event.progress,
-                        ),
-                    )
-        except NodeCallError as err:
-            self._ended.append(_CallEnded(view.job_id, view.attempt, node.node_id, err))
-            self.wake()
-        finally:
-            await stream.aclose()
 
-    async def _call_ended(self, ended: _CallEnded, epoch: int) -> None:
-        record = self.store.table.jobs.get(ended.job_id)
-        if (
-            record is None
-            or record.view.attempt != ended.attempt
-            or record.view.node_id != ended.node_id
-            or record.view.state not in states.ACTIVE_STATES
-        ):
-            return
-        err = ended.error
-        t = jobs.on_dispatch_failed(record.view, from_grpc(err.code), err.message, self._clock())
+        def relay(progress: common_pb2.Progress) -> None:
+            event = coordinator_pb2.JobEvent(
+                job_id=view.job_id,
+                state=coordinator_pb2.JOB_RUNNING,
+                attempt=view.attempt,
+                node_id=node.node_id,
+                progress=progress,
+            )
+            self._hub.publish(view.job_id, event)
+
+        try:
+            await follow_stream(
+                self._calls,
+                node.addr,
+                request,
+                relay,
+                first_event_s=self.config.first_event_s,
+                idle_s=self.config.stream_idle_s,
+            )
+        except NodeCallError as err:
+            code = from_grpc(err.code)
+            self._ended.append(CallFailure(view.job_id, view.attempt, node.node_id, code, err.message))
+            self.wake()
+
+    async def _call_ended(self, failure: CallFailure, epoch: int) -> None:
+        record = self.store.table.jobs.get(failure.job_id)
+        if record is None:
+            return  # finished meanwhile
+        t = jobs.on_dispatch_failed(record.view, failure, self._clock())
         if not t.changed:
             log.info("%s", t.reason)
             return

@@ -12,7 +12,9 @@ dead, claim never made, node gave the job back or failed it for a reason that is
 INTERNAL, UNKNOWN, UNAVAILABLE, FAILED_PRECONDITION, DATA_LOSS, ABORTED) are bounded by
 `max_attempts`; re-routing after an OOM is bounded by the tier ladder instead, since each one moves
 the job to a strictly larger tier. Only INVALID_ARGUMENT (and codes no node should send) fail the job
-at once: the request is at fault.
+at once: the request is at fault. An unclaimed assignment that no dispatch call of the leader
+follows (made in another epoch, or before its lead loop started) is taken back: the next attempt,
+not counted as lost.
 
 Transitions that say something about the node's health carry a `NodeReport` (a failure that is not
 the request's fault, or a success); the dispatcher feeds it to health.py.
@@ -197,7 +199,13 @@ def on_claim(job: JobView, claim: ClaimView, now: float) -> Transition:
     )
 
 
-def _requeue(job: JobView, *, lost_attempts: int, min_tier: int) -> JobView:
+def requeue(job: JobView, *, lost: bool = False, min_tier: int | None = None) -> JobView:
+    """The job back in the queue as its next attempt, off its node.
+
+    A fresh attempt number keeps any late claim or result of the old dispatch from counting. `lost`
+    counts the attempt against `max_attempts` (a take-back does not); `min_tier` raises the job's
+    floor (after an OOM).
+    """
     return replace(
         job,
         state=QUEUED,
@@ -206,8 +214,8 @@ def _requeue(job: JobView, *, lost_attempts: int, min_tier: int) -> JobView:
         node_tier=common_pb2.TIER_UNSPECIFIED,
         assigned_at=0.0,
         started_at=0.0,
-        lost_attempts=lost_attempts,
-        min_tier=min_tier,
+        lost_attempts=job.lost_attempts + 1 if lost else job.lost_attempts,
+        min_tier=job.min_tier if min_tier is None else min_tier,
     )
 
 
@@ -225,7 +233,7 @@ def on_claim_lost(job: JobView, now: float, max_attempts: int, cause: str = "cla
         failed = _ended(replace(job, lost_attempts=lost), FAILED, now, error=message, error_code=Code.ABORTED)
         return Transition(failed, True, f"{where}: {cause}, {lost}/{max_attempts} attempts lost: failed")
     return Transition(
-        _requeue(job, lost_attempts=lost, min_tier=job.min_tier),
+        requeue(job, lost=True),
         True,
         f"{where}: {cause}, requeued as attempt {job.attempt + 1} ({lost}/{max_attempts} attempts lost)",
     )
@@ -254,7 +262,7 @@ def on_node_oom(
         )
         return Transition(failed, True, f"{where}: no larger tier in the cluster, failed")
     return Transition(
-        _requeue(job, lost_attempts=job.lost_attempts, min_tier=escalated.min_tier),
+        requeue(job, min_tier=escalated.min_tier),
         True,
         f"{where}: requeued as attempt {job.attempt + 1} for tier {tier_name(escalated.min_tier)} or above",
     )
@@ -301,21 +309,30 @@ def on_result(
     )
 
 
-def take_back(job: JobView) -> JobView:
-    """An unclaimed assignment back to the queue as the next attempt (not counted as lost).
+@dataclass(frozen=True)
+class CallFailure:
+    """Node.Generate for one attempt failed, or went silent, with a status code and message."""
 
-    A fresh attempt number keeps any late claim or result of the old dispatch from counting.
+    job_id: str
+    attempt: int
+    node_id: str
+    code: int  # Code value
+    message: str
+
+
+def on_dispatch_failed(job: JobView, failure: CallFailure, now: float) -> Transition:
+    """Node.Generate for an attempt failed (or went silent) before the node claimed it.
+
+    Counts only for the job's current attempt on that node. The shell writes the result only while
+    the attempt is unclaimed: once claimed, the node's claim and result decide. Unchanged for a
+    stale-dispatch refusal (the claim timeout handles the rest).
     """
-    return _requeue(job, lost_attempts=job.lost_attempts, min_tier=job.min_tier)
-
-
-def on_dispatch_failed(job: JobView, code: int, message: str, now: float) -> Transition:
-    """Node.Generate for the job's current attempt failed (or went silent) before the node claimed it.
-
-    The shell writes the result only while the attempt is unclaimed: once claimed, the node's claim
-    and result decide. Unchanged for a stale-dispatch refusal (the claim timeout handles the rest).
-    """
-    where = f"{job.job_id} attempt {job.attempt} on {job.node_id}: {_code_name(code)}: {message}"
+    code, message = failure.code, failure.message
+    where = f"{failure.job_id} attempt {failure.attempt} on {failure.node_id}: {_code_name(code)}: {message}"
+    if (failure.attempt, failure.node_id) != (job.attempt, job.node_id):
+        return _same(
+            job, f"{where}: the job is at attempt {job.attempt} on {job.node_id or 'no node'}; nothing to do"
+        )
     if job.state != ASSIGNED:
         return _same(job, f"{where}: job is {state_name(job.state)}; nothing to do")
     if code == _STALE_DISPATCH:
@@ -325,13 +342,33 @@ def on_dispatch_failed(job: JobView, code: int, message: str, now: float) -> Tra
             job, FAILED, now, error=f"node {job.node_id} refused the job: {message}", error_code=code
         )
         return Transition(failed, True, f"{where}: failed")
-    back = take_back(job)
+    back = requeue(job)
     kind = FailureKind.BUSY if code == Code.RESOURCE_EXHAUSTED else FailureKind.DISPATCH
     return Transition(
         back,
         True,
         f"{where}: not claimed, requeued as attempt {back.attempt}",
         node=NodeReport(job.node_id, kind, f"{_code_name(code)}: {message}"),
+    )
+
+
+def take_back_unfollowed(job: JobView, epoch: int, *, fresh: bool) -> Transition:
+    """An unclaimed assignment no dispatch call of this leader's follows, back to the queue.
+
+    That is one made in another epoch (the node's claim compares that epoch and can never win), or,
+    when the lead loop is `fresh`, any: the calls of an earlier loop ended with it. Taken back as the
+    next attempt, not counted as lost; the shell writes it only while the attempt is unclaimed.
+    """
+    if job.state != ASSIGNED:
+        return _same(job, f"{job.job_id} is {state_name(job.state)}: nothing to take back")
+    if job.epoch == epoch and not fresh:
+        return _same(job, f"{job.job_id} attempt {job.attempt} was assigned in this epoch: its call goes on")
+    why = f"assigned in epoch {job.epoch}" if job.epoch != epoch else "assigned before this lead loop"
+    return Transition(
+        requeue(job),
+        True,
+        f"{job.job_id} attempt {job.attempt} on {job.node_id} {why}, not claimed: taken back as attempt "
+        f"{job.attempt + 1} in epoch {epoch}",
     )
 
 
@@ -360,6 +397,7 @@ def claim_overdue(job: JobView, now: float, claim_timeout_s: float) -> bool:
 class ActionKind(enum.Enum):
     KEEP_QUEUED = "keep_queued"
     AWAIT_CLAIM = "await_claim"  # assigned to a live node, claim not due yet (re-sending is safe)
+    TAKE_BACK = "take_back"  # assigned, unclaimed, and no call of this leader's follows it
     REATTACH = "reattach"  # the node holds the claim for the current attempt: follow it
     FINALIZE = "finalize"  # a result for the current attempt ends the job
     REQUEUE = "requeue"
@@ -382,15 +420,35 @@ class Action:
         return self.job.job_id
 
 
+def live_nodes(registered: Iterable[NodeView], claims: Iterable[ClaimView]) -> list[NodeView]:
+    """Registered nodes, plus a busy stand-in for any node holding a claim: a claim lives on its node's
+    lease, so a node whose key has not reached the registry yet is alive all the same."""
+    nodes = list(registered)
+    known = {n.node_id for n in nodes}
+    for claim in claims:
+        if claim.node_id not in known:
+            known.add(claim.node_id)
+            nodes.append(NodeView(claim.node_id, "", common_pb2.TIER_UNSPECIFIED, 0, busy=True))
+    return nodes
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one reconcile pass knows besides the jobs: where it stands and its bounds."""
+
+    now: float
+    epoch: int  # the epoch this leader dispatches in
+    claim_timeout_s: float
+    max_attempts: int
+    fresh: bool = False  # the lead loop just started: no earlier dispatch call of its is open
+
+
 def reconcile(
     jobs: Iterable[JobView],
     claims: Iterable[ClaimView],
     results: Iterable[ResultView],
     live_nodes: Sequence[NodeView],
-    now: float,
-    *,
-    claim_timeout_s: float,
-    max_attempts: int,
+    sweep: Sweep,
 ) -> list[Action]:
     """What a new leader does with every non-final job, from one snapshot of jobs/, claims/, results/.
 
@@ -405,37 +463,33 @@ def reconcile(
     actions = []
     for job in jobs:
         if not job.final:
+            key = (job.job_id, job.attempt)
             actions.append(
-                _reconcile_one(job, claim_of, result_of, live, live_nodes, now, claim_timeout_s, max_attempts)
+                _reconcile_one(job, claim_of.get(key), result_of.get(key), live, live_nodes, sweep)
             )
     return actions
 
 
 def _reconcile_one(
     job: JobView,
-    claim_of: dict[tuple[str, int], ClaimView],
-    result_of: dict[tuple[str, int], ResultView],
+    claim: ClaimView | None,
+    result: ResultView | None,
     live: set[str],
     live_nodes: Sequence[NodeView],
-    now: float,
-    claim_timeout_s: float,
-    max_attempts: int,
+    sweep: Sweep,
 ) -> Action:
-    key = (job.job_id, job.attempt)
     report: NodeReport | None = None
     if job.state == QUEUED:
         return Action(ActionKind.KEEP_QUEUED, job, False, f"{job.job_id} attempt {job.attempt} stays queued")
-    result = result_of.get(key)
     if result is not None:
-        t = on_result(job, result, now, nodes=live_nodes, max_attempts=max_attempts)
+        t = on_result(job, result, sweep.now, nodes=live_nodes, max_attempts=sweep.max_attempts)
         kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FINALIZE
         return Action(kind, t.job, t.changed, t.reason, node=t.node)
-    claim = claim_of.get(key)
     if claim is not None and claim.node_id != job.node_id:
         claim = None  # only the assigned node is dispatched to; a foreign claim is not ours to follow
     node_alive = job.node_id in live
     if claim is not None and node_alive:
-        t = on_claim(job, claim, now)
+        t = on_claim(job, claim, sweep.now)
         return Action(ActionKind.REATTACH, t.job, t.changed, f"re-attached: {t.reason}")
     if not node_alive:
         cause = f"node {job.node_id} is gone" + (
@@ -443,17 +497,20 @@ def _reconcile_one(
         )
     elif job.state == RUNNING:
         cause = "claim gone without a result"
-    elif claim_overdue(job, now, claim_timeout_s):
-        cause = f"not claimed within {claim_timeout_s:g} s"
+    elif claim_overdue(job, sweep.now, sweep.claim_timeout_s):
+        cause = f"not claimed within {sweep.claim_timeout_s:g} s"
         report = NodeReport(job.node_id, FailureKind.CLAIM_TIMEOUT, cause)
     else:
+        back = take_back_unfollowed(job, sweep.epoch, fresh=sweep.fresh)
+        if back.changed:
+            return Action(ActionKind.TAKE_BACK, back.job, True, back.reason, expect_no_claim=True)
         return Action(
             ActionKind.AWAIT_CLAIM,
             job,
             False,
             f"{job.job_id} attempt {job.attempt} assigned to live node {job.node_id} "
-            f"{now - job.assigned_at:.1f} s ago: awaiting its claim",
+            f"{sweep.now - job.assigned_at:.1f} s ago: awaiting its claim",
         )
-    t = on_claim_lost(job, now, max_attempts, cause)
+    t = on_claim_lost(job, sweep.now, sweep.max_attempts, cause)
     kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FAIL
     return Action(kind, t.job, t.changed, t.reason, expect_no_claim=claim is None, node=report)

@@ -31,12 +31,13 @@ from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.wire import coordinator_pb2
-from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
+from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import DuplicateMember, Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
+from i2v_coordinator.nodecalls import GrpcNodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.retention import DEFAULT_MAX_AGE_S, DEFAULT_MAX_JOBS, RetentionPolicy, parse_duration

@@ -13,7 +13,7 @@ from i2v_contract.fencing import claim_txn
 from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.wire import common_pb2, node_pb2
-from i2v_coordinator.dispatcher import NodeCallError
+from i2v_coordinator.nodecalls import NodeCallError
 from i2v_coordinator.routing import NodeView
 from tests.fakes.memory_kv import MemoryKV
 

@@ -16,14 +16,17 @@ from i2v_coordinator.jobs import (
     RUNNING,
     SUCCEEDED,
     ActionKind,
+    CallFailure,
     ClaimView,
     Code,
     FailureKind,
     JobView,
     NodeReport,
     ResultView,
+    Sweep,
     assign,
     claim_overdue,
+    live_nodes,
     new_job,
     on_cancel,
     on_claim,
@@ -32,7 +35,8 @@ from i2v_coordinator.jobs import (
     on_node_oom,
     on_result,
     reconcile,
-    take_back,
+    requeue,
+    take_back_unfollowed,
 )
 from i2v_coordinator.routing import NodeView
 
@@ -191,7 +195,7 @@ DISPATCH = FailureKind.DISPATCH
 def test_dispatch_failed_before_the_claim(
     name: str, job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
 ) -> None:
-    t = on_dispatch_failed(job, code, "why", 150.0)
+    t = on_dispatch_failed(job, CallFailure("j", 3, "mid", code, "why"), 150.0)
     assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt), name
     assert t.job.lost_attempts == 1, "a dispatch failure before the claim is not a lost attempt"
     assert (t.node.failure if t.node else None) is failure, name
@@ -203,7 +207,7 @@ def test_dispatch_failed_before_the_claim(
 
 
 def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
-    back = take_back(ASSIGNED_3)
+    back = requeue(ASSIGNED_3)
     assert (back.state, back.attempt, back.node_id, back.lost_attempts, back.assigned_at) == (
         QUEUED,
         4,
@@ -211,6 +215,81 @@ def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
         1,
         0.0,
     )
+
+
+RUNNING_3 = replace(RUNNING_JOB, attempt=3, lost_attempts=1)
+
+
+@pytest.mark.parametrize(
+    ("lost", "min_tier", "lost_attempts", "floor"),
+    [
+        pytest.param(False, None, 1, common_pb2.TIER_UNSPECIFIED, id="take-back: not counted"),
+        pytest.param(True, None, 2, common_pb2.TIER_UNSPECIFIED, id="lost attempt: counted"),
+        pytest.param(False, T40, 1, T40, id="after an OOM: floor raised, not counted"),
+    ],
+)
+def test_requeue_is_the_next_attempt_off_its_node(
+    lost: bool, min_tier: int | None, lost_attempts: int, floor: int
+) -> None:
+    back = requeue(RUNNING_3, lost=lost, min_tier=min_tier)
+    assert (back.state, back.attempt, back.node_id, back.node_tier) == (
+        QUEUED,
+        4,
+        "",
+        common_pb2.TIER_UNSPECIFIED,
+    )
+    assert (back.assigned_at, back.started_at, back.lost_attempts, back.min_tier) == (
+        0.0,
+        0.0,
+        lost_attempts,
+        floor,
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        pytest.param(
+            CallFailure("j", 2, "mid", Code.UNAVAILABLE, "x"), "is at attempt 3", id="older attempt"
+        ),
+        pytest.param(CallFailure("j", 3, "big", Code.UNAVAILABLE, "x"), "on mid", id="another node"),
+    ],
+)
+def test_a_failed_call_of_another_attempt_or_node_changes_nothing(failure: CallFailure, words: str) -> None:
+    t = on_dispatch_failed(ASSIGNED_3, failure, 150.0)
+    assert not t.changed and t.job == ASSIGNED_3 and t.node is None
+    assert words in t.reason and "nothing to do" in t.reason
+
+
+@pytest.mark.parametrize(
+    ("job", "epoch", "fresh", "taken_back", "words"),
+    [
+        pytest.param(
+            ASSIGNED_JOB, 7, False, False, "assigned in this epoch", id="own epoch: its call goes on"
+        ),
+        pytest.param(ASSIGNED_JOB, 9, False, True, "assigned in epoch 7", id="older epoch: taken back"),
+        pytest.param(ASSIGNED_JOB, 9, True, True, "assigned in epoch 7", id="older epoch, fresh loop"),
+        pytest.param(ASSIGNED_JOB, 7, True, True, "before this lead loop", id="own epoch, fresh loop"),
+        pytest.param(RUNNING_JOB, 9, True, False, "nothing to take back", id="claimed: the claim decides"),
+        pytest.param(QUEUED_JOB, 9, True, False, "nothing to take back", id="queued"),
+    ],
+)
+def test_take_back_unfollowed(job: JobView, epoch: int, fresh: bool, taken_back: bool, words: str) -> None:
+    t = take_back_unfollowed(job, epoch, fresh=fresh)
+    assert t.changed is taken_back and words in t.reason
+    if taken_back:
+        assert t.job == requeue(job) and t.node is None
+    else:
+        assert t.job == job
+
+
+def test_live_nodes_add_a_busy_stand_in_for_each_unregistered_claim_holder() -> None:
+    claims = [ClaimView("j", 1, "mid", 7), ClaimView("k", 1, "ghost", 7), ClaimView("l", 2, "ghost", 7)]
+    nodes = live_nodes([MID, BIG], claims)
+    assert [n.node_id for n in nodes] == ["mid", "big", "ghost"]
+    ghost = nodes[-1]
+    assert ghost.alive and ghost.busy and (ghost.addr, ghost.free_bytes) == ("", 0)
+    assert ghost.tier == common_pb2.TIER_UNSPECIFIED
 
 
 def test_oom_escalates_to_a_strictly_larger_tier() -> None:
@@ -308,6 +387,8 @@ def test_claim_overdue_edge() -> None:
 
 CLAIM = ClaimView("j", 1, "mid", 7)
 NOW = 115.0
+SWEEP = Sweep(NOW, epoch=7, claim_timeout_s=CLAIM_TIMEOUT, max_attempts=MAX)
+SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
 
 
 @pytest.mark.parametrize(
@@ -505,7 +586,7 @@ def test_reconcile_table(
     attempt: int,
     expect_no_claim: bool,
 ) -> None:
-    (action,) = reconcile([job], claims, results, live, NOW, claim_timeout_s=CLAIM_TIMEOUT, max_attempts=MAX)
+    (action,) = reconcile([job], claims, results, live, SWEEP)
     assert action.kind is kind, f"{name}: {action.reason}"
     assert (action.job.state, action.job.attempt) == (state, attempt), name
     assert action.expect_no_claim == expect_no_claim, name
@@ -513,37 +594,49 @@ def test_reconcile_table(
     assert action.job_id == "j" and action.reason
 
 
+@pytest.mark.parametrize(
+    ("sweep", "kind", "attempt"),
+    [
+        pytest.param(SWEEP, ActionKind.AWAIT_CLAIM, 1, id="same epoch: await the claim"),
+        pytest.param(replace(SWEEP, epoch=9), ActionKind.TAKE_BACK, 2, id="older epoch: take back"),
+        pytest.param(replace(SWEEP, fresh=True), ActionKind.TAKE_BACK, 2, id="fresh lead loop: take back"),
+    ],
+)
+def test_reconcile_takes_back_an_unclaimed_assignment_no_call_follows(
+    sweep: Sweep, kind: ActionKind, attempt: int
+) -> None:
+    (action,) = reconcile([ASSIGNED_JOB], [], [], NODES, sweep)
+    assert (action.kind, action.job.attempt, action.job.lost_attempts) == (kind, attempt, 0)
+    assert action.expect_no_claim is (kind is ActionKind.TAKE_BACK)
+    assert action.changed is (kind is ActionKind.TAKE_BACK) and action.node is None
+
+
 def test_reconcile_reports_a_claim_timeout_against_the_node() -> None:
     late = NOW - CLAIM_TIMEOUT - 1
-    (action,) = reconcile(
-        [replace(ASSIGNED_JOB, assigned_at=late)], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX
-    )
+    (action,) = reconcile([replace(ASSIGNED_JOB, assigned_at=late)], [], [], NODES, SWEEP_10)
     assert action.kind is ActionKind.REQUEUE
     assert action.node == NodeReport("mid", FailureKind.CLAIM_TIMEOUT, "not claimed within 10 s")
     assert action.node.suspect_connection
-    (waiting,) = reconcile([ASSIGNED_JOB], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    (waiting,) = reconcile([ASSIGNED_JOB], [], [], NODES, SWEEP_10)
     assert waiting.kind is ActionKind.AWAIT_CLAIM and waiting.node is None
 
 
 def test_reconcile_passes_on_a_result_s_node_report() -> None:
     failed = ResultView("j", 1, Code.INTERNAL, "boom")
-    (action,) = reconcile([RUNNING_JOB], [CLAIM], [failed], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    (action,) = reconcile([RUNNING_JOB], [CLAIM], [failed], NODES, SWEEP_10)
     assert action.kind is ActionKind.REQUEUE and action.node is not None
     assert action.node.failure is FailureKind.RESULT
-    (gone,) = reconcile([RUNNING_JOB], [CLAIM], [], (BIG,), NOW, claim_timeout_s=10, max_attempts=MAX)
+    (gone,) = reconcile([RUNNING_JOB], [CLAIM], [], (BIG,), SWEEP_10)
     assert gone.kind is ActionKind.REQUEUE and gone.node is None  # a dead node is not cooled, it is gone
 
 
 def test_reconcile_skips_final_jobs_and_ignores_their_duplicate_results() -> None:
     done = on_result(RUNNING_JOB, ok(), 150.0, nodes=NODES, max_attempts=MAX).job
     cancelled = replace(on_cancel(QUEUED_JOB, 101.0).job, job_id="c")
-    assert (
-        reconcile([done, cancelled], [CLAIM], [ok(), ok()], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
-        == []
-    )
+    assert reconcile([done, cancelled], [CLAIM], [ok(), ok()], NODES, SWEEP_10) == []
 
 
 def test_reconcile_uses_the_first_of_duplicate_results() -> None:
     dup = (ok(), ResultView("j", 1, 13, "second copy"))
-    (action,) = reconcile([RUNNING_JOB], [], dup, NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
+    (action,) = reconcile([RUNNING_JOB], [], dup, NODES, SWEEP_10)
     assert action.job.state == SUCCEEDED
