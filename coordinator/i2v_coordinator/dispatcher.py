@@ -28,8 +28,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from i2v_common.artifacts import ArtifactStore
@@ -45,20 +45,15 @@ from i2v_coordinator.nodecalls import NodeCallError, NodeCalls, follow_stream
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.term import Term
 
 log = logging.getLogger(__name__)
 
 
 class LeadershipView(Protocol):
-    """What the dispatcher reads of leadership.Leadership (epoch None while not leading)."""
+    """What the dispatcher reads of leadership.Leadership: the terms it leads, as they start."""
 
-    @property
-    def is_leader(self) -> bool: ...
-
-    @property
-    def epoch(self) -> int | None: ...
-
-    def on_change(self, cb: Callable[[int | None], Awaitable[None] | None]) -> None: ...
+    def terms(self) -> AsyncIterator[Term]: ...
 
 
 class NodeSource(Protocol):
@@ -119,6 +114,15 @@ class DispatchConfig:
     queue_policy: QueuePolicy = DEFAULT_POLICY
 
 
+@dataclass
+class _Backlog:
+    """Finished jobs the previous schema left under jobs/, moved to history/ a batch per turn."""
+
+    pending: list[JobRecord]
+    moved: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -145,9 +149,7 @@ class Dispatcher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._wakeup = asyncio.Event()
-        self._leading = asyncio.Event()
-        self._lead_task: asyncio.Task[None] | None = None
-        self._epoch = 0
+        self._term: Term | None = None  # the term whose lead loop runs now
         self._dirty: set[str] = set()
         self._relisted = False
         self._ended: deque[CallFailure] = deque()
@@ -156,129 +158,129 @@ class Dispatcher:
         self._fleet = Fleet(self.config.health, self.config.recent_window_s, clock)
         self.rounds = 0
         store.on_change(self._on_store_change)
-        leadership.on_change(self._on_leadership)
         registry.on_change(self.wake)
 
     @property
+    def term(self) -> Term | None:
+        """The term this dispatcher leads in; None while it does not lead."""
+        return self._term
+
+    @property
     def epoch(self) -> int:
-        """The epoch this dispatcher leads in; 0 while it does not lead."""
-        return self._epoch
+        """The epoch of the term this dispatcher leads in; 0 while it does not lead."""
+        return 0 if self._term is None else self._term.epoch
 
     def wake(self) -> None:
         self._wakeup.set()
 
     def queue_depth(self) -> int:
-        return self.store.table.queued_count() if self._epoch else 0
+        return self.store.table.queued_count() if self._term else 0
 
-    # --- leadership -------------------------------------------------------------------------
-
-    def _on_leadership(self, _epoch: int | None = None) -> None:
-        epoch = self._leadership.epoch
-        if epoch is not None:
-            if self._epoch and epoch != self._epoch:
-                self._stop_leading(f"epoch changed from {self._epoch} to {epoch}")
-            self._leading.set()
-        else:
-            self._leading.clear()
-            if self._epoch:
-                self._stop_leading("leadership lost")
-
-    def _stop_leading(self, why: str) -> None:
-        if self._lead_task is not None and not self._lead_task.done():
-            log.warning("stopping dispatch in epoch %d at once: %s", self._epoch, why)
-            self._lead_task.cancel()
+    # --- terms ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Lead whenever the leadership says so, until cancelled."""
-        self._on_leadership()
-        while True:
-            await self._leading.wait()
-            epoch = self._leadership.epoch
-            if epoch is None:
-                self._leading.clear()
-                continue
-            task = asyncio.create_task(self._lead(epoch), name=f"dispatch-epoch-{epoch}")
-            self._lead_task = task
+        """Lead in every term the leadership starts, one at a time, until cancelled."""
+        async for term in self._leadership.terms():
+            await self._serve(term)
+
+    async def _serve(self, term: Term) -> None:
+        """Lead for the whole of `term`: the lead loop runs in the term's scope, so the end of the term
+        cancels it at once; after an error it starts again while the term lasts."""
+        while term.valid():
+            task = term.spawn(self._lead(term), f"dispatch-epoch-{term.epoch}")
             try:
                 await asyncio.wait([task])
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                await self._after_leading(epoch)
-            error = None if task.cancelled() else task.exception()
+                await self._after_leading(term)
+            if task.cancelled():
+                log.warning("dispatch in epoch %d stopped at once: the term ended", term.epoch)
+                continue
+            error = task.exception()
             if isinstance(error, Fenced):
-                log.warning("dispatch in epoch %d stopped: %s", epoch, error)
+                log.warning("dispatch in epoch %d stopped: %s", term.epoch, error)
             elif error is not None:
-                log.error("dispatch in epoch %d ended: %s; resuming if still leading", epoch, error)
+                log.error("dispatch in epoch %d ended: %s; resuming if still leading", term.epoch, error)
                 await asyncio.sleep(self.config.sweep_interval_s)  # no hot loop on a persistent error
-            if self._leadership.epoch is None:
-                self._leading.clear()
 
-    async def _after_leading(self, epoch: int) -> None:
+    async def _after_leading(self, term: Term) -> None:
         tasks = list(self._call_tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._epoch = 0
+        self._term = None
         self._dirty.clear()
         self._ended.clear()
         self._skips.clear()
         self._hub.close_all(
-            f"this coordinator stopped leading (epoch {epoch}); the job continues: watch it again "
+            f"this coordinator stopped leading (epoch {term.epoch}); the job continues: watch it again "
             "through the new leader"
         )
 
-    async def _lead(self, epoch: int) -> None:
-        self._epoch = epoch
+    async def _lead(self, term: Term) -> None:
+        """Load and reconcile the whole table, then one turn per wake-up until the term ends."""
+        self._term = term
         self._hub.open()
         await self.store.load()
-        legacy = self.store.table.legacy_finished()
+        backlog = _Backlog(self.store.table.legacy_finished())
         log.info(
             "leading in epoch %d: reconciling %d jobs (%d finished ones of the previous schema to move)",
-            epoch,
-            len(self.store.table.jobs) - len(legacy),
-            len(legacy),
+            term.epoch,
+            len(self.store.table.jobs) - len(backlog.pending),
+            len(backlog.pending),
         )
         self._relisted = False
-        await self._reconcile(list(self.store.table.jobs), epoch, new_epoch=True)
-        follow = asyncio.create_task(self.store.follow(), name=f"job-watch-{epoch}")
+        await self._reconcile(list(self.store.table.jobs), term, fresh=True)
+        follow = term.spawn(self.store.follow(), f"job-watch-{term.epoch}")
         next_sweep = 0.0
-        moved, moving_since = 0, time.monotonic()
         try:
             while True:
                 if follow.done():
                     follow.result()
                     raise RuntimeError("job watch ended")
-                if self._leadership.epoch != epoch:
-                    raise Fenced(f"epoch {epoch} no longer held (lease not renewed in time or deposed)")
-                now = time.monotonic()
-                if self._relisted or now >= next_sweep:
-                    self._relisted = False
-                    self._dirty.clear()
-                    await self._reconcile([r.job_id for r in self.store.table.active()], epoch)
-                    next_sweep = now + self.config.sweep_interval_s
-                elif self._dirty:
-                    dirty, self._dirty = self._dirty, set()
-                    await self._reconcile(sorted(dirty), epoch)
-                while self._ended:
-                    await self._call_ended(self._ended.popleft(), epoch)
-                await self._dispatch_round(epoch)
-                self.rounds += 1
-                if legacy:
-                    # One bounded batch per turn, so dispatch never waits behind the whole backlog.
-                    batch, legacy = legacy[: jobstore.MOVE_BATCH], legacy[jobstore.MOVE_BATCH :]
-                    moved += await self.store.move_legacy(batch, epoch)
-                    if not legacy:
-                        log.info(
-                            "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
-                            moved,
-                            time.monotonic() - moving_since,
-                        )
-                await self._sleep(0.0 if legacy else max(0.0, next_sweep - time.monotonic()))
+                if not term.valid():
+                    raise Fenced(f"epoch {term.epoch} no longer held (lease not renewed in time or deposed)")
+                next_sweep = await self._turn(term, next_sweep)
+                if backlog.pending:
+                    await self._move_legacy(backlog, term)
+                await self._sleep(0.0 if backlog.pending else max(0.0, next_sweep - time.monotonic()))
         finally:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follow
+
+    async def _turn(self, term: Term, next_sweep: float) -> float:
+        """Reconcile what changed (everything active when the sweep is due), judge the calls that
+        ended, plan and dispatch a round; returns when the next sweep is due."""
+        now = time.monotonic()
+        if self._relisted or now >= next_sweep:
+            self._relisted = False
+            self._dirty.clear()
+            await self._reconcile([r.job_id for r in self.store.table.active()], term)
+            next_sweep = now + self.config.sweep_interval_s
+        elif self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            await self._reconcile(sorted(dirty), term)
+        while self._ended:
+            await self._call_ended(self._ended.popleft(), term)
+        await self._dispatch_round(term)
+        self.rounds += 1
+        return next_sweep
+
+    async def _move_legacy(self, backlog: _Backlog, term: Term) -> None:
+        # One bounded batch per turn, so dispatch never waits behind the whole backlog.
+        batch, backlog.pending = (
+            backlog.pending[: jobstore.MOVE_BATCH],
+            backlog.pending[jobstore.MOVE_BATCH :],
+        )
+        backlog.moved += await self.store.move_legacy(batch, term.epoch)
+        if not backlog.pending:
+            log.info(
+                "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
+                backlog.moved,
+                time.monotonic() - backlog.since,
+            )
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
@@ -291,7 +293,7 @@ class Dispatcher:
     # --- the job table ----------------------------------------------------------------------
 
     def _on_store_change(self, change: Change) -> None:
-        if not self._epoch:
+        if self._term is None:
             return
         if change.kind is ChangeKind.RELIST:
             self._relisted = True
@@ -305,14 +307,14 @@ class Dispatcher:
                     )
         self.wake()
 
-    async def _reconcile(self, job_ids: Iterable[str], epoch: int, *, new_epoch: bool = False) -> None:
+    async def _reconcile(self, job_ids: Iterable[str], term: Term, *, fresh: bool = False) -> None:
         table = self.store.table
         records = [table.jobs[j] for j in job_ids if j in table.jobs]
         if not records:
             return
         wanted = {r.job_id for r in records}
         sweep = jobs.Sweep(
-            self._clock(), epoch, self.config.claim_timeout_s, self.config.max_attempts, fresh=new_epoch
+            self._clock(), term.epoch, self.config.claim_timeout_s, self.config.max_attempts, fresh=fresh
         )
         actions = jobs.reconcile(
             [r.view for r in records],
@@ -324,16 +326,16 @@ class Dispatcher:
         for action in actions:
             record = table.jobs[action.job_id]
             if action.changed:
-                written = await self._write(record, action.job, epoch, action.reason, action.expect_no_claim)
+                written = await self._write(record, action.job, term, action.reason, action.expect_no_claim)
                 if written is not None and action.kind is ActionKind.REQUEUE:
                     self._metrics.requeued()
                 if written is not None and action.node is not None:
                     await self._report(action.node)
 
     async def _write(
-        self, record: JobRecord, view: JobView, epoch: int, reason: str, expect_no_claim: bool = False
+        self, record: JobRecord, view: JobView, term: Term, reason: str, expect_no_claim: bool = False
     ) -> JobRecord | None:
-        written = await self.store.write(record, view, epoch, expect_no_claim=expect_no_claim)
+        written = await self.store.write(record, view, term.epoch, expect_no_claim=expect_no_claim)
         if written is not None:
             log.info("%s", reason)
             if view.final and view.created_at:
@@ -345,7 +347,7 @@ class Dispatcher:
     def node_health(self, node: NodeView) -> tuple[NodeHealth, Standing]:
         """The node's dispatch health now as this leader sees it (ListNodes, ClusterStatus);
         healthy when unknown or when this coordinator does not lead."""
-        if not self._epoch:
+        if self._term is None:
             return health.HEALTHY, health.standing(health.HEALTHY, self._clock(), self.config.health)
         return self._fleet.health_of(node)
 
@@ -361,7 +363,7 @@ class Dispatcher:
 
     # --- dispatch ---------------------------------------------------------------------------
 
-    async def _dispatch_round(self, epoch: int) -> None:
+    async def _dispatch_round(self, term: Term) -> None:
         table = self.store.table
         depth = table.queued_count()
         self._metrics.queue_depth(depth)
@@ -392,15 +394,15 @@ class Dispatcher:
             node = nodes[dispatch.node_id]
             if record is None:
                 continue
-            t = jobs.assign(record.view, node.node_id, node.tier, epoch, now)
-            written = await self.store.write(record, t.job, epoch)
+            t = jobs.assign(record.view, node.node_id, node.tier, term.epoch, now)
+            written = await self.store.write(record, t.job, term.epoch)
             if written is None:
                 continue
             log.info("%s: %s", t.reason, dispatch.reason)
             self._skips.pop(record.job_id, None)
             self._fleet.assigned(node.node_id, now)
             self._metrics.queue_wait(max(0.0, now - record.view.created_at))
-            task = asyncio.create_task(self._call(written, node), name=f"dispatch-{record.job_id}")
+            task = term.spawn(self._call(written, node), f"dispatch-{record.job_id}")
             self._call_tasks.add(task)
             task.add_done_callback(self._call_tasks.discard)
 
@@ -442,7 +444,7 @@ class Dispatcher:
             self._ended.append(CallFailure(view.job_id, view.attempt, node.node_id, code, err.message))
             self.wake()
 
-    async def _call_ended(self, failure: CallFailure, epoch: int) -> None:
+    async def _call_ended(self, failure: CallFailure, term: Term) -> None:
         record = self.store.table.jobs.get(failure.job_id)
         if record is None:
             return  # finished meanwhile
@@ -451,7 +453,7 @@ class Dispatcher:
             log.info("%s", t.reason)
             return
         # The write requires the attempt to be unclaimed; once claimed, the node's result decides.
-        written = await self._write(record, t.job, epoch, t.reason, expect_no_claim=True)
+        written = await self._write(record, t.job, term, t.reason, expect_no_claim=True)
         if written is None:
             return
         if t.job.state == states.QUEUED:
@@ -463,8 +465,8 @@ class Dispatcher:
 
     async def cancel(self, job_id: str, attempts: int = 5) -> JobRecord | None:
         """Mark the job CANCELLED (fenced) and tell its node to stop; None if no such job."""
-        epoch = self._epoch
-        if not epoch:
+        term = self._term
+        if term is None:
             raise Fenced("not leading")
         for _ in range(attempts):
             record = self.store.table.jobs.get(job_id) or await self.store.fetch(job_id)
@@ -473,7 +475,7 @@ class Dispatcher:
             t = jobs.on_cancel(record.view, self._clock())
             if not t.changed:
                 return record
-            written = await self._write(record, t.job, epoch, t.reason)
+            written = await self._write(record, t.job, term, t.reason)
             if written is None:
                 await self.store.fetch(job_id)
                 continue

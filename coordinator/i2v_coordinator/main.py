@@ -254,7 +254,7 @@ def _control_plane(
     cleanup.push_async_callback(registry.stop)
     leadership = Leadership(kv, keys, edges.member_id, edges.addr, timings, lease_kv=lease_kv)
     metrics.track_leadership(lambda: leadership.epoch)
-    leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
+    leadership.on_started_leading(metrics.term_started)
     metrics.watch_nodes(registry.snapshot)
     store = JobStore(kv, keys)
     hub = ProgressHub()
@@ -270,8 +270,7 @@ def _control_plane(
         metrics=metrics,
         interval_s=config.retention_interval_s,
     )
-    leadership.on_change(sweeper.on_leadership)  # sweeps only while leading, in the epoch it leads
-    cleanup.push_async_callback(sweeper.stop)
+    leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer)
 

@@ -15,38 +15,52 @@ from i2v_contract.kv import Compare, Put
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_coordinator.nodecalls import NodeCallError
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.term import Succession, Term
 from tests.fakes.memory_kv import MemoryKV
 
 KEYS = Keys("/d/")
 
 
 class FakeLeadership:
+    """Terms started and ended by the test (`set`), through the real term succession."""
+
     member_id = "c1"
     addr = "127.0.0.1:1"
 
     def __init__(self) -> None:
-        self._epoch: int | None = None
-        self._callbacks: list[Callable[[int | None], object]] = []
+        self._succession = Succession()
+
+    @property
+    def term(self) -> Term | None:
+        return self._succession.current
 
     @property
     def epoch(self) -> int | None:
-        return self._epoch
+        term = self.term
+        return None if term is None else term.epoch
 
     @property
     def is_leader(self) -> bool:
-        return self._epoch is not None
+        return self.term is not None
 
     @property
     def leader(self) -> tuple[str, str] | None:
-        return (self.member_id, self.addr) if self._epoch else None
+        return (self.member_id, self.addr) if self.term else None
 
-    def on_change(self, cb: Callable[[int | None], object]) -> None:
-        self._callbacks.append(cb)
+    def on_started_leading(self, hook: Callable[[Term], object]) -> None:
+        self._succession.on_started_leading(hook)
 
-    def set(self, epoch: int | None) -> None:
-        self._epoch = epoch
-        for cb in self._callbacks:
-            cb(epoch)
+    def terms(self) -> AsyncIterator[Term]:
+        return self._succession.terms()
+
+    def set(self, epoch: int | None) -> Term | None:
+        """End the current term; with an epoch, start a new one and return it."""
+        self._succession.end()
+        if epoch is None:
+            return None
+        term = Term(epoch)
+        self._succession.start(term)
+        return term
 
 
 class FakeRegistry:

@@ -320,6 +320,21 @@ async def test_losing_leadership_stops_streams_watchers_and_writes(env: Env) -> 
     assert (await env.kv.get(KEYS.job("job1"))).mod_revision == mod  # type: ignore[union-attr]
 
 
+async def test_a_new_term_ends_the_old_term_s_work_and_re_attaches_in_the_new_epoch(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", hang=True))
+    first = await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == RUNNING)
+    old = env.dispatcher.term
+    assert old is not None and old.epoch == first
+    second = await env.elect()  # a new leader key and term, with no step-down seen in between
+    assert second > first and old.ended.is_set() and env.dispatcher.term is not old
+    assert env.calls.streams_cancelled == 1 and len(env.calls.requests) == 1  # re-attached, not resent
+    await write_result(env.kv, "job1", 1, "OK", "file:///j.mp4")
+    await until(lambda: env.job().state == SUCCEEDED)
+    assert env.job().epoch == first  # the assignment's epoch; the final write was fenced by `second`
+
+
 async def test_cancel_marks_the_job_and_stops_it_on_its_node(env: Env) -> None:
     await env.add_node(node("n1"), Behaviour("n1", hang=True))
     await env.elect()

@@ -27,6 +27,7 @@ from i2v_coordinator.retention import (
 )
 from i2v_coordinator.servicer import CoordinatorServicer
 from i2v_coordinator.sweeper import RetentionSweeper
+from i2v_coordinator.term import Term
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
 
@@ -264,18 +265,20 @@ async def test_the_sweeper_runs_only_while_leading(env: Env, monkeypatch: pytest
 
     monkeypatch.setattr(RetentionSweeper, "sweep", sweep)
     sweep_ = env.sweeper(RetentionPolicy(7 * DAY, 0))
-    sweep_.on_leadership(env.epoch)
+    term = Term(env.epoch)
+    first = sweep_.lead(term)
     await asyncio.sleep(0.01)
     assert epochs == [env.epoch]
-    first = sweep_._task
     assert first is not None and not first.done()
-    sweep_.on_leadership(None)  # deposed: the sweeps stop at once
+    term.end()  # deposed: the sweeps stop at once
     await asyncio.sleep(0)
-    assert first.cancelled() and sweep_._task is None
-    sweep_.on_leadership(env.epoch + 5)
+    assert first.cancelled()
+    later = Term(env.epoch + 5)
+    second = sweep_.lead(later)
     await asyncio.sleep(0.01)
     assert epochs == [env.epoch, env.epoch + 5]
-    await sweep_.stop()
+    later.end()
+    await later.stopped()
+    assert second is not None and second.cancelled()
     unlimited = env.sweeper(RetentionPolicy(0, 0))
-    unlimited.on_leadership(env.epoch)  # nothing to enforce: no task at all
-    assert unlimited._task is None
+    assert unlimited.lead(Term(env.epoch)) is None  # nothing to enforce: no task at all
