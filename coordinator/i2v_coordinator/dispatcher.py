@@ -40,10 +40,12 @@ from i2v_coordinator import health, jobs, jobstore
 from i2v_coordinator.fleet import Fleet
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
 from i2v_coordinator.jobs import ActionKind, CallFailure, JobView, NodeReport
-from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
+from i2v_coordinator.jobstore import Fenced, JobStore
+from i2v_coordinator.jobtable import Change, ChangeKind, job_event
 from i2v_coordinator.nodecalls import NodeCallError, NodeCalls, follow_stream
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
+from i2v_coordinator.records import JobRecord
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.term import Term
 

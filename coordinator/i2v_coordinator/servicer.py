@@ -52,16 +52,10 @@ from i2v_contract.states import ACTIVE_STATES, FAILED, FINAL_STATES, QUEUED, SUC
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import Dispatcher
-from i2v_coordinator.jobstore import (
-    Fenced,
-    IdConflict,
-    JobRecord,
-    JobStore,
-    decode_job,
-    job_event,
-    request_digest,
-)
+from i2v_coordinator.jobstore import Fenced, IdConflict, JobStore
+from i2v_coordinator.jobtable import job_event
 from i2v_coordinator.progress import HubClosed, ProgressHub
+from i2v_coordinator.records import JobRecord, decode_job, request_digest
 from i2v_coordinator.routing import JobNeed, NodeView, admit, serves_model
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.keys import ExpiredRecord
 from i2v_contract.kv import KVUnavailable, LeaseLost
 from i2v_coordinator import retention
-from i2v_coordinator.jobstore import Fenced, JobRecord, JobStore
+from i2v_coordinator.jobstore import Fenced, JobStore
+from i2v_coordinator.records import JobRecord
 from i2v_coordinator.retention import Finished, RetentionPolicy
 from i2v_coordinator.term import Term
 

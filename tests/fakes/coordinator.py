@@ -13,7 +13,9 @@ from i2v_contract.fencing import claim_txn
 from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.wire import common_pb2, node_pb2
+from i2v_coordinator import jobs
 from i2v_coordinator.nodecalls import NodeCallError
+from i2v_coordinator.records import JobRecord, request_digest
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.term import Succession, Term
 from tests.fakes.memory_kv import MemoryKV
@@ -172,6 +174,13 @@ async def write_result(kv: MemoryKV, job_id: str, attempt: int, status: str, uri
     )
     record = ResultRecord(status, "" if status == "OK" else f"{status} at the leanest profile", produced)
     await kv.txn([Compare(key, "create", "==", 0)], [Put(key, record.to_json())])
+
+
+def job_record(job_id: str = "job1", prompt: str = "a cat") -> JobRecord:
+    """A queued job as Submit stores it (normalised request, no image bytes)."""
+    request = common_pb2.GenerationRequest(prompt=prompt, width=64, height=64, frames=4, seed=7)
+    view = jobs.new_job(job_id, 123, common_pb2.TIER_CPU, "tiny", 1000.0)
+    return JobRecord(view, request, f"file:///store/jobs/{job_id}/input.png", request_digest(request))
 
 
 async def until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:

@@ -27,8 +27,9 @@ from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.health import HealthPolicy
-from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
+from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import HubClosed, ProgressHub
+from i2v_coordinator.records import JobRecord, encode_job, request_digest
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.fakes.clock import ManualClock

@@ -17,7 +17,8 @@ from i2v_contract.keys import Keys, LeaderRecord
 from i2v_contract.kv import count_prefix
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, sweeper
-from i2v_coordinator.jobstore import Fenced, JobRecord, JobStore, request_digest
+from i2v_coordinator.jobstore import Fenced, JobStore
+from i2v_coordinator.records import JobRecord, request_digest
 from i2v_coordinator.retention import (
     Finished,
     RetentionPolicy,

@@ -12,8 +12,9 @@ import pytest
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
+from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import ProgressHub
+from i2v_coordinator.records import JobRecord, encode_job, request_digest
 from i2v_coordinator.servicer import CoordinatorServicer, heartbeat_event
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
