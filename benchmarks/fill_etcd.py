@@ -46,8 +46,8 @@ from i2v_contract.kv import KV, KeyValue, Put
 from i2v_contract.limits import DEFAULT_LIMITS, normalize_request
 from i2v_contract.wire import common_pb2
 from i2v_coordinator import jobs
+from i2v_coordinator.admission import stored_request
 from i2v_coordinator.records import JobRecord, decode_result, encode_job, request_digest
-from i2v_coordinator.servicer import stored_request
 from tests.etcd_cluster import EtcdCluster
 
 LAYOUTS = ("history", "jobs")

@@ -172,6 +172,11 @@ class Dispatcher:
         """The epoch of the term this dispatcher leads in; 0 while it does not lead."""
         return 0 if self._term is None else self._term.epoch
 
+    @property
+    def max_queue(self) -> int:
+        """The admission bound on QUEUED jobs."""
+        return self.config.max_queue
+
     def wake(self) -> None:
         self._wakeup.set()
 

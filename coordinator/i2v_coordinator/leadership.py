@@ -40,6 +40,7 @@ from i2v_coordinator.election import (
     ProbeTally,
     decide,
 )
+from i2v_coordinator.statusview import Roster, roster_of
 from i2v_coordinator.term import Succession, Term
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,12 @@ class Leadership:
     def lease_id(self) -> int:
         keeper = self._keeper
         return 0 if keeper is None else keeper.lease_id
+
+    async def roster(self) -> Roster:
+        """The leader key and members/ as etcd has them now (ClusterStatus, on any coordinator)."""
+        leader = await self._kv.get(self._keys.leader)
+        members, _ = await self._kv.range_prefix(self._keys.members)
+        return roster_of(self._keys, leader, members)
 
     def fence(self) -> Compare:
         """The compare every leader write carries: the leader key still has my epoch."""

@@ -17,6 +17,7 @@ from i2v_coordinator import jobs
 from i2v_coordinator.nodecalls import NodeCallError
 from i2v_coordinator.records import JobRecord, request_digest
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.statusview import Member, Roster
 from i2v_coordinator.term import Succession, Term
 from tests.fakes.memory_kv import MemoryKV
 
@@ -51,6 +52,12 @@ class FakeLeadership:
 
     def on_started_leading(self, hook: Callable[[Term], object]) -> None:
         self._succession.on_started_leading(hook)
+
+    async def roster(self) -> Roster:
+        """This coordinator alone, leading while it holds a term."""
+        term = self.term
+        leader = (self.member_id, self.addr, term.epoch) if term else ("", "", 0)
+        return Roster(*leader, members=(Member(self.member_id, self.addr),))
 
     def terms(self) -> AsyncIterator[Term]:
         return self._succession.terms()

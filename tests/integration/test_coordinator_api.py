@@ -49,7 +49,7 @@ class Cluster:
             self.etcd.endpoints, self.keys, "n1", self.artifacts, self.cache_dir
         ).start()
         for name in ("c1", "c2"):
-            # No arch_for: jobs are sized by the model shape the node advertises in its record.
+            # Jobs are sized by the model shape the node advertises in its record.
             coordinator = InProcessCoordinator(self.etcd.endpoints, self.keys, name, self.artifacts)
             self.coordinators.append(await coordinator.start())
             if name == "c1":

@@ -1,4 +1,5 @@
-"""Exact admission: the queue bound holds under concurrent Submits (MemoryKV, loopback gRPC).
+"""Submit's intake: the stored request and image name, and exact admission: the queue bound holds
+under concurrent Submits (MemoryKV, loopback gRPC).
 
 Each Submit awaits the artifact put and the etcd txn after its admission check; without a slot
 reserved at the check, concurrent Submits all see the same depth and the queue overshoots.
@@ -21,7 +22,9 @@ from i2v_common.artifacts import open_store
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract import states
 from i2v_contract.keys import LeaderRecord
+from i2v_contract.limits import Normalized
 from i2v_contract.wire import coordinator_pb2
+from i2v_coordinator.admission import image_ext, stored_request
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import ProgressHub
@@ -92,7 +95,7 @@ async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: 
         assert len(stored) == MAX_QUEUE  # every acknowledged job is stored, nothing more
         assert len([r for r in store.table.jobs.values() if r.view.state == states.QUEUED]) == MAX_QUEUE
         # Every reserved slot was released, stored or refused: the count is back to the table alone.
-        assert servicer._admitting == 0
+        assert servicer._intake.admitting == 0
 
 
 async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_long_ago(tmp_path: Path) -> None:
@@ -114,3 +117,34 @@ async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_lon
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Submit(other)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+NORM = Normalized(
+    prompt="p",
+    negative_prompt="",
+    width=512,
+    height=512,
+    frames=16,
+    fps=8,
+    steps=50,
+    guidance_scale=9.0,
+    seed=11,
+    allow_degrade=False,
+    return_frames=False,
+    model="m",
+)
+
+
+def test_stored_request_fixes_every_default_and_points_at_the_stored_image() -> None:
+    req = stored_request(NORM, "file:///s/in.png")
+    assert req.image_uri == "file:///s/in.png" and not req.image
+    assert (req.width, req.frames, req.steps, req.seed, req.model) == (512, 16, 50, 11, "m")
+    assert req.HasField("seed")
+
+
+@pytest.mark.parametrize(
+    ("data", "ext"),
+    [(b"\x89PNG\r\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"RIFF....WEBP", "webp"), (b"??", "img")],
+)
+def test_image_ext(data: bytes, ext: str) -> None:
+    assert image_ext(data) == ext

@@ -386,3 +386,12 @@ async def test_resign_lets_the_term_s_work_finish_before_the_lease_is_revoked(cl
     cluster.members.remove(a)
     assert leader_key_at_stop == [True]  # stopped while the key (and our fence) still stood
     assert await cluster.kv.get(KEYS.leader) is None
+
+
+async def test_the_roster_comes_from_the_leader_key_and_members(cluster: Cluster) -> None:
+    a = await cluster.add("a")
+    b = await cluster.add("b")
+    await a.tick()
+    roster = await b.roster()  # a standby reads it from etcd as well
+    assert (roster.leader_id, roster.leader_addr, roster.epoch) == ("a", "10.0.0.1:7000", a.epoch)
+    assert [(m.member_id, m.addr) for m in roster.members] == [("a", "10.0.0.1:7000"), ("b", "10.0.0.2:7000")]

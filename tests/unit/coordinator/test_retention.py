@@ -222,12 +222,12 @@ async def test_a_deposed_leader_removes_nothing(env: Env) -> None:
 class Leader:
     member_id = "c1"
     addr = "c:1"
-    epoch = 0  # set by the test
+    term: Term | None = None  # set by the test
     leader = ("c1", "c:1")
 
 
 class Dispatching:
-    epoch = 0
+    term: Term | None = None
 
 
 class Aborted(Exception):
@@ -245,7 +245,7 @@ async def test_get_of_a_removed_job_says_when_and_why(env: Env) -> None:
     [job_id] = await finish_jobs(env, 1, 9)
     await env.sweeper(RetentionPolicy(7 * DAY, 0)).sweep(env.epoch)
     leader, dispatching = Leader(), Dispatching()
-    leader.epoch = dispatching.epoch = env.epoch
+    leader.term = dispatching.term = Term(env.epoch)
     unused = cast(Any, None)
     servicer = CoordinatorServicer(leader, unused, env.store, cast(Any, dispatching), unused, env.artifacts)
     with pytest.raises(Aborted) as err:
