@@ -29,25 +29,23 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from i2v_common.artifacts import ArtifactStore
-from i2v_common.status import from_grpc
 from i2v_contract import states
-from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
-from i2v_coordinator import health, jobs, jobstore
+from i2v_coordinator import attempt, health, jobs
 from i2v_coordinator.fleet import Fleet
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
 from i2v_coordinator.jobs import ActionKind, CallFailure, JobView, NodeReport
-from i2v_coordinator.jobstore import Fenced, JobStore
+from i2v_coordinator.jobstore import Fenced, JobStore, LegacyBacklog
 from i2v_coordinator.jobtable import Change, ChangeKind, job_event
-from i2v_coordinator.nodecalls import NodeCallError, NodeCalls, follow_stream
+from i2v_coordinator.nodecalls import NodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
 from i2v_coordinator.records import JobRecord
 from i2v_coordinator.routing import NodeView
-from i2v_coordinator.term import Term
+from i2v_coordinator.term import Term, serve_terms
 
 log = logging.getLogger(__name__)
 
@@ -80,29 +78,6 @@ class DispatchMetrics(Protocol):
     def end_to_end(self, seconds: float) -> None: ...
 
 
-class NoMetrics:
-    def dispatch_retry(self) -> None:
-        pass
-
-    def node_failure(self, kind: str, set_aside: bool) -> None:
-        pass
-
-    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
-        pass
-
-    def requeued(self) -> None:
-        pass
-
-    def queue_depth(self, depth: int) -> None:
-        pass
-
-    def queue_wait(self, seconds: float) -> None:
-        pass
-
-    def end_to_end(self, seconds: float) -> None:
-        pass
-
-
 @dataclass(frozen=True)
 class DispatchConfig:
     claim_timeout_s: float = 10.0  # an assignment not claimed by then is taken back
@@ -116,15 +91,6 @@ class DispatchConfig:
     queue_policy: QueuePolicy = DEFAULT_POLICY
 
 
-@dataclass
-class _Backlog:
-    """Finished jobs the previous schema left under jobs/, moved to history/ a batch per turn."""
-
-    pending: list[JobRecord]
-    moved: int = 0
-    since: float = field(default_factory=time.monotonic)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -136,7 +102,7 @@ class Dispatcher:
         artifacts: ArtifactStore,
         *,
         config: DispatchConfig | None = None,
-        metrics: DispatchMetrics | None = None,
+        metrics: DispatchMetrics,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -147,7 +113,7 @@ class Dispatcher:
         self._hub = hub
         self._calls = calls
         self._artifacts = artifacts
-        self._metrics = metrics or NoMetrics()
+        self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
         self._wakeup = asyncio.Event()
@@ -187,29 +153,13 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Lead in every term the leadership starts, one at a time, until cancelled."""
-        async for term in self._leadership.terms():
-            await self._serve(term)
-
-    async def _serve(self, term: Term) -> None:
-        """Lead for the whole of `term`: the lead loop runs in the term's scope, so the end of the term
-        cancels it at once; after an error it starts again while the term lasts."""
-        while term.valid():
-            task = term.spawn(self._lead(term), f"dispatch-epoch-{term.epoch}")
-            try:
-                await asyncio.wait([task])
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                await self._after_leading(term)
-            if task.cancelled():
-                log.warning("dispatch in epoch %d stopped at once: the term ended", term.epoch)
-                continue
-            error = task.exception()
-            if isinstance(error, Fenced):
-                log.warning("dispatch in epoch %d stopped: %s", term.epoch, error)
-            elif error is not None:
-                log.error("dispatch in epoch %d ended: %s; resuming if still leading", term.epoch, error)
-                await asyncio.sleep(self.config.sweep_interval_s)  # no hot loop on a persistent error
+        await serve_terms(
+            self._leadership.terms(),
+            self._lead,
+            self._after_leading,
+            name="dispatch",
+            retry_s=self.config.sweep_interval_s,
+        )
 
     async def _after_leading(self, term: Term) -> None:
         tasks = list(self._call_tasks)
@@ -230,12 +180,12 @@ class Dispatcher:
         self._term = term
         self._hub.open()
         await self.store.load()
-        backlog = _Backlog(self.store.table.legacy_finished())
+        backlog = LegacyBacklog(self.store, self.store.table.legacy_finished())
         log.info(
             "leading in epoch %d: reconciling %d jobs (%d finished ones of the previous schema to move)",
             term.epoch,
-            len(self.store.table.jobs) - len(backlog.pending),
-            len(backlog.pending),
+            len(self.store.table.jobs) - len(backlog),
+            len(backlog),
         )
         self._relisted = False
         await self._reconcile(list(self.store.table.jobs), term, fresh=True)
@@ -249,9 +199,9 @@ class Dispatcher:
                 if not term.valid():
                     raise Fenced(f"epoch {term.epoch} no longer held (lease not renewed in time or deposed)")
                 next_sweep = await self._turn(term, next_sweep)
-                if backlog.pending:
-                    await self._move_legacy(backlog, term)
-                await self._sleep(0.0 if backlog.pending else max(0.0, next_sweep - time.monotonic()))
+                if backlog:
+                    await backlog.move_batch(term.epoch)  # one per turn: dispatch never waits behind it
+                await self._sleep(0.0 if backlog else max(0.0, next_sweep - time.monotonic()))
         finally:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -274,20 +224,6 @@ class Dispatcher:
         await self._dispatch_round(term)
         self.rounds += 1
         return next_sweep
-
-    async def _move_legacy(self, backlog: _Backlog, term: Term) -> None:
-        # One bounded batch per turn, so dispatch never waits behind the whole backlog.
-        batch, backlog.pending = (
-            backlog.pending[: jobstore.MOVE_BATCH],
-            backlog.pending[jobstore.MOVE_BATCH :],
-        )
-        backlog.moved += await self.store.move_legacy(batch, term.epoch)
-        if not backlog.pending:
-            log.info(
-                "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
-                backlog.moved,
-                time.monotonic() - backlog.since,
-            )
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
@@ -417,38 +353,18 @@ class Dispatcher:
         return self._artifacts.uri_for(f"jobs/{job_id}/attempt-{attempt}.mp4")
 
     async def _call(self, record: JobRecord, node: NodeView) -> None:
-        view = record.view
-        request = node_pb2.NodeGenerateRequest(
-            request=record.request,
-            job_id=view.job_id,
-            attempt=view.attempt,
-            epoch=view.epoch,
-            assign_revision=record.mod_revision,
-            output_uri=self.output_uri(view.job_id, view.attempt),
+        output_uri = self.output_uri(record.view.job_id, record.view.attempt)
+        failure = await attempt.dispatch(
+            self._calls,
+            record,
+            node,
+            output_uri,
+            self._hub.publish,
+            first_event_s=self.config.first_event_s,
+            idle_s=self.config.stream_idle_s,
         )
-
-        def relay(progress: common_pb2.Progress) -> None:
-            event = coordinator_pb2.JobEvent(
-                job_id=view.job_id,
-                state=coordinator_pb2.JOB_RUNNING,
-                attempt=view.attempt,
-                node_id=node.node_id,
-                progress=progress,
-            )
-            self._hub.publish(view.job_id, event)
-
-        try:
-            await follow_stream(
-                self._calls,
-                node.addr,
-                request,
-                relay,
-                first_event_s=self.config.first_event_s,
-                idle_s=self.config.stream_idle_s,
-            )
-        except NodeCallError as err:
-            code = from_grpc(err.code)
-            self._ended.append(CallFailure(view.job_id, view.attempt, node.node_id, code, err.message))
+        if failure is not None:
+            self._ended.append(failure)
             self.wake()
 
     async def _call_ended(self, failure: CallFailure, term: Term) -> None:
@@ -487,22 +403,7 @@ class Dispatcher:
                 await self.store.fetch(job_id)
                 continue
             if t.stop_node:
-                await self._stop_on_node(t.stop_node, job_id)
+                await attempt.stop(self._calls, self._registry.snapshot(), t.stop_node, job_id)
             self.wake()
             return written
         raise Fenced(f"job {job_id} kept changing during cancel; retry")
-
-    async def _stop_on_node(self, node_id: str, job_id: str) -> None:
-        node = next((n for n in self._registry.snapshot() if n.node_id == node_id), None)
-        if node is None:
-            log.info("cancel %s: node %s is gone; nothing to stop", job_id, node_id)
-            return
-        try:
-            stopped = await self._calls.cancel(node.addr, job_id)
-            log.info(
-                "cancel %s: node %s %s", job_id, node_id, "stopped it" if stopped else "was not running it"
-            )
-        except NodeCallError as err:
-            log.warning(
-                "cancel %s: node %s did not answer (%s); its result will be ignored", job_id, node_id, err
-            )

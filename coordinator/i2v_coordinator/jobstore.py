@@ -41,6 +41,7 @@ from i2v_contract.kv import (
 from i2v_coordinator.jobs import JobView
 from i2v_coordinator.jobtable import Change, ChangeKind, JobTable
 from i2v_coordinator.records import JobRecord, decode_job, encode_job
+from i2v_coordinator.term import TermOver
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ MOVE_BATCH = 24  # legacy records per move txn: 5 ops each, within etcd's defaul
 _WINDOW_US = 60_000_000  # the first window of a newest-first history read: one minute
 
 
-class Fenced(Exception):
+class Fenced(TermOver):
     """The leader key no longer carries our epoch: this coordinator must stop writing."""
 
 
@@ -313,3 +314,27 @@ class JobStore:
         for record in records:
             self.table.forget(record.job_id)
         return len(records)
+
+
+class LegacyBacklog:
+    """Finished jobs the previous schema left under jobs/, moved to history/ one bounded batch at a
+    time (`MOVE_BATCH` per fenced txn), so a new leader's dispatch never waits behind all of them."""
+
+    def __init__(self, store: JobStore, records: Sequence[JobRecord]) -> None:
+        self._store = store
+        self._pending = list(records)
+        self._moved = 0
+        self._since = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def move_batch(self, epoch: int) -> None:
+        batch, self._pending = self._pending[:MOVE_BATCH], self._pending[MOVE_BATCH:]
+        self._moved += await self._store.move_legacy(batch, epoch)
+        if not self._pending:
+            log.info(
+                "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
+                self._moved,
+                time.monotonic() - self._since,
+            )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -113,3 +113,38 @@ class Succession:
                 yield term
             else:
                 await started.wait()
+
+
+class TermOver(Exception):
+    """The work's term is over (or its fence failed): stop, and start again only in a new term."""
+
+
+async def serve_terms(
+    terms: AsyncIterator[Term],
+    lead: Callable[[Term], Coroutine[Any, Any, None]],
+    after: Callable[[Term], Awaitable[None]],
+    *,
+    name: str,
+    retry_s: float,
+) -> None:
+    """For each term, one at a time: run `lead(term)` in the term's scope (the end of the term cancels
+    it at once) and `after(term)` once it stops; after an error (TermOver aside) it starts again,
+    `retry_s` later, while the term lasts. Until cancelled."""
+    async for term in terms:
+        while term.valid():
+            task = term.spawn(lead(term), f"{name}-epoch-{term.epoch}")
+            try:
+                await asyncio.wait([task])
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await after(term)
+            if task.cancelled():
+                log.warning("%s in epoch %d stopped at once: the term ended", name, term.epoch)
+                continue
+            error = task.exception()
+            if isinstance(error, TermOver):
+                log.warning("%s in epoch %d stopped: %s", name, term.epoch, error)
+            elif error is not None:
+                log.error("%s in epoch %d ended: %s; resuming if still leading", name, term.epoch, error)
+                await asyncio.sleep(retry_s)  # no hot loop on a persistent error

@@ -72,6 +72,39 @@ class FakeLeadership:
         return term
 
 
+class CountingMetrics:
+    """The dispatcher's metrics, counted by name (dispatcher.DispatchMetrics)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def _add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def dispatch_retry(self) -> None:
+        self._add("dispatch_retry")
+
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        self._add(f"node_failure:{kind}")
+        if set_aside:
+            self._add("set_aside")
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
+        self.held_back = (cooling, set_aside)
+
+    def requeued(self) -> None:
+        self._add("requeued")
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def queue_wait(self, seconds: float) -> None:
+        self._add("queue_wait")
+
+    def end_to_end(self, seconds: float) -> None:
+        self._add("end_to_end")
+
+
 class FakeRegistry:
     def __init__(self, nodes: list[NodeView]) -> None:
         self.nodes = tuple(nodes)

@@ -33,6 +33,7 @@ from i2v_coordinator.servicer import CoordinatorServicer
 from i2v_node.config import NodeConfig
 from i2v_node.membership import ClusterHooks, Membership, NodeInfo, NodeState
 from i2v_node.server import NodeServer
+from tests.fakes.coordinator import CountingMetrics
 
 MIB = 1024 * 1024
 
@@ -71,6 +72,7 @@ class InProcessCoordinator:
             self.calls,
             self.artifacts,
             config=self.config,
+            metrics=CountingMetrics(),
         )
         self.servicer = CoordinatorServicer(
             self.leadership, self.registry, self.store, self.dispatcher, self.hub, self.artifacts

@@ -30,7 +30,7 @@ from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.fakes.clock import ManualClock
-from tests.fakes.coordinator import KEYS, FakeCalls, FakeLeadership, FakeRegistry, until
+from tests.fakes.coordinator import KEYS, CountingMetrics, FakeCalls, FakeLeadership, FakeRegistry, until
 from tests.fakes.memory_kv import MemoryKV
 from tests.media import png
 
@@ -68,7 +68,14 @@ async def serving(tmp_path: Path) -> AsyncIterator[tuple[MemoryKV, JobStore, Coo
     leadership, registry, hub = FakeLeadership(), Registry([]), ProgressHub()
     store, artifacts = JobStore(kv, KEYS), open_store(str(tmp_path))
     dispatcher = Dispatcher(
-        store, leadership, registry, hub, FakeCalls(kv), artifacts, config=DispatchConfig(max_queue=MAX_QUEUE)
+        store,
+        leadership,
+        registry,
+        hub,
+        FakeCalls(kv),
+        artifacts,
+        config=DispatchConfig(max_queue=MAX_QUEUE),
+        metrics=CountingMetrics(),
     )
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)  # type: ignore[arg-type]
     server = grpc.aio.server()

@@ -36,6 +36,7 @@ from tests.fakes.clock import ManualClock
 from tests.fakes.coordinator import (
     KEYS,
     Behaviour,
+    CountingMetrics,
     FakeCalls,
     FakeLeadership,
     FakeRegistry,
@@ -43,37 +44,6 @@ from tests.fakes.coordinator import (
     write_result,
 )
 from tests.fakes.memory_kv import MemoryKV
-
-
-class CountingMetrics:
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def _add(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-    def dispatch_retry(self) -> None:
-        self._add("dispatch_retry")
-
-    def node_failure(self, kind: str, set_aside: bool) -> None:
-        self._add(f"node_failure:{kind}")
-        if set_aside:
-            self._add("set_aside")
-
-    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
-        self.held_back = (cooling, set_aside)
-
-    def requeued(self) -> None:
-        self._add("requeued")
-
-    def queue_depth(self, depth: int) -> None:
-        pass
-
-    def queue_wait(self, seconds: float) -> None:
-        self._add("queue_wait")
-
-    def end_to_end(self, seconds: float) -> None:
-        self._add("end_to_end")
 
 
 def node(node_id: str, tier: int = common_pb2.TIER_CPU, free_gib: float = 8) -> NodeView:
