@@ -1,5 +1,5 @@
 """Leadership terms: a fixed epoch, validity that re-checks the lease, work cancelled with the term;
-the succession of terms with start-of-term hooks and an iterator."""
+the succession of terms with start-of-term hooks and an iterator; serving one term at a time."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from i2v_coordinator.term import Succession, Term
+from i2v_coordinator.term import Succession, Term, TermOver, serve_terms
 
 
 class Lease:
@@ -101,3 +101,62 @@ async def test_terms_yields_each_live_term_once_and_skips_lapsed_ones() -> None:
     await asyncio.sleep(0)
     assert seen == [1, 3]
     follower.cancel()
+
+
+@pytest.mark.parametrize(
+    ("error", "runs", "after"),
+    [
+        pytest.param(RuntimeError("a surprise"), 1, 1, id="an error: started again only after retry_s"),
+        pytest.param(TermOver("fenced"), 3, 2, id="term over: started again at once while still valid"),
+    ],
+)
+async def test_serve_terms_runs_each_term_s_work_in_its_scope(
+    error: Exception, runs: int, after: int
+) -> None:
+    succession = Succession()
+    ran: list[int] = []
+    cleaned: list[int] = []
+
+    async def lead(term: Term) -> None:
+        ran.append(term.epoch)
+        if len(ran) == 3:
+            await asyncio.Event().wait()  # the third run lasts until its term ends
+        raise error
+
+    async def cleanup(term: Term) -> None:
+        cleaned.append(term.epoch)
+
+    serving = asyncio.create_task(serve_terms(succession.terms(), lead, cleanup, name="t", retry_s=60.0))
+    await asyncio.sleep(0)
+    succession.start(Term(4))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert ran == [4] * runs and cleaned == [4] * after
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_serve_terms_cancels_the_work_when_its_term_ends_and_serves_the_next() -> None:
+    succession = Succession()
+    ran: list[int] = []
+    cleaned: list[int] = []
+
+    async def lead(term: Term) -> None:
+        ran.append(term.epoch)
+        await asyncio.Event().wait()
+
+    async def cleanup(term: Term) -> None:
+        cleaned.append(term.epoch)
+
+    serving = asyncio.create_task(serve_terms(succession.terms(), lead, cleanup, name="t", retry_s=60.0))
+    await asyncio.sleep(0)
+    succession.start(Term(4))
+    await asyncio.sleep(0.01)
+    first = succession.current
+    succession.start(Term(5))  # ends term 4 at once
+    await asyncio.sleep(0.01)
+    assert first is not None and first.ended.is_set()
+    assert ran == [4, 5] and cleaned == [4]
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    assert cleaned == [4, 5]  # cancelled from outside: the work still stops and is cleaned up
