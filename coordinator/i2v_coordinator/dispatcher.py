@@ -1,11 +1,11 @@
 """The leader's loop: reconcile, pair queued jobs with free nodes, dispatch, follow claims and results.
 
 While this coordinator leads with epoch E (docs/architecture.md, life of a job):
-1. load jobs/, claims/, results/ at one revision R, reconcile every open job (jobs.reconcile, which
+1. load jobs/, claims/, results/ at one revision R, reconcile every open job (reconcile.py, which
    also takes back every unclaimed assignment this fresh loop has no call for), then follow the
    table from R + 1;
 2. on every wake-up (submit, node change, claim, result, node call ended, or the sweep timer) fold
-   the changed jobs through jobs.reconcile again and apply what changed with fenced writes;
+   the changed jobs through reconcile again and apply what changed with fenced writes;
 3. plan a round with queue.next_dispatches and, per dispatch, commit ASSIGNED (fenced, compared on
    the job's mod revision) and call Node.Generate with that txn's revision as assign_revision,
    relaying the stream's progress to the ProgressHub (nodecalls.follow_stream bounds the stream's
@@ -34,15 +34,16 @@ from typing import Protocol
 
 from i2v_common.artifacts import ArtifactStore
 from i2v_contract import states
-from i2v_coordinator import attempt, health, jobs
+from i2v_coordinator import attempt, health, jobs, reconcile
 from i2v_coordinator.fleet import Fleet
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
-from i2v_coordinator.jobs import ActionKind, CallFailure, JobView, NodeReport
+from i2v_coordinator.jobs import CallFailure, JobView, NodeReport
 from i2v_coordinator.jobstore import Fenced, JobStore, LegacyBacklog
 from i2v_coordinator.jobtable import Change, ChangeKind, job_event
 from i2v_coordinator.nodecalls import NodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
+from i2v_coordinator.reconcile import ActionKind
 from i2v_coordinator.records import JobRecord
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.term import Term, serve_terms
@@ -256,14 +257,14 @@ class Dispatcher:
         if not records:
             return
         wanted = {r.job_id for r in records}
-        sweep = jobs.Sweep(
+        sweep = reconcile.Sweep(
             self._clock(), term.epoch, self.config.claim_timeout_s, self.config.max_attempts, fresh=fresh
         )
-        actions = jobs.reconcile(
+        actions = reconcile.reconcile(
             [r.view for r in records],
             [c for c in table.claims.values() if c.job_id in wanted],
             [r.view for r in table.results.values() if r.view.job_id in wanted],
-            jobs.live_nodes(self._registry.snapshot(), table.claims.values()),
+            reconcile.live_nodes(self._registry.snapshot(), table.claims.values()),
             sweep,
         )
         for action in actions:
