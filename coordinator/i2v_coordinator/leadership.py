@@ -9,26 +9,22 @@ coordinator's lease every keepalive interval; `Term.valid` and `epoch` re-check 
 window on every read, so a leader that could not renew for ttl - margin stops dispatching even before
 the loop runs.
 
-Every coordinator also holds `members/{id}` on its lease, created if absent: a second live process
-with the same id fails at start instead of fighting over one identity.
+Every coordinator also holds `members/{id}` on its lease (members.py); the leader probe is probe.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from i2v_common.lease import LeaseKeeper
-from i2v_contract.addresses import parse_address
 from i2v_contract.fencing import fence
-from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
+from i2v_contract.keys import Keys, LeaderRecord
 from i2v_contract.kv import KV, Compacted, Compare, KeyValue, KVUnavailable, LeaseLost, Put
-from i2v_contract.version import package_version
 from i2v_coordinator.election import (
     DEFAULT_TIMINGS,
     Decision,
@@ -36,52 +32,23 @@ from i2v_coordinator.election import (
     ElectionTimings,
     LeaderKey,
     LeaderView,
-    ProbeOutcome,
     ProbeTally,
     decide,
 )
+from i2v_coordinator.members import register
+from i2v_coordinator.probe import PROBE_INTERVAL_S, PROBE_TIMEOUT_S, Probe, probe_tcp
 from i2v_coordinator.statusview import Roster, roster_of
 from i2v_coordinator.term import Succession, Term
 
 log = logging.getLogger(__name__)
 
-Probe = Callable[[str, float], Awaitable[ProbeOutcome]]
 Sleep = Callable[[float], Awaitable[None]]
 
-PROBE_INTERVAL_S = 0.1
-PROBE_TIMEOUT_S = 0.1
 _RETRY_S = 0.2  # pause after an etcd call failed before the next tick
-
-
-VERSION = package_version()
 
 
 class NotLeader(Exception):
     """This coordinator does not lead (or its lease is no longer valid): do not write."""
-
-
-class DuplicateMember(RuntimeError):
-    """Another live coordinator registered the same id."""
-
-
-async def probe_tcp(addr: str, wait_s: float) -> ProbeOutcome:
-    """TCP connect to `addr`: REFUSED only for ECONNREFUSED (nothing listens); a timeout proves nothing."""
-    try:
-        host, port = parse_address(addr)
-    except ValueError:
-        return ProbeOutcome.ERROR
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_s)
-    except TimeoutError:
-        return ProbeOutcome.TIMEOUT
-    except ConnectionRefusedError:
-        return ProbeOutcome.REFUSED
-    except OSError as err:
-        return ProbeOutcome.REFUSED if err.errno == errno.ECONNREFUSED else ProbeOutcome.ERROR
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return ProbeOutcome.OK
 
 
 def _leader_key(kv: KeyValue | None) -> LeaderKey | None:
@@ -380,41 +347,16 @@ class Leadership:
         await keeper.stop(revoke=True)
 
     async def _register(self, *, first: bool) -> None:
-        """members/{id} on my lease, created if absent; a live duplicate id fails the start."""
-        key = self._keys.member(self.member_id)
-        value = MemberRecord(self.addr, VERSION).to_json()
-        for _ in range(3):
-            result = await self._kv.txn([Compare(key, "create", "==", 0)], [Put(key, value, self.lease_id)])
-            if result.succeeded:
-                return
-            existing = await self._kv.get(key)
-            if existing is None:
-                continue
-            if existing.lease in self._my_leases:
-                replaced = await self._kv.txn(
-                    [Compare(key, "mod", "==", existing.mod_revision)], [Put(key, value, self.lease_id)]
-                )
-                if replaced.succeeded:
-                    return
-                continue
-            other = MemberRecord.from_json(existing.value).addr
-            if not first:
-                log.error("member key %s was taken by another coordinator at %s", key, other)
-                return
-            # The same address cannot be live twice (we hold its port): a previous incarnation.
-            if other != self.addr and await self._probe(other, PROBE_TIMEOUT_S) is not ProbeOutcome.REFUSED:
-                raise DuplicateMember(
-                    f"coordinator id {self.member_id!r} is already registered by a live coordinator at "
-                    f"{other}; give each coordinator a unique --id"
-                )
-            log.warning(
-                "member %s was held by a dead previous incarnation at %s: revoking its lease %x",
-                self.member_id,
-                other,
-                existing.lease,
-            )
-            await self._kv.revoke_lease(existing.lease)
-        raise KVUnavailable(f"could not register {key}: it kept changing under three attempts")
+        await register(
+            self._kv,
+            self._keys,
+            self.member_id,
+            self.addr,
+            self.lease_id,
+            self._my_leases,
+            self._probe,
+            first=first,
+        )
 
     async def _refresh(self) -> None:
         items, revision = await self._kv.range_prefix(self._keys.leader)

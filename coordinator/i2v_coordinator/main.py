@@ -34,8 +34,9 @@ from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
-from i2v_coordinator.leadership import DuplicateMember, Leadership
+from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
+from i2v_coordinator.members import DuplicateMember
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
 from i2v_coordinator.nodecalls import GrpcNodeCalls
 from i2v_coordinator.progress import ProgressHub

@@ -10,7 +10,8 @@ import pytest
 from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
 from i2v_contract.kv import Compare, Put
 from i2v_coordinator.election import ElectionTimings, ProbeOutcome
-from i2v_coordinator.leadership import DuplicateMember, Leadership, NotLeader
+from i2v_coordinator.leadership import Leadership, NotLeader
+from i2v_coordinator.members import DuplicateMember
 from i2v_coordinator.term import Term
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
