@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import grpc
 import pytest
@@ -19,7 +19,7 @@ RESULT = common_pb2.GenerateEvent(result=common_pb2.Result(artifact_uri="file://
 class Scripted:
     """A node whose stream sends (delay, event) pairs; an event of None raises UNAVAILABLE."""
 
-    def __init__(self, script: list[tuple[float, common_pb2.GenerateEvent | None]]) -> None:
+    def __init__(self, script: Sequence[tuple[float, common_pb2.GenerateEvent | None]]) -> None:
         self.script = script
         self.resets: list[str] = []
         self.closed = False
