@@ -1,23 +1,25 @@
 """The leader's loop: reconcile, pair queued jobs with free nodes, dispatch, follow claims and results.
 
-While this coordinator leads with epoch E (docs/architecture.md, life of a job):
+In each term this coordinator leads (term.py: epoch E, fixed for the term; docs/architecture.md, life
+of a job):
 1. load jobs/, claims/, results/ at one revision R, reconcile every open job (reconcile.py, which
    also takes back every unclaimed assignment this fresh loop has no call for), then follow the
    table from R + 1;
 2. on every wake-up (submit, node change, claim, result, node call ended, or the sweep timer) fold
-   the changed jobs through reconcile again and apply what changed with fenced writes;
+   the changed jobs through reconcile again and apply what changed with writes fenced by E;
 3. plan a round with queue.next_dispatches and, per dispatch, commit ASSIGNED (fenced, compared on
    the job's mod revision) and call Node.Generate with that txn's revision as assign_revision,
-   relaying the stream's progress to the ProgressHub (nodecalls.follow_stream bounds the stream's
-   silences). The node's own claim and result records, not the stream, move the job on; a stream
-   that fails before the node claimed is judged by jobs.on_dispatch_failed;
+   relaying the stream's progress to the ProgressHub (attempt.py; nodecalls.follow_stream bounds the
+   stream's silences). The node's own claim and result records, not the stream, move the job on; a
+   stream that fails before the node claimed is judged by jobs.on_dispatch_failed;
 4. feed what each attempt says about its node (jobs.NodeReport: claim timeout, dispatch failure,
    node-side result failure, success) to the fleet (fleet.py, health.py); the resulting cooldown and
    set-aside are inputs to routing (NodeView.cooldown_s, NodeView.set_aside), not branches here.
 
 Every decision comes back with its reason, logged here. All writes happen in this loop (the call
-tasks only report back), and `Leadership` losing the lead stops everything at once: the loop, the
-node streams (a claimed job keeps running on its node) and every watch stream.
+tasks only report back). The loop, its job watch and the node streams run in the term's scope, so
+the end of the term stops them all at once (a claimed job keeps running on its node), and every
+watch stream is closed.
 """
 
 from __future__ import annotations
