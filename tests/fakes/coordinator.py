@@ -1,5 +1,6 @@
-"""Coordinator-side doubles: a leadership, a node registry and a node client that follows the
-dispatch protocol on the KV as a real node does (fenced claim on its own lease, write-once result)."""
+"""Coordinator-side doubles: a leadership that hands out terms, counting dispatch metrics, a node
+registry, a queued job record, and a node client that follows the dispatch protocol on the KV as a
+real node does (fenced claim on its own lease, write-once result)."""
 
 from __future__ import annotations
 
@@ -53,14 +54,14 @@ class FakeLeadership:
     def on_started_leading(self, hook: Callable[[Term], object]) -> None:
         self._succession.on_started_leading(hook)
 
+    def terms(self) -> AsyncIterator[Term]:
+        return self._succession.terms()
+
     async def roster(self) -> Roster:
         """This coordinator alone, leading while it holds a term."""
         term = self.term
         leader = (self.member_id, self.addr, term.epoch) if term else ("", "", 0)
         return Roster(*leader, members=(Member(self.member_id, self.addr),))
-
-    def terms(self) -> AsyncIterator[Term]:
-        return self._succession.terms()
 
     def set(self, epoch: int | None) -> Term | None:
         """End the current term; with an epoch, start a new one and return it."""
