@@ -151,7 +151,12 @@ def test_stored_request_fixes_every_default_and_points_at_the_stored_image() -> 
 
 @pytest.mark.parametrize(
     ("data", "ext"),
-    [(b"\x89PNG\r\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"RIFF....WEBP", "webp"), (b"??", "img")],
+    [
+        pytest.param(b"\x89PNG\r\n", "png", id="png"),
+        pytest.param(b"\xff\xd8\xff", "jpg", id="jpeg"),
+        pytest.param(b"RIFF....WEBP", "webp", id="webp"),
+        pytest.param(b"??", "img", id="unknown"),
+    ],
 )
 def test_image_ext(data: bytes, ext: str) -> None:
     assert image_ext(data) == ext

@@ -85,18 +85,18 @@ def test_result_is_never_accepted_twice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "result"),
+    ("job", "result"),
     [
-        ("older attempt after requeue", replace(RUNNING_JOB, attempt=2), ok(1)),
-        ("future attempt", RUNNING_JOB, ok(2)),
-        ("queued job (attempt not dispatched yet)", QUEUED_JOB, ok(1)),
-        ("other job's result", RUNNING_JOB, ResultView("k", 1, Code.OK)),
-        ("cancelled job", on_cancel(RUNNING_JOB, 120.0).job, ok(1)),
+        pytest.param(replace(RUNNING_JOB, attempt=2), ok(1), id="older attempt after requeue"),
+        pytest.param(RUNNING_JOB, ok(2), id="future attempt"),
+        pytest.param(QUEUED_JOB, ok(1), id="queued job (attempt not dispatched yet)"),
+        pytest.param(RUNNING_JOB, ResultView("k", 1, Code.OK), id="other job's result"),
+        pytest.param(on_cancel(RUNNING_JOB, 120.0).job, ok(1), id="cancelled job"),
     ],
 )
-def test_result_ignored(name: str, job: JobView, result: ResultView) -> None:
+def test_result_ignored(job: JobView, result: ResultView) -> None:
     t = on_result(job, result, 150.0, nodes=NODES, max_attempts=MAX)
-    assert not t.changed, name
+    assert not t.changed
     assert t.job == job
     assert "ignored" in t.reason
 
@@ -105,24 +105,41 @@ NODE_FAULT = FailureKind.RESULT
 
 
 @pytest.mark.parametrize(
-    ("name", "code", "state", "attempt", "lost", "error_code", "report"),
+    ("code", "state", "attempt", "lost", "error_code", "report"),
     [
-        ("success", Code.OK, SUCCEEDED, 1, 0, Code.OK, NodeReport("mid", None)),
-        ("bad input fails: the request's fault", Code.INVALID_ARGUMENT, FAILED, 1, 0, 3, None),
-        ("out of range fails", Code.OUT_OF_RANGE, FAILED, 1, 0, 11, None),
-        ("deadline fails (dispatched jobs have none)", Code.DEADLINE_EXCEEDED, FAILED, 1, 0, 4, None),
-        ("internal error: lost attempt, node blamed", Code.INTERNAL, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("unknown: lost attempt, node blamed", Code.UNKNOWN, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("node store misconfigured", Code.FAILED_PRECONDITION, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("data loss", Code.DATA_LOSS, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("aborted", Code.ABORTED, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("node drained: requeue", Code.UNAVAILABLE, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("node cancelled on its own: requeue, no blame", Code.CANCELLED, QUEUED, 2, 1, Code.OK, None),
-        ("OOM with a larger tier: requeue, not lost", Code.RESOURCE_EXHAUSTED, QUEUED, 2, 0, Code.OK, None),
+        pytest.param(Code.OK, SUCCEEDED, 1, 0, Code.OK, NodeReport("mid", None), id="success"),
+        pytest.param(Code.INVALID_ARGUMENT, FAILED, 1, 0, 3, None, id="bad input fails: the request's fault"),
+        pytest.param(Code.OUT_OF_RANGE, FAILED, 1, 0, 11, None, id="out of range fails"),
+        pytest.param(
+            Code.DEADLINE_EXCEEDED, FAILED, 1, 0, 4, None, id="deadline fails (dispatched jobs have none)"
+        ),
+        pytest.param(
+            Code.INTERNAL, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="internal error: lost attempt, node blamed"
+        ),
+        pytest.param(
+            Code.UNKNOWN, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="unknown: lost attempt, node blamed"
+        ),
+        pytest.param(
+            Code.FAILED_PRECONDITION, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="node store misconfigured"
+        ),
+        pytest.param(Code.DATA_LOSS, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="data loss"),
+        pytest.param(Code.ABORTED, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="aborted"),
+        pytest.param(Code.UNAVAILABLE, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="node drained: requeue"),
+        pytest.param(
+            Code.CANCELLED, QUEUED, 2, 1, Code.OK, None, id="node cancelled on its own: requeue, no blame"
+        ),
+        pytest.param(
+            Code.RESOURCE_EXHAUSTED,
+            QUEUED,
+            2,
+            0,
+            Code.OK,
+            None,
+            id="OOM with a larger tier: requeue, not lost",
+        ),
     ],
 )
 def test_result_codes(
-    name: str,
     code: int,
     state: int,
     attempt: int,
@@ -136,12 +153,12 @@ def test_result_codes(
         attempt,
         lost,
         error_code,
-    ), name
+    )
     if isinstance(report, FailureKind):
-        assert t.node is not None and (t.node.node_id, t.node.failure) == ("mid", report), name
+        assert t.node is not None and (t.node.node_id, t.node.failure) == ("mid", report)
         assert t.node.reason == f"{Code(code).name}: msg" and not t.node.suspect_connection
     else:
-        assert t.node == report, name
+        assert t.node == report
 
 
 def test_node_faults_on_every_attempt_fail_the_job_naming_the_node_not_the_request() -> None:
@@ -160,41 +177,63 @@ DISPATCH = FailureKind.DISPATCH
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "code", "changed", "state", "attempt", "failure"),
+    ("job", "code", "changed", "state", "attempt", "failure"),
     [
-        (
-            "stale dispatch refused: nothing to do",
+        pytest.param(
             ASSIGNED_3,
             Code.FAILED_PRECONDITION,
             False,
             ASSIGNED,
             3,
             None,
+            id="stale dispatch refused: nothing to do",
         ),
-        ("node unreachable or silent: taken back", ASSIGNED_3, Code.UNAVAILABLE, True, QUEUED, 4, DISPATCH),
-        ("node busy: taken back", ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, FailureKind.BUSY),
-        ("deadline: taken back", ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH),
-        ("node crashed in the call: taken back", ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH),
-        ("unknown: taken back", ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH),
-        ("bad input: fails, the request's fault", ASSIGNED_3, Code.INVALID_ARGUMENT, True, FAILED, 3, None),
-        (
-            "already claimed: the claim decides",
+        pytest.param(
+            ASSIGNED_3,
+            Code.UNAVAILABLE,
+            True,
+            QUEUED,
+            4,
+            DISPATCH,
+            id="node unreachable or silent: taken back",
+        ),
+        pytest.param(
+            ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, FailureKind.BUSY, id="node busy: taken back"
+        ),
+        pytest.param(
+            ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH, id="deadline: taken back"
+        ),
+        pytest.param(
+            ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH, id="node crashed in the call: taken back"
+        ),
+        pytest.param(ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH, id="unknown: taken back"),
+        pytest.param(
+            ASSIGNED_3,
+            Code.INVALID_ARGUMENT,
+            True,
+            FAILED,
+            3,
+            None,
+            id="bad input: fails, the request's fault",
+        ),
+        pytest.param(
             replace(ASSIGNED_3, state=RUNNING),
             14,
             False,
             RUNNING,
             3,
             None,
+            id="already claimed: the claim decides",
         ),
     ],
 )
 def test_dispatch_failed_before_the_claim(
-    name: str, job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
+    job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
 ) -> None:
     t = on_dispatch_failed(job, CallFailure("j", 3, "mid", code, "why"), 150.0)
-    assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt), name
+    assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt)
     assert t.job.lost_attempts == 1, "a dispatch failure before the claim is not a lost attempt"
-    assert (t.node.failure if t.node else None) is failure, name
+    assert (t.node.failure if t.node else None) is failure
     if failure is not None:
         assert t.node is not None and t.node.node_id == "mid"
         assert t.node.suspect_connection == (failure is DISPATCH), "a node that answered busy is reachable"
@@ -306,17 +345,17 @@ def test_oom_report_for_a_stale_attempt_is_ignored() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "lost_before", "state", "attempt"),
+    ("lost_before", "state", "attempt"),
     [
-        ("first loss requeues", 0, QUEUED, 2),
-        ("second loss requeues", 1, QUEUED, 2),
-        ("third loss exhausts", 2, FAILED, 1),
+        pytest.param(0, QUEUED, 2, id="first loss requeues"),
+        pytest.param(1, QUEUED, 2, id="second loss requeues"),
+        pytest.param(2, FAILED, 1, id="third loss exhausts"),
     ],
 )
-def test_claim_lost(name: str, lost_before: int, state: int, attempt: int) -> None:
+def test_claim_lost(lost_before: int, state: int, attempt: int) -> None:
     t = on_claim_lost(replace(RUNNING_JOB, lost_attempts=lost_before), 150.0, MAX, "node mid is gone")
     assert t.changed
-    assert (t.job.state, t.job.attempt, t.job.lost_attempts) == (state, attempt, lost_before + 1), name
+    assert (t.job.state, t.job.attempt, t.job.lost_attempts) == (state, attempt, lost_before + 1)
     if state == QUEUED:
         assert (t.job.node_id, t.job.assigned_at, t.job.started_at) == ("", 0.0, 0.0)
     else:
@@ -329,19 +368,19 @@ def test_claim_lost_ignored_unless_active() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "claim", "changed"),
+    ("job", "claim", "changed"),
     [
-        ("matching claim", ASSIGNED_JOB, ClaimView("j", 1, "mid", 7), True),
-        ("claim by a new epoch still counts", ASSIGNED_JOB, ClaimView("j", 1, "mid", 9), True),
-        ("duplicate claim", RUNNING_JOB, ClaimView("j", 1, "mid", 7), False),
-        ("wrong attempt", ASSIGNED_JOB, ClaimView("j", 2, "mid", 7), False),
-        ("wrong node", ASSIGNED_JOB, ClaimView("j", 1, "big", 7), False),
-        ("queued job", QUEUED_JOB, ClaimView("j", 1, "", 7), False),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 1, "mid", 7), True, id="matching claim"),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 1, "mid", 9), True, id="claim by a new epoch still counts"),
+        pytest.param(RUNNING_JOB, ClaimView("j", 1, "mid", 7), False, id="duplicate claim"),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 2, "mid", 7), False, id="wrong attempt"),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 1, "big", 7), False, id="wrong node"),
+        pytest.param(QUEUED_JOB, ClaimView("j", 1, "", 7), False, id="queued job"),
     ],
 )
-def test_on_claim(name: str, job: JobView, claim: ClaimView, changed: bool) -> None:
+def test_on_claim(job: JobView, claim: ClaimView, changed: bool) -> None:
     t = on_claim(job, claim, 120.0)
-    assert t.changed == changed, name
+    assert t.changed == changed
     assert t.job.state == (RUNNING if changed else job.state)
 
 
@@ -351,17 +390,17 @@ def test_assign_only_from_queued() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "stop_node", "changed"),
+    ("job", "stop_node", "changed"),
     [
-        ("queued", QUEUED_JOB, "", True),
-        ("assigned", ASSIGNED_JOB, "mid", True),
-        ("running", RUNNING_JOB, "mid", True),
-        ("already final", on_cancel(QUEUED_JOB, 101.0).job, "", False),
+        pytest.param(QUEUED_JOB, "", True, id="queued"),
+        pytest.param(ASSIGNED_JOB, "mid", True, id="assigned"),
+        pytest.param(RUNNING_JOB, "mid", True, id="running"),
+        pytest.param(on_cancel(QUEUED_JOB, 101.0).job, "", False, id="already final"),
     ],
 )
-def test_cancel(name: str, job: JobView, stop_node: str, changed: bool) -> None:
+def test_cancel(job: JobView, stop_node: str, changed: bool) -> None:
     t = on_cancel(job, 130.0)
-    assert (t.changed, t.stop_node, t.job.state) == (changed, stop_node, CANCELLED), name
+    assert (t.changed, t.stop_node, t.job.state) == (changed, stop_node, CANCELLED)
     if changed:
         assert t.job.error_code == Code.CANCELLED
 

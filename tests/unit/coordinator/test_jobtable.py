@@ -26,9 +26,9 @@ def test_undecodable_records_are_skipped_not_fatal() -> None:
 @pytest.mark.parametrize(
     ("state", "status", "expect_result", "expect_error"),
     [
-        (states.SUCCEEDED, "OK", True, ""),
-        (states.FAILED, "RESOURCE_EXHAUSTED", False, "out of memory"),
-        (states.RUNNING, "OK", False, ""),
+        pytest.param(states.SUCCEEDED, "OK", True, "", id="succeeded: the result"),
+        pytest.param(states.FAILED, "RESOURCE_EXHAUSTED", False, "out of memory", id="failed: the error"),
+        pytest.param(states.RUNNING, "OK", False, "", id="running: neither"),
     ],
 )
 def test_job_event_carries_result_or_error_only_when_final(

@@ -154,11 +154,11 @@ async def test_keepalives_keep_a_leader_leading(cluster: Cluster) -> None:
 @pytest.mark.parametrize(
     ("outcome", "ticks", "takes_over"),
     [
-        (ProbeOutcome.REFUSED, 4, True),
-        (ProbeOutcome.REFUSED, 2, False),  # too few refusals yet
-        (ProbeOutcome.TIMEOUT, 10, False),  # a paused or partitioned leader is never revoked
-        (ProbeOutcome.ERROR, 10, False),
-        (ProbeOutcome.OK, 10, False),
+        pytest.param(ProbeOutcome.REFUSED, 4, True, id="refused long enough: revoked"),
+        pytest.param(ProbeOutcome.REFUSED, 2, False, id="too few refusals yet"),
+        pytest.param(ProbeOutcome.TIMEOUT, 10, False, id="a paused or partitioned leader is never revoked"),
+        pytest.param(ProbeOutcome.ERROR, 10, False, id="an error proves nothing"),
+        pytest.param(ProbeOutcome.OK, 10, False, id="alive"),
     ],
 )
 async def test_fast_revoke_only_on_refused_connections(

@@ -63,11 +63,12 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "claims", "results", "live", "kind", "state", "attempt", "expect_no_claim"),
+    ("job", "claims", "results", "live", "kind", "state", "attempt", "expect_no_claim"),
     [
-        ("queued stays queued", QUEUED_JOB, (), (), NODES, ActionKind.KEEP_QUEUED, QUEUED, 1, False),
-        (
-            "assigned, claim + live node: re-attach",
+        pytest.param(
+            QUEUED_JOB, (), (), NODES, ActionKind.KEEP_QUEUED, QUEUED, 1, False, id="queued stays queued"
+        ),
+        pytest.param(
             ASSIGNED_JOB,
             (CLAIM,),
             (),
@@ -76,9 +77,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             RUNNING,
             1,
             False,
+            id="assigned, claim + live node: re-attach",
         ),
-        (
-            "running, claim + live node: re-attach",
+        pytest.param(
             RUNNING_JOB,
             (CLAIM,),
             (),
@@ -87,9 +88,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             RUNNING,
             1,
             False,
+            id="running, claim + live node: re-attach",
         ),
-        (
-            "running, result: finalize",
+        pytest.param(
             RUNNING_JOB,
             (CLAIM,),
             (ok(),),
@@ -98,9 +99,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             SUCCEEDED,
             1,
             False,
+            id="running, result: finalize",
         ),
-        (
-            "result without claim (node gone): finalize",
+        pytest.param(
             RUNNING_JOB,
             (),
             (ok(),),
@@ -109,9 +110,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             SUCCEEDED,
             1,
             False,
+            id="result without claim (node gone): finalize",
         ),
-        (
-            "assigned, result before claim seen: finalize",
+        pytest.param(
             ASSIGNED_JOB,
             (),
             (ok(),),
@@ -120,9 +121,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             SUCCEEDED,
             1,
             False,
+            id="assigned, result before claim seen: finalize",
         ),
-        (
-            "failed result (bad input): finalize",
+        pytest.param(
             RUNNING_JOB,
             (),
             (ResultView("j", 1, Code.INVALID_ARGUMENT, "bad image"),),
@@ -131,9 +132,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             FAILED,
             1,
             False,
+            id="failed result (bad input): finalize",
         ),
-        (
-            "failed result (node fault): requeue",
+        pytest.param(
             RUNNING_JOB,
             (),
             (ResultView("j", 1, Code.INTERNAL, "boom"),),
@@ -142,9 +143,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             2,
             False,
+            id="failed result (node fault): requeue",
         ),
-        (
-            "OOM result: re-route up",
+        pytest.param(
             RUNNING_JOB,
             (),
             (ResultView("j", 1, Code.RESOURCE_EXHAUSTED, "oom"),),
@@ -153,9 +154,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             2,
             False,
+            id="OOM result: re-route up",
         ),
-        (
-            "running, claim gone, node alive: requeue",
+        pytest.param(
             RUNNING_JOB,
             (),
             (),
@@ -164,10 +165,12 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             2,
             True,
+            id="running, claim gone, node alive: requeue",
         ),
-        ("running, node dead: requeue", RUNNING_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True),
-        (
-            "running, stale claim of a dead node: requeue",
+        pytest.param(
+            RUNNING_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True, id="running, node dead: requeue"
+        ),
+        pytest.param(
             RUNNING_JOB,
             (CLAIM,),
             (),
@@ -176,9 +179,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             2,
             False,
+            id="running, stale claim of a dead node: requeue",
         ),
-        (
-            "running, claim of an old attempt only: requeue",
+        pytest.param(
             replace(RUNNING_JOB, attempt=2),
             (CLAIM,),
             (),
@@ -187,9 +190,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             3,
             True,
+            id="running, claim of an old attempt only: requeue",
         ),
-        (
-            "running, stale result of an old attempt: requeue",
+        pytest.param(
             replace(RUNNING_JOB, attempt=2),
             (),
             (ok(1),),
@@ -198,9 +201,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             3,
             True,
+            id="running, stale result of an old attempt: requeue",
         ),
-        (
-            "claim by another node is not followed",
+        pytest.param(
             RUNNING_JOB,
             (ClaimView("j", 1, "big", 7),),
             (),
@@ -209,9 +212,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             2,
             True,
+            id="claim by another node is not followed",
         ),
-        (
-            "assigned, not claimed yet, within timeout: wait",
+        pytest.param(
             ASSIGNED_JOB,
             (),
             (),
@@ -220,9 +223,9 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             ASSIGNED,
             1,
             False,
+            id="assigned, not claimed yet, within timeout: wait",
         ),
-        (
-            "assigned, never claimed past timeout: requeue",
+        pytest.param(
             replace(ASSIGNED_JOB, assigned_at=NOW - CLAIM_TIMEOUT - 1),
             (),
             (),
@@ -231,10 +234,20 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             QUEUED,
             2,
             True,
+            id="assigned, never claimed past timeout: requeue",
         ),
-        ("assigned, node dead: requeue", ASSIGNED_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True),
-        (
-            "orphan with attempts exhausted: fail",
+        pytest.param(
+            ASSIGNED_JOB,
+            (),
+            (),
+            (BIG,),
+            ActionKind.REQUEUE,
+            QUEUED,
+            2,
+            True,
+            id="assigned, node dead: requeue",
+        ),
+        pytest.param(
             replace(RUNNING_JOB, lost_attempts=MAX - 1),
             (),
             (),
@@ -243,11 +256,11 @@ SWEEP_10 = Sweep(NOW, epoch=7, claim_timeout_s=10, max_attempts=MAX)
             FAILED,
             1,
             True,
+            id="orphan with attempts exhausted: fail",
         ),
     ],
 )
 def test_reconcile_table(
-    name: str,
     job: JobView,
     claims: tuple[ClaimView, ...],
     results: tuple[ResultView, ...],
@@ -258,9 +271,9 @@ def test_reconcile_table(
     expect_no_claim: bool,
 ) -> None:
     (action,) = reconcile([job], claims, results, live, SWEEP)
-    assert action.kind is kind, f"{name}: {action.reason}"
-    assert (action.job.state, action.job.attempt) == (state, attempt), name
-    assert action.expect_no_claim == expect_no_claim, name
+    assert action.kind is kind, action.reason
+    assert (action.job.state, action.job.attempt) == (state, attempt)
+    assert action.expect_no_claim == expect_no_claim
     assert action.changed == (action.job != job)
     assert action.job_id == "j" and action.reason
 

@@ -49,13 +49,18 @@ def record(models: tuple[str, ...], arch: dict[str, object]) -> NodeRecord:
 @pytest.mark.parametrize(
     ("nodes", "cpu_floor"),
     [
-        ([], False),  # nothing known: the memory model's GPU tier
-        ([view("c", common_pb2.TIER_CPU)], True),  # a CPU-only cluster (dev/CI) runs it on CPU
-        (
+        pytest.param([], False, id="nothing known: the memory model's GPU tier"),
+        pytest.param([view("c", common_pb2.TIER_CPU)], True, id="a CPU-only cluster (dev/CI) runs it on CPU"),
+        pytest.param(
             [view("c", common_pb2.TIER_CPU), view("g", common_pb2.TIER_GE40)],
             False,
-        ),  # never on CPU beside GPUs
-        ([view("c", common_pb2.TIER_CPU), view("g", common_pb2.TIER_GE40, model="other")], True),
+            id="never on CPU beside GPUs",
+        ),
+        pytest.param(
+            [view("c", common_pb2.TIER_CPU), view("g", common_pb2.TIER_GE40, model="other")],
+            True,
+            id="the GPU serves another model: CPU-only for this one",
+        ),
     ],
 )
 def test_job_need_uses_the_cpu_tier_only_in_a_cpu_only_cluster(
