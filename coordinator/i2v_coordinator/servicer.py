@@ -159,7 +159,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         term = self._leadership.term
         if term is None or self._dispatcher.term is not term:
             await self._not_leader(context)
-        assert term is not None
         return term
 
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
