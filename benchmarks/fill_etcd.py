@@ -6,7 +6,7 @@ Run from the repository root:
 Without --etcd it starts a throw-away single-member etcd (tests/etcd_cluster.py), fills it and
 stops it; with --etcd it fills that cluster under --prefix and leaves the records there (for a
 coordinator or a benchmark to start against). Records come from the coordinator's own codecs
-(jobstore.encode_job of a JobRecord holding a jobs.JobView and the normalised, stored request), the
+(records.encode_job of a JobRecord holding a jobs.JobView and the normalised, stored request), the
 node's ResultRecord and the project's key schema, written in txns of --batch puts (etcd allows 128
 ops per txn), --concurrency txns in flight.
 
@@ -46,8 +46,8 @@ from i2v_contract.kv import KV, KeyValue, Put
 from i2v_contract.limits import DEFAULT_LIMITS, normalize_request
 from i2v_contract.wire import common_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.jobstore import JobRecord, decode_result, encode_job, request_digest
-from i2v_coordinator.servicer import stored_request
+from i2v_coordinator.admission import stored_request
+from i2v_coordinator.records import JobRecord, decode_result, encode_job, request_digest
 from tests.etcd_cluster import EtcdCluster
 
 LAYOUTS = ("history", "jobs")

@@ -1,25 +1,25 @@
 """The leader's loop: reconcile, pair queued jobs with free nodes, dispatch, follow claims and results.
 
-While this coordinator leads with epoch E (docs/architecture.md, life of a job):
-1. load jobs/, claims/, results/ at one revision R, reconcile every open job (jobs.reconcile), then
-   follow the table from R + 1;
+In each term this coordinator leads (term.py: epoch E, fixed for the term; docs/architecture.md, life
+of a job):
+1. load jobs/, claims/, results/ at one revision R, reconcile every open job (reconcile.py, which
+   also takes back every unclaimed assignment this fresh loop has no call for), then follow the
+   table from R + 1;
 2. on every wake-up (submit, node change, claim, result, node call ended, or the sweep timer) fold
-   the changed jobs through jobs.reconcile again and apply what changed with fenced writes;
+   the changed jobs through reconcile again and apply what changed with writes fenced by E;
 3. plan a round with queue.next_dispatches and, per dispatch, commit ASSIGNED (fenced, compared on
    the job's mod revision) and call Node.Generate with that txn's revision as assign_revision,
-   relaying the stream's progress to the ProgressHub. The node's own claim and result records, not
-   the stream, move the job on; a stream that fails before the node claimed gives the job back.
-   A stream with no event (progress or heartbeat) for `first_event_s` after it started, or for
-   `stream_idle_s` later, is cancelled and counts as failed, and that node's channel is rebuilt:
-   gRPC keepalive finds a dead connection between calls, the idle bound finds one during a call
-   (a half-dead connection costs at most one attempt).
+   relaying the stream's progress to the ProgressHub (attempt.py; nodecalls.follow_stream bounds the
+   stream's silences). The node's own claim and result records, not the stream, move the job on; a
+   stream that fails before the node claimed is judged by jobs.on_dispatch_failed;
 4. feed what each attempt says about its node (jobs.NodeReport: claim timeout, dispatch failure,
-   node-side result failure, success) to health.py; the resulting cooldown and set-aside are inputs
-   to routing (NodeView.cooldown_s, NodeView.set_aside), not branches here.
+   node-side result failure, success) to the fleet (fleet.py, health.py); the resulting cooldown and
+   set-aside are inputs to routing (NodeView.cooldown_s, NodeView.set_aside), not branches here.
 
-All writes happen in this loop (the call tasks only report back), and `Leadership` losing the lead
-stops everything at once: the loop, the node streams (a claimed job keeps running on its node) and
-every watch stream.
+Every decision comes back with its reason, logged here. All writes happen in this loop (the call
+tasks only report back). The loop, its job watch and the node streams run in the term's scope, so
+the end of the term stops them all at once (a claimed job keeps running on its node), and every
+watch stream is closed.
 """
 
 from __future__ import annotations
@@ -30,119 +30,33 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
-import grpc
-
-from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
-from i2v_common.rpc import node_pb2_grpc
-from i2v_common.status import from_grpc
 from i2v_contract import states
-from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
-from i2v_coordinator import health, jobs, jobstore
+from i2v_coordinator import attempt, health, jobs, reconcile
+from i2v_coordinator.fleet import Fleet
 from i2v_coordinator.health import DEFAULT_HEALTH, HealthPolicy, NodeHealth, Standing
-from i2v_coordinator.jobs import ActionKind, JobView, NodeReport
-from i2v_coordinator.jobstore import Change, ChangeKind, Fenced, JobRecord, JobStore, job_event
+from i2v_coordinator.jobs import CallFailure, JobView, NodeReport
+from i2v_coordinator.jobstore import Fenced, JobStore, LegacyBacklog
+from i2v_coordinator.jobtable import Change, ChangeKind, job_event
+from i2v_coordinator.nodecalls import NodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.queue import DEFAULT_POLICY, QueuedJob, QueuePolicy, next_dispatches
+from i2v_coordinator.reconcile import ActionKind
+from i2v_coordinator.records import JobRecord
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.term import Term, serve_terms
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
-
-
-class NodeCallError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-
-
-class NodeCalls(Protocol):
-    """The coordinator's calls to nodes (gRPC in production, a fake in unit tests)."""
-
-    def generate(
-        self, addr: str, request: node_pb2.NodeGenerateRequest
-    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
-        """The node's event stream; raises NodeCallError when the call fails."""
-        ...
-
-    async def cancel(self, addr: str, job_id: str) -> bool: ...
-
-    async def reset(self, addr: str) -> None:
-        """Drop the connection to `addr` (the next call opens a new one)."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class GrpcNodeCalls:
-    """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive."""
-
-    def __init__(self, cancel_timeout_s: float = 3.0) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
-        self._cancel_timeout_s = cancel_timeout_s
-
-    def _stub(self, addr: str) -> node_pb2_grpc.NodeStub:
-        stub = self._stubs.get(addr)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(
-                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS]
-            )
-            self._channels[addr] = channel
-            stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
-        return stub
-
-    async def generate(
-        self, addr: str, request: node_pb2.NodeGenerateRequest
-    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
-        call = self._stub(addr).Generate(request)
-        try:
-            async for event in call:
-                yield event
-        except grpc.aio.AioRpcError as err:
-            raise NodeCallError(err.code(), err.details() or "") from None
-        finally:
-            call.cancel()
-
-    async def cancel(self, addr: str, job_id: str) -> bool:
-        try:
-            response = await self._stub(addr).Cancel(
-                node_pb2.NodeCancelRequest(job_id=job_id), timeout=self._cancel_timeout_s
-            )
-        except grpc.aio.AioRpcError as err:
-            raise NodeCallError(err.code(), err.details() or "") from None
-        return bool(response.cancelled)
-
-    async def reset(self, addr: str) -> None:
-        self._stubs.pop(addr, None)
-        channel = self._channels.pop(addr, None)
-        if channel is not None:
-            await channel.close()
-
-    async def close(self) -> None:
-        channels = list(self._channels.values())
-        self._channels.clear()
-        self._stubs.clear()
-        for channel in channels:
-            await channel.close()
-
 
 class LeadershipView(Protocol):
-    """What the dispatcher reads of leadership.Leadership (epoch None while not leading)."""
+    """What the dispatcher reads of leadership.Leadership: the terms it leads, as they start."""
 
-    @property
-    def is_leader(self) -> bool: ...
-
-    @property
-    def epoch(self) -> int | None: ...
-
-    def on_change(self, cb: Callable[[int | None], Awaitable[None] | None]) -> None: ...
+    def terms(self) -> AsyncIterator[Term]: ...
 
 
 class NodeSource(Protocol):
@@ -167,29 +81,6 @@ class DispatchMetrics(Protocol):
     def end_to_end(self, seconds: float) -> None: ...
 
 
-class NoMetrics:
-    def dispatch_retry(self) -> None:
-        pass
-
-    def node_failure(self, kind: str, set_aside: bool) -> None:
-        pass
-
-    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
-        pass
-
-    def requeued(self) -> None:
-        pass
-
-    def queue_depth(self, depth: int) -> None:
-        pass
-
-    def queue_wait(self, seconds: float) -> None:
-        pass
-
-    def end_to_end(self, seconds: float) -> None:
-        pass
-
-
 @dataclass(frozen=True)
 class DispatchConfig:
     claim_timeout_s: float = 10.0  # an assignment not claimed by then is taken back
@@ -203,17 +94,6 @@ class DispatchConfig:
     queue_policy: QueuePolicy = DEFAULT_POLICY
 
 
-_IN_SERVICE = health.standing(health.HEALTHY, 0.0)
-
-
-@dataclass(frozen=True)
-class _CallEnded:
-    job_id: str
-    attempt: int
-    node_id: str
-    error: NodeCallError
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -225,7 +105,7 @@ class Dispatcher:
         artifacts: ArtifactStore,
         *,
         config: DispatchConfig | None = None,
-        metrics: DispatchMetrics | None = None,
+        metrics: DispatchMetrics,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -236,145 +116,117 @@ class Dispatcher:
         self._hub = hub
         self._calls = calls
         self._artifacts = artifacts
-        self._metrics = metrics or NoMetrics()
+        self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
         self._wakeup = asyncio.Event()
-        self._leading = asyncio.Event()
-        self._lead_task: asyncio.Task[None] | None = None
-        self._epoch = 0
+        self._term: Term | None = None  # the term whose lead loop runs now
         self._dirty: set[str] = set()
         self._relisted = False
-        self._ended: deque[_CallEnded] = deque()
+        self._ended: deque[CallFailure] = deque()
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._skips: dict[str, int] = {}
-        self._recent: deque[tuple[float, str]] = deque()
-        self._health: dict[str, NodeHealth] = {}  # kept across epochs: it is about the node
+        self._fleet = Fleet(self.config.health, self.config.recent_window_s, clock)
         self.rounds = 0
         store.on_change(self._on_store_change)
-        leadership.on_change(self._on_leadership)
         registry.on_change(self.wake)
 
     @property
+    def term(self) -> Term | None:
+        """The term this dispatcher leads in; None while it does not lead."""
+        return self._term
+
+    @property
     def epoch(self) -> int:
-        """The epoch this dispatcher leads in; 0 while it does not lead."""
-        return self._epoch
+        """The epoch of the term this dispatcher leads in; 0 while it does not lead."""
+        return 0 if self._term is None else self._term.epoch
+
+    @property
+    def max_queue(self) -> int:
+        """The admission bound on QUEUED jobs."""
+        return self.config.max_queue
 
     def wake(self) -> None:
         self._wakeup.set()
 
     def queue_depth(self) -> int:
-        return self.store.table.queued_count() if self._epoch else 0
+        return self.store.table.queued_count() if self._term else 0
 
-    # --- leadership -------------------------------------------------------------------------
-
-    def _on_leadership(self, _epoch: int | None = None) -> None:
-        epoch = self._leadership.epoch
-        if epoch is not None:
-            if self._epoch and epoch != self._epoch:
-                self._stop_leading(f"epoch changed from {self._epoch} to {epoch}")
-            self._leading.set()
-        else:
-            self._leading.clear()
-            if self._epoch:
-                self._stop_leading("leadership lost")
-
-    def _stop_leading(self, why: str) -> None:
-        if self._lead_task is not None and not self._lead_task.done():
-            log.warning("stopping dispatch in epoch %d at once: %s", self._epoch, why)
-            self._lead_task.cancel()
+    # --- terms ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Lead whenever the leadership says so, until cancelled."""
-        self._on_leadership()
-        while True:
-            await self._leading.wait()
-            epoch = self._leadership.epoch
-            if epoch is None:
-                self._leading.clear()
-                continue
-            task = asyncio.create_task(self._lead(epoch), name=f"dispatch-epoch-{epoch}")
-            self._lead_task = task
-            try:
-                await asyncio.wait([task])
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                await self._after_leading(epoch)
-            error = None if task.cancelled() else task.exception()
-            if isinstance(error, Fenced):
-                log.warning("dispatch in epoch %d stopped: %s", epoch, error)
-            elif error is not None:
-                log.error("dispatch in epoch %d ended: %s; resuming if still leading", epoch, error)
-                await asyncio.sleep(self.config.sweep_interval_s)  # no hot loop on a persistent error
-            if self._leadership.epoch is None:
-                self._leading.clear()
+        """Lead in every term the leadership starts, one at a time, until cancelled."""
+        await serve_terms(
+            self._leadership.terms(),
+            self._lead,
+            self._after_leading,
+            name="dispatch",
+            retry_s=self.config.sweep_interval_s,
+        )
 
-    async def _after_leading(self, epoch: int) -> None:
+    async def _after_leading(self, term: Term) -> None:
         tasks = list(self._call_tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._epoch = 0
+        self._term = None
         self._dirty.clear()
         self._ended.clear()
         self._skips.clear()
         self._hub.close_all(
-            f"this coordinator stopped leading (epoch {epoch}); the job continues: watch it again "
+            f"this coordinator stopped leading (epoch {term.epoch}); the job continues: watch it again "
             "through the new leader"
         )
 
-    async def _lead(self, epoch: int) -> None:
-        self._epoch = epoch
+    async def _lead(self, term: Term) -> None:
+        """Load and reconcile the whole table, then one turn per wake-up until the term ends."""
+        self._term = term
         self._hub.open()
         await self.store.load()
-        legacy = self.store.table.legacy_finished()
+        backlog = LegacyBacklog(self.store, self.store.table.legacy_finished())
         log.info(
             "leading in epoch %d: reconciling %d jobs (%d finished ones of the previous schema to move)",
-            epoch,
-            len(self.store.table.jobs) - len(legacy),
-            len(legacy),
+            term.epoch,
+            len(self.store.table.jobs) - len(backlog),
+            len(backlog),
         )
         self._relisted = False
-        await self._reconcile(list(self.store.table.jobs), epoch, new_epoch=True)
-        follow = asyncio.create_task(self.store.follow(), name=f"job-watch-{epoch}")
+        await self._reconcile(list(self.store.table.jobs), term, fresh=True)
+        follow = term.spawn(self.store.follow(), f"job-watch-{term.epoch}")
         next_sweep = 0.0
-        moved, moving_since = 0, time.monotonic()
         try:
             while True:
                 if follow.done():
                     follow.result()
                     raise RuntimeError("job watch ended")
-                if self._leadership.epoch != epoch:
-                    raise Fenced(f"epoch {epoch} no longer held (lease not renewed in time or deposed)")
-                now = time.monotonic()
-                if self._relisted or now >= next_sweep:
-                    self._relisted = False
-                    self._dirty.clear()
-                    await self._reconcile([r.job_id for r in self.store.table.active()], epoch)
-                    next_sweep = now + self.config.sweep_interval_s
-                elif self._dirty:
-                    dirty, self._dirty = self._dirty, set()
-                    await self._reconcile(sorted(dirty), epoch)
-                while self._ended:
-                    await self._call_ended(self._ended.popleft(), epoch)
-                await self._dispatch_round(epoch)
-                self.rounds += 1
-                if legacy:
-                    # One bounded batch per turn, so dispatch never waits behind the whole backlog.
-                    batch, legacy = legacy[: jobstore.MOVE_BATCH], legacy[jobstore.MOVE_BATCH :]
-                    moved += await self.store.move_legacy(batch, epoch)
-                    if not legacy:
-                        log.info(
-                            "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
-                            moved,
-                            time.monotonic() - moving_since,
-                        )
-                await self._sleep(0.0 if legacy else max(0.0, next_sweep - time.monotonic()))
+                if not term.valid():
+                    raise Fenced(f"epoch {term.epoch} no longer held (lease not renewed in time or deposed)")
+                next_sweep = await self._turn(term, next_sweep)
+                if backlog:
+                    await backlog.move_batch(term.epoch)  # one per turn: dispatch never waits behind it
+                await self._sleep(0.0 if backlog else max(0.0, next_sweep - time.monotonic()))
         finally:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follow
+
+    async def _turn(self, term: Term, next_sweep: float) -> float:
+        """Reconcile what changed (everything active when the sweep is due), judge the calls that
+        ended, plan and dispatch a round; returns when the next sweep is due."""
+        now = time.monotonic()
+        if self._relisted or now >= next_sweep:
+            self._relisted = False
+            self._dirty.clear()
+            await self._reconcile([r.job_id for r in self.store.table.active()], term)
+            next_sweep = now + self.config.sweep_interval_s
+        elif self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            await self._reconcile(sorted(dirty), term)
+        while self._ended:
+            await self._call_ended(self._ended.popleft(), term)
+        await self._dispatch_round(term)
+        self.rounds += 1
+        return next_sweep
 
     async def _sleep(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
@@ -387,7 +239,7 @@ class Dispatcher:
     # --- the job table ----------------------------------------------------------------------
 
     def _on_store_change(self, change: Change) -> None:
-        if not self._epoch:
+        if self._term is None:
             return
         if change.kind is ChangeKind.RELIST:
             self._relisted = True
@@ -401,49 +253,35 @@ class Dispatcher:
                     )
         self.wake()
 
-    def _live_nodes(self) -> list[NodeView]:
-        """Registered nodes, plus any node holding a claim (claims live on the node's lease)."""
-        nodes = list(self._registry.snapshot())
-        known = {n.node_id for n in nodes}
-        for claim in self.store.table.claims.values():
-            if claim.node_id not in known:
-                known.add(claim.node_id)
-                nodes.append(NodeView(claim.node_id, "", common_pb2.TIER_UNSPECIFIED, 0, busy=True))
-        return nodes
-
-    async def _reconcile(self, job_ids: Iterable[str], epoch: int, *, new_epoch: bool = False) -> None:
+    async def _reconcile(self, job_ids: Iterable[str], term: Term, *, fresh: bool = False) -> None:
         table = self.store.table
         records = [table.jobs[j] for j in job_ids if j in table.jobs]
         if not records:
             return
         wanted = {r.job_id for r in records}
-        actions = jobs.reconcile(
+        sweep = reconcile.Sweep(
+            self._clock(), term.epoch, self.config.claim_timeout_s, self.config.max_attempts, fresh=fresh
+        )
+        actions = reconcile.reconcile(
             [r.view for r in records],
             [c for c in table.claims.values() if c.job_id in wanted],
             [r.view for r in table.results.values() if r.view.job_id in wanted],
-            self._live_nodes(),
-            self._clock(),
-            claim_timeout_s=self.config.claim_timeout_s,
-            max_attempts=self.config.max_attempts,
+            reconcile.live_nodes(self._registry.snapshot(), table.claims.values()),
+            sweep,
         )
         for action in actions:
             record = table.jobs[action.job_id]
-            if action.kind is ActionKind.AWAIT_CLAIM and (new_epoch or record.view.epoch != epoch):
-                # Assigned in an older epoch: the node's claim compares that epoch and can never win.
-                await self._write(
-                    record, jobs.take_back(record.view), epoch, "assigned in an older epoch", True
-                )
-            elif action.changed:
-                written = await self._write(record, action.job, epoch, action.reason, action.expect_no_claim)
+            if action.changed:
+                written = await self._write(record, action.job, term, action.reason, action.expect_no_claim)
                 if written is not None and action.kind is ActionKind.REQUEUE:
                     self._metrics.requeued()
                 if written is not None and action.node is not None:
                     await self._report(action.node)
 
     async def _write(
-        self, record: JobRecord, view: JobView, epoch: int, reason: str, expect_no_claim: bool = False
+        self, record: JobRecord, view: JobView, term: Term, reason: str, expect_no_claim: bool = False
     ) -> JobRecord | None:
-        written = await self.store.write(record, view, epoch, expect_no_claim=expect_no_claim)
+        written = await self.store.write(record, view, term.epoch, expect_no_claim=expect_no_claim)
         if written is not None:
             log.info("%s", reason)
             if view.final and view.created_at:
@@ -455,69 +293,28 @@ class Dispatcher:
     def node_health(self, node: NodeView) -> tuple[NodeHealth, Standing]:
         """The node's dispatch health now as this leader sees it (ListNodes, ClusterStatus);
         healthy when unknown or when this coordinator does not lead."""
-        current = self._health.get(node.node_id, health.HEALTHY) if self._epoch else health.HEALTHY
-        if node.registration and current.registration and node.registration != current.registration:
-            current = health.HEALTHY  # re-registered: cleared at the next dispatch round
-        return current, health.standing(current, self._clock(), self.config.health)
+        if self._term is None:
+            return health.HEALTHY, health.standing(health.HEALTHY, self._clock(), self.config.health)
+        return self._fleet.health_of(node)
 
     async def _report(self, report: NodeReport) -> None:
         """Apply what an attempt said about its node; rebuild the channel if the connection is suspect."""
-        before = self._health.get(report.node_id, health.HEALTHY)
-        if report.failure is None:
-            step = health.on_success(before, report.node_id)
-        elif report.failure is jobs.FailureKind.BUSY:
-            step = health.on_busy(before, report.node_id, self._clock(), report.reason, self.config.health)
-            self._metrics.node_failure(report.failure.value, False)
-        else:
-            step = health.on_failure(before, report.node_id, self._clock(), report.reason, self.config.health)
+        step = self._fleet.report(report)
+        if report.failure is not None:
             self._metrics.node_failure(report.failure.value, step.set_aside)
-        self._health[report.node_id] = step.health
-        if step.changed:
-            log.info("%s", step.reason)
         if report.suspect_connection:
             addr = next((n.addr for n in self._registry.snapshot() if n.node_id == report.node_id), "")
             if addr:
                 await self._calls.reset(addr)
 
-    def _with_health(self, nodes: Iterable[NodeView], now: float) -> list[NodeView]:
-        """Registered nodes with their health as routing inputs (a re-registration clears it)."""
-        out = []
-        for node in nodes:
-            known = self._health.get(node.node_id)
-            if known is None:
-                standing = _IN_SERVICE  # never failed: on_registration would only note the revision
-            else:
-                step = health.on_registration(known, node.node_id, node.registration)
-                if step.changed:
-                    log.info("%s", step.reason)
-                self._health[node.node_id] = step.health
-                standing = health.standing(step.health, now, self.config.health)
-            if (node.cooldown_s, node.set_aside) != (standing.cooldown_s, standing.set_aside):
-                node = replace(node, cooldown_s=standing.cooldown_s, set_aside=standing.set_aside)
-            out.append(node)  # most nodes pass through uncopied: a copy each per round was costly
-        return out
-
     # --- dispatch ---------------------------------------------------------------------------
 
-    def _routable_nodes(self, now: float) -> list[NodeView]:
-        while self._recent and self._recent[0][0] < now - self.config.recent_window_s:
-            self._recent.popleft()
-        counts: dict[str, int] = {}
-        for _, node_id in self._recent:
-            counts[node_id] = counts.get(node_id, 0) + 1
-        return [
-            node
-            if node.recent_assignments == counts.get(node.node_id, 0)
-            else replace(node, recent_assignments=counts.get(node.node_id, 0))
-            for node in self._with_health(self._registry.snapshot(), now)
-        ]
-
-    async def _dispatch_round(self, epoch: int) -> None:
+    async def _dispatch_round(self, term: Term) -> None:
         table = self.store.table
         depth = table.queued_count()
         self._metrics.queue_depth(depth)
         now = self._clock()
-        nodes = {n.node_id: n for n in self._routable_nodes(now)}
+        nodes = {n.node_id: n for n in self._fleet.routable(self._registry.snapshot(), now)}
         self._metrics.nodes_held_back(
             sum(1 for n in nodes.values() if n.cooldown_s > 0),
             sum(1 for n in nodes.values() if n.set_aside),
@@ -543,15 +340,15 @@ class Dispatcher:
             node = nodes[dispatch.node_id]
             if record is None:
                 continue
-            t = jobs.assign(record.view, node.node_id, node.tier, epoch, now)
-            written = await self.store.write(record, t.job, epoch)
+            t = jobs.assign(record.view, node.node_id, node.tier, term.epoch, now)
+            written = await self.store.write(record, t.job, term.epoch)
             if written is None:
                 continue
             log.info("%s: %s", t.reason, dispatch.reason)
             self._skips.pop(record.job_id, None)
-            self._recent.append((now, node.node_id))
+            self._fleet.assigned(node.node_id, now)
             self._metrics.queue_wait(max(0.0, now - record.view.created_at))
-            task = asyncio.create_task(self._call(written, node), name=f"dispatch-{record.job_id}")
+            task = term.spawn(self._call(written, node), f"dispatch-{record.job_id}")
             self._call_tasks.add(task)
             task.add_done_callback(self._call_tasks.discard)
 
@@ -559,66 +356,30 @@ class Dispatcher:
         return self._artifacts.uri_for(f"jobs/{job_id}/attempt-{attempt}.mp4")
 
     async def _call(self, record: JobRecord, node: NodeView) -> None:
-        view = record.view
-        request = node_pb2.NodeGenerateRequest(
-            request=record.request,
-            job_id=view.job_id,
-            attempt=view.attempt,
-            epoch=view.epoch,
-            assign_revision=record.mod_revision,
-            output_uri=self.output_uri(view.job_id, view.attempt),
+        output_uri = self.output_uri(record.view.job_id, record.view.attempt)
+        failure = await attempt.dispatch(
+            self._calls,
+            record,
+            node,
+            output_uri,
+            self._hub.publish,
+            first_event_s=self.config.first_event_s,
+            idle_s=self.config.stream_idle_s,
         )
-        stream = self._calls.generate(node.addr, request)
-        bound = self.config.first_event_s
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(bound):  # not wait_for: it can swallow a cancel
-                        event = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    # Cancelling the read cancelled the call; the connection is presumed dead.
-                    await self._calls.reset(node.addr)
-                    raise NodeCallError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"no event from the node for {bound:g} s (it sends one at once, then a "
-                        "heartbeat every 2 s): connection presumed dead, call cancelled",
-                    ) from None
-                bound = self.config.stream_idle_s
-                if event.HasField("progress"):
-                    self._hub.publish(
-                        view.job_id,
-                        coordinator_pb2.JobEvent(
-                            job_id=view.job_id,
-                            state=coordinator_pb2.JOB_RUNNING,
-                            attempt=view.attempt,
-                            node_id=node.node_id,
-                            progress=event.progress,
-                        ),
-                    )
-        except NodeCallError as err:
-            self._ended.append(_CallEnded(view.job_id, view.attempt, node.node_id, err))
+        if failure is not None:
+            self._ended.append(failure)
             self.wake()
-        finally:
-            await stream.aclose()
 
-    async def _call_ended(self, ended: _CallEnded, epoch: int) -> None:
-        record = self.store.table.jobs.get(ended.job_id)
-        if (
-            record is None
-            or record.view.attempt != ended.attempt
-            or record.view.node_id != ended.node_id
-            or record.view.state not in states.ACTIVE_STATES
-        ):
-            return
-        err = ended.error
-        t = jobs.on_dispatch_failed(record.view, from_grpc(err.code), err.message, self._clock())
+    async def _call_ended(self, failure: CallFailure, term: Term) -> None:
+        record = self.store.table.jobs.get(failure.job_id)
+        if record is None:
+            return  # finished meanwhile
+        t = jobs.on_dispatch_failed(record.view, failure, self._clock())
         if not t.changed:
             log.info("%s", t.reason)
             return
         # The write requires the attempt to be unclaimed; once claimed, the node's result decides.
-        written = await self._write(record, t.job, epoch, t.reason, expect_no_claim=True)
+        written = await self._write(record, t.job, term, t.reason, expect_no_claim=True)
         if written is None:
             return
         if t.job.state == states.QUEUED:
@@ -630,8 +391,8 @@ class Dispatcher:
 
     async def cancel(self, job_id: str, attempts: int = 5) -> JobRecord | None:
         """Mark the job CANCELLED (fenced) and tell its node to stop; None if no such job."""
-        epoch = self._epoch
-        if not epoch:
+        term = self._term
+        if term is None:
             raise Fenced("not leading")
         for _ in range(attempts):
             record = self.store.table.jobs.get(job_id) or await self.store.fetch(job_id)
@@ -640,27 +401,12 @@ class Dispatcher:
             t = jobs.on_cancel(record.view, self._clock())
             if not t.changed:
                 return record
-            written = await self._write(record, t.job, epoch, t.reason)
+            written = await self._write(record, t.job, term, t.reason)
             if written is None:
                 await self.store.fetch(job_id)
                 continue
             if t.stop_node:
-                await self._stop_on_node(t.stop_node, job_id)
+                await attempt.stop(self._calls, self._registry.snapshot(), t.stop_node, job_id)
             self.wake()
             return written
         raise Fenced(f"job {job_id} kept changing during cancel; retry")
-
-    async def _stop_on_node(self, node_id: str, job_id: str) -> None:
-        node = next((n for n in self._registry.snapshot() if n.node_id == node_id), None)
-        if node is None:
-            log.info("cancel %s: node %s is gone; nothing to stop", job_id, node_id)
-            return
-        try:
-            stopped = await self._calls.cancel(node.addr, job_id)
-            log.info(
-                "cancel %s: node %s %s", job_id, node_id, "stopped it" if stopped else "was not running it"
-            )
-        except NodeCallError as err:
-            log.warning(
-                "cancel %s: node %s did not answer (%s); its result will be ignored", job_id, node_id, err
-            )

@@ -8,13 +8,16 @@ restarted or rejoined) or, after `trial_after_s`, for one trial job. A success c
 that answers busy only pauses for the first cooldown and is not counted (`on_busy`).
 
 Pure: every function maps a `NodeHealth` snapshot and the time to a `Step` (the new health and the
-log line saying why). The dispatcher holds one `NodeHealth` per node and feeds `standing` into
-routing as an input (NodeView.cooldown_s, NodeView.set_aside); routing never reads this module.
+log line saying why); `on_report` takes what jobs.py says an attempt showed about its node. The
+leader keeps one `NodeHealth` per node (fleet.py) and feeds `standing` into routing as an input
+(NodeView.cooldown_s, NodeView.set_aside); routing never reads this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+from i2v_coordinator.jobs import FailureKind, NodeReport
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,18 @@ def on_success(health: NodeHealth, node_id: str) -> Step:
         True,
         f"node {node_id} back in full service after a success (was {was})",
     )
+
+
+def on_report(
+    health: NodeHealth, report: NodeReport, now: float, policy: HealthPolicy = DEFAULT_HEALTH
+) -> Step:
+    """What the end of an attempt says about its node: a success clears, a busy answer pauses, any
+    other failure counts toward the cooldown and set-aside."""
+    if report.failure is None:
+        return on_success(health, report.node_id)
+    if report.failure is FailureKind.BUSY:
+        return on_busy(health, report.node_id, now, report.reason, policy)
+    return on_failure(health, report.node_id, now, report.reason, policy)
 
 
 def on_registration(health: NodeHealth, node_id: str, registration: int) -> Step:

@@ -12,7 +12,9 @@ dead, claim never made, node gave the job back or failed it for a reason that is
 INTERNAL, UNKNOWN, UNAVAILABLE, FAILED_PRECONDITION, DATA_LOSS, ABORTED) are bounded by
 `max_attempts`; re-routing after an OOM is bounded by the tier ladder instead, since each one moves
 the job to a strictly larger tier. Only INVALID_ARGUMENT (and codes no node should send) fail the job
-at once: the request is at fault.
+at once: the request is at fault. An unclaimed assignment that no dispatch call of the leader
+follows (made in another epoch, or before its lead loop started) is taken back: the next attempt,
+not counted as lost.
 
 Transitions that say something about the node's health carry a `NodeReport` (a failure that is not
 the request's fault, or a success); the dispatcher feeds it to health.py.
@@ -23,7 +25,7 @@ Times are wall-clock seconds (Unix time): they are stored in etcd and compared b
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from i2v_contract.codes import Code
@@ -197,7 +199,13 @@ def on_claim(job: JobView, claim: ClaimView, now: float) -> Transition:
     )
 
 
-def _requeue(job: JobView, *, lost_attempts: int, min_tier: int) -> JobView:
+def requeue(job: JobView, *, lost: bool = False, min_tier: int | None = None) -> JobView:
+    """The job back in the queue as its next attempt, off its node.
+
+    A fresh attempt number keeps any late claim or result of the old dispatch from counting. `lost`
+    counts the attempt against `max_attempts` (a take-back does not); `min_tier` raises the job's
+    floor (after an OOM).
+    """
     return replace(
         job,
         state=QUEUED,
@@ -206,8 +214,8 @@ def _requeue(job: JobView, *, lost_attempts: int, min_tier: int) -> JobView:
         node_tier=common_pb2.TIER_UNSPECIFIED,
         assigned_at=0.0,
         started_at=0.0,
-        lost_attempts=lost_attempts,
-        min_tier=min_tier,
+        lost_attempts=job.lost_attempts + 1 if lost else job.lost_attempts,
+        min_tier=job.min_tier if min_tier is None else min_tier,
     )
 
 
@@ -225,7 +233,7 @@ def on_claim_lost(job: JobView, now: float, max_attempts: int, cause: str = "cla
         failed = _ended(replace(job, lost_attempts=lost), FAILED, now, error=message, error_code=Code.ABORTED)
         return Transition(failed, True, f"{where}: {cause}, {lost}/{max_attempts} attempts lost: failed")
     return Transition(
-        _requeue(job, lost_attempts=lost, min_tier=job.min_tier),
+        requeue(job, lost=True),
         True,
         f"{where}: {cause}, requeued as attempt {job.attempt + 1} ({lost}/{max_attempts} attempts lost)",
     )
@@ -254,7 +262,7 @@ def on_node_oom(
         )
         return Transition(failed, True, f"{where}: no larger tier in the cluster, failed")
     return Transition(
-        _requeue(job, lost_attempts=job.lost_attempts, min_tier=escalated.min_tier),
+        requeue(job, min_tier=escalated.min_tier),
         True,
         f"{where}: requeued as attempt {job.attempt + 1} for tier {tier_name(escalated.min_tier)} or above",
     )
@@ -301,21 +309,30 @@ def on_result(
     )
 
 
-def take_back(job: JobView) -> JobView:
-    """An unclaimed assignment back to the queue as the next attempt (not counted as lost).
+@dataclass(frozen=True)
+class CallFailure:
+    """Node.Generate for one attempt failed, or went silent, with a status code and message."""
 
-    A fresh attempt number keeps any late claim or result of the old dispatch from counting.
+    job_id: str
+    attempt: int
+    node_id: str
+    code: int  # Code value
+    message: str
+
+
+def on_dispatch_failed(job: JobView, failure: CallFailure, now: float) -> Transition:
+    """Node.Generate for an attempt failed (or went silent) before the node claimed it.
+
+    Counts only for the job's current attempt on that node. The shell writes the result only while
+    the attempt is unclaimed: once claimed, the node's claim and result decide. Unchanged for a
+    stale-dispatch refusal (the claim timeout handles the rest).
     """
-    return _requeue(job, lost_attempts=job.lost_attempts, min_tier=job.min_tier)
-
-
-def on_dispatch_failed(job: JobView, code: int, message: str, now: float) -> Transition:
-    """Node.Generate for the job's current attempt failed (or went silent) before the node claimed it.
-
-    The shell writes the result only while the attempt is unclaimed: once claimed, the node's claim
-    and result decide. Unchanged for a stale-dispatch refusal (the claim timeout handles the rest).
-    """
-    where = f"{job.job_id} attempt {job.attempt} on {job.node_id}: {_code_name(code)}: {message}"
+    code, message = failure.code, failure.message
+    where = f"{failure.job_id} attempt {failure.attempt} on {failure.node_id}: {_code_name(code)}: {message}"
+    if (failure.attempt, failure.node_id) != (job.attempt, job.node_id):
+        return _same(
+            job, f"{where}: the job is at attempt {job.attempt} on {job.node_id or 'no node'}; nothing to do"
+        )
     if job.state != ASSIGNED:
         return _same(job, f"{where}: job is {state_name(job.state)}; nothing to do")
     if code == _STALE_DISPATCH:
@@ -325,13 +342,33 @@ def on_dispatch_failed(job: JobView, code: int, message: str, now: float) -> Tra
             job, FAILED, now, error=f"node {job.node_id} refused the job: {message}", error_code=code
         )
         return Transition(failed, True, f"{where}: failed")
-    back = take_back(job)
+    back = requeue(job)
     kind = FailureKind.BUSY if code == Code.RESOURCE_EXHAUSTED else FailureKind.DISPATCH
     return Transition(
         back,
         True,
         f"{where}: not claimed, requeued as attempt {back.attempt}",
         node=NodeReport(job.node_id, kind, f"{_code_name(code)}: {message}"),
+    )
+
+
+def take_back_unfollowed(job: JobView, epoch: int, *, fresh: bool) -> Transition:
+    """An unclaimed assignment no dispatch call of this leader's follows, back to the queue.
+
+    That is one made in another epoch (the node's claim compares that epoch and can never win), or,
+    when the lead loop is `fresh`, any: the calls of an earlier loop ended with it. Taken back as the
+    next attempt, not counted as lost; the shell writes it only while the attempt is unclaimed.
+    """
+    if job.state != ASSIGNED:
+        return _same(job, f"{job.job_id} is {state_name(job.state)}: nothing to take back")
+    if job.epoch == epoch and not fresh:
+        return _same(job, f"{job.job_id} attempt {job.attempt} was assigned in this epoch: its call goes on")
+    why = f"assigned in epoch {job.epoch}" if job.epoch != epoch else "assigned before this lead loop"
+    return Transition(
+        requeue(job),
+        True,
+        f"{job.job_id} attempt {job.attempt} on {job.node_id} {why}, not claimed: taken back as attempt "
+        f"{job.attempt + 1} in epoch {epoch}",
     )
 
 
@@ -355,105 +392,3 @@ def on_cancel(job: JobView, now: float, message: str = "cancelled by the client"
 def claim_overdue(job: JobView, now: float, claim_timeout_s: float) -> bool:
     """An assignment the node has not claimed within `claim_timeout_s`."""
     return job.state == ASSIGNED and now - job.assigned_at > claim_timeout_s
-
-
-class ActionKind(enum.Enum):
-    KEEP_QUEUED = "keep_queued"
-    AWAIT_CLAIM = "await_claim"  # assigned to a live node, claim not due yet (re-sending is safe)
-    REATTACH = "reattach"  # the node holds the claim for the current attempt: follow it
-    FINALIZE = "finalize"  # a result for the current attempt ends the job
-    REQUEUE = "requeue"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    job: JobView  # the job as it should be written (unchanged for KEEP_QUEUED, AWAIT_CLAIM)
-    changed: bool
-    reason: str
-    # The write must also check that the current attempt's claim key is absent, so a claim made
-    # after the snapshot aborts the requeue instead of running the attempt twice.
-    expect_no_claim: bool = False
-    node: NodeReport | None = None
-
-    @property
-    def job_id(self) -> str:
-        return self.job.job_id
-
-
-def reconcile(
-    jobs: Iterable[JobView],
-    claims: Iterable[ClaimView],
-    results: Iterable[ResultView],
-    live_nodes: Sequence[NodeView],
-    now: float,
-    *,
-    claim_timeout_s: float,
-    max_attempts: int,
-) -> list[Action]:
-    """What a new leader does with every non-final job, from one snapshot of jobs/, claims/, results/.
-
-    Also usable as a periodic sweep by a sitting leader. Claims and results of other attempts are
-    ignored; final jobs get no action.
-    """
-    claim_of = {(c.job_id, c.attempt): c for c in claims}
-    result_of: dict[tuple[str, int], ResultView] = {}
-    for r in results:
-        result_of.setdefault((r.job_id, r.attempt), r)
-    live = {n.node_id for n in live_nodes if n.alive}
-    actions = []
-    for job in jobs:
-        if not job.final:
-            actions.append(
-                _reconcile_one(job, claim_of, result_of, live, live_nodes, now, claim_timeout_s, max_attempts)
-            )
-    return actions
-
-
-def _reconcile_one(
-    job: JobView,
-    claim_of: dict[tuple[str, int], ClaimView],
-    result_of: dict[tuple[str, int], ResultView],
-    live: set[str],
-    live_nodes: Sequence[NodeView],
-    now: float,
-    claim_timeout_s: float,
-    max_attempts: int,
-) -> Action:
-    key = (job.job_id, job.attempt)
-    report: NodeReport | None = None
-    if job.state == QUEUED:
-        return Action(ActionKind.KEEP_QUEUED, job, False, f"{job.job_id} attempt {job.attempt} stays queued")
-    result = result_of.get(key)
-    if result is not None:
-        t = on_result(job, result, now, nodes=live_nodes, max_attempts=max_attempts)
-        kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FINALIZE
-        return Action(kind, t.job, t.changed, t.reason, node=t.node)
-    claim = claim_of.get(key)
-    if claim is not None and claim.node_id != job.node_id:
-        claim = None  # only the assigned node is dispatched to; a foreign claim is not ours to follow
-    node_alive = job.node_id in live
-    if claim is not None and node_alive:
-        t = on_claim(job, claim, now)
-        return Action(ActionKind.REATTACH, t.job, t.changed, f"re-attached: {t.reason}")
-    if not node_alive:
-        cause = f"node {job.node_id} is gone" + (
-            " (its claim is stale)" if claim else ", no claim, no result"
-        )
-    elif job.state == RUNNING:
-        cause = "claim gone without a result"
-    elif claim_overdue(job, now, claim_timeout_s):
-        cause = f"not claimed within {claim_timeout_s:g} s"
-        report = NodeReport(job.node_id, FailureKind.CLAIM_TIMEOUT, cause)
-    else:
-        return Action(
-            ActionKind.AWAIT_CLAIM,
-            job,
-            False,
-            f"{job.job_id} attempt {job.attempt} assigned to live node {job.node_id} "
-            f"{now - job.assigned_at:.1f} s ago: awaiting its claim",
-        )
-    t = on_claim_lost(job, now, max_attempts, cause)
-    kind = ActionKind.REQUEUE if t.job.state == QUEUED else ActionKind.FAIL
-    return Action(kind, t.job, t.changed, t.reason, expect_no_claim=claim is None, node=report)

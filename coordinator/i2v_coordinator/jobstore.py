@@ -1,4 +1,5 @@
-"""The durable job table in etcd and the leader's in-memory mirror of it.
+"""The durable job table in etcd: loading and following it into the mirror (jobtable.py), and the
+leader's fenced writes.
 
 `jobs/{id}` holds OPEN jobs only and is written only by the leader, always in a txn guarded by the
 leader key's create revision (the epoch) and, for updates, by the job key's last seen mod revision,
@@ -11,286 +12,46 @@ loads is bounded by the open jobs, never by how many jobs the cluster has ever r
 ran the schema before history/ still hold finished jobs under jobs/ (results under results/): a new
 leader moves those with the same finalising ops, `MOVE_BATCH` per fenced txn (`move_legacy`).
 
-The mirror (`JobTable`) is a paged range read of jobs/, claims/, results/ (yielding to the loop
-between pages), then one watch from the first page's revision R + 1 (nothing lives only in memory:
-docs/architecture.md, life of a job); a compacted watch relists. Pages read after R may already
-show newer claims and results; replaying the watch from R + 1 folds the same changes in again,
-which is idempotent. Every change reaches the `on_change` callback with the job id it concerns, so
-the dispatcher and the watch streams react.
-
-The job record is this module's own JSON codec (the coordinator is its only reader and writer): the
-pure `jobs.JobView` fields, the normalised request (image bytes removed, `image_uri` set), the input
-URI and the digest of the client's original request, which makes a retried submit idempotent.
+Loading is a paged range read of jobs/, claims/, results/ (yielding to the loop between pages), then
+one watch from the first page's revision R + 1; a compacted watch relists. Every change the mirror
+reports reaches the `on_change` callbacks. Records use the codec in records.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import enum
-import hashlib
-import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-from google.protobuf import json_format
-
-from i2v_contract.codes import code_of
 from i2v_contract.fencing import fence
-from i2v_contract.keys import ClaimRecord, DoneRecord, ExpiredRecord, Keys, ResultRecord
+from i2v_contract.keys import DoneRecord, ExpiredRecord, Keys
 from i2v_contract.kv import (
     KV,
     Compacted,
     Compare,
     Delete,
-    KeyValue,
     Put,
     WatchEvent,
     count_prefix,
     prefix_end,
     range_pages,
 )
-from i2v_contract.states import ACTIVE_STATES, QUEUED, SUCCEEDED
-from i2v_contract.wire import common_pb2, coordinator_pb2
-from i2v_coordinator.jobs import ClaimView, JobView, ResultView
+from i2v_coordinator.jobs import JobView
+from i2v_coordinator.jobtable import Change, ChangeKind, JobTable
+from i2v_coordinator.records import JobRecord, decode_job, encode_job
+from i2v_coordinator.term import TermOver
 
 log = logging.getLogger(__name__)
 
-RECORD_VERSION = 1
-_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(JobView))
 LOAD_PAGE = 500  # keys per range read while loading: bounded messages, the loop runs between pages
 YIELD_EVERY = 100  # watch events folded in before yielding to the loop (lease keepalives must run)
-FINISHED_CACHE = 1024  # recently finished records kept in memory for the watch streams' final events
 MOVE_BATCH = 24  # legacy records per move txn: 5 ops each, within etcd's default --max-txn-ops (128)
 _WINDOW_US = 60_000_000  # the first window of a newest-first history read: one minute
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    view: JobView
-    request: common_pb2.GenerationRequest  # normalised; no image bytes, image_uri set
-    input_uri: str
-    digest: str  # of the client's original SubmitRequest.request
-    mod_revision: int = 0  # from etcd, not stored in the value
-    result: common_pb2.Result | None = None  # finished jobs: the accepted result, embedded in history/
-
-    @property
-    def job_id(self) -> str:
-        return self.view.job_id
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    view: ResultView
-    result: common_pb2.Result  # what the node reported (no inline video)
-
-
-def request_digest(request: common_pb2.GenerationRequest) -> str:
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-
-
-def _b64(message: common_pb2.GenerationRequest | common_pb2.Result) -> str:
-    return base64.b64encode(message.SerializeToString(deterministic=True)).decode()
-
-
-def encode_job(record: JobRecord) -> bytes:
-    data = {
-        "v": RECORD_VERSION,
-        "job": dataclasses.asdict(record.view),
-        "request": _b64(record.request),
-        "input_uri": record.input_uri,
-        "digest": record.digest,
-    }
-    if record.result is not None:
-        data["result"] = _b64(record.result)
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def decode_job(kv: KeyValue) -> JobRecord:
-    """A jobs/ or history/ value (history records also carry the accepted result)."""
-    data = json.loads(kv.value)
-    view = JobView(**{k: v for k, v in data["job"].items() if k in _JOB_FIELDS})
-    request = common_pb2.GenerationRequest.FromString(base64.b64decode(data["request"]))
-    result = common_pb2.Result.FromString(base64.b64decode(data["result"])) if "result" in data else None
-    return JobRecord(
-        view, request, data.get("input_uri", ""), data.get("digest", ""), kv.mod_revision, result
-    )
-
-
-def decode_claim(kv: KeyValue, keys: Keys) -> ClaimView:
-    job_id, attempt = keys.job_attempt_of(kv.key, keys.claims)
-    record = ClaimRecord.from_json(kv.value)
-    return ClaimView(job_id, attempt, record.node_id, record.epoch)
-
-
-def decode_result(kv: KeyValue, keys: Keys) -> StoredResult:
-    """A node's result record: its view for the state machine and its Result message."""
-    job_id, attempt = keys.job_attempt_of(kv.key, keys.results)
-    record = ResultRecord.from_json(kv.value)
-    result = record.result
-    if result.artifact_uri and not result.mime_type:
-        result.mime_type = "video/mp4"
-    view = ResultView(job_id, attempt, code_of(record.status), record.message, result.artifact_uri)
-    return StoredResult(view, result)
-
-
-class ChangeKind(enum.Enum):
-    JOB = "job"
-    CLAIM = "claim"
-    CLAIM_GONE = "claim_gone"
-    RESULT = "result"
-    RELIST = "relist"  # the whole table was reloaded: re-examine every job
-
-
-@dataclass(frozen=True)
-class Change:
-    kind: ChangeKind
-    job_id: str = ""
-    attempt: int = 0
-
-
-class OpenJobs(MutableMapping[str, JobRecord]):
-    """The open jobs by id, with each state's jobs kept beside them: the queue depth and the active
-    jobs are read without a scan, which a submit burst would otherwise make quadratic."""
-
-    def __init__(self) -> None:
-        self._all: dict[str, JobRecord] = {}
-        self._by_state: dict[int, dict[str, JobRecord]] = {}
-
-    def __getitem__(self, job_id: str) -> JobRecord:
-        return self._all[job_id]
-
-    def __setitem__(self, job_id: str, record: JobRecord) -> None:
-        if job_id in self._all:
-            del self[job_id]
-        self._all[job_id] = record
-        self._by_state.setdefault(record.view.state, {})[job_id] = record
-
-    def __delitem__(self, job_id: str) -> None:
-        old = self._all.pop(job_id)
-        del self._by_state[old.view.state][job_id]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all)
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def in_states(self, *states: int) -> list[JobRecord]:
-        return [r for state in states for r in self._by_state.get(state, {}).values()]
-
-    def count(self, state: int) -> int:
-        return len(self._by_state.get(state, ()))
-
-
-@dataclass
-class JobTable:
-    """The mirror of jobs/, claims/, results/ at `revision` (open jobs only), plus the last
-    FINISHED_CACHE jobs this process finished, so their final event reaches the watch streams."""
-
-    keys: Keys
-    revision: int = 0
-    jobs: OpenJobs = field(default_factory=OpenJobs)
-    claims: dict[tuple[str, int], ClaimView] = field(default_factory=dict)
-    results: dict[tuple[str, int], StoredResult] = field(default_factory=dict)
-    finished: OrderedDict[str, JobRecord] = field(default_factory=OrderedDict)
-
-    def clear(self) -> None:
-        self.jobs.clear()
-        self.claims.clear()
-        self.results.clear()
-
-    def get(self, job_id: str) -> JobRecord | None:
-        """The open job, or one this process finished recently."""
-        return self.jobs.get(job_id) or self.finished.get(job_id)
-
-    def apply(self, event: WatchEvent) -> Change | None:
-        """Fold one event in; None when it changes nothing (e.g. our own write seen again)."""
-        kv = event.kv
-        self.revision = max(self.revision, kv.mod_revision)
-        try:
-            return self._apply(event)
-        except (ValueError, KeyError, TypeError, json_format.ParseError) as exc:
-            log.warning("ignoring undecodable record %s: %s", kv.key, exc)
-            return None
-
-    def _apply(self, event: WatchEvent) -> Change | None:
-        kv, keys = event.kv, self.keys
-        if kv.key.startswith(keys.jobs):
-            job_id = kv.key[len(keys.jobs) :]
-            old = self.jobs.get(job_id)
-            if event.kind == "delete":
-                return Change(ChangeKind.JOB, job_id) if self.jobs.pop(job_id, None) else None
-            if old is not None and old.mod_revision >= kv.mod_revision:
-                return None
-            self.jobs[job_id] = decode_job(kv)
-            return Change(ChangeKind.JOB, job_id)
-        if kv.key.startswith(keys.claims):
-            job_id, attempt = keys.job_attempt_of(kv.key, keys.claims)
-            if event.kind == "delete":
-                if self.claims.pop((job_id, attempt), None) is None:
-                    return None
-                return Change(ChangeKind.CLAIM_GONE, job_id, attempt)
-            self.claims[(job_id, attempt)] = decode_claim(kv, keys)
-            return Change(ChangeKind.CLAIM, job_id, attempt)
-        if kv.key.startswith(keys.results):
-            if event.kind == "delete":
-                # Only a finalisation deletes results; a replayed put after it is undone here.
-                self.results.pop(keys.job_attempt_of(kv.key, keys.results), None)
-                return None
-            stored = decode_result(kv, keys)
-            self.results.setdefault((stored.view.job_id, stored.view.attempt), stored)
-            return Change(ChangeKind.RESULT, stored.view.job_id, stored.view.attempt)
-        return None
-
-    def record_write(self, record: JobRecord) -> Change | None:
-        """Our own committed write, folded in before its watch event arrives.
-
-        A final record leaves the open table with its claims and results (the txn deleted them).
-        """
-        old = self.jobs.get(record.job_id)
-        if old is not None and old.mod_revision >= record.mod_revision:
-            return None
-        if not record.view.final:
-            self.jobs[record.job_id] = record
-            return Change(ChangeKind.JOB, record.job_id)
-        self.forget(record.job_id)
-        self.finished[record.job_id] = record
-        self.finished.move_to_end(record.job_id)
-        while len(self.finished) > FINISHED_CACHE:
-            self.finished.popitem(last=False)
-        return Change(ChangeKind.JOB, record.job_id)
-
-    def forget(self, job_id: str) -> None:
-        """Drop the job with its claims and results (a txn moved them out of the open prefixes)."""
-        self.jobs.pop(job_id, None)
-        for table in (self.claims, self.results):
-            for key in [k for k in table if k[0] == job_id]:
-                del table[key]
-
-    def legacy_finished(self) -> list[JobRecord]:
-        """Final records under jobs/: left there by the schema before history/ (this one moves a job
-        out of jobs/ in the txn that finishes it), oldest finished first."""
-        return sorted((r for r in self.jobs.values() if r.view.final), key=lambda r: r.view.finished_at)
-
-    def result_for(self, job: JobView) -> StoredResult | None:
-        return self.results.get((job.job_id, job.result_attempt or job.attempt))
-
-    def queued(self) -> list[JobRecord]:
-        return self.jobs.in_states(QUEUED)
-
-    def queued_count(self) -> int:
-        return self.jobs.count(QUEUED)
-
-    def active(self) -> list[JobRecord]:
-        return self.jobs.in_states(*sorted(ACTIVE_STATES))
-
-
-class Fenced(Exception):
+class Fenced(TermOver):
     """The leader key no longer carries our epoch: this coordinator must stop writing."""
 
 
@@ -555,38 +316,25 @@ class JobStore:
         return len(records)
 
 
-def job_event(record: JobRecord, table: JobTable) -> coordinator_pb2.JobEvent:
-    """The JobEvent that tells a watcher the job's current state (final ones carry result or error)."""
-    view = record.view
-    event = coordinator_pb2.JobEvent(
-        job_id=view.job_id,
-        state=coordinator_pb2.JobState.ValueType(view.state),
-        attempt=view.attempt,
-        node_id=view.node_id,
-    )
-    if view.state == SUCCEEDED:
-        result = record.result
-        if result is None:
-            stored = table.result_for(view)
-            result = stored.result if stored else common_pb2.Result(artifact_uri=view.artifact_uri)
-        event.result.CopyFrom(result)
-        _fill_from_request(event.result, record.request)
-    elif view.final:
-        event.error = view.error
-        event.error_code = view.error_code
-    return event
+class LegacyBacklog:
+    """Finished jobs the previous schema left under jobs/, moved to history/ one bounded batch at a
+    time (`MOVE_BATCH` per fenced txn), so a new leader's dispatch never waits behind all of them."""
 
+    def __init__(self, store: JobStore, records: Sequence[JobRecord]) -> None:
+        self._store = store
+        self._pending = list(records)
+        self._moved = 0
+        self._since = time.monotonic()
 
-def _fill_from_request(result: common_pb2.Result, request: common_pb2.GenerationRequest) -> None:
-    """Fields the node's result record left out, where the normalised request settles them.
+    def __len__(self) -> int:
+        return len(self._pending)
 
-    The seed and fps are never changed by a node. Size, frames and steps are only known to be as
-    requested when the request did not allow degradation.
-    """
-    result.seed = result.seed or request.seed
-    result.fps = result.fps or request.fps
-    if not request.allow_degrade:
-        result.width = result.width or request.width
-        result.height = result.height or request.height
-        result.frames = result.frames or request.frames
-        result.steps = result.steps or request.steps
+    async def move_batch(self, epoch: int) -> None:
+        batch, self._pending = self._pending[:MOVE_BATCH], self._pending[MOVE_BATCH:]
+        self._moved += await self._store.move_legacy(batch, epoch)
+        if not self._pending:
+            log.info(
+                "moved %d finished jobs of the previous schema from jobs/ to history/ in %.1f s",
+                self._moved,
+                time.monotonic() - self._since,
+            )

@@ -2,31 +2,29 @@
 
 One loop per coordinator: read the leader key (a watch delivers changes at once, a periodic read is
 the backstop), probe the leader's address while following, ask `decide`, act (campaign txn, revoke a
-dead leader's lease, step down), log the decision when it changes. A LeaseKeeper renews this
-coordinator's lease every keepalive interval; `epoch` re-checks the lease's validity window on every
-read, so a leader that could not renew for ttl - margin stops dispatching even before the loop runs.
+dead leader's lease, step down), log the decision when it changes. Each win starts a `Term`
+(term.py): the leader's workers take it (`terms`, `on_started_leading`), write under its epoch and run
+their work in it; stepping down ends it, which cancels that work. A LeaseKeeper renews this
+coordinator's lease every keepalive interval; `Term.valid` and `epoch` re-check the lease's validity
+window on every read, so a leader that could not renew for ttl - margin stops dispatching even before
+the loop runs.
 
-Every coordinator also holds `members/{id}` on its lease, created if absent: a second live process
-with the same id fails at start instead of fighting over one identity.
+Every coordinator also holds `members/{id}` on its lease (members.py); the leader probe is probe.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import inspect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from i2v_common.lease import LeaseKeeper
-from i2v_contract.addresses import parse_address
 from i2v_contract.fencing import fence
-from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
+from i2v_contract.keys import Keys, LeaderRecord
 from i2v_contract.kv import KV, Compacted, Compare, KeyValue, KVUnavailable, LeaseLost, Put
-from i2v_contract.version import package_version
 from i2v_coordinator.election import (
     DEFAULT_TIMINGS,
     Decision,
@@ -34,51 +32,23 @@ from i2v_coordinator.election import (
     ElectionTimings,
     LeaderKey,
     LeaderView,
-    ProbeOutcome,
     ProbeTally,
     decide,
 )
+from i2v_coordinator.members import register
+from i2v_coordinator.probe import PROBE_INTERVAL_S, PROBE_TIMEOUT_S, Probe, probe_tcp
+from i2v_coordinator.statusview import Roster, roster_of
+from i2v_coordinator.term import Succession, Term
 
 log = logging.getLogger(__name__)
 
-ChangeCallback = Callable[[int | None], Awaitable[None] | None]
-Probe = Callable[[str, float], Awaitable[ProbeOutcome]]
 Sleep = Callable[[float], Awaitable[None]]
 
-PROBE_INTERVAL_S = 0.1
-PROBE_TIMEOUT_S = 0.1
 _RETRY_S = 0.2  # pause after an etcd call failed before the next tick
-
-
-VERSION = package_version()
 
 
 class NotLeader(Exception):
     """This coordinator does not lead (or its lease is no longer valid): do not write."""
-
-
-class DuplicateMember(RuntimeError):
-    """Another live coordinator registered the same id."""
-
-
-async def probe_tcp(addr: str, wait_s: float) -> ProbeOutcome:
-    """TCP connect to `addr`: REFUSED only for ECONNREFUSED (nothing listens); a timeout proves nothing."""
-    try:
-        host, port = parse_address(addr)
-    except ValueError:
-        return ProbeOutcome.ERROR
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_s)
-    except TimeoutError:
-        return ProbeOutcome.TIMEOUT
-    except ConnectionRefusedError:
-        return ProbeOutcome.REFUSED
-    except OSError as err:
-        return ProbeOutcome.REFUSED if err.errno == errno.ECONNREFUSED else ProbeOutcome.ERROR
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return ProbeOutcome.OK
 
 
 def _leader_key(kv: KeyValue | None) -> LeaderKey | None:
@@ -122,32 +92,30 @@ class Leadership:
         self._sleep = sleep
         self._keeper: LeaseKeeper | None = None
         self._my_leases: set[int] = set()
-        self._epoch: int | None = None
+        self._succession = Succession()
         self._seen: LeaderKey | None = None
         self._seen_rev = 0
         self._stale = True
         self._last_read = -math.inf
         self._tally = ProbeTally()
         self._last_logged: tuple[DecisionKind, str, int] | None = None
-        self._callbacks: list[ChangeCallback] = []
-        self._events: asyncio.Queue[int | None] = asyncio.Queue()
-        self._term_lost = asyncio.Event()
-        self._term_lost.set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._saw_other_leader = False
-        self.took_over = False  # the last election won followed another coordinator's leadership
 
     # ---- what the rest of the process reads ----
 
     @property
+    def term(self) -> Term | None:
+        """The term while leading with a lease inside its validity window; None otherwise."""
+        term = self._succession.current
+        return term if term is not None and term.valid() else None
+
+    @property
     def epoch(self) -> int | None:
-        """The epoch while leading with a lease inside its validity window; None otherwise."""
-        keeper = self._keeper
-        if self._epoch is None or keeper is None or not keeper.valid():
-            return None
-        return self._epoch
+        term = self.term
+        return None if term is None else term.epoch
 
     @property
     def is_leader(self) -> bool:
@@ -163,6 +131,12 @@ class Leadership:
         keeper = self._keeper
         return 0 if keeper is None else keeper.lease_id
 
+    async def roster(self) -> Roster:
+        """The leader key and members/ as etcd has them now (ClusterStatus, on any coordinator)."""
+        leader = await self._kv.get(self._keys.leader)
+        members, _ = await self._kv.range_prefix(self._keys.members)
+        return roster_of(self._keys, leader, members)
+
     def fence(self) -> Compare:
         """The compare every leader write carries: the leader key still has my epoch."""
         epoch = self.epoch
@@ -170,15 +144,17 @@ class Leadership:
             raise NotLeader(f"coordinator {self.member_id} does not lead (leader: {self.leader})")
         return fence(self._keys, epoch)
 
-    def on_change(self, cb: ChangeCallback) -> None:
-        """cb(epoch) when elected, cb(None) when deposed; run in order, one at a time."""
-        self._callbacks.append(cb)
+    def on_started_leading(self, hook: Callable[[Term], object]) -> None:
+        """hook(term) as each term starts, in order; quick and synchronous (term.spawn for work)."""
+        self._succession.on_started_leading(hook)
 
-    async def lost(self) -> None:
-        """Resolves when the current leadership ends (at once when not leading)."""
-        if self.epoch is None:
-            return
-        await self._term_lost.wait()
+    def terms(self) -> AsyncIterator[Term]:
+        """Every term from now on, as it starts, for a loop that serves one term at a time."""
+        return self._succession.terms()
+
+    def _lease_valid(self) -> bool:
+        keeper = self._keeper
+        return keeper is not None and keeper.valid()
 
     # ---- life cycle ----
 
@@ -187,7 +163,6 @@ class Leadership:
         await self._new_lease()
         await self._register(first=True)
         await self._refresh()
-        self._tasks.append(asyncio.create_task(self._notify_loop(), name="leadership-notify"))
 
     async def start(self) -> None:
         await self.open()
@@ -195,24 +170,22 @@ class Leadership:
         self._tasks.append(asyncio.create_task(self._run(), name="leadership-loop"))
 
     async def resign(self) -> None:
-        """Planned handover: stop dispatching, then revoke the lease (deletes the leader key at once)."""
+        """Planned handover: end the term and let its work stop, then revoke the lease (deletes the
+        leader key at once)."""
         self._closing = True
-        loops = [t for t in self._tasks if t.get_name() != "leadership-notify"]
-        for task in loops:
-            task.cancel()
-        for task in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._depose("resigning (planned stop)")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._events.join(), self.timings.call_timeout_s)
-        if self._keeper is not None:
-            await self._keeper.stop(revoke=True)
         for task in self._tasks:
             task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        term = self._succession.current
+        self._depose("resigning (planned stop)")
+        if term is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(term.stopped(), self.timings.call_timeout_s)
+        if self._keeper is not None:
+            await self._keeper.stop(revoke=True)
         log.info("coordinator %s resigned: lease revoked", self.member_id)
 
     # ---- the loop ----
@@ -280,7 +253,8 @@ class Leadership:
     async def _act(self, d: Decision) -> float:
         kind = d.kind
         if kind is DecisionKind.LEAD:
-            if self._epoch != d.epoch:
+            current = self._succession.current
+            if current is None or current.epoch != d.epoch:
                 self._elect(d.epoch, d.reason)
             return self.timings.keepalive_s
         if kind is DecisionKind.FOLLOW:
@@ -321,7 +295,6 @@ class Leadership:
             log.info("campaign lost: another coordinator created the leader key first")
             self._stale = True
             return 0.0
-        self.took_over = self._saw_other_leader
         self._apply_seen(LeaderKey(self.member_id, self.addr, result.revision, lease), result.revision)
         self._elect(result.revision, f"won the campaign with lease {lease:x}")
         return self.timings.keepalive_s
@@ -329,20 +302,16 @@ class Leadership:
     # ---- state changes ----
 
     def _elect(self, epoch: int, reason: str) -> None:
-        self._epoch = epoch
-        self._term_lost = asyncio.Event()
+        self._depose(f"a new term starts with epoch {epoch}")
         self._tally = ProbeTally()
         log.info("coordinator %s leads with epoch %d: %s", self.member_id, epoch, reason)
         self._last_logged = (DecisionKind.LEAD, self.member_id, epoch)
-        self._events.put_nowait(epoch)
+        self._succession.start(Term(epoch, self._lease_valid, took_over=self._saw_other_leader))
 
     def _depose(self, reason: str) -> None:
-        if self._epoch is None:
-            return
-        log.warning("coordinator %s stepped down from epoch %d: %s", self.member_id, self._epoch, reason)
-        self._epoch = None
-        self._term_lost.set()
-        self._events.put_nowait(None)
+        term = self._succession.end()
+        if term is not None:
+            log.warning("coordinator %s stepped down from epoch %d: %s", self.member_id, term.epoch, reason)
 
     def _log(self, d: Decision) -> None:
         seen = self._seen
@@ -378,41 +347,16 @@ class Leadership:
         await keeper.stop(revoke=True)
 
     async def _register(self, *, first: bool) -> None:
-        """members/{id} on my lease, created if absent; a live duplicate id fails the start."""
-        key = self._keys.member(self.member_id)
-        value = MemberRecord(self.addr, VERSION).to_json()
-        for _ in range(3):
-            result = await self._kv.txn([Compare(key, "create", "==", 0)], [Put(key, value, self.lease_id)])
-            if result.succeeded:
-                return
-            existing = await self._kv.get(key)
-            if existing is None:
-                continue
-            if existing.lease in self._my_leases:
-                replaced = await self._kv.txn(
-                    [Compare(key, "mod", "==", existing.mod_revision)], [Put(key, value, self.lease_id)]
-                )
-                if replaced.succeeded:
-                    return
-                continue
-            other = MemberRecord.from_json(existing.value).addr
-            if not first:
-                log.error("member key %s was taken by another coordinator at %s", key, other)
-                return
-            # The same address cannot be live twice (we hold its port): a previous incarnation.
-            if other != self.addr and await self._probe(other, PROBE_TIMEOUT_S) is not ProbeOutcome.REFUSED:
-                raise DuplicateMember(
-                    f"coordinator id {self.member_id!r} is already registered by a live coordinator at "
-                    f"{other}; give each coordinator a unique --id"
-                )
-            log.warning(
-                "member %s was held by a dead previous incarnation at %s: revoking its lease %x",
-                self.member_id,
-                other,
-                existing.lease,
-            )
-            await self._kv.revoke_lease(existing.lease)
-        raise KVUnavailable(f"could not register {key}: it kept changing under three attempts")
+        await register(
+            self._kv,
+            self._keys,
+            self.member_id,
+            self.addr,
+            self.lease_id,
+            self._my_leases,
+            self._probe,
+            first=first,
+        )
 
     async def _refresh(self) -> None:
         items, revision = await self._kv.range_prefix(self._keys.leader)
@@ -446,17 +390,3 @@ class Leadership:
                 log.warning("leader key watch failed, re-reading and re-watching: %s", err)
                 self._stale = True
                 await asyncio.sleep(_RETRY_S)
-
-    async def _notify_loop(self) -> None:
-        while True:
-            epoch = await self._events.get()
-            try:
-                for cb in self._callbacks:
-                    try:
-                        outcome = cb(epoch)
-                        if inspect.isawaitable(outcome):
-                            await outcome
-                    except Exception:
-                        log.exception("leadership change callback failed (epoch %s)", epoch)
-            finally:
-                self._events.task_done()

@@ -31,12 +31,14 @@ from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.wire import coordinator_pb2
-from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
+from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
-from i2v_coordinator.leadership import DuplicateMember, Leadership
+from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
+from i2v_coordinator.members import DuplicateMember
 from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
+from i2v_coordinator.nodecalls import GrpcNodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.retention import DEFAULT_MAX_AGE_S, DEFAULT_MAX_JOBS, RetentionPolicy, parse_duration
@@ -253,7 +255,7 @@ def _control_plane(
     cleanup.push_async_callback(registry.stop)
     leadership = Leadership(kv, keys, edges.member_id, edges.addr, timings, lease_kv=lease_kv)
     metrics.track_leadership(lambda: leadership.epoch)
-    leadership.on_change(lambda epoch: metrics.leadership_changed(epoch, leadership.took_over))
+    leadership.on_started_leading(metrics.term_started)
     metrics.watch_nodes(registry.snapshot)
     store = JobStore(kv, keys)
     hub = ProgressHub()
@@ -269,8 +271,7 @@ def _control_plane(
         metrics=metrics,
         interval_s=config.retention_interval_s,
     )
-    leadership.on_change(sweeper.on_leadership)  # sweeps only while leading, in the epoch it leads
-    cleanup.push_async_callback(sweeper.stop)
+    leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer)
 

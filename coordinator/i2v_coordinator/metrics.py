@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from i2v_contract.kv import KV, Compare, Delete, KeyValue, Page, Put, TxnResult, WatchEvent
 from i2v_contract.tiers import TIERS, tier_name
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.term import Term
 
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 END_TO_END_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
@@ -119,8 +120,8 @@ class CoordinatorMetrics:
         self.is_leader.set_function(lambda: 0.0 if epoch() is None else 1.0)
         self.epoch.set_function(lambda: float(epoch() or 0))
 
-    def leadership_changed(self, epoch: int | None, took_over: bool) -> None:
-        if epoch is not None and took_over:
+    def term_started(self, term: Term) -> None:
+        if term.took_over:
             self.failovers.inc()
 
     # ---- dispatcher (dispatcher.DispatchMetrics) ----

@@ -1,7 +1,8 @@
 """The leader's retention sweeper: removes finished jobs that `retention.due` says are past the policy.
 
-It runs only while this coordinator leads (started and stopped by leadership changes, like the
-dispatcher), every `interval_s`, and at once again while a full page was due. Each round reads the
+It runs only while this coordinator leads: started in each term (`lead`, a start-of-term hook) and
+cancelled with it, it writes under the term's epoch every `interval_s`, and at once again while a full
+page was due. Each round reads the
 oldest `page` history entries, then removes the due ones in fenced txns of `batch` jobs (3 ops per
 job: history record, done/ pointer, tombstone; etcd's default --max-txn-ops is 128), yielding to the
 loop between txns, then deletes each removed job's input image and videos from the artifact store.
@@ -21,8 +22,10 @@ from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.keys import ExpiredRecord
 from i2v_contract.kv import KVUnavailable, LeaseLost
 from i2v_coordinator import retention
-from i2v_coordinator.jobstore import Fenced, JobRecord, JobStore
+from i2v_coordinator.jobstore import Fenced, JobStore
+from i2v_coordinator.records import JobRecord
 from i2v_coordinator.retention import Finished, RetentionPolicy
+from i2v_coordinator.term import Term
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +64,13 @@ class RetentionSweeper:
         self._clock = clock
         self._monotonic = monotonic
         self._lease: tuple[int, float] | None = None  # (lease id, monotonic time it was granted)
-        self._task: asyncio.Task[None] | None = None
 
-    def on_leadership(self, epoch: int | None) -> None:
-        """Leadership callback: sweep while leading in `epoch`, stop at once otherwise."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        if epoch is not None and self._policy.limited:
-            self._task = asyncio.get_running_loop().create_task(self.run(epoch), name=f"retention-{epoch}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    def lead(self, term: Term) -> asyncio.Task[None] | None:
+        """Start-of-term hook: sweep while `term` lasts (its end cancels the sweeps); no task when the
+        policy limits nothing."""
+        if not self._policy.limited:
+            return None
+        return term.spawn(self.run(term.epoch), f"retention-{term.epoch}")
 
     async def run(self, epoch: int) -> None:
         log.info("retention sweeps in epoch %d: %s", epoch, self._policy.describe())

@@ -35,7 +35,7 @@ from i2v_contract.states import ASSIGNED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.tiers import tier_name, tier_rank
 from i2v_contract.wire import common_pb2
 from i2v_coordinator.jobs import JobView
-from i2v_coordinator.jobstore import decode_job
+from i2v_coordinator.records import decode_job
 from i2v_coordinator.routing import floor_tier
 from i2v_node.config import default_cache_dir
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess, LeaderState

@@ -14,7 +14,7 @@ from i2v_contract.kv import KeyValue, WatchEvent
 from i2v_contract.states import ASSIGNED, QUEUED, RUNNING, SUCCEEDED
 from i2v_contract.wire import common_pb2
 from i2v_coordinator.jobs import JobView
-from i2v_coordinator.jobstore import JobRecord, encode_job
+from i2v_coordinator.records import JobRecord, encode_job
 from tests.chaos.cluster import History, Seen
 
 KEYS = Keys("/t/")

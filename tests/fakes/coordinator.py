@@ -1,5 +1,6 @@
-"""Coordinator-side doubles: a leadership, a node registry and a node client that follows the
-dispatch protocol on the KV as a real node does (fenced claim on its own lease, write-once result)."""
+"""Coordinator-side doubles: a leadership that hands out terms, counting dispatch metrics, a node
+registry, a queued job record, and a node client that follows the dispatch protocol on the KV as a
+real node does (fenced claim on its own lease, write-once result)."""
 
 from __future__ import annotations
 
@@ -13,40 +14,96 @@ from i2v_contract.fencing import claim_txn
 from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.wire import common_pb2, node_pb2
-from i2v_coordinator.dispatcher import NodeCallError
+from i2v_coordinator import jobs
+from i2v_coordinator.nodecalls import NodeCallError
+from i2v_coordinator.records import JobRecord, request_digest
 from i2v_coordinator.routing import NodeView
+from i2v_coordinator.statusview import Member, Roster
+from i2v_coordinator.term import Succession, Term
 from tests.fakes.memory_kv import MemoryKV
 
 KEYS = Keys("/d/")
 
 
 class FakeLeadership:
+    """Terms started and ended by the test (`set`), through the real term succession."""
+
     member_id = "c1"
     addr = "127.0.0.1:1"
 
     def __init__(self) -> None:
-        self._epoch: int | None = None
-        self._callbacks: list[Callable[[int | None], object]] = []
+        self._succession = Succession()
+
+    @property
+    def term(self) -> Term | None:
+        return self._succession.current
 
     @property
     def epoch(self) -> int | None:
-        return self._epoch
+        term = self.term
+        return None if term is None else term.epoch
 
     @property
     def is_leader(self) -> bool:
-        return self._epoch is not None
+        return self.term is not None
 
     @property
     def leader(self) -> tuple[str, str] | None:
-        return (self.member_id, self.addr) if self._epoch else None
+        return (self.member_id, self.addr) if self.term else None
 
-    def on_change(self, cb: Callable[[int | None], object]) -> None:
-        self._callbacks.append(cb)
+    def on_started_leading(self, hook: Callable[[Term], object]) -> None:
+        self._succession.on_started_leading(hook)
 
-    def set(self, epoch: int | None) -> None:
-        self._epoch = epoch
-        for cb in self._callbacks:
-            cb(epoch)
+    def terms(self) -> AsyncIterator[Term]:
+        return self._succession.terms()
+
+    async def roster(self) -> Roster:
+        """This coordinator alone, leading while it holds a term."""
+        term = self.term
+        leader = (self.member_id, self.addr, term.epoch) if term else ("", "", 0)
+        return Roster(*leader, members=(Member(self.member_id, self.addr),))
+
+    def set(self, epoch: int | None) -> Term | None:
+        """End the current term; with an epoch, start a new one and return it."""
+        self._succession.end()
+        if epoch is None:
+            return None
+        term = Term(epoch)
+        self._succession.start(term)
+        return term
+
+
+class CountingMetrics:
+    """The dispatcher's metrics, counted by name (dispatcher.DispatchMetrics)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def _add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def dispatch_retry(self) -> None:
+        self._add("dispatch_retry")
+
+    def node_failure(self, kind: str, set_aside: bool) -> None:
+        self._add(f"node_failure:{kind}")
+        if set_aside:
+            self._add("set_aside")
+
+    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
+        self.held_back = (cooling, set_aside)
+
+    def requeued(self) -> None:
+        self._add("requeued")
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def queue_wait(self, seconds: float) -> None:
+        self._add("queue_wait")
+
+    def end_to_end(self, seconds: float) -> None:
+        self._add("end_to_end")
 
 
 class FakeRegistry:
@@ -158,6 +215,13 @@ async def write_result(kv: MemoryKV, job_id: str, attempt: int, status: str, uri
     )
     record = ResultRecord(status, "" if status == "OK" else f"{status} at the leanest profile", produced)
     await kv.txn([Compare(key, "create", "==", 0)], [Put(key, record.to_json())])
+
+
+def job_record(job_id: str = "job1", prompt: str = "a cat") -> JobRecord:
+    """A queued job as Submit stores it (normalised request, no image bytes)."""
+    request = common_pb2.GenerationRequest(prompt=prompt, width=64, height=64, frames=4, seed=7)
+    view = jobs.new_job(job_id, 123, common_pb2.TIER_CPU, "tiny", 1000.0)
+    return JobRecord(view, request, f"file:///store/jobs/{job_id}/input.png", request_digest(request))
 
 
 async def until(predicate: Callable[[], bool], within_s: float = 3.0) -> None:

@@ -22,10 +22,11 @@ from i2v_common.etcd_kv import EtcdKV
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2
-from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher, GrpcNodeCalls
+from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
+from i2v_coordinator.nodecalls import GrpcNodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
 from i2v_coordinator.servicer import CoordinatorServicer
@@ -34,6 +35,7 @@ from i2v_node.config import NodeConfig
 from i2v_node.membership import Membership, NodeInfo
 from i2v_node.publishing import NodeState
 from i2v_node.server import NodeServer
+from tests.fakes.coordinator import CountingMetrics
 
 MIB = 1024 * 1024
 
@@ -72,6 +74,7 @@ class InProcessCoordinator:
             self.calls,
             self.artifacts,
             config=self.config,
+            metrics=CountingMetrics(),
         )
         self.servicer = CoordinatorServicer(
             self.leadership, self.registry, self.store, self.dispatcher, self.hub, self.artifacts

@@ -22,7 +22,8 @@ from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.kv import count_prefix
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
-from i2v_coordinator.jobstore import JobRecord, JobStore
+from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.records import JobRecord
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
 from tests.media import png
@@ -47,7 +48,7 @@ class Cluster:
             self.etcd.endpoints, self.keys, "n1", self.artifacts, self.cache_dir
         ).start()
         for name in ("c1", "c2"):
-            # No arch_for: jobs are sized by the model shape the node advertises in its record.
+            # Jobs are sized by the model shape the node advertises in its record.
             coordinator = InProcessCoordinator(self.etcd.endpoints, self.keys, name, self.artifacts)
             self.coordinators.append(await coordinator.start())
             if name == "c1":

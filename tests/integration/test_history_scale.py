@@ -21,7 +21,8 @@ from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.kv import Put, count_prefix
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
+from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.records import JobRecord, encode_job, request_digest
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, artifact_store

@@ -40,7 +40,7 @@ from i2v_contract.memory import ArchSpec
 from i2v_contract.states import ASSIGNED
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_coordinator.jobs import JobView
-from i2v_coordinator.jobstore import JobRecord, encode_job
+from i2v_coordinator.records import JobRecord, encode_job
 from tests.chaos.coordinator_procs import CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import NodeProcess

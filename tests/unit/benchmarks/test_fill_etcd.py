@@ -13,7 +13,7 @@ from i2v_contract import states
 from i2v_contract.keys import Keys, ResultRecord
 from i2v_contract.kv import KeyValue
 from i2v_contract.wire import common_pb2
-from i2v_coordinator.jobstore import decode_job
+from i2v_coordinator.records import decode_job
 from tests.fakes.memory_kv import MemoryKV
 
 KEYS = Keys("/fill-test/")

@@ -1,4 +1,5 @@
-"""Exact admission: the queue bound holds under concurrent Submits (MemoryKV, loopback gRPC).
+"""Submit's intake: the stored request and image name, and exact admission: the queue bound holds
+under concurrent Submits (MemoryKV, loopback gRPC).
 
 Each Submit awaits the artifact put and the etcd txn after its admission check; without a slot
 reserved at the check, concurrent Submits all see the same depth and the queue overshoots.
@@ -21,13 +22,15 @@ from i2v_common.artifacts import open_store
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract import states
 from i2v_contract.keys import LeaderRecord
+from i2v_contract.limits import Normalized
 from i2v_contract.wire import coordinator_pb2
+from i2v_coordinator.admission import image_ext, stored_request
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.fakes.clock import ManualClock
-from tests.fakes.coordinator import KEYS, FakeCalls, FakeLeadership, FakeRegistry, until
+from tests.fakes.coordinator import KEYS, CountingMetrics, FakeCalls, FakeLeadership, FakeRegistry, until
 from tests.fakes.memory_kv import MemoryKV
 from tests.media import png
 
@@ -65,7 +68,14 @@ async def serving(tmp_path: Path) -> AsyncIterator[tuple[MemoryKV, JobStore, Coo
     leadership, registry, hub = FakeLeadership(), Registry([]), ProgressHub()
     store, artifacts = JobStore(kv, KEYS), open_store(str(tmp_path))
     dispatcher = Dispatcher(
-        store, leadership, registry, hub, FakeCalls(kv), artifacts, config=DispatchConfig(max_queue=MAX_QUEUE)
+        store,
+        leadership,
+        registry,
+        hub,
+        FakeCalls(kv),
+        artifacts,
+        config=DispatchConfig(max_queue=MAX_QUEUE),
+        metrics=CountingMetrics(),
     )
     servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)  # type: ignore[arg-type]
     server = grpc.aio.server()
@@ -92,7 +102,7 @@ async def test_two_hundred_concurrent_submits_store_exactly_max_queue(tmp_path: 
         assert len(stored) == MAX_QUEUE  # every acknowledged job is stored, nothing more
         assert len([r for r in store.table.jobs.values() if r.view.state == states.QUEUED]) == MAX_QUEUE
         # Every reserved slot was released, stored or refused: the count is back to the table alone.
-        assert servicer._admitting == 0
+        assert servicer._intake.admitting == 0
 
 
 async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_long_ago(tmp_path: Path) -> None:
@@ -114,3 +124,39 @@ async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_lon
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Submit(other)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+NORM = Normalized(
+    prompt="p",
+    negative_prompt="",
+    width=512,
+    height=512,
+    frames=16,
+    fps=8,
+    steps=50,
+    guidance_scale=9.0,
+    seed=11,
+    allow_degrade=False,
+    return_frames=False,
+    model="m",
+)
+
+
+def test_stored_request_fixes_every_default_and_points_at_the_stored_image() -> None:
+    req = stored_request(NORM, "file:///s/in.png")
+    assert req.image_uri == "file:///s/in.png" and not req.image
+    assert (req.width, req.frames, req.steps, req.seed, req.model) == (512, 16, 50, 11, "m")
+    assert req.HasField("seed")
+
+
+@pytest.mark.parametrize(
+    ("data", "ext"),
+    [
+        pytest.param(b"\x89PNG\r\n", "png", id="png"),
+        pytest.param(b"\xff\xd8\xff", "jpg", id="jpeg"),
+        pytest.param(b"RIFF....WEBP", "webp", id="webp"),
+        pytest.param(b"??", "img", id="unknown"),
+    ],
+)
+def test_image_ext(data: bytes, ext: str) -> None:
+    assert image_ext(data) == ext

@@ -27,14 +27,16 @@ from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.health import HealthPolicy
-from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
+from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.progress import HubClosed, ProgressHub
+from i2v_coordinator.records import JobRecord, encode_job, request_digest
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.fakes.clock import ManualClock
 from tests.fakes.coordinator import (
     KEYS,
     Behaviour,
+    CountingMetrics,
     FakeCalls,
     FakeLeadership,
     FakeRegistry,
@@ -42,37 +44,6 @@ from tests.fakes.coordinator import (
     write_result,
 )
 from tests.fakes.memory_kv import MemoryKV
-
-
-class CountingMetrics:
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def _add(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-    def dispatch_retry(self) -> None:
-        self._add("dispatch_retry")
-
-    def node_failure(self, kind: str, set_aside: bool) -> None:
-        self._add(f"node_failure:{kind}")
-        if set_aside:
-            self._add("set_aside")
-
-    def nodes_held_back(self, cooling: int, set_aside: int) -> None:
-        self.held_back = (cooling, set_aside)
-
-    def requeued(self) -> None:
-        self._add("requeued")
-
-    def queue_depth(self, depth: int) -> None:
-        pass
-
-    def queue_wait(self, seconds: float) -> None:
-        self._add("queue_wait")
-
-    def end_to_end(self, seconds: float) -> None:
-        self._add("end_to_end")
 
 
 def node(node_id: str, tier: int = common_pb2.TIER_CPU, free_gib: float = 8) -> NodeView:
@@ -318,6 +289,21 @@ async def test_losing_leadership_stops_streams_watchers_and_writes(env: Env) -> 
     await write_result(env.kv, "job1", 1, "OK")
     await asyncio.sleep(0.2)
     assert (await env.kv.get(KEYS.job("job1"))).mod_revision == mod  # type: ignore[union-attr]
+
+
+async def test_a_new_term_ends_the_old_term_s_work_and_re_attaches_in_the_new_epoch(env: Env) -> None:
+    await env.add_node(node("n1"), Behaviour("n1", hang=True))
+    first = await env.elect()
+    await env.submit()
+    await until(lambda: env.job().state == RUNNING)
+    old = env.dispatcher.term
+    assert old is not None and old.epoch == first
+    second = await env.elect()  # a new leader key and term, with no step-down seen in between
+    assert second > first and old.ended.is_set() and env.dispatcher.term is not old
+    assert env.calls.streams_cancelled == 1 and len(env.calls.requests) == 1  # re-attached, not resent
+    await write_result(env.kv, "job1", 1, "OK", "file:///j.mp4")
+    await until(lambda: env.job().state == SUCCEEDED)
+    assert env.job().epoch == first  # the assignment's epoch; the final write was fenced by `second`
 
 
 async def test_cancel_marks_the_job_and_stops_it_on_its_node(env: Env) -> None:

@@ -13,9 +13,11 @@ from i2v_coordinator.health import (
     on_busy,
     on_failure,
     on_registration,
+    on_report,
     on_success,
     standing,
 )
+from i2v_coordinator.jobs import FailureKind, NodeReport
 
 POLICY = HealthPolicy(first_cooldown_s=2.0, max_cooldown_s=60.0, set_aside_after=3, trial_after_s=300.0)
 
@@ -129,3 +131,42 @@ def test_busy_answers_cool_down_but_never_set_a_node_aside() -> None:
 def test_busy_never_shortens_a_longer_cooldown() -> None:
     h = NodeHealth(failures=2, cooldown_until=200.0, reason="x")
     assert on_busy(h, "n1", 100.0, "busy", POLICY).health.cooldown_until == 200.0
+
+
+COOLING = NodeHealth(failures=1, cooldown_until=102.0, reason="x", registration=4)
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        pytest.param(NodeReport("n1", None), on_success(COOLING, "n1"), id="success clears"),
+        pytest.param(
+            NodeReport("n1", FailureKind.BUSY, "busy"),
+            on_busy(COOLING, "n1", 100.0, "busy", POLICY),
+            id="busy pauses, not counted",
+        ),
+        pytest.param(
+            NodeReport("n1", FailureKind.DISPATCH, "UNAVAILABLE: x"),
+            on_failure(COOLING, "n1", 100.0, "UNAVAILABLE: x", POLICY),
+            id="dispatch failure counts",
+        ),
+        pytest.param(
+            NodeReport("n1", FailureKind.CLAIM_TIMEOUT, "late"),
+            on_failure(COOLING, "n1", 100.0, "late", POLICY),
+            id="claim timeout counts",
+        ),
+        pytest.param(
+            NodeReport("n1", FailureKind.RESULT, "INTERNAL: y"),
+            on_failure(COOLING, "n1", 100.0, "INTERNAL: y", POLICY),
+            id="node-side result failure counts",
+        ),
+    ],
+)
+def test_on_report_maps_what_an_attempt_showed_to_its_step(report: NodeReport, expected: object) -> None:
+    assert on_report(COOLING, report, 100.0, POLICY) == expected
+
+
+def test_on_report_sets_a_node_aside_on_the_last_allowed_failure() -> None:
+    twice = NodeHealth(failures=2, cooldown_until=104.0, reason="x")
+    step = on_report(twice, NodeReport("n1", FailureKind.DISPATCH, "z"), 100.0, POLICY)
+    assert step.set_aside and step.health.set_aside and step.health.failures == 3

@@ -1,4 +1,4 @@
-"""The job state machine and a new leader's reconcile, table-driven."""
+"""The job state machine: every transition and the reason it gives, table-driven."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from i2v_coordinator.jobs import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
-    ActionKind,
+    CallFailure,
     ClaimView,
     Code,
     FailureKind,
@@ -31,8 +31,8 @@ from i2v_coordinator.jobs import (
     on_dispatch_failed,
     on_node_oom,
     on_result,
-    reconcile,
-    take_back,
+    requeue,
+    take_back_unfollowed,
 )
 from i2v_coordinator.routing import NodeView
 
@@ -85,18 +85,18 @@ def test_result_is_never_accepted_twice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "result"),
+    ("job", "result"),
     [
-        ("older attempt after requeue", replace(RUNNING_JOB, attempt=2), ok(1)),
-        ("future attempt", RUNNING_JOB, ok(2)),
-        ("queued job (attempt not dispatched yet)", QUEUED_JOB, ok(1)),
-        ("other job's result", RUNNING_JOB, ResultView("k", 1, Code.OK)),
-        ("cancelled job", on_cancel(RUNNING_JOB, 120.0).job, ok(1)),
+        pytest.param(replace(RUNNING_JOB, attempt=2), ok(1), id="older attempt after requeue"),
+        pytest.param(RUNNING_JOB, ok(2), id="future attempt"),
+        pytest.param(QUEUED_JOB, ok(1), id="queued job (attempt not dispatched yet)"),
+        pytest.param(RUNNING_JOB, ResultView("k", 1, Code.OK), id="other job's result"),
+        pytest.param(on_cancel(RUNNING_JOB, 120.0).job, ok(1), id="cancelled job"),
     ],
 )
-def test_result_ignored(name: str, job: JobView, result: ResultView) -> None:
+def test_result_ignored(job: JobView, result: ResultView) -> None:
     t = on_result(job, result, 150.0, nodes=NODES, max_attempts=MAX)
-    assert not t.changed, name
+    assert not t.changed
     assert t.job == job
     assert "ignored" in t.reason
 
@@ -105,24 +105,41 @@ NODE_FAULT = FailureKind.RESULT
 
 
 @pytest.mark.parametrize(
-    ("name", "code", "state", "attempt", "lost", "error_code", "report"),
+    ("code", "state", "attempt", "lost", "error_code", "report"),
     [
-        ("success", Code.OK, SUCCEEDED, 1, 0, Code.OK, NodeReport("mid", None)),
-        ("bad input fails: the request's fault", Code.INVALID_ARGUMENT, FAILED, 1, 0, 3, None),
-        ("out of range fails", Code.OUT_OF_RANGE, FAILED, 1, 0, 11, None),
-        ("deadline fails (dispatched jobs have none)", Code.DEADLINE_EXCEEDED, FAILED, 1, 0, 4, None),
-        ("internal error: lost attempt, node blamed", Code.INTERNAL, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("unknown: lost attempt, node blamed", Code.UNKNOWN, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("node store misconfigured", Code.FAILED_PRECONDITION, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("data loss", Code.DATA_LOSS, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("aborted", Code.ABORTED, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("node drained: requeue", Code.UNAVAILABLE, QUEUED, 2, 1, Code.OK, NODE_FAULT),
-        ("node cancelled on its own: requeue, no blame", Code.CANCELLED, QUEUED, 2, 1, Code.OK, None),
-        ("OOM with a larger tier: requeue, not lost", Code.RESOURCE_EXHAUSTED, QUEUED, 2, 0, Code.OK, None),
+        pytest.param(Code.OK, SUCCEEDED, 1, 0, Code.OK, NodeReport("mid", None), id="success"),
+        pytest.param(Code.INVALID_ARGUMENT, FAILED, 1, 0, 3, None, id="bad input fails: the request's fault"),
+        pytest.param(Code.OUT_OF_RANGE, FAILED, 1, 0, 11, None, id="out of range fails"),
+        pytest.param(
+            Code.DEADLINE_EXCEEDED, FAILED, 1, 0, 4, None, id="deadline fails (dispatched jobs have none)"
+        ),
+        pytest.param(
+            Code.INTERNAL, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="internal error: lost attempt, node blamed"
+        ),
+        pytest.param(
+            Code.UNKNOWN, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="unknown: lost attempt, node blamed"
+        ),
+        pytest.param(
+            Code.FAILED_PRECONDITION, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="node store misconfigured"
+        ),
+        pytest.param(Code.DATA_LOSS, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="data loss"),
+        pytest.param(Code.ABORTED, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="aborted"),
+        pytest.param(Code.UNAVAILABLE, QUEUED, 2, 1, Code.OK, NODE_FAULT, id="node drained: requeue"),
+        pytest.param(
+            Code.CANCELLED, QUEUED, 2, 1, Code.OK, None, id="node cancelled on its own: requeue, no blame"
+        ),
+        pytest.param(
+            Code.RESOURCE_EXHAUSTED,
+            QUEUED,
+            2,
+            0,
+            Code.OK,
+            None,
+            id="OOM with a larger tier: requeue, not lost",
+        ),
     ],
 )
 def test_result_codes(
-    name: str,
     code: int,
     state: int,
     attempt: int,
@@ -136,12 +153,12 @@ def test_result_codes(
         attempt,
         lost,
         error_code,
-    ), name
+    )
     if isinstance(report, FailureKind):
-        assert t.node is not None and (t.node.node_id, t.node.failure) == ("mid", report), name
+        assert t.node is not None and (t.node.node_id, t.node.failure) == ("mid", report)
         assert t.node.reason == f"{Code(code).name}: msg" and not t.node.suspect_connection
     else:
-        assert t.node == report, name
+        assert t.node == report
 
 
 def test_node_faults_on_every_attempt_fail_the_job_naming_the_node_not_the_request() -> None:
@@ -160,41 +177,63 @@ DISPATCH = FailureKind.DISPATCH
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "code", "changed", "state", "attempt", "failure"),
+    ("job", "code", "changed", "state", "attempt", "failure"),
     [
-        (
-            "stale dispatch refused: nothing to do",
+        pytest.param(
             ASSIGNED_3,
             Code.FAILED_PRECONDITION,
             False,
             ASSIGNED,
             3,
             None,
+            id="stale dispatch refused: nothing to do",
         ),
-        ("node unreachable or silent: taken back", ASSIGNED_3, Code.UNAVAILABLE, True, QUEUED, 4, DISPATCH),
-        ("node busy: taken back", ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, FailureKind.BUSY),
-        ("deadline: taken back", ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH),
-        ("node crashed in the call: taken back", ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH),
-        ("unknown: taken back", ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH),
-        ("bad input: fails, the request's fault", ASSIGNED_3, Code.INVALID_ARGUMENT, True, FAILED, 3, None),
-        (
-            "already claimed: the claim decides",
+        pytest.param(
+            ASSIGNED_3,
+            Code.UNAVAILABLE,
+            True,
+            QUEUED,
+            4,
+            DISPATCH,
+            id="node unreachable or silent: taken back",
+        ),
+        pytest.param(
+            ASSIGNED_3, Code.RESOURCE_EXHAUSTED, True, QUEUED, 4, FailureKind.BUSY, id="node busy: taken back"
+        ),
+        pytest.param(
+            ASSIGNED_3, Code.DEADLINE_EXCEEDED, True, QUEUED, 4, DISPATCH, id="deadline: taken back"
+        ),
+        pytest.param(
+            ASSIGNED_3, Code.INTERNAL, True, QUEUED, 4, DISPATCH, id="node crashed in the call: taken back"
+        ),
+        pytest.param(ASSIGNED_3, Code.UNKNOWN, True, QUEUED, 4, DISPATCH, id="unknown: taken back"),
+        pytest.param(
+            ASSIGNED_3,
+            Code.INVALID_ARGUMENT,
+            True,
+            FAILED,
+            3,
+            None,
+            id="bad input: fails, the request's fault",
+        ),
+        pytest.param(
             replace(ASSIGNED_3, state=RUNNING),
             14,
             False,
             RUNNING,
             3,
             None,
+            id="already claimed: the claim decides",
         ),
     ],
 )
 def test_dispatch_failed_before_the_claim(
-    name: str, job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
+    job: JobView, code: int, changed: bool, state: int, attempt: int, failure: FailureKind | None
 ) -> None:
-    t = on_dispatch_failed(job, code, "why", 150.0)
-    assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt), name
+    t = on_dispatch_failed(job, CallFailure("j", 3, "mid", code, "why"), 150.0)
+    assert (t.changed, t.job.state, t.job.attempt) == (changed, state, attempt)
     assert t.job.lost_attempts == 1, "a dispatch failure before the claim is not a lost attempt"
-    assert (t.node.failure if t.node else None) is failure, name
+    assert (t.node.failure if t.node else None) is failure
     if failure is not None:
         assert t.node is not None and t.node.node_id == "mid"
         assert t.node.suspect_connection == (failure is DISPATCH), "a node that answered busy is reachable"
@@ -203,7 +242,7 @@ def test_dispatch_failed_before_the_claim(
 
 
 def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
-    back = take_back(ASSIGNED_3)
+    back = requeue(ASSIGNED_3)
     assert (back.state, back.attempt, back.node_id, back.lost_attempts, back.assigned_at) == (
         QUEUED,
         4,
@@ -211,6 +250,72 @@ def test_take_back_is_a_fresh_attempt_not_a_lost_one() -> None:
         1,
         0.0,
     )
+
+
+RUNNING_3 = replace(RUNNING_JOB, attempt=3, lost_attempts=1)
+
+
+@pytest.mark.parametrize(
+    ("lost", "min_tier", "lost_attempts", "floor"),
+    [
+        pytest.param(False, None, 1, common_pb2.TIER_UNSPECIFIED, id="take-back: not counted"),
+        pytest.param(True, None, 2, common_pb2.TIER_UNSPECIFIED, id="lost attempt: counted"),
+        pytest.param(False, T40, 1, T40, id="after an OOM: floor raised, not counted"),
+    ],
+)
+def test_requeue_is_the_next_attempt_off_its_node(
+    lost: bool, min_tier: int | None, lost_attempts: int, floor: int
+) -> None:
+    back = requeue(RUNNING_3, lost=lost, min_tier=min_tier)
+    assert (back.state, back.attempt, back.node_id, back.node_tier) == (
+        QUEUED,
+        4,
+        "",
+        common_pb2.TIER_UNSPECIFIED,
+    )
+    assert (back.assigned_at, back.started_at, back.lost_attempts, back.min_tier) == (
+        0.0,
+        0.0,
+        lost_attempts,
+        floor,
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        pytest.param(
+            CallFailure("j", 2, "mid", Code.UNAVAILABLE, "x"), "is at attempt 3", id="older attempt"
+        ),
+        pytest.param(CallFailure("j", 3, "big", Code.UNAVAILABLE, "x"), "on mid", id="another node"),
+    ],
+)
+def test_a_failed_call_of_another_attempt_or_node_changes_nothing(failure: CallFailure, words: str) -> None:
+    t = on_dispatch_failed(ASSIGNED_3, failure, 150.0)
+    assert not t.changed and t.job == ASSIGNED_3 and t.node is None
+    assert words in t.reason and "nothing to do" in t.reason
+
+
+@pytest.mark.parametrize(
+    ("job", "epoch", "fresh", "taken_back", "words"),
+    [
+        pytest.param(
+            ASSIGNED_JOB, 7, False, False, "assigned in this epoch", id="own epoch: its call goes on"
+        ),
+        pytest.param(ASSIGNED_JOB, 9, False, True, "assigned in epoch 7", id="older epoch: taken back"),
+        pytest.param(ASSIGNED_JOB, 9, True, True, "assigned in epoch 7", id="older epoch, fresh loop"),
+        pytest.param(ASSIGNED_JOB, 7, True, True, "before this lead loop", id="own epoch, fresh loop"),
+        pytest.param(RUNNING_JOB, 9, True, False, "nothing to take back", id="claimed: the claim decides"),
+        pytest.param(QUEUED_JOB, 9, True, False, "nothing to take back", id="queued"),
+    ],
+)
+def test_take_back_unfollowed(job: JobView, epoch: int, fresh: bool, taken_back: bool, words: str) -> None:
+    t = take_back_unfollowed(job, epoch, fresh=fresh)
+    assert t.changed is taken_back and words in t.reason
+    if taken_back:
+        assert t.job == requeue(job) and t.node is None
+    else:
+        assert t.job == job
 
 
 def test_oom_escalates_to_a_strictly_larger_tier() -> None:
@@ -240,17 +345,17 @@ def test_oom_report_for_a_stale_attempt_is_ignored() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "lost_before", "state", "attempt"),
+    ("lost_before", "state", "attempt"),
     [
-        ("first loss requeues", 0, QUEUED, 2),
-        ("second loss requeues", 1, QUEUED, 2),
-        ("third loss exhausts", 2, FAILED, 1),
+        pytest.param(0, QUEUED, 2, id="first loss requeues"),
+        pytest.param(1, QUEUED, 2, id="second loss requeues"),
+        pytest.param(2, FAILED, 1, id="third loss exhausts"),
     ],
 )
-def test_claim_lost(name: str, lost_before: int, state: int, attempt: int) -> None:
+def test_claim_lost(lost_before: int, state: int, attempt: int) -> None:
     t = on_claim_lost(replace(RUNNING_JOB, lost_attempts=lost_before), 150.0, MAX, "node mid is gone")
     assert t.changed
-    assert (t.job.state, t.job.attempt, t.job.lost_attempts) == (state, attempt, lost_before + 1), name
+    assert (t.job.state, t.job.attempt, t.job.lost_attempts) == (state, attempt, lost_before + 1)
     if state == QUEUED:
         assert (t.job.node_id, t.job.assigned_at, t.job.started_at) == ("", 0.0, 0.0)
     else:
@@ -263,19 +368,19 @@ def test_claim_lost_ignored_unless_active() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "claim", "changed"),
+    ("job", "claim", "changed"),
     [
-        ("matching claim", ASSIGNED_JOB, ClaimView("j", 1, "mid", 7), True),
-        ("claim by a new epoch still counts", ASSIGNED_JOB, ClaimView("j", 1, "mid", 9), True),
-        ("duplicate claim", RUNNING_JOB, ClaimView("j", 1, "mid", 7), False),
-        ("wrong attempt", ASSIGNED_JOB, ClaimView("j", 2, "mid", 7), False),
-        ("wrong node", ASSIGNED_JOB, ClaimView("j", 1, "big", 7), False),
-        ("queued job", QUEUED_JOB, ClaimView("j", 1, "", 7), False),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 1, "mid", 7), True, id="matching claim"),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 1, "mid", 9), True, id="claim by a new epoch still counts"),
+        pytest.param(RUNNING_JOB, ClaimView("j", 1, "mid", 7), False, id="duplicate claim"),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 2, "mid", 7), False, id="wrong attempt"),
+        pytest.param(ASSIGNED_JOB, ClaimView("j", 1, "big", 7), False, id="wrong node"),
+        pytest.param(QUEUED_JOB, ClaimView("j", 1, "", 7), False, id="queued job"),
     ],
 )
-def test_on_claim(name: str, job: JobView, claim: ClaimView, changed: bool) -> None:
+def test_on_claim(job: JobView, claim: ClaimView, changed: bool) -> None:
     t = on_claim(job, claim, 120.0)
-    assert t.changed == changed, name
+    assert t.changed == changed
     assert t.job.state == (RUNNING if changed else job.state)
 
 
@@ -285,17 +390,17 @@ def test_assign_only_from_queued() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "job", "stop_node", "changed"),
+    ("job", "stop_node", "changed"),
     [
-        ("queued", QUEUED_JOB, "", True),
-        ("assigned", ASSIGNED_JOB, "mid", True),
-        ("running", RUNNING_JOB, "mid", True),
-        ("already final", on_cancel(QUEUED_JOB, 101.0).job, "", False),
+        pytest.param(QUEUED_JOB, "", True, id="queued"),
+        pytest.param(ASSIGNED_JOB, "mid", True, id="assigned"),
+        pytest.param(RUNNING_JOB, "mid", True, id="running"),
+        pytest.param(on_cancel(QUEUED_JOB, 101.0).job, "", False, id="already final"),
     ],
 )
-def test_cancel(name: str, job: JobView, stop_node: str, changed: bool) -> None:
+def test_cancel(job: JobView, stop_node: str, changed: bool) -> None:
     t = on_cancel(job, 130.0)
-    assert (t.changed, t.stop_node, t.job.state) == (changed, stop_node, CANCELLED), name
+    assert (t.changed, t.stop_node, t.job.state) == (changed, stop_node, CANCELLED)
     if changed:
         assert t.job.error_code == Code.CANCELLED
 
@@ -304,246 +409,3 @@ def test_claim_overdue_edge() -> None:
     assert not claim_overdue(ASSIGNED_JOB, 110.0 + CLAIM_TIMEOUT, CLAIM_TIMEOUT)
     assert claim_overdue(ASSIGNED_JOB, 110.0 + CLAIM_TIMEOUT + 0.001, CLAIM_TIMEOUT)
     assert not claim_overdue(RUNNING_JOB, 1e9, CLAIM_TIMEOUT)
-
-
-CLAIM = ClaimView("j", 1, "mid", 7)
-NOW = 115.0
-
-
-@pytest.mark.parametrize(
-    ("name", "job", "claims", "results", "live", "kind", "state", "attempt", "expect_no_claim"),
-    [
-        ("queued stays queued", QUEUED_JOB, (), (), NODES, ActionKind.KEEP_QUEUED, QUEUED, 1, False),
-        (
-            "assigned, claim + live node: re-attach",
-            ASSIGNED_JOB,
-            (CLAIM,),
-            (),
-            NODES,
-            ActionKind.REATTACH,
-            RUNNING,
-            1,
-            False,
-        ),
-        (
-            "running, claim + live node: re-attach",
-            RUNNING_JOB,
-            (CLAIM,),
-            (),
-            NODES,
-            ActionKind.REATTACH,
-            RUNNING,
-            1,
-            False,
-        ),
-        (
-            "running, result: finalize",
-            RUNNING_JOB,
-            (CLAIM,),
-            (ok(),),
-            NODES,
-            ActionKind.FINALIZE,
-            SUCCEEDED,
-            1,
-            False,
-        ),
-        (
-            "result without claim (node gone): finalize",
-            RUNNING_JOB,
-            (),
-            (ok(),),
-            (BIG,),
-            ActionKind.FINALIZE,
-            SUCCEEDED,
-            1,
-            False,
-        ),
-        (
-            "assigned, result before claim seen: finalize",
-            ASSIGNED_JOB,
-            (),
-            (ok(),),
-            NODES,
-            ActionKind.FINALIZE,
-            SUCCEEDED,
-            1,
-            False,
-        ),
-        (
-            "failed result (bad input): finalize",
-            RUNNING_JOB,
-            (),
-            (ResultView("j", 1, Code.INVALID_ARGUMENT, "bad image"),),
-            NODES,
-            ActionKind.FINALIZE,
-            FAILED,
-            1,
-            False,
-        ),
-        (
-            "failed result (node fault): requeue",
-            RUNNING_JOB,
-            (),
-            (ResultView("j", 1, Code.INTERNAL, "boom"),),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            2,
-            False,
-        ),
-        (
-            "OOM result: re-route up",
-            RUNNING_JOB,
-            (),
-            (ResultView("j", 1, Code.RESOURCE_EXHAUSTED, "oom"),),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            2,
-            False,
-        ),
-        (
-            "running, claim gone, node alive: requeue",
-            RUNNING_JOB,
-            (),
-            (),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            2,
-            True,
-        ),
-        ("running, node dead: requeue", RUNNING_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True),
-        (
-            "running, stale claim of a dead node: requeue",
-            RUNNING_JOB,
-            (CLAIM,),
-            (),
-            (BIG,),
-            ActionKind.REQUEUE,
-            QUEUED,
-            2,
-            False,
-        ),
-        (
-            "running, claim of an old attempt only: requeue",
-            replace(RUNNING_JOB, attempt=2),
-            (CLAIM,),
-            (),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            3,
-            True,
-        ),
-        (
-            "running, stale result of an old attempt: requeue",
-            replace(RUNNING_JOB, attempt=2),
-            (),
-            (ok(1),),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            3,
-            True,
-        ),
-        (
-            "claim by another node is not followed",
-            RUNNING_JOB,
-            (ClaimView("j", 1, "big", 7),),
-            (),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            2,
-            True,
-        ),
-        (
-            "assigned, not claimed yet, within timeout: wait",
-            ASSIGNED_JOB,
-            (),
-            (),
-            NODES,
-            ActionKind.AWAIT_CLAIM,
-            ASSIGNED,
-            1,
-            False,
-        ),
-        (
-            "assigned, never claimed past timeout: requeue",
-            replace(ASSIGNED_JOB, assigned_at=NOW - CLAIM_TIMEOUT - 1),
-            (),
-            (),
-            NODES,
-            ActionKind.REQUEUE,
-            QUEUED,
-            2,
-            True,
-        ),
-        ("assigned, node dead: requeue", ASSIGNED_JOB, (), (), (BIG,), ActionKind.REQUEUE, QUEUED, 2, True),
-        (
-            "orphan with attempts exhausted: fail",
-            replace(RUNNING_JOB, lost_attempts=MAX - 1),
-            (),
-            (),
-            NODES,
-            ActionKind.FAIL,
-            FAILED,
-            1,
-            True,
-        ),
-    ],
-)
-def test_reconcile_table(
-    name: str,
-    job: JobView,
-    claims: tuple[ClaimView, ...],
-    results: tuple[ResultView, ...],
-    live: tuple[NodeView, ...],
-    kind: ActionKind,
-    state: int,
-    attempt: int,
-    expect_no_claim: bool,
-) -> None:
-    (action,) = reconcile([job], claims, results, live, NOW, claim_timeout_s=CLAIM_TIMEOUT, max_attempts=MAX)
-    assert action.kind is kind, f"{name}: {action.reason}"
-    assert (action.job.state, action.job.attempt) == (state, attempt), name
-    assert action.expect_no_claim == expect_no_claim, name
-    assert action.changed == (action.job != job)
-    assert action.job_id == "j" and action.reason
-
-
-def test_reconcile_reports_a_claim_timeout_against_the_node() -> None:
-    late = NOW - CLAIM_TIMEOUT - 1
-    (action,) = reconcile(
-        [replace(ASSIGNED_JOB, assigned_at=late)], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX
-    )
-    assert action.kind is ActionKind.REQUEUE
-    assert action.node == NodeReport("mid", FailureKind.CLAIM_TIMEOUT, "not claimed within 10 s")
-    assert action.node.suspect_connection
-    (waiting,) = reconcile([ASSIGNED_JOB], [], [], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
-    assert waiting.kind is ActionKind.AWAIT_CLAIM and waiting.node is None
-
-
-def test_reconcile_passes_on_a_result_s_node_report() -> None:
-    failed = ResultView("j", 1, Code.INTERNAL, "boom")
-    (action,) = reconcile([RUNNING_JOB], [CLAIM], [failed], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
-    assert action.kind is ActionKind.REQUEUE and action.node is not None
-    assert action.node.failure is FailureKind.RESULT
-    (gone,) = reconcile([RUNNING_JOB], [CLAIM], [], (BIG,), NOW, claim_timeout_s=10, max_attempts=MAX)
-    assert gone.kind is ActionKind.REQUEUE and gone.node is None  # a dead node is not cooled, it is gone
-
-
-def test_reconcile_skips_final_jobs_and_ignores_their_duplicate_results() -> None:
-    done = on_result(RUNNING_JOB, ok(), 150.0, nodes=NODES, max_attempts=MAX).job
-    cancelled = replace(on_cancel(QUEUED_JOB, 101.0).job, job_id="c")
-    assert (
-        reconcile([done, cancelled], [CLAIM], [ok(), ok()], NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
-        == []
-    )
-
-
-def test_reconcile_uses_the_first_of_duplicate_results() -> None:
-    dup = (ok(), ResultView("j", 1, 13, "second copy"))
-    (action,) = reconcile([RUNNING_JOB], [], dup, NODES, NOW, claim_timeout_s=10, max_attempts=MAX)
-    assert action.job.state == SUCCEEDED

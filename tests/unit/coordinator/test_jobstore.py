@@ -1,3 +1,5 @@
+"""The job table in etcd: fenced create and writes, load and follow, history reads, legacy moves."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,31 +11,16 @@ from benchmarks.fill_etcd import fill
 from i2v_contract import states
 from i2v_contract.keys import ClaimRecord, Keys, LeaderRecord, ResultRecord
 from i2v_contract.kv import KeyValue, WatchEvent, count_prefix
-from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_contract.wire import common_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.jobstore import (
-    MOVE_BATCH,
-    ChangeKind,
-    Fenced,
-    IdConflict,
-    JobRecord,
-    JobStore,
-    JobTable,
-    decode_job,
-    encode_job,
-    job_event,
-    request_digest,
-)
+from i2v_coordinator.jobstore import MOVE_BATCH, Fenced, IdConflict, JobStore
+from i2v_coordinator.jobtable import ChangeKind
+from i2v_coordinator.records import JobRecord, decode_job, encode_job
 from tests.fakes.clock import ManualClock
+from tests.fakes.coordinator import job_record
 from tests.fakes.memory_kv import MemoryKV
 
 KEYS = Keys("/t/")
-
-
-def record(job_id: str = "job1", prompt: str = "a cat") -> JobRecord:
-    request = common_pb2.GenerationRequest(prompt=prompt, width=64, height=64, frames=4, seed=7)
-    view = jobs.new_job(job_id, 123, common_pb2.TIER_CPU, "tiny", 1000.0)
-    return JobRecord(view, request, f"file:///store/jobs/{job_id}/input.png", request_digest(request))
 
 
 async def lead(kv: MemoryKV, holder: str = "c1") -> int:
@@ -50,37 +37,26 @@ def kv() -> MemoryKV:
     return MemoryKV(ManualClock())
 
 
-def test_job_record_round_trips_through_its_codec() -> None:
-    rec = dataclasses.replace(
-        record(),
-        view=dataclasses.replace(record().view, state=states.RUNNING, attempt=3, node_id="n1", min_tier=4),
-    )
-    kv_value = encode_job(rec)
-    back = decode_job(KeyValue(KEYS.job("job1"), kv_value, 5, 9, 2, 0))
-    assert back == dataclasses.replace(rec, mod_revision=9)
-    assert b"image" not in kv_value  # never image bytes in etcd
-
-
 async def test_submit_is_create_if_absent_and_idempotent_on_digest(kv: MemoryKV) -> None:
     store = JobStore(kv, KEYS)
     epoch = await lead(kv)
-    created, was_new = await store.submit(record(), epoch)
+    created, was_new = await store.submit(job_record(), epoch)
     assert was_new and created.mod_revision == (await kv.get(KEYS.job("job1"))).mod_revision  # type: ignore[union-attr]
-    again, was_new = await store.submit(record(), epoch)
+    again, was_new = await store.submit(job_record(), epoch)
     assert not was_new and again.mod_revision == created.mod_revision
     with pytest.raises(IdConflict, match="different request"):
-        await store.submit(record(prompt="a dog"), epoch)
+        await store.submit(job_record(prompt="a dog"), epoch)
 
 
 async def test_writes_from_a_past_epoch_are_fenced(kv: MemoryKV) -> None:
     store = JobStore(kv, KEYS)
     old_epoch = await lead(kv, "c1")
-    created, _ = await store.submit(record(), old_epoch)
+    created, _ = await store.submit(job_record(), old_epoch)
     await lead(kv, "c2")  # another coordinator took over
     with pytest.raises(Fenced):
         await store.write(created, dataclasses.replace(created.view, state=states.CANCELLED), old_epoch)
     with pytest.raises(Fenced):
-        await store.submit(record("job2"), old_epoch)
+        await store.submit(job_record("job2"), old_epoch)
     assert decode_job(await kv.get(KEYS.job("job1"))).view.state == states.QUEUED  # type: ignore[arg-type]
     assert await kv.get(KEYS.job("job2")) is None
 
@@ -88,7 +64,7 @@ async def test_writes_from_a_past_epoch_are_fenced(kv: MemoryKV) -> None:
 async def test_write_compares_mod_revision_and_optionally_the_claim(kv: MemoryKV) -> None:
     store = JobStore(kv, KEYS)
     epoch = await lead(kv)
-    created, _ = await store.submit(record(), epoch)
+    created, _ = await store.submit(job_record(), epoch)
     assigned = await store.write(created, dataclasses.replace(created.view, state=states.ASSIGNED), epoch)
     assert assigned is not None and assigned.mod_revision > created.mod_revision
     # A write based on the older view loses the mod compare.
@@ -104,7 +80,7 @@ async def test_table_follows_jobs_claims_and_results_at_one_revision(kv: MemoryK
     changes: list[tuple[ChangeKind, str, int]] = []
     store.on_change(lambda c: changes.append((c.kind, c.job_id, c.attempt)))
     epoch = await lead(kv)
-    await store.submit(record(), epoch)
+    await store.submit(job_record(), epoch)
     revision = await store.load()
     assert set(store.table.jobs) == {"job1"} and store.table.revision == revision
     follow = asyncio.create_task(store.follow())
@@ -148,7 +124,7 @@ async def test_own_write_seen_again_on_the_watch_is_not_a_second_change(kv: Memo
     seen: list[ChangeKind] = []
     store.on_change(lambda c: seen.append(c.kind))
     try:
-        await store.submit(record(), epoch)
+        await store.submit(job_record(), epoch)
         await asyncio.sleep(0.05)
         assert seen == [ChangeKind.JOB]
     finally:
@@ -159,7 +135,7 @@ async def test_compacted_watch_relists(kv: MemoryKV) -> None:
     store = JobStore(kv, KEYS)
     epoch = await lead(kv)
     await store.load()
-    await store.submit(record("job1"), epoch)
+    await store.submit(job_record("job1"), epoch)
     store.table.jobs.clear()  # pretend we missed it
     await kv.put(KEYS.claim("job1", 1), ClaimRecord(node_id="n1", epoch=epoch).to_json())
     await kv.compact(kv.revision)
@@ -178,77 +154,6 @@ async def test_compacted_watch_relists(kv: MemoryKV) -> None:
         follow.cancel()
 
 
-def test_undecodable_records_are_skipped_not_fatal() -> None:
-    table = JobTable(KEYS)
-    assert table.apply(WatchEvent("put", KeyValue(KEYS.job("x"), b"not json", 2, 2, 1, 0))) is None
-    assert table.apply(WatchEvent("put", KeyValue(KEYS.result("x", 1), b"{}", 3, 3, 1, 0))) is None
-    assert table.jobs == {} and table.results == {}
-
-
-@pytest.mark.parametrize(
-    ("state", "status", "expect_result", "expect_error"),
-    [
-        (states.SUCCEEDED, "OK", True, ""),
-        (states.FAILED, "RESOURCE_EXHAUSTED", False, "out of memory"),
-        (states.RUNNING, "OK", False, ""),
-    ],
-)
-def test_job_event_carries_result_or_error_only_when_final(
-    state: int, status: str, expect_result: bool, expect_error: str
-) -> None:
-    table = JobTable(KEYS)
-    result = ResultRecord(
-        status, result=common_pb2.Result(artifact_uri="file:///o.mp4", sha256="s", profile="p", peak_bytes=1)
-    )
-    table.apply(WatchEvent("put", KeyValue(KEYS.result("job1", 1), result.to_json(), 4, 4, 1, 0)))
-    view = dataclasses.replace(
-        record().view, state=state, result_attempt=1, error=expect_error, error_code=8 if expect_error else 0
-    )
-    event = job_event(dataclasses.replace(record(), view=view), table)
-    assert event.state == state
-    assert event.HasField("result") == expect_result
-    if expect_result:
-        assert event.result.artifact_uri == "file:///o.mp4"
-        # The record has no size or seed: they come from the normalised request (no degradation allowed).
-        assert (event.result.seed, event.result.width, event.result.frames) == (7, 64, 4)
-    assert event.error == expect_error
-    assert isinstance(event, coordinator_pb2.JobEvent)
-
-
-def _succeeded(raw: bytes, allow_degrade: bool) -> coordinator_pb2.JobEvent:
-    table = JobTable(KEYS)
-    table.apply(WatchEvent("put", KeyValue(KEYS.result("job1", 1), raw, 4, 4, 1, 0)))
-    base = record()
-    request = common_pb2.GenerationRequest()
-    request.CopyFrom(base.request)
-    request.allow_degrade = allow_degrade
-    request.steps, request.fps = 6, 8
-    view = dataclasses.replace(base.view, state=states.SUCCEEDED, result_attempt=1)
-    return job_event(dataclasses.replace(base, view=view, request=request), table)
-
-
-def test_result_carries_exactly_what_the_node_produced() -> None:
-    produced = ResultRecord("OK", result=common_pb2.Result(
-        artifact_uri="file:///o.mp4", sha256="s", profile="p", peak_bytes=1,
-        width=32, height=48, frames=2, fps=8, steps=3, seed=2**63,
-        degradations=["width 64->32", "steps 6->3"], metadata={"dtype": "float32", "tier": "cpu"},
-    ))  # fmt: skip
-    result = _succeeded(produced.to_json(), allow_degrade=True).result
-    # Degraded values from the node win over the request's.
-    assert (result.width, result.height, result.frames, result.steps) == (32, 48, 2, 3)
-    assert (result.fps, result.seed) == (8, 2**63)
-    assert list(result.degradations) == ["width 64->32", "steps 6->3"]
-    assert dict(result.metadata) == {"dtype": "float32", "tier": "cpu"}
-
-
-def test_a_result_record_from_an_older_node_still_decodes() -> None:
-    old = b'{"status":"OK","artifact_uri":"file:///o.mp4","sha256":"s","profile_used":"p","timings":{},"peak_bytes":1}'
-    result = _succeeded(old, allow_degrade=False).result
-    assert result.artifact_uri == "file:///o.mp4"
-    assert (result.width, result.frames, result.steps, result.seed) == (64, 4, 6, 7)  # from the request
-    assert list(result.degradations) == [] and dict(result.metadata) == {}
-
-
 OK_RESULT = ResultRecord(
     "OK",
     result=common_pb2.Result(
@@ -263,7 +168,7 @@ OK_RESULT = ResultRecord(
 
 async def running_with_result(kv: MemoryKV, store: JobStore, epoch: int, job_id: str = "job1") -> JobRecord:
     """job_id claimed by n1 (attempt 1), with an OK result, both folded into the table."""
-    created, _ = await store.submit(record(job_id), epoch)
+    created, _ = await store.submit(job_record(job_id), epoch)
     view = dataclasses.replace(created.view, state=states.RUNNING, node_id="n1", epoch=epoch)
     running = await store.write(created, view, epoch)
     assert running is not None
@@ -332,11 +237,11 @@ async def test_submit_of_a_finished_id_returns_the_finished_job(kv: MemoryKV) ->
     running = await running_with_result(kv, store, epoch)
     done = dataclasses.replace(running.view, state=states.SUCCEEDED, finished_at=2000.0, result_attempt=1)
     assert await store.write(running, done, epoch) is not None
-    again, created = await store.submit(record(), epoch)
+    again, created = await store.submit(job_record(), epoch)
     assert not created and again.view.state == states.SUCCEEDED
     assert await kv.get(KEYS.job("job1")) is None  # not re-opened
     with pytest.raises(IdConflict, match="different request"):
-        await store.submit(record(prompt="a dog"), epoch)
+        await store.submit(job_record(prompt="a dog"), epoch)
 
 
 async def test_load_pages_only_the_open_prefixes(kv: MemoryKV, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,7 +249,7 @@ async def test_load_pages_only_the_open_prefixes(kv: MemoryKV, monkeypatch: pyte
     epoch = await lead(kv)
     monkeypatch.setattr("i2v_coordinator.jobstore.LOAD_PAGE", 2)
     for i in range(5):
-        await store.submit(record(f"open{i}"), epoch)
+        await store.submit(job_record(f"open{i}"), epoch)
     for i in range(7):
         running = await running_with_result(kv, store, epoch, f"done{i}")
         final = dataclasses.replace(running.view, state=states.CANCELLED, finished_at=2000.0 + i)
@@ -408,9 +313,9 @@ async def test_history_pages_walk_newest_first_exactly_once(
 ) -> None:
     store = JobStore(kv, KEYS, clock=lambda: NOW_S)
     for i, at in enumerate(finished_at):
-        view = dataclasses.replace(record(f"job{i:03d}").view, state=states.CANCELLED, finished_at=at)
+        view = dataclasses.replace(job_record(f"job{i:03d}").view, state=states.CANCELLED, finished_at=at)
         await kv.put(
-            KEYS.history_entry(at, view.job_id), encode_job(dataclasses.replace(record(), view=view))
+            KEYS.history_entry(at, view.job_id), encode_job(dataclasses.replace(job_record(), view=view))
         )
     expected = sorted(
         (KEYS.history_entry(at, f"job{i:03d}") for i, at in enumerate(finished_at)), reverse=True
@@ -465,18 +370,3 @@ async def test_a_legacy_record_that_changed_is_skipped_and_a_past_epoch_is_fence
     await lead(kv, "c2")
     with pytest.raises(Fenced):
         await store.move_legacy(store.table.legacy_finished(), epoch)
-
-
-def test_the_open_table_keeps_queue_depth_and_active_jobs_with_every_state_change() -> None:
-    table = JobTable(KEYS)
-    a, b = record("a"), record("b")
-    table.jobs["a"], table.jobs["b"] = a, b
-    assert table.queued_count() == 2 and [r.job_id for r in table.active()] == []
-    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=states.ASSIGNED))
-    assert table.queued_count() == 1 and [r.job_id for r in table.queued()] == ["b"]
-    assert [r.job_id for r in table.active()] == ["a"]
-    table.jobs["a"] = dataclasses.replace(a, view=dataclasses.replace(a.view, state=states.RUNNING))
-    assert [r.job_id for r in table.active()] == ["a"] and len(table.jobs) == 2
-    table.forget("a")
-    del table.jobs["b"]
-    assert table.queued_count() == 0 and table.active() == [] and len(table.jobs) == 0

@@ -10,7 +10,9 @@ import pytest
 from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
 from i2v_contract.kv import Compare, Put
 from i2v_coordinator.election import ElectionTimings, ProbeOutcome
-from i2v_coordinator.leadership import DuplicateMember, Leadership, NotLeader
+from i2v_coordinator.leadership import Leadership, NotLeader
+from i2v_coordinator.members import DuplicateMember
+from i2v_coordinator.term import Term
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
 
@@ -40,7 +42,7 @@ class Cluster:
         self.kv = MemoryKV(self.clock)
         self.probes = Probes()
         self.members: list[Leadership] = []
-        self.changes: dict[str, list[int | None]] = {}
+        self.terms: dict[str, list[Term]] = {}
 
     async def add(self, member_id: str) -> Leadership:
         lead = Leadership(
@@ -53,8 +55,7 @@ class Cluster:
             probe=self.probes,
             sleep=never_wakes,
         )
-        seen = self.changes.setdefault(member_id, [])
-        lead.on_change(seen.append)
+        lead.on_started_leading(self.terms.setdefault(member_id, []).append)
         await lead.open()
         self.members.append(lead)
         return lead
@@ -64,9 +65,12 @@ class Cluster:
         assert keeper is not None
         await keeper.tick()
 
-    async def settle(self) -> None:
-        for lead in self.members:
-            await lead._events.join()
+    def changes(self, member_id: str) -> list[int | None]:
+        """Each term's epoch as it started, and None where it ended."""
+        out: list[int | None] = []
+        for term in self.terms.get(member_id, []):
+            out += [term.epoch, None] if term.ended.is_set() else [term.epoch]
+        return out
 
 
 @pytest.fixture
@@ -95,8 +99,7 @@ async def test_first_coordinator_campaigns_and_leads_with_epoch_of_leader_key(cl
     assert a.is_leader and a.leader == ("a", "10.0.0.1:7000")
     assert a.fence() == Compare(KEYS.leader, "create", "==", stored.create_revision)
     assert await leader_txn(cluster, a, "j1")
-    await cluster.settle()
-    assert cluster.changes["a"] == [stored.create_revision]
+    assert cluster.changes("a") == [stored.create_revision]
 
 
 async def test_second_coordinator_follows_and_cannot_fence(cluster: Cluster) -> None:
@@ -111,7 +114,7 @@ async def test_second_coordinator_follows_and_cannot_fence(cluster: Cluster) -> 
     member = await cluster.kv.get(KEYS.member("b"))
     assert member is not None and member.lease == b.lease_id
     assert MemberRecord.from_json(member.value).addr == "10.0.0.2:7000"
-    await b.lost()  # not leading: resolves at once
+    assert b.term is None  # not leading: no term
 
 
 async def test_leader_stops_at_ttl_minus_margin_without_keepalives(cluster: Cluster) -> None:
@@ -119,7 +122,9 @@ async def test_leader_stops_at_ttl_minus_margin_without_keepalives(cluster: Clus
     await a.tick()
     epoch = a.epoch
     assert epoch is not None
-    waiter = asyncio.create_task(a.lost())
+    term = a.term
+    assert term is not None and term.epoch == epoch
+    waiter = asyncio.create_task(term.ended.wait())
     cluster.kv.available = False  # keepalives fail from now on
     cluster.clock.advance(2.0)
     await cluster.renew(a)
@@ -128,11 +133,11 @@ async def test_leader_stops_at_ttl_minus_margin_without_keepalives(cluster: Clus
     assert a.epoch == epoch
     cluster.clock.advance(0.01)  # exactly ttl - margin after the last successful send
     assert a.epoch is None  # re-checked on read, before any loop has run
+    assert not term.valid() and a.term is None
     assert not waiter.done()
     await cluster.renew(a)  # the keeper notices and reports the loss
     await asyncio.wait_for(waiter, 1)
-    await cluster.settle()
-    assert cluster.changes["a"] == [epoch, None]
+    assert cluster.changes("a") == [epoch, None]
 
 
 async def test_keepalives_keep_a_leader_leading(cluster: Cluster) -> None:
@@ -149,11 +154,11 @@ async def test_keepalives_keep_a_leader_leading(cluster: Cluster) -> None:
 @pytest.mark.parametrize(
     ("outcome", "ticks", "takes_over"),
     [
-        (ProbeOutcome.REFUSED, 4, True),
-        (ProbeOutcome.REFUSED, 2, False),  # too few refusals yet
-        (ProbeOutcome.TIMEOUT, 10, False),  # a paused or partitioned leader is never revoked
-        (ProbeOutcome.ERROR, 10, False),
-        (ProbeOutcome.OK, 10, False),
+        pytest.param(ProbeOutcome.REFUSED, 4, True, id="refused long enough: revoked"),
+        pytest.param(ProbeOutcome.REFUSED, 2, False, id="too few refusals yet"),
+        pytest.param(ProbeOutcome.TIMEOUT, 10, False, id="a paused or partitioned leader is never revoked"),
+        pytest.param(ProbeOutcome.ERROR, 10, False, id="an error proves nothing"),
+        pytest.param(ProbeOutcome.OK, 10, False, id="alive"),
     ],
 )
 async def test_fast_revoke_only_on_refused_connections(
@@ -177,10 +182,10 @@ async def test_fast_revoke_only_on_refused_connections(
         assert not await leader_txn(cluster, a, "stale")  # ... but its fenced write fails
         await a.tick()
         assert a.epoch is None and a.leader == ("b", "10.0.0.2:7000")
-        await cluster.settle()
-        assert cluster.changes["a"] == [old_epoch, None]
-        assert cluster.changes["b"] == [new_epoch]
-        assert b.took_over
+        assert cluster.changes("a") == [old_epoch, None]
+        assert cluster.changes("b") == [new_epoch]
+        assert b.term is not None and b.term.took_over
+        assert not cluster.terms["a"][0].took_over
     else:
         assert a.epoch == old_epoch and b.leader == ("a", "10.0.0.1:7000")
 
@@ -198,7 +203,7 @@ async def test_resign_hands_over_and_epoch_increases(cluster: Cluster) -> None:
     await b.tick()
     epochs.append(b.epoch)
     assert epochs[0] is not None and epochs[1] is not None and epochs[1] > epochs[0]
-    assert cluster.changes["a"] == [epochs[0], None]
+    assert cluster.changes("a") == [epochs[0], None]
 
 
 async def test_paused_leader_finds_successor_and_follows(cluster: Cluster) -> None:
@@ -228,8 +233,7 @@ async def test_leader_whose_lease_is_revoked_steps_down_then_campaigns_again(clu
     assert a.epoch is None
     await a.tick()  # fresh lease, key absent: campaign again with a new epoch
     assert a.epoch is not None and old is not None and a.epoch > old
-    await cluster.settle()
-    assert cluster.changes["a"] == [old, None, a.epoch]
+    assert cluster.changes("a") == [old, None, a.epoch]
 
 
 async def test_lapsed_lease_still_holding_the_key_is_revoked_after_an_etcd_blip(cluster: Cluster) -> None:
@@ -324,3 +328,71 @@ async def test_lease_keepalives_use_their_own_kv() -> None:
     assert leases.lease_calls >= 2  # grant + keepalive
     assert bulk.lease_calls == 0
     await lead.resign()
+
+
+async def test_work_spawned_in_a_term_is_cancelled_when_the_leader_steps_down(cluster: Cluster) -> None:
+    a = await cluster.add("a")
+    await a.tick()
+    term = a.term
+    assert term is not None
+    work = term.spawn(asyncio.Event().wait(), "work")
+    await cluster.kv.revoke_lease(a.lease_id)
+    await cluster.renew(a)  # the keepalive learns the lease is gone: the term ends at once
+    await asyncio.sleep(0)
+    assert term.ended.is_set() and work.cancelled()
+    late = term.spawn(asyncio.Event().wait(), "late")  # work for an ended term never runs
+    await asyncio.sleep(0)
+    assert late.cancelled()
+
+
+async def test_terms_yields_each_term_as_it_starts(cluster: Cluster) -> None:
+    a = await cluster.add("a")
+    seen: list[Term] = []
+
+    async def follow() -> None:
+        async for term in a.terms():
+            seen.append(term)
+            await term.ended.wait()
+
+    follower = asyncio.create_task(follow())
+    await a.tick()
+    await asyncio.sleep(0)
+    first = a.term
+    assert first is not None and seen == [first]
+    await cluster.kv.revoke_lease(a.lease_id)
+    await cluster.renew(a)
+    await a.tick()  # a fresh lease and a new campaign: a second term
+    await asyncio.sleep(0)
+    second = a.term
+    assert second is not None and second.epoch > first.epoch and seen == [first, second]
+    follower.cancel()
+
+
+async def test_resign_lets_the_term_s_work_finish_before_the_lease_is_revoked(cluster: Cluster) -> None:
+    a = await cluster.add("a")
+    await a.tick()
+    term = a.term
+    assert term is not None
+    leader_key_at_stop: list[bool] = []
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            leader_key_at_stop.append(await cluster.kv.get(KEYS.leader) is not None)
+
+    term.spawn(work(), "work")
+    await asyncio.sleep(0)
+    await a.resign()
+    cluster.members.remove(a)
+    assert leader_key_at_stop == [True]  # stopped while the key (and our fence) still stood
+    assert await cluster.kv.get(KEYS.leader) is None
+
+
+async def test_the_roster_comes_from_the_leader_key_and_members(cluster: Cluster) -> None:
+    a = await cluster.add("a")
+    b = await cluster.add("b")
+    await a.tick()
+    roster = await b.roster()  # a standby reads it from etcd as well
+    assert (roster.leader_id, roster.leader_addr, roster.epoch) == ("a", "10.0.0.1:7000", a.epoch)
+    assert [(m.member_id, m.addr) for m in roster.members] == [("a", "10.0.0.1:7000"), ("b", "10.0.0.2:7000")]

@@ -1,94 +1,109 @@
-"""Pure helpers of the coordinator servicer: job sizing, advertised model shape, stored request."""
+"""Watch and Generate streams send heartbeats while the job is quiet (real ProgressHub, in-memory KV)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
 import pytest
 
-from i2v_contract import memory
-from i2v_contract.keys import NodeRecord
-from i2v_contract.limits import Normalized
-from i2v_contract.tiers import GIB
-from i2v_contract.wire import common_pb2
-from i2v_coordinator.routing import NodeView
-from i2v_coordinator.servicer import advertised_arch, image_ext, job_need, stored_request
+from i2v_contract.keys import Keys
+from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_coordinator import jobs
+from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.progress import ProgressHub
+from i2v_coordinator.records import JobRecord, encode_job, request_digest
+from i2v_coordinator.servicer import CoordinatorServicer, heartbeat_event
+from i2v_coordinator.term import Term
+from tests.fakes.clock import ManualClock
+from tests.fakes.memory_kv import MemoryKV
 
-NORM = Normalized(
-    prompt="p",
-    negative_prompt="",
-    width=512,
-    height=512,
-    frames=16,
-    fps=8,
-    steps=50,
-    guidance_scale=9.0,
-    seed=11,
-    allow_degrade=False,
-    return_frames=False,
-    model="m",
-)
+KEYS = Keys("/hb/")
+INTERVAL_S = 0.05
 
 
-def view(node_id: str, tier: int, model: str = "m") -> NodeView:
-    return NodeView(node_id, "a", tier, 100 * GIB, busy=False, model=model, total_bytes=100 * GIB)
+TERM = Term(7)
 
 
-def record(models: tuple[str, ...], arch: dict[str, object]) -> NodeRecord:
-    return NodeRecord(
-        addr="a",
-        gpu="",
-        total_bytes=1,
-        free_bytes=1,
-        tier=1,
-        busy=False,
-        models=models,
-        version="v",
-        arch=arch,
+class Leading:
+    member_id = "c1"
+    addr = "127.0.0.1:1"
+    epoch = 7
+    term = TERM
+    leader = ("c1", "127.0.0.1:1")
+
+
+class Dispatching:
+    term = TERM
+
+
+def progress(i: int) -> coordinator_pb2.JobEvent:
+    return coordinator_pb2.JobEvent(
+        job_id="j",
+        state=coordinator_pb2.JOB_RUNNING,
+        attempt=1,
+        node_id="n1",
+        progress=common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=i, total_steps=9),
     )
 
 
-@pytest.mark.parametrize(
-    ("nodes", "cpu_floor"),
-    [
-        ([], False),  # nothing known: the memory model's GPU tier
-        ([view("c", common_pb2.TIER_CPU)], True),  # a CPU-only cluster (dev/CI) runs it on CPU
-        (
-            [view("c", common_pb2.TIER_CPU), view("g", common_pb2.TIER_GE40)],
-            False,
-        ),  # never on CPU beside GPUs
-        ([view("c", common_pb2.TIER_CPU), view("g", common_pb2.TIER_GE40, model="other")], True),
-    ],
-)
-def test_job_need_uses_the_cpu_tier_only_in_a_cpu_only_cluster(
-    nodes: list[NodeView], cpu_floor: bool
-) -> None:
-    need_bytes, tier = job_need("j", NORM, memory.I2VGEN_XL, nodes)
-    assert need_bytes == memory.required_bytes(512, 512, 16)
-    expected = common_pb2.TIER_CPU if cpu_floor else memory.required_tier(512, 512, 16)
-    assert tier == expected
+async def servicer_with_queued_job(hub: ProgressHub) -> CoordinatorServicer:
+    kv = MemoryKV(ManualClock())
+    request = common_pb2.GenerationRequest(prompt="p", width=64, height=64, frames=2, steps=2, seed=5)
+    view = dataclasses.replace(jobs.new_job("j", 1, common_pb2.TIER_CPU, "tiny", 1.0), attempt=1)
+    await kv.put(
+        KEYS.job("j"), encode_job(JobRecord(view, request, "file:///in.png", request_digest(request)))
+    )
+    store = JobStore(kv, KEYS)
+    await store.load()
+    unused = cast(Any, None)  # Watch never touches the registry or the artifacts (no inlining)
+    return CoordinatorServicer(
+        Leading(), unused, store, cast(Any, Dispatching()), hub, unused, heartbeat_interval=INTERVAL_S
+    )
 
 
-def test_advertised_arch_comes_from_nodes_serving_the_model() -> None:
-    small = memory.I2VGEN_XL.to_dict() | {"name": "copy"}
-    records = {
-        "a": record(("m",), small),
-        "b": record(("other",), {"name": "broken"}),  # not this model, and undecodable anyway
-        "c": record(("m",), {}),  # publishes no shape
-    }
-    assert advertised_arch(records, "m").name == "copy"
-    assert advertised_arch(records, "absent") == memory.I2VGEN_XL
-    assert advertised_arch({"b": records["b"]}, "") == memory.I2VGEN_XL  # the broken one is ignored
+async def next_real(stream: AsyncIterator[coordinator_pb2.JobEvent]) -> tuple[coordinator_pb2.JobEvent, int]:
+    """The next event that is not a heartbeat, and how many heartbeats came before it."""
+    beats = 0
+    while (event := await asyncio.wait_for(anext(stream), 5)).heartbeat:
+        assert event == heartbeat_event(event)  # job id, state and attempt only
+        beats += 1
+    return event, beats
 
 
-def test_stored_request_fixes_every_default_and_points_at_the_stored_image() -> None:
-    req = stored_request(NORM, "file:///s/in.png")
-    assert req.image_uri == "file:///s/in.png" and not req.image
-    assert (req.width, req.frames, req.steps, req.seed, req.model) == (512, 16, 50, 11, "m")
-    assert req.HasField("seed")
+async def test_a_quiet_watch_gets_heartbeats_at_the_interval_and_events_in_order() -> None:
+    hub = ProgressHub()
+    servicer = await servicer_with_queued_job(hub)
+    stream = aiter(servicer.Watch(coordinator_pb2.WatchRequest(job_id="j"), cast(Any, None)))
+    first = await anext(stream)
+    assert first.state == coordinator_pb2.JOB_QUEUED and not first.heartbeat
+    beats = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    assert [(b.heartbeat, b.job_id, b.state, b.attempt) for b in beats] == [
+        (True, "j", coordinator_pb2.JOB_QUEUED, 1)
+    ] * 2
+    assert not any(b.HasField("progress") for b in beats)
+    # Events waiting in the hub go out back to back: a heartbeat never comes between or before them.
+    for i in (1, 2, 3):
+        hub.publish("j", progress(i))
+    got = [await next_real(stream) for _ in range(3)]
+    assert [(e.progress.step, beats) for e, beats in got] == [(1, 0), (2, 0), (3, 0)]
+    # No busy loop: over a quiet stretch, about one heartbeat per interval (repeating the new state).
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    quiet = [await asyncio.wait_for(anext(stream), 5) for _ in range(4)]
+    assert loop.time() - started >= 3.5 * INTERVAL_S
+    assert all(b.heartbeat and b.state == coordinator_pb2.JOB_RUNNING for b in quiet)
+    final = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED, attempt=1)
+    hub.publish("j", final, final=True)
+    last, _ = await next_real(stream)
+    assert last.state == coordinator_pb2.JOB_SUCCEEDED
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
 
 
-@pytest.mark.parametrize(
-    ("data", "ext"),
-    [(b"\x89PNG\r\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"RIFF....WEBP", "webp"), (b"??", "img")],
-)
-def test_image_ext(data: bytes, ext: str) -> None:
-    assert image_ext(data) == ext
+def test_the_heartbeat_interval_must_be_positive() -> None:
+    unused = cast(Any, None)
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        CoordinatorServicer(unused, unused, unused, unused, unused, unused, heartbeat_interval=0)

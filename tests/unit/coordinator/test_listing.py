@@ -13,13 +13,11 @@ from i2v_contract import states
 from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
-from i2v_coordinator.jobstore import JobRecord, JobStore, encode_job, request_digest
-from i2v_coordinator.servicer import (
+from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.listing import (
     HISTORY,
     LIST_JOBS_MAX,
     OPEN,
-    CoordinatorServicer,
-    finished_message,
     list_limit,
     newest_open,
     open_cursor,
@@ -27,6 +25,8 @@ from i2v_coordinator.servicer import (
     parse_page_token,
     state_filter,
 )
+from i2v_coordinator.records import JobRecord, encode_job, request_digest
+from i2v_coordinator.servicer import CoordinatorServicer, finished_message
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
 

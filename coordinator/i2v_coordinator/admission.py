@@ -1,0 +1,187 @@
+"""Submit's intake: validate, size, admit against the queue bound, store the image, commit the job.
+
+Submit validates (i2v_contract.limits), sizes the job (sizing.py), admits it (routing.admit), stores
+the image in the artifact store and commits the job with a fenced create-if-absent txn before
+answering. Admission is exact under concurrent Submits: the queue slot is reserved in the same
+synchronous step as the check (only the leader admits, so an in-process count of queued jobs plus
+submissions in flight is the whole queue) and released when the submission ends, stored or not. The
+request id is the job id: the same id with the same request returns the existing job, with a
+different request ALREADY_EXISTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+import grpc
+
+from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.kv import KVUnavailable
+from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
+from i2v_contract.limits import normalize_request as normalize
+from i2v_contract.wire import common_pb2, coordinator_pb2
+from i2v_coordinator import jobs
+from i2v_coordinator.jobstore import IdConflict, JobStore
+from i2v_coordinator.records import JobRecord, request_digest
+from i2v_coordinator.routing import JobNeed, NodeView, admit
+from i2v_coordinator.sizing import Adverts, ArchCache, job_need
+from i2v_coordinator.term import Term
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
+
+
+class Refused(Exception):
+    """Submit is answered with `code` and `message`."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Nodes(Adverts, Protocol):
+    def snapshot(self) -> tuple[NodeView, ...]: ...
+
+
+class Queue(Protocol):
+    """What admission reads of the dispatcher: the queue it holds and its bound."""
+
+    @property
+    def max_queue(self) -> int: ...
+
+    def queue_depth(self) -> int: ...
+
+    def wake(self) -> None: ...
+
+
+def image_ext(data: bytes) -> str:
+    return next((ext for magic, ext in _IMAGE_EXT if data.startswith(magic)), "img")
+
+
+def stored_request(norm: Normalized, image_uri: str) -> common_pb2.GenerationRequest:
+    """The request as dispatched: defaults filled (seed fixed, so every attempt renders the same)."""
+    return common_pb2.GenerationRequest(image_uri=image_uri, **dataclasses.asdict(norm))
+
+
+class Intake:
+    def __init__(
+        self,
+        store: JobStore,
+        nodes: Nodes,
+        queue: Queue,
+        artifacts: ArtifactStore,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.time,
+        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+    ) -> None:
+        self._store = store
+        self._nodes = nodes
+        self._queue = queue
+        self._artifacts = artifacts
+        self._limits = limits
+        self._archs = ArchCache(nodes)
+        self._clock = clock
+        self._random_seed = random_seed
+        self.admitting = 0  # admitted submissions not yet in the job table (or failed)
+
+    async def submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
+        """The stored job and whether this call created it; Refused, or Fenced once `term` is over."""
+        job_id = request.request_id or uuid.uuid4().hex
+        if not _REQUEST_ID.match(job_id):
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request_id: {job_id[:40]!r} is not allowed; use 1-128 letters, digits, '.', '_' or '-' "
+                "starting with a letter or digit (a uuid4 hex is ideal), or leave it empty",
+            )
+        digest = request_digest(request.request)
+        existing = self._store.table.get(job_id)  # open, or finished here lately (older: store.submit)
+        if existing is not None:
+            if existing.digest != digest:
+                raise Refused(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"request_id {job_id!r} already names a different request; use a new request_id",
+                )
+            return existing, False
+        gen = request.request
+        norm = await self._normalized(job_id, gen)
+        nodes = self._nodes.snapshot()
+        arch, notes = self._archs.get(norm.model)
+        for note in notes:
+            log.warning("%s", note)
+        need = job_need(job_id, norm, arch, nodes)
+        admission = admit(need, nodes, self._queue.queue_depth() + self.admitting, self._queue.max_queue)
+        if not admission.accepted:
+            return await self._refuse(job_id, digest, admission.message)
+        # No await between the check and the reservation: that is what makes the bound exact.
+        self.admitting += 1
+        try:
+            return await self._store_job(job_id, digest, gen, norm, need, term, admission.message)
+        finally:
+            self.admitting -= 1
+
+    async def _normalized(self, job_id: str, gen: common_pb2.GenerationRequest) -> Normalized:
+        try:
+            if gen.image_uri:
+                raise FieldError("image_uri", "is set by the coordinator; send the image bytes in `image`")
+            norm = normalize(gen, self._limits, random_seed=self._random_seed)
+            await asyncio.to_thread(decode_image, gen.image, self._limits)
+        except FieldError as err:
+            log.info("submit %s rejected: %s", job_id, err)
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
+        return norm
+
+    async def _refuse(self, job_id: str, digest: str, message: str) -> tuple[JobRecord, bool]:
+        # A retried submit of a job finished long ago (no longer in memory) is answered, not refused.
+        with contextlib.suppress(KVUnavailable, ValueError):
+            finished = await self._store.fetch(job_id)
+            if finished is not None and finished.digest == digest:
+                return finished, False
+        log.info("submit %s rejected: %s", job_id, message)
+        raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+    async def _store_job(
+        self,
+        job_id: str,
+        digest: str,
+        gen: common_pb2.GenerationRequest,
+        norm: Normalized,
+        need: JobNeed,
+        term: Term,
+        admitted: str,
+    ) -> tuple[JobRecord, bool]:
+        """Store the image and commit the job (its queue slot is reserved by the caller)."""
+        name = f"jobs/{job_id}/input-{digest[:16]}.{image_ext(gen.image)}"
+        try:
+            input_uri = await asyncio.to_thread(self._artifacts.put, name, gen.image)
+        except (ArtifactError, OSError) as exc:
+            raise Refused(
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot store the input image ({exc}); retry with the same request_id",
+            ) from None
+        view = jobs.new_job(job_id, need.required_bytes, need.required_tier, norm.model, self._clock())
+        record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
+        try:
+            stored, created = await self._store.submit(record, term.epoch)
+        except IdConflict as err:
+            raise Refused(grpc.StatusCode.ALREADY_EXISTS, str(err)) from None
+        except KVUnavailable as err:
+            raise Refused(
+                grpc.StatusCode.UNAVAILABLE,
+                f"etcd did not confirm the job ({err}); it may or may not be stored: "
+                "retry with the same request_id (idempotent)",
+            ) from None
+        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admitted)
+        self._queue.wake()
+        return stored, created

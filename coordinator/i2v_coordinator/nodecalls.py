@@ -1,0 +1,136 @@
+"""The coordinator's calls to nodes: the `NodeCalls` port, its grpc.aio adapter, and the bounded read
+of one dispatch's event stream.
+
+One cached channel per node address, with keepalive, until `reset`: gRPC keepalive finds a dead
+connection between calls, the stream bounds find one during a call. A node sends its first event at
+once after accepting a dispatch and a heartbeat every 2 s of silence, so a stream with no event for
+`first_event_s` after it started, or for `idle_s` later, is cancelled, counts as failed, and that
+node's channel is rebuilt (a half-dead connection costs at most one attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
+
+import grpc
+
+from i2v_common import keepalive
+from i2v_common.rpc import node_pb2_grpc
+from i2v_contract.wire import common_pb2, node_pb2
+
+MIB = 1024 * 1024
+
+
+class NodeCallError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class NodeCalls(Protocol):
+    """The coordinator's calls to nodes (gRPC in production, a fake in unit tests)."""
+
+    def generate(
+        self, addr: str, request: node_pb2.NodeGenerateRequest
+    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
+        """The node's event stream; raises NodeCallError when the call fails."""
+        ...
+
+    async def cancel(self, addr: str, job_id: str) -> bool: ...
+
+    async def reset(self, addr: str) -> None:
+        """Drop the connection to `addr` (the next call opens a new one)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class GrpcNodeCalls:
+    """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive."""
+
+    def __init__(self, cancel_timeout_s: float = 3.0) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
+        self._cancel_timeout_s = cancel_timeout_s
+
+    def _stub(self, addr: str) -> node_pb2_grpc.NodeStub:
+        stub = self._stubs.get(addr)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(
+                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS]
+            )
+            self._channels[addr] = channel
+            stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
+        return stub
+
+    async def generate(
+        self, addr: str, request: node_pb2.NodeGenerateRequest
+    ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
+        call = self._stub(addr).Generate(request)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as err:
+            raise NodeCallError(err.code(), err.details() or "") from None
+        finally:
+            call.cancel()
+
+    async def cancel(self, addr: str, job_id: str) -> bool:
+        try:
+            response = await self._stub(addr).Cancel(
+                node_pb2.NodeCancelRequest(job_id=job_id), timeout=self._cancel_timeout_s
+            )
+        except grpc.aio.AioRpcError as err:
+            raise NodeCallError(err.code(), err.details() or "") from None
+        return bool(response.cancelled)
+
+    async def reset(self, addr: str) -> None:
+        self._stubs.pop(addr, None)
+        channel = self._channels.pop(addr, None)
+        if channel is not None:
+            await channel.close()
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._stubs.clear()
+        for channel in channels:
+            await channel.close()
+
+
+async def follow_stream(
+    calls: NodeCalls,
+    addr: str,
+    request: node_pb2.NodeGenerateRequest,
+    on_progress: Callable[[common_pb2.Progress], None],
+    *,
+    first_event_s: float,
+    idle_s: float,
+) -> None:
+    """Read one dispatch's event stream to its end, passing each progress event on; NodeCallError when
+    the call fails or goes silent (then the call is cancelled and the channel dropped)."""
+    stream = calls.generate(addr, request)
+    bound = first_event_s
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(bound):  # not wait_for: it can swallow a cancel
+                    event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                # Cancelling the read cancelled the call; the connection is presumed dead.
+                await calls.reset(addr)
+                raise NodeCallError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"no event from the node for {bound:g} s (it sends one at once, then a "
+                    "heartbeat every 2 s): connection presumed dead, call cancelled",
+                ) from None
+            bound = idle_s
+            if event.HasField("progress"):
+                on_progress(event.progress)
+    finally:
+        await stream.aclose()
