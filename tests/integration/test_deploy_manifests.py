@@ -38,6 +38,8 @@ COORDINATOR_STOP_MARGIN_S = 5
 NODE_LOAD_BUDGET_S = 600
 
 SCRIPTS = {"node": "i2v-node", "coordinator": "i2v-coordinator"}
+# The tools pip installed beside this interpreter come first, as in scripts/test.sh.
+TOOL_PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 # Stand-ins for what the kubelet fills in (downward API) and systemd specifiers.
 FIELD_SAMPLES = {"metadata.name": "i2v-sample-0", "status.podIP": "10.0.0.7", "metadata.namespace": "i2v"}
 SPECIFIERS = {"%H": "gpuhost", "%i": "0", "%C": "/var/cache", "%%": "%"}
@@ -48,13 +50,13 @@ def tool_missing(*tools: str) -> str | None:
         if tool == "cloudcoil":
             if importlib.util.find_spec("cloudcoil") is None:
                 return "cloudcoil-models-prometheus-operator is not installed (pip)"
-        elif shutil.which(tool) is None:
+        elif shutil.which(tool, path=TOOL_PATH) is None:
             return f"{tool} is not on PATH"
     return None
 
 
 def run_check(name: str, out: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHON=sys.executable)
+    env = dict(os.environ, PYTHON=sys.executable, PATH=TOOL_PATH)
     if out is not None:
         env["I2V_DEPLOY_OUT"] = str(out)
     return subprocess.run(
@@ -419,10 +421,11 @@ def test_unit_stop_timeout_covers_the_drain(unit: str) -> None:
 def help_flags() -> dict[str, set[str]]:
     flags = {}
     for role, script in SCRIPTS.items():
-        if shutil.which(script) is None:
+        found = shutil.which(script, path=TOOL_PATH)
+        if found is None:
             pytest.skip(f"{script} is not on PATH (pip install the project)")
         out = subprocess.run(
-            [script, "--help"], capture_output=True, text=True, timeout=120, check=True
+            [found, "--help"], capture_output=True, text=True, timeout=120, check=True
         ).stdout
         flags[role] = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", out))
         assert "--listen" in flags[role], out
@@ -436,7 +439,8 @@ def used_flags(argv: list[str]) -> set[str]:
 def parses(script: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     """argparse converts and checks each value as it reaches it, and --help, last, exits 0 right
     there: so a wrong type or choice anywhere before it fails, without starting a server."""
-    return subprocess.run([script, *argv, "--help"], capture_output=True, text=True, timeout=120)
+    found = shutil.which(script, path=TOOL_PATH) or script
+    return subprocess.run([found, *argv, "--help"], capture_output=True, text=True, timeout=120)
 
 
 def test_manifest_flags_exist_and_parse(
