@@ -9,6 +9,7 @@ for the caller's own mistakes (INVALID_ARGUMENT).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -117,21 +118,11 @@ class RequestChecker:
 
 
 def job_spec(norm: Normalized, image: Image.Image) -> JobSpec:
-    """What the engine runs for a validated request."""
-    return JobSpec(
-        image=image,
-        prompt=norm.prompt,
-        negative_prompt=norm.negative_prompt,
-        width=norm.width,
-        height=norm.height,
-        frames=norm.frames,
-        fps=norm.fps,
-        steps=norm.steps,
-        guidance_scale=norm.guidance_scale,
-        seed=norm.seed,
-        allow_degrade=norm.allow_degrade,
-        return_frames=norm.return_frames,
-    )
+    """What the engine runs for a validated request: the normalised fields the engine knows, by name
+    (the model was chosen when the node loaded it), and the decoded image."""
+    known = {f.name for f in dataclasses.fields(JobSpec)}
+    fields = {f.name: getattr(norm, f.name) for f in dataclasses.fields(norm) if f.name in known}
+    return JobSpec(image=image, **fields)
 
 
 def profile_for(
