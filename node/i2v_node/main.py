@@ -14,8 +14,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
@@ -23,8 +24,8 @@ from i2v_common.logs import setup_logging
 from i2v_common.store_identity import StoreMismatch
 from i2v_contract.addresses import advertise
 from i2v_contract.keys import Keys
-from i2v_contract.kv import KVUnavailable
-from i2v_node.cluster import ClusterNode, join_cluster
+from i2v_contract.kv import KV, KVUnavailable
+from i2v_node.cluster import join_cluster
 from i2v_node.config import NodeConfig, parse_args
 from i2v_node.membership import DuplicateNode
 from i2v_node.server import NodeServer, StartupError
@@ -32,26 +33,41 @@ from i2v_node.server import NodeServer, StartupError
 log = logging.getLogger("i2v_node")
 
 
-async def serve(config: NodeConfig) -> int:
+class Leaver(Protocol):
+    async def leave(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Parts:
+    """How serve() makes the server, the etcd client and the cluster membership (tests pass fakes)."""
+
+    server: Callable[..., NodeServer] = NodeServer
+    etcd: Callable[[tuple[str, ...]], KV] = EtcdKV
+    join: Callable[..., Coroutine[Any, Any, Leaver]] = join_cluster
+
+
+async def serve(config: NodeConfig, parts: Parts = Parts()) -> int:
     """Run the node until SIGTERM/SIGINT: 0 after a clean stop, 1 when the model cannot load, 2 when
     the node cannot start or join its cluster."""
     stop = asyncio.Event()
     try:
         async with contextlib.AsyncExitStack() as cleanup:
-            return await _run(config, stop, cleanup)
+            return await _run(config, stop, cleanup, parts)
     except StartupError as err:
         log.error("%s", err)
         return 2
 
 
-async def _run(config: NodeConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack) -> int:
+async def _run(
+    config: NodeConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack, parts: Parts
+) -> int:
     """Open the parts in order; each registers its undo as it comes up, and the exit stack undoes
     them in reverse: drain, leave the cluster, stop gRPC, close etcd."""
     store = _open_store(config)
-    kv = EtcdKV(config.etcd) if config.etcd else None
+    kv = parts.etcd(config.etcd) if config.etcd else None
     if kv is not None:
         cleanup.push_async_callback(kv.close)
-    server = NodeServer(config, artifacts=store)
+    server = parts.server(config, artifacts=store)
     await server.start()
     cleanup.push_async_callback(server.close)
     loop = asyncio.get_running_loop()
@@ -61,8 +77,8 @@ async def _run(config: NodeConfig, stop: asyncio.Event, cleanup: contextlib.Asyn
     cleanup.push_async_callback(_cancel, load)
     if kv is not None:
         assert store is not None  # parse_args requires --artifacts with --etcd
-        joined = await _join(config, server, kv, store, stop)
-        if not isinstance(joined, ClusterNode):
+        joined = await _join(config, server, kv, store, stop, parts.join)
+        if isinstance(joined, int):
             return joined
         cleanup.push_async_callback(joined.leave)
     cleanup.push_async_callback(server.drain)
@@ -82,12 +98,17 @@ def _open_store(config: NodeConfig) -> ArtifactStore | None:
 
 
 async def _join(
-    config: NodeConfig, server: NodeServer, kv: EtcdKV, store: ArtifactStore, stop: asyncio.Event
-) -> ClusterNode | int:
+    config: NodeConfig,
+    server: NodeServer,
+    kv: KV,
+    store: ArtifactStore,
+    stop: asyncio.Event,
+    join: Callable[..., Coroutine[Any, Any, Leaver]],
+) -> Leaver | int:
     """Join the cluster while the model loads: the ClusterNode, or the exit code when a stop came
     first (0) or the cluster refused the node (2; nothing registered)."""
     joining = asyncio.create_task(
-        join_cluster(
+        join(
             server.servicer,
             kv,
             Keys(config.prefix),

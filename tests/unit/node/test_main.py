@@ -26,7 +26,7 @@ class Plan:
     events: list[str] = field(default_factory=list)
 
 
-def fakes(monkeypatch: pytest.MonkeyPatch, plan: Plan) -> None:
+def fakes(plan: Plan) -> main.Parts:
     class Server:
         def __init__(self, config: NodeConfig, *, artifacts: Any) -> None:
             self.servicer, self.address = object(), "127.0.0.1:1"
@@ -67,15 +67,12 @@ def fakes(monkeypatch: pytest.MonkeyPatch, plan: Plan) -> None:
             await asyncio.Event().wait()
         return Cluster()
 
-    monkeypatch.setattr(main, "NodeServer", Server)
-    monkeypatch.setattr(main, "EtcdKV", Kv)
-    monkeypatch.setattr(main, "ClusterNode", Cluster)
-    monkeypatch.setattr(main, "join_cluster", join_cluster)
+    return main.Parts(server=Server, etcd=Kv, join=join_cluster)
 
 
 async def run(config: NodeConfig, plan: Plan) -> int:
     async with main.contextlib.AsyncExitStack() as cleanup:
-        return await main._run(config, plan.stop, cleanup)
+        return await main._run(config, plan.stop, cleanup, fakes(plan))
 
 
 def cluster_args(tmp_path: Path) -> list[str]:
@@ -93,9 +90,8 @@ def cluster_args(tmp_path: Path) -> list[str]:
     ],
 )
 async def test_shutdown_order(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cluster: bool, plan: Plan, code: int, shutdown: list[str]
+    tmp_path: Path, cluster: bool, plan: Plan, code: int, shutdown: list[str]
 ) -> None:
-    fakes(monkeypatch, plan)
     config = parse_args(cluster_args(tmp_path) if cluster else ["--model", "tiny"])
     assert await run(config, plan) == code
     assert plan.events[0] == "start"
@@ -104,11 +100,10 @@ async def test_shutdown_order(
 
 
 async def test_an_unusable_store_exits_2_before_anything_starts(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     plan = Plan()
-    fakes(monkeypatch, plan)
     (tmp_path / "store").write_text("a file, not a directory")
-    assert await main.serve(parse_args(cluster_args(tmp_path))) == 2
+    assert await main.serve(parse_args(cluster_args(tmp_path)), fakes(plan)) == 2
     assert plan.events == []
     assert "cannot open artifact store" in caplog.text
