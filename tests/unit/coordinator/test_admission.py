@@ -119,7 +119,11 @@ async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_lon
         store.table.finished.clear()  # finished long ago: no longer in the leader's memory
         assert Counter(await submit_all(stub, MAX_QUEUE))["OK"] == MAX_QUEUE  # the queue is full now
         again = await stub.Submit(submit)
-        assert (again.job_id, again.created, again.state) == ("old-job", False, coordinator_pb2.JOB_CANCELLED)
+        assert (again.job_id, again.created, again.state) == (
+            "old-job",
+            False,
+            coordinator_pb2.JOB_STATE_CANCELLED,
+        )
         other = coordinator_pb2.SubmitRequest(request=request, request_id="new-job")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Submit(other)

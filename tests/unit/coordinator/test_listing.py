@@ -64,7 +64,7 @@ def test_state_filter(states: list[int], expected: frozenset[int]) -> None:
 
 @pytest.mark.parametrize("bad", [coordinator_pb2.JOB_STATE_UNSPECIFIED, 42])
 def test_state_filter_rejects_unknown_states(bad: int) -> None:
-    with pytest.raises(ValueError, match=r"states: .* JOB_QUEUED"):
+    with pytest.raises(ValueError, match=r"states: .* JOB_STATE_QUEUED"):
         state_filter([states.QUEUED, bad])
 
 
@@ -167,11 +167,13 @@ async def test_a_standby_lists_open_jobs_then_finished_ones_with_their_results()
     response = await servicer.ListJobs(coordinator_pb2.ListJobsRequest(), context)
     assert [j.job_id for j in response.jobs] == ["new", "old", "done"] and not response.next_page_token
     done = response.jobs[2]
-    assert done.state == coordinator_pb2.JOB_SUCCEEDED and done.result.artifact_uri == "file:///s/done.mp4"
+    assert (
+        done.state == coordinator_pb2.JOB_STATE_SUCCEEDED and done.result.artifact_uri == "file:///s/done.mp4"
+    )
     assert done.result.timings.total_s == 1.5 and not done.result.video
     assert done.request.prompt == "p" and not done.request.image
     filtered = await servicer.ListJobs(
-        coordinator_pb2.ListJobsRequest(states=[coordinator_pb2.JOB_QUEUED], limit=5), context
+        coordinator_pb2.ListJobsRequest(states=[coordinator_pb2.JOB_STATE_QUEUED], limit=5), context
     )
     assert [j.job_id for j in filtered.jobs] == ["old"] and not filtered.next_page_token
 
@@ -195,8 +197,8 @@ async def walk(servicer: CoordinatorServicer, **fields: Any) -> list[list[str]]:
         (3, [], [3, 3, 3, 3]),  # 2 open + 10 finished: the open ones share the first page
         (5, [], [5, 5, 2]),
         (20, [], [12]),
-        (4, [coordinator_pb2.JOB_FAILED], [2, 2, 1]),  # filtered within each bounded read: short pages
-        (1, [coordinator_pb2.JOB_RUNNING], [1]),  # only open states: history is never read
+        (4, [coordinator_pb2.JOB_STATE_FAILED], [2, 2, 1]),  # filtered within each bounded read: short pages
+        (1, [coordinator_pb2.JOB_STATE_RUNNING], [1]),  # only open states: history is never read
     ],
 )
 async def test_paging_walks_every_job_once_newest_first(
@@ -208,7 +210,7 @@ async def test_paging_walks_every_job_once_newest_first(
     listed = [j for p in pages for j in p]
     everything = ["new", "old", "done", *[f"f{i:03d}" for i in range(1, 10)]]
     wanted = {"RUNNING": ["new"], "FAILED": [f"f{i:03d}" for i in range(1, 10, 2)]}
-    names = [coordinator_pb2.JobState.Name(s).removeprefix("JOB_") for s in states]
+    names = [coordinator_pb2.JobState.Name(s).removeprefix("JOB_STATE_") for s in states]
     assert listed == (everything if not names else wanted[names[0]])
 
 

@@ -58,7 +58,7 @@ def test_cluster_commands_take_targets_from_the_environment() -> None:
     args = build_parser().parse_args(["jobs", "--state", "queued,running", "--limit", "5"])
     resolve_where(args, {"I2V_TARGETS": "c:1"})
     assert args.targets == ["c:1"] and args.limit == 5
-    assert args.state == [coordinator_pb2.JOB_QUEUED, coordinator_pb2.JOB_RUNNING]
+    assert args.state == [coordinator_pb2.JOB_STATE_QUEUED, coordinator_pb2.JOB_STATE_RUNNING]
 
 
 def test_missing_target_message_says_what_to_pass() -> None:
