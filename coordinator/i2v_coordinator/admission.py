@@ -25,7 +25,7 @@ import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
+from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
@@ -84,7 +84,7 @@ class Intake:
         *,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
-        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
     ) -> None:
         self._store = store
         self._nodes = nodes

@@ -32,7 +32,7 @@ import grpc
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, Limits
+from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, Limits
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
@@ -125,7 +125,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
-        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
     ) -> None:
         self._leadership = leadership
         self._registry = registry

@@ -28,6 +28,10 @@ from tests.fakes.client import FakeConnector, run_cli
             ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--frames", "-1"],
             id="negative-frames",
         ),
+        pytest.param(
+            ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--seed", str(2**64)],
+            id="seed-above-64-bits",
+        ),
         pytest.param([], id="no-subcommand"),
     ],
 )
@@ -66,3 +70,8 @@ def test_missing_target_message_says_what_to_pass() -> None:
     with pytest.raises(SystemExit):
         cli.main(["watch", "j1"], {}, FakeConnector(), out=out, err=err)
     assert "--target ADDR[,ADDR...] (or set I2V_TARGETS)" in err.getvalue()
+
+
+def test_a_seed_may_be_any_64_bit_value() -> None:
+    argv = ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--seed", str(2**64 - 1)]
+    assert build_parser().parse_args(argv).seed == 2**64 - 1
