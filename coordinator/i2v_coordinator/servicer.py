@@ -328,7 +328,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
         running = {r.view.node_id: r.job_id for r in self._store.table.active()}
-        nodes = statusview.node_infos(self._registry.snapshot(), running, self._dispatcher.node_health)
+        nodes = statusview.node_infos(
+            self._registry.snapshot(), running, self._dispatcher.node_health, self._registry.records()
+        )
         return coordinator_pb2.ListNodesResponse(nodes=nodes)
 
     async def ClusterStatus(

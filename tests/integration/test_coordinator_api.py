@@ -201,6 +201,8 @@ async def test_cluster_views_from_any_coordinator(cluster: Cluster) -> None:
         assert sorted(m.id for m in status.members) == ["c1", "c2"]
         assert [(t.tier, t.nodes) for t in status.tiers] == [(common_pb2.TIER_CPU, 1)]
         assert [n.node_id for n in nodes.nodes] == ["n1"] and nodes.nodes[0].model == "tiny"
+        # From the node's etcd record (this in-process node publishes version "test" and no device).
+        assert (nodes.nodes[0].version, nodes.nodes[0].gpu) == ("test", "")
 
 
 async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
