@@ -22,11 +22,13 @@ MIB = 1024**2
 
 
 class FieldError(ValueError):
-    """A request field is out of range. `message` names the field, the range and the fix."""
+    """A request field is out of range. `message` names the field, the range and the fix;
+    `description` is the same without the field's name."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.description = message
         self.message = f"{field}: {message}"
 
 

@@ -151,6 +151,9 @@ async def test_bad_requests_are_rejected_naming_the_field(
     with cluster.client() as client, pytest.raises(CallError) as err:
         await asyncio.to_thread(client.submit, request)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.message
+    # Beside the message, a google.rpc.BadRequest names the field for programs (any language).
+    assert [v.field for v in err.value.field_violations] == [field] and err.value.reason == "INVALID_FIELD"
+    assert err.value.message == f"{field}: {err.value.field_violations[0].description}"
 
 
 async def test_standby_answers_unavailable_with_the_leaders_address(cluster: Cluster) -> None:
