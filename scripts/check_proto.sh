@@ -37,6 +37,7 @@ check_proto__against() {
 
 check_proto() {
   local buf="${BUF:-$check_proto__root/node_modules/.bin/buf}" checks=("$@") failed=0 check against
+  local ran=()
   ((${#checks[@]})) || checks=(lint breaking)
   if [[ ! -x "$buf" ]] && ! command -v "$buf" >/dev/null; then
     if [[ "${I2V_PROTO_SKIP_MISSING:-0}" == 1 ]]; then
@@ -50,6 +51,7 @@ check_proto() {
     case "$check" in
       lint)
         (cd "$check_proto__root" && "$buf" lint) || failed=1
+        ran+=(lint)
         ;;
       breaking)
         if ! against="$(check_proto__against)"; then
@@ -59,6 +61,7 @@ check_proto() {
         fi
         echo "check_proto: breaking changes against ${against:0:12}" >&2
         (cd "$check_proto__root" && "$buf" breaking --against ".git#ref=$against,subdir=proto") || failed=1
+        ran+=(breaking)
         ;;
       *)
         echo "check_proto: unknown check $check (lint, breaking)" >&2
@@ -66,7 +69,7 @@ check_proto() {
         ;;
     esac
   done
-  ((failed == 0)) && echo "check_proto: ${checks[*]}: ok" >&2
+  ((failed == 0 && ${#ran[@]})) && echo "check_proto: ${ran[*]}: ok" >&2
   return "$failed"
 }
 

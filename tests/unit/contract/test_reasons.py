@@ -4,6 +4,7 @@ field becomes."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,10 @@ def test_a_field_error_names_its_field_in_a_violation_without_the_prefix() -> No
         {"field": "width"},
         (FieldViolation("width", "1002 is not a multiple of 8; use 64..1280 in steps of 8"),),
     )
+
+
+def test_every_reason_is_documented_in_the_protos_for_other_languages() -> None:
+    protos = Path(__file__).resolve().parents[3] / "proto" / "i2v_proto" / "v1"
+    text = " ".join((protos / f"{name}.proto").read_text() for name in ("coordinator", "node"))
+    documented = set(re.findall(r"\b[A-Z][A-Z_]+[A-Z]\b", " ".join(re.findall(r"//.*", text))))
+    assert {r.value for r in Reason} <= documented
