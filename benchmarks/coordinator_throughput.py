@@ -77,9 +77,11 @@ async def start_latency(stub: coordinator_pb2_grpc.CoordinatorStub, samples: int
         await stub.Submit(coordinator_pb2.SubmitRequest(request=req, request_id=job_id))
         seen = None
         async for event in stub.Watch(coordinator_pb2.WatchRequest(job_id=job_id)):
-            if seen is None and (event.state == coordinator_pb2.JOB_RUNNING or event.HasField("progress")):
+            if seen is None and (
+                event.state == coordinator_pb2.JOB_STATE_RUNNING or event.HasField("progress")
+            ):
                 seen = time.perf_counter() - started
-            if event.state in (coordinator_pb2.JOB_SUCCEEDED, coordinator_pb2.JOB_FAILED):
+            if event.state in (coordinator_pb2.JOB_STATE_SUCCEEDED, coordinator_pb2.JOB_STATE_FAILED):
                 break
         assert seen is not None, f"job {job_id} never started"
         out.append(seen)
@@ -98,7 +100,7 @@ async def overhead(
         ):
             final = event
         via.append(time.perf_counter() - started)
-        assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video, final
+        assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.video, final
         started = time.perf_counter()
         async for _event in node_stub.Generate(node_pb2.NodeGenerateRequest(request=req)):
             pass

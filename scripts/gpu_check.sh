@@ -29,6 +29,7 @@ NEEDED = {  # distribution: minimum version (None: any)
     # shipped in the wheel folder
     "diffusers": "0.32", "av": "12.0", "aetcd": "1.0", "pillow": "10.0", "protobuf": "6.31",
     "grpcio": "1.85.1", "grpcio-health-checking": "1.85.1", "grpcio-reflection": "1.85.1",
+    "grpcio-status": "1.85.1", "googleapis-common-protos": "1.5.5",
     "importlib-metadata": None, "zipp": None,
     "requests": None, "urllib3": None, "idna": None, "certifi": None, "charset-normalizer": None,
     # the host's own (a missing one is named, there is no wheel for it)

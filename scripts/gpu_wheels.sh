@@ -8,7 +8,8 @@
 # nvidia-ml-py, but not diffusers, av or aetcd. Also fetched: their dependencies that neither torch
 # nor transformers pulls in (Pillow, protobuf, importlib-metadata, zipp; requests, which diffusers
 # imports at start but a huggingface-hub 1.x stack no longer brings), the gRPC health and
-# reflection services, and grpcio itself in case the host's is older than our stubs need (1.85.1).
+# reflection services, grpcio-status (rich error details) with the google.rpc messages it needs,
+# and grpcio itself in case the host's is older than our stubs need (1.85.1).
 # I2V_WHEELS_SKIP="grpcio pillow" leaves out what the host is known to have (7 MiB each).
 # Versions are the ones the project's tests run with.
 set -euo pipefail
@@ -20,6 +21,7 @@ wanted=(
   importlib-metadata==10.2.0 zipp==4.1.2
   requests==2.34.2 urllib3==2.8.0 idna==3.20 certifi==2026.10.19.post1 charset-normalizer==3.5.3
   grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1
+  grpcio-status==1.85.1 googleapis-common-protos==1.76.0
 )
 packages=()
 for spec in "${wanted[@]}"; do

@@ -10,6 +10,8 @@ command -v etcd >/dev/null || need_apt+=(etcd-server)
 # promtool (alert rules) and systemd-analyze (unit files) for the deploy/ checks
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# npm: buf (scripts/check_proto.sh) ships through it
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   sudo_cmd=()
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
@@ -23,4 +25,7 @@ fi
 # the project's own range (torch>=2.4) then installs nothing more.
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "${I2V_TORCH:-torch==2.13.0}"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# buf, pinned in package.json / package-lock.json
+want_buf="$(node -p 'require("./package.json").devDependencies["@bufbuild/buf"]')"
+[[ "$(node_modules/.bin/buf --version 2>/dev/null)" == "$want_buf" ]] || npm ci --no-audit --no-fund --loglevel=error
 echo "set up: $(.venv/bin/python -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__)')"

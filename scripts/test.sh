@@ -12,6 +12,9 @@ ruff format --check .
 mypy contract/i2v_contract common/i2v_common client/i2v_client node/i2v_node coordinator/i2v_coordinator
 # The package dependency rules (pyproject.toml, [tool.importlinter]).
 PYTHONPATH="proto:contract:common:client:node:coordinator" lint-imports --no-cache
+# The wire contract: buf lint, and breaking changes against the previous commit.
+source scripts/check_proto.sh
+check_proto
 # Node subprocesses share two cores with the test runner: one torch thread each keeps runs steady.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 HF_HUB_OFFLINE=1 pytest "$@"

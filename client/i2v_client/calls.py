@@ -19,7 +19,7 @@ from i2v_contract.wire import common_pb2, coordinator_pb2
 
 def final_result(event: coordinator_pb2.JobEvent) -> common_pb2.Result:
     """The Result of a final event; CallError with the job's status code when it did not succeed."""
-    if event.state == coordinator_pb2.JOB_SUCCEEDED:
+    if event.state == coordinator_pb2.JOB_STATE_SUCCEEDED:
         return checked(event.result)
     code = to_grpc(event.error_code)
     state = state_name(event.state).lower()
@@ -27,8 +27,8 @@ def final_result(event: coordinator_pb2.JobEvent) -> common_pb2.Result:
 
 
 _STATE_STAGES = {
-    coordinator_pb2.JOB_QUEUED: common_pb2.STAGE_QUEUED,
-    coordinator_pb2.JOB_ASSIGNED: common_pb2.STAGE_ASSIGNED,
+    coordinator_pb2.JOB_STATE_QUEUED: common_pb2.STAGE_QUEUED,
+    coordinator_pb2.JOB_STATE_ASSIGNED: common_pb2.STAGE_ASSIGNED,
 }
 
 

@@ -71,7 +71,7 @@ def format_jobs(jobs: Sequence[coordinator_pb2.Job]) -> str:
     header = f"{'JOB':<32} {'STATE':<9} {'TRY':>3} {'NODE':<14} {'CREATED (UTC)':<20} {'TOOK':>7}  OUTCOME"
     lines = [header]
     for job in jobs:
-        if job.state == coordinator_pb2.JOB_SUCCEEDED:
+        if job.state == coordinator_pb2.JOB_STATE_SUCCEEDED:
             outcome = job.result.artifact_uri
         else:
             outcome = job.error.splitlines()[0][:80] if job.error else ""
@@ -107,7 +107,7 @@ def format_job(job: coordinator_pb2.Job) -> str:
     if job.node_id:
         line += f" on {job.node_id}"
     line += f", needs tier {tier_name(job.required_tier)}"
-    if job.state == coordinator_pb2.JOB_SUCCEEDED:
+    if job.state == coordinator_pb2.JOB_STATE_SUCCEEDED:
         r = job.result
         line += f"\nvideo: {r.artifact_uri} (sha256 {r.sha256[:12]})"
         line += (

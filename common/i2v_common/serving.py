@@ -1,5 +1,5 @@
 """What every server process exposes besides its own service: gRPC health (overall and per
-service) and reflection on the service port, and Prometheus /metrics over HTTP."""
+service) and reflection (v1 and v1alpha) on the service port, and Prometheus /metrics over HTTP."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from i2v_common import reflection
 from i2v_contract.addresses import format_address, parse_address
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -28,7 +28,7 @@ class RpcServer:
         self.server = grpc.aio.server(options=list(options))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((service, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server)
+        reflection.enable(self.server, (service, HEALTH_SERVICE))
 
     def bind(self, listen: str) -> str:
         """Listen on `listen` (port 0 picks one); the bound address. RuntimeError if it cannot."""

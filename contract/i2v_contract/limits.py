@@ -22,11 +22,13 @@ MIB = 1024**2
 
 
 class FieldError(ValueError):
-    """A request field is out of range. `message` names the field, the range and the fix."""
+    """A request field is out of range. `message` names the field, the range and the fix;
+    `description` is the same without the field's name."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.description = message
         self.message = f"{field}: {message}"
 
 
@@ -61,7 +63,13 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
-SEED_MAX = 2**63 - 1
+# Every value of the wire's uint64 is a seed: torch's generators take 0..2**64-1 as they are (CUDA's
+# Philox keys on all 64 bits, the CPU's Mersenne Twister on the low 32), so nothing is refused or
+# remapped and a seed renders the same as before the range grew.
+SEED_MAX = 2**64 - 1
+# Seeds drawn for requests that leave it unset stay below 2**63: nodes of earlier versions refused
+# larger ones, and a rolling upgrade mixes versions.
+RANDOM_SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,6 @@ def normalize_request(
             f"{guidance} is out of range; use {limits.min_guidance}..{limits.max_guidance} (0 = default)",
         )
     seed = req.seed if req.HasField("seed") else random_seed()
-    if not 0 <= seed <= SEED_MAX:
-        raise FieldError("seed", f"{seed} is out of range; use 0..{SEED_MAX} or leave it unset")
     return Normalized(
         prompt=_text("prompt", req.prompt, limits),
         negative_prompt=_text("negative_prompt", req.negative_prompt, limits),

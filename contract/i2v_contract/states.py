@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
-QUEUED: int = coordinator_pb2.JOB_QUEUED
-ASSIGNED: int = coordinator_pb2.JOB_ASSIGNED
-RUNNING: int = coordinator_pb2.JOB_RUNNING
-SUCCEEDED: int = coordinator_pb2.JOB_SUCCEEDED
-FAILED: int = coordinator_pb2.JOB_FAILED
-CANCELLED: int = coordinator_pb2.JOB_CANCELLED
+QUEUED: int = coordinator_pb2.JOB_STATE_QUEUED
+ASSIGNED: int = coordinator_pb2.JOB_STATE_ASSIGNED
+RUNNING: int = coordinator_pb2.JOB_STATE_RUNNING
+SUCCEEDED: int = coordinator_pb2.JOB_STATE_SUCCEEDED
+FAILED: int = coordinator_pb2.JOB_STATE_FAILED
+CANCELLED: int = coordinator_pb2.JOB_STATE_CANCELLED
 FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 ACTIVE_STATES = frozenset({ASSIGNED, RUNNING})
 
-_STATE_NAMES = {int(value): name.removeprefix("JOB_") for name, value in coordinator_pb2.JobState.items()}
+# Users have always seen QUEUED, RUNNING, ... (and STATE_UNSPECIFIED); the wire names gained the
+# JOB_STATE_ prefix, the printed names did not change.
+_STATE_NAMES = {
+    int(value): "STATE_UNSPECIFIED" if value == 0 else name.removeprefix("JOB_STATE_")
+    for name, value in coordinator_pb2.JobState.items()
+}
 _STAGE_NAMES = {int(value): name.removeprefix("STAGE_").lower() for name, value in common_pb2.Stage.items()}
 
 

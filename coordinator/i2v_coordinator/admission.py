@@ -25,13 +25,14 @@ import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits, Normalized, decode_image
+from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
+from i2v_contract.reasons import ErrorDetails, Reason, details, field_details
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import IdConflict, JobStore
 from i2v_coordinator.records import JobRecord, request_digest
-from i2v_coordinator.routing import JobNeed, NodeView, admit
+from i2v_coordinator.routing import Admission, AdmissionKind, JobNeed, NodeView, admit
 from i2v_coordinator.sizing import Adverts, ArchCache, job_need
 from i2v_coordinator.term import Term
 
@@ -42,12 +43,13 @@ _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
 
 
 class Refused(Exception):
-    """Submit is answered with `code` and `message`."""
+    """Submit is answered with `code` and `message`, and `details` beside them."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, details: ErrorDetails) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 class Nodes(Adverts, Protocol):
@@ -84,7 +86,7 @@ class Intake:
         *,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
-        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
     ) -> None:
         self._store = store
         self._nodes = nodes
@@ -100,11 +102,12 @@ class Intake:
         """The stored job and whether this call created it; Refused, or Fenced once `term` is over."""
         job_id = request.request_id or uuid.uuid4().hex
         if not _REQUEST_ID.match(job_id):
-            raise Refused(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request_id: {job_id[:40]!r} is not allowed; use 1-128 letters, digits, '.', '_' or '-' "
+            bad = FieldError(
+                "request_id",
+                f"{job_id[:40]!r} is not allowed; use 1-128 letters, digits, '.', '_' or '-' "
                 "starting with a letter or digit (a uuid4 hex is ideal), or leave it empty",
             )
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(bad), field_details(bad))
         digest = request_digest(request.request)
         existing = self._store.table.get(job_id)  # open, or finished here lately (older: store.submit)
         if existing is not None:
@@ -112,6 +115,7 @@ class Intake:
                 raise Refused(
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"request_id {job_id!r} already names a different request; use a new request_id",
+                    details(Reason.REQUEST_ID_CONFLICT, request_id=job_id),
                 )
             return existing, False
         gen = request.request
@@ -123,7 +127,7 @@ class Intake:
         need = job_need(job_id, norm, arch, nodes)
         admission = admit(need, nodes, self._queue.queue_depth() + self.admitting, self._queue.max_queue)
         if not admission.accepted:
-            return await self._refuse(job_id, digest, admission.message)
+            return await self._refuse(job_id, digest, admission)
         # No await between the check and the reservation: that is what makes the bound exact.
         self.admitting += 1
         try:
@@ -139,17 +143,19 @@ class Intake:
             await asyncio.to_thread(decode_image, gen.image, self._limits)
         except FieldError as err:
             log.info("submit %s rejected: %s", job_id, err)
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(err), field_details(err)) from None
         return norm
 
-    async def _refuse(self, job_id: str, digest: str, message: str) -> tuple[JobRecord, bool]:
+    async def _refuse(self, job_id: str, digest: str, admission: Admission) -> tuple[JobRecord, bool]:
         # A retried submit of a job finished long ago (no longer in memory) is answered, not refused.
         with contextlib.suppress(KVUnavailable, ValueError):
             finished = await self._store.fetch(job_id)
             if finished is not None and finished.digest == digest:
                 return finished, False
-        log.info("submit %s rejected: %s", job_id, message)
-        raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        log.info("submit %s rejected: %s", job_id, admission.message)
+        full = admission.kind is AdmissionKind.REJECT_QUEUE_FULL
+        reason = Reason.QUEUE_FULL if full else Reason.NO_NODE_FITS
+        raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, admission.message, details(reason))
 
     async def _store_job(
         self,
@@ -169,18 +175,24 @@ class Intake:
             raise Refused(
                 grpc.StatusCode.UNAVAILABLE,
                 f"cannot store the input image ({exc}); retry with the same request_id",
+                details(Reason.STORE_UNAVAILABLE),
             ) from None
         view = jobs.new_job(job_id, need.required_bytes, need.required_tier, norm.model, self._clock())
         record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
         try:
             stored, created = await self._store.submit(record, term.epoch)
         except IdConflict as err:
-            raise Refused(grpc.StatusCode.ALREADY_EXISTS, str(err)) from None
+            raise Refused(
+                grpc.StatusCode.ALREADY_EXISTS,
+                str(err),
+                details(Reason.REQUEST_ID_CONFLICT, request_id=job_id),
+            ) from None
         except KVUnavailable as err:
             raise Refused(
                 grpc.StatusCode.UNAVAILABLE,
                 f"etcd did not confirm the job ({err}); it may or may not be stored: "
                 "retry with the same request_id (idempotent)",
+                details(Reason.ETCD_UNAVAILABLE),
             ) from None
         log.info("submit %s %s: %s", job_id, "created" if created else "already known", admitted)
         self._queue.wake()

@@ -48,7 +48,7 @@ async def dispatch(
     def relay(progress: common_pb2.Progress) -> None:
         event = coordinator_pb2.JobEvent(
             job_id=view.job_id,
-            state=coordinator_pb2.JOB_RUNNING,
+            state=coordinator_pb2.JOB_STATE_RUNNING,
             attempt=view.attempt,
             node_id=node.node_id,
             progress=progress,

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from i2v_contract.keys import Keys
+from i2v_contract.limits import FieldError
 from i2v_contract.states import ACTIVE_STATES, QUEUED
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.jobstore import JobStore
@@ -25,22 +26,23 @@ _OPEN_STATES = frozenset({QUEUED, *ACTIVE_STATES})
 
 
 def list_limit(requested: int) -> int:
-    """ListJobsRequest.limit -> how many jobs to return; ValueError (INVALID_ARGUMENT) beyond the max."""
+    """ListJobsRequest.limit -> how many jobs to return; FieldError (INVALID_ARGUMENT) beyond the max."""
     if requested > LIST_JOBS_MAX:
-        raise ValueError(
-            f"limit: {requested} is above {LIST_JOBS_MAX}; ask for at most {LIST_JOBS_MAX} "
-            f"(0 means {LIST_JOBS_DEFAULT}) and narrow the list with states"
+        raise FieldError(
+            "limit",
+            f"{requested} is above {LIST_JOBS_MAX}; ask for at most {LIST_JOBS_MAX} "
+            f"(0 means {LIST_JOBS_DEFAULT}) and narrow the list with states",
         )
     return requested or LIST_JOBS_DEFAULT
 
 
 def state_filter(states: Sequence[int]) -> frozenset[int]:
-    """ListJobsRequest.states -> the states to keep (empty = all); ValueError on unknown values."""
+    """ListJobsRequest.states -> the states to keep (empty = all); FieldError on unknown values."""
     known = set(coordinator_pb2.JobState.values()) - {coordinator_pb2.JOB_STATE_UNSPECIFIED}
     bad = [s for s in states if s not in known]
     if bad:
         names = ", ".join(coordinator_pb2.JobState.Name(s) for s in sorted(known))
-        raise ValueError(f"states: {bad} are not job states; use any of {names}, or none for every state")
+        raise FieldError("states", f"{bad} are not job states; use any of {names}, or none for every state")
     return frozenset(states)
 
 
@@ -66,7 +68,7 @@ def page_token(phase: str, after: str) -> str:
 
 
 def parse_page_token(token: str, keys: Keys) -> tuple[str, str]:
-    """ListJobsRequest.page_token -> (phase, after); ValueError (INVALID_ARGUMENT) on anything else."""
+    """ListJobsRequest.page_token -> (phase, after); FieldError (INVALID_ARGUMENT) on anything else."""
     if not token:
         return OPEN, ""
     try:
@@ -76,9 +78,10 @@ def parse_page_token(token: str, keys: Keys) -> tuple[str, str]:
         if phase == HISTORY and after:
             keys.history_of(after)
     except (ValueError, TypeError, binascii.Error, UnicodeError):
-        raise ValueError(
-            f"page_token: {token[:40]!r} is not a token this service issued; pass a "
-            "ListJobsResponse.next_page_token unchanged, or leave it empty for the first page"
+        raise FieldError(
+            "page_token",
+            f"{token[:40]!r} is not a token this service issued; pass a "
+            "ListJobsResponse.next_page_token unchanged, or leave it empty for the first page",
         ) from None
     return phase, after
 

@@ -29,10 +29,12 @@ from typing import NoReturn, Protocol
 
 import grpc
 
+from i2v_common import errors
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, Limits
+from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits
+from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
@@ -125,7 +127,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
-        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
     ) -> None:
         self._leadership = leadership
         self._registry = registry
@@ -146,13 +148,16 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def _not_leader(self, context: grpc.aio.ServicerContext, why: str = "") -> NoReturn:
         me = self._leadership.member_id
         leader = self._leadership.leader
+        hint: tuple[tuple[str, str], ...] = ()
         if leader is not None and leader[0] != me and leader[1]:
-            context.set_trailing_metadata(((LEADER_ADDR_METADATA, leader[1]),))
+            hint = ((LEADER_ADDR_METADATA, leader[1]),)
             message = f"coordinator {me} is a standby; the leader is {leader[0]} at {leader[1]}"
+            detail = details(Reason.NOT_LEADER, leader_id=leader[0], leader_addr=leader[1])
         else:
             message = f"coordinator {me} does not lead and no leader is known yet; retry in a second"
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{message}{f' ({why})' if why else ''}")
-        raise AssertionError("abort returned")
+            detail = details(Reason.NO_LEADER)
+        message = f"{message}{f' ({why})' if why else ''}"
+        await errors.abort(context, grpc.StatusCode.UNAVAILABLE, message, detail, trailing_metadata=hint)
 
     async def _term(self, context: grpc.aio.ServicerContext) -> Term:
         """The term this coordinator leads and dispatches in; UNAVAILABLE (not the leader) otherwise."""
@@ -167,23 +172,32 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             try:
                 record = await self._store.fetch(job_id)
             except (KVUnavailable, ValueError) as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read job {job_id}: {exc}; retry")
+                await errors.abort(
+                    context,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"cannot read job {job_id}: {exc}; retry",
+                    details(Reason.ETCD_UNAVAILABLE),
+                )
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(job_id))
+            await self._not_found(job_id, context)
         assert record is not None
         return record
 
-    async def _not_found(self, job_id: str) -> str:
-        """NOT_FOUND's message: removed by retention (while its tombstone lasts), or never known."""
+    async def _not_found(self, job_id: str, context: grpc.aio.ServicerContext) -> NoReturn:
+        """NOT_FOUND: removed by retention (while its tombstone lasts), or never known."""
         tomb = None
         with contextlib.suppress(KVUnavailable, ValueError):
             tomb = await self._store.tombstone(job_id) if job_id else None
         if tomb is not None:
-            return (
+            message = (
                 f"job {job_id} finished at {_utc(tomb.finished_at)} and was removed by retention at "
                 f"{_utc(tomb.expired_at)} ({tomb.reason}); submit it again for a new result"
             )
-        return f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)"
+            detail = details(Reason.JOB_EXPIRED, job_id=job_id)
+        else:
+            message = f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)"
+            detail = details(Reason.JOB_NOT_FOUND, job_id=job_id)
+        await errors.abort(context, grpc.StatusCode.NOT_FOUND, message, detail)
 
     # --- Submit -----------------------------------------------------------------------------
 
@@ -194,8 +208,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         try:
             return await self._intake.submit(request, term)
         except Refused as err:
-            await context.abort(err.code, err.message)
-            raise AssertionError("abort returned") from None
+            await errors.abort(context, err.code, err.message, err.details)
         except Fenced as err:
             await self._not_leader(context, str(err))
 
@@ -291,15 +304,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         except Fenced as err:
             await self._not_leader(context, str(err))
         except KVUnavailable as err:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"etcd did not confirm the cancel ({err}); retry"
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"etcd did not confirm the cancel ({err}); retry",
+                details(Reason.ETCD_UNAVAILABLE),
             )
         if record is None:  # removed between the read above and the cancel
-            await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(request.job_id))
-        assert record is not None
+            await self._not_found(request.job_id, context)
         if record.view.state in (SUCCEEDED, FAILED):
             # Cancelling a cancelled job answers it again (a retried Cancel is idempotent).
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, finished_message(record.view))
+            await errors.abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                finished_message(record.view),
+                details(Reason.JOB_FINISHED, job_id=request.job_id, state=state_name(record.view.state)),
+            )
         return job_message(record, job_event(record, self._store.table))
 
     # --- cluster views (any coordinator) ----------------------------------------------------
@@ -311,13 +331,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             limit = listing.list_limit(request.limit)
             states = listing.state_filter(request.states)
             phase, after = listing.parse_page_token(request.page_token, self._store.keys)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except FieldError as exc:
+            await errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), field_details(exc))
         leading = self._leadership.epoch is not None
         try:
             records, token = await listing.list_page(self._store, leading, states, limit, phase, after)
         except (KVUnavailable, ValueError) as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read jobs from etcd: {exc}; retry")
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot read jobs from etcd: {exc}; retry",
+                details(Reason.ETCD_UNAVAILABLE),
+            )
         # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
         table = self._store.table
         return coordinator_pb2.ListJobsResponse(
@@ -328,7 +353,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
         running = {r.view.node_id: r.job_id for r in self._store.table.active()}
-        nodes = statusview.node_infos(self._registry.snapshot(), running, self._dispatcher.node_health)
+        nodes = statusview.node_infos(
+            self._registry.snapshot(), running, self._dispatcher.node_health, self._registry.records()
+        )
         return coordinator_pb2.ListNodesResponse(nodes=nodes)
 
     async def ClusterStatus(
@@ -340,7 +367,12 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             if self._leadership.epoch is None:
                 states = [r.view.state for r in await self._store.open_records()]
         except (KVUnavailable, ValueError) as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read cluster state from etcd: {exc}")
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot read cluster state from etcd: {exc}",
+                details(Reason.ETCD_UNAVAILABLE),
+            )
         return statusview.cluster_status(
             roster,
             states,

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
+from i2v_contract.keys import Keys, LeaderRecord, MemberRecord, NodeRecord
 from i2v_contract.kv import KeyValue
 from i2v_contract.states import ACTIVE_STATES, QUEUED
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -55,19 +55,26 @@ def roster_of(keys: Keys, leader: KeyValue | None, members: Iterable[KeyValue]) 
 
 
 def node_infos(
-    nodes: Iterable[NodeView], running: Mapping[str, str], health_of: HealthOf
+    nodes: Iterable[NodeView],
+    running: Mapping[str, str],
+    health_of: HealthOf,
+    records: Mapping[str, NodeRecord],
 ) -> list[coordinator_pb2.NodeInfo]:
-    """ListNodes: live nodes by id, with the job each runs (`running`: node id -> job id) and health."""
+    """ListNodes: live nodes by id, with the job each runs (`running`: node id -> job id), health, and
+    the device name and version from what each published (`records`, the registry's)."""
     infos = []
     for n in sorted(nodes, key=lambda n: n.node_id):
         if not n.alive:
             continue
         health, standing = health_of(n)
+        record = records.get(n.node_id)
         infos.append(
             coordinator_pb2.NodeInfo(
                 node_id=n.node_id,
                 addr=n.addr,
                 tier=common_pb2.Tier.ValueType(n.tier),
+                gpu=record.gpu if record else "",
+                version=record.version if record else "",
                 total_bytes=n.total_bytes,
                 free_bytes=n.free_bytes,
                 busy=n.busy,

@@ -23,6 +23,7 @@ from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.fencing import claim_txn
 from i2v_contract.keys import ResultRecord
 from i2v_contract.kv import Compacted, Compare, KVUnavailable, LeaseLost, Put
+from i2v_contract.reasons import Reason, details
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.hooks import JobRejected, JobReport, Stop
 from i2v_node.membership import Membership, Sleep
@@ -38,6 +39,7 @@ def _stale(request: node_pb2.NodeGenerateRequest) -> JobRejected:
         grpc.StatusCode.FAILED_PRECONDITION,
         f"stale dispatch: job {request.job_id} attempt {request.attempt} epoch {request.epoch} "
         "no longer current (leader changed or job reassigned); not started",
+        details(Reason.STALE_DISPATCH, job_id=request.job_id, attempt=str(request.attempt)),
     )
 
 
@@ -102,6 +104,7 @@ class ClusterHooks:
                 f"job {request.job_id}: epoch ({request.epoch}) and assign_revision "
                 f"({request.assign_revision}) must be > 0 for a dispatched job; only a coordinator "
                 "sets job_id, or leave job_id empty for a standalone run",
+                details(Reason.INVALID_DISPATCH, job_id=request.job_id),
             )
         if not self.m.accepting:
             raise JobRejected(grpc.StatusCode.UNAVAILABLE, f"{NOT_ACCEPTING} (node {self.m.node_id})")

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import grpc
 
+from i2v_contract.reasons import ErrorDetails
 from i2v_contract.wire import common_pb2, node_pb2
 
 Stop = Callable[[str], None]  # stop(why): end the running job without a result
@@ -22,10 +23,11 @@ Stop = Callable[[str], None]  # stop(why): end the running job without a result
 class JobRejected(Exception):
     """Raised by a JobHooks.before_run to refuse a job (e.g. a lost fenced claim)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, details: ErrorDetails | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 @dataclass(frozen=True)

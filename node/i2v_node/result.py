@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.reasons import ErrorDetails, Reason, details
+from i2v_contract.states import stage_name
 from i2v_contract.tiers import tier_name
 from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2
@@ -106,7 +108,7 @@ def classify(
         return Final(grpc.StatusCode.UNAVAILABLE, f"node stopped before job {job.job_id} ran", None)
     err = future.exception()
     if isinstance(err, Exception):
-        return Final(*failure(job, err, drain_grace_seconds), None)
+        return Final(*failure(job, err, drain_grace_seconds), None, failure_details(job, err))
     result, _ = future.result()
     if result.ByteSize() > max_result_bytes:
         return Final(
@@ -114,6 +116,7 @@ def classify(
             f"result is {result.ByteSize()} bytes, over this node's {max_result_bytes}-byte "
             "message limit; set return_frames=false, or use output_uri",
             None,
+            details(Reason.RESULT_TOO_LARGE, job_id=job.job_id),
         )
     return Final(grpc.StatusCode.OK, "", result)
 
@@ -129,6 +132,17 @@ def failure(job: RunningJob, err: Exception, drain_grace_seconds: float) -> tupl
     return grpc.StatusCode.INTERNAL, (
         f"internal error in job {job.job_id}: {type(err).__name__}; the node still serves, see its log"
     )
+
+
+def failure_details(job: RunningJob, err: Exception) -> ErrorDetails | None:
+    """The details beside failure()'s status, for the families i2v_contract.reasons names."""
+    if isinstance(err, OutOfMemoryExhausted):
+        return details(Reason.OUT_OF_MEMORY, job_id=job.job_id, stage=stage_name(err.stage))
+    if isinstance(err, Cancelled) and job.reason == CLAIM_GONE:
+        return details(Reason.CLAIM_GONE, job_id=job.job_id)
+    if isinstance(err, Cancelled) and job.reason == DRAIN:
+        return details(Reason.NODE_DRAINING, job_id=job.job_id)
+    return None
 
 
 def _cancelled(job: RunningJob, drain_grace_seconds: float) -> tuple[grpc.StatusCode, str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from i2v_contract.reasons import ErrorDetails
 from i2v_contract.wire import common_pb2, node_pb2
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,13 @@ DEADLINE_SLACK_S = 0.25
 
 @dataclass(frozen=True)
 class Final:
-    """How a job ended, as its caller sees it: the result, or a status code and message."""
+    """How a job ended, as its caller sees it: the result, or a status code and message (with the
+    details beside them, when it is one of the families i2v_contract.reasons names)."""
 
     code: grpc.StatusCode
     message: str
     result: common_pb2.Result | None
+    details: ErrorDetails | None = None
 
 
 @dataclass

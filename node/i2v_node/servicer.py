@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from i2v_common import errors
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import FieldError, Limits
+from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.gpu import MemoryMonitor, MemoryReading
@@ -141,7 +143,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             while not isinstance(item := await relay.next(), Final):
                 yield item
             if item.result is None:
-                await context.abort(item.code, item.message)
+                await errors.abort(context, item.code, item.message, item.details)
             yield common_pb2.GenerateEvent(result=item.result)
         except (asyncio.CancelledError, GeneratorExit):
             job.caller_gone()
@@ -159,18 +161,29 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         engine = self.state.engine
         if self.state.draining:
             self.metrics.job_done("unavailable")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "node is draining; retry on another node")
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "node is draining; retry on another node",
+                details(Reason.NODE_DRAINING, node_id=self.node_id),
+            )
         if engine is None:
             self.metrics.job_done("unavailable")
-            await context.abort(
+            await errors.abort(
+                context,
                 grpc.StatusCode.UNAVAILABLE,
                 "node is still loading its model; retry in a few seconds or use another node",
+                details(Reason.NODE_LOADING, node_id=self.node_id),
             )
-        assert engine is not None
         if (bad := dispatch_error(request)) is not None:
             self.metrics.job_done("invalid")
             log.info("rejected dispatch: %s", bad)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
+            await errors.abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                bad,
+                details(Reason.INVALID_DISPATCH, job_id=request.job_id),
+            )
         prepared: Prepared | None = None
         # A dispatched job is validated after its claim (in the slot), so bad input still gets a result.
         if not request.job_id:
@@ -179,7 +192,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             except FieldError as err:
                 self.metrics.job_done("invalid")
                 log.info("rejected request: %s", err)
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                await errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err), field_details(err))
             except NodeFault as err:
                 self.metrics.job_done("failed")
                 log.warning("refused a request: %s", err.message)
@@ -187,9 +200,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         if (running := self.slot.job) is not None:
             self.metrics.job_done("busy")
             log.info("refused a job: busy with %s", running.job_id)
-            await context.abort(
+            await errors.abort(
+                context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"node busy with job {running.job_id}; retry later or use another node",
+                details(Reason.NODE_BUSY, node_id=self.node_id, job_id=running.job_id),
             )
         return engine, prepared
 

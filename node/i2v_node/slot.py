@@ -26,6 +26,7 @@ from PIL import Image
 
 from i2v_common.artifacts import ArtifactStore
 from i2v_contract.limits import FieldError, Normalized
+from i2v_contract.reasons import field_details
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node import result as results
 from i2v_node.gpu import ProfileChoice
@@ -145,7 +146,7 @@ class JobSlot:
                 )
             except JobRejected as err:
                 log.info("job %s refused by before_run: %s", job.job_id, err.message)
-                final = Final(err.code, err.message, None)
+                final = Final(err.code, err.message, None, err.details)
                 return
             accepted = True
             if prepared is None:
@@ -173,7 +174,7 @@ class JobSlot:
         except FieldError as err:
             self.metrics.job_done("invalid")
             log.info("job %s rejected after its claim (a failed result follows): %s", job.job_id, err)
-            return Final(grpc.StatusCode.INVALID_ARGUMENT, str(err), None)
+            return Final(grpc.StatusCode.INVALID_ARGUMENT, str(err), None, field_details(err))
         except NodeFault as err:
             self.metrics.job_done("failed")
             log.warning("job %s cannot run here (a failed result follows): %s", job.job_id, err.message)

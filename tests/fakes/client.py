@@ -1,5 +1,6 @@
-"""Client-side doubles: a gRPC error as the stubs raise it, a coordinator stub source, a CLI
-connector handing out given clients, and the CLI run on them with captured output."""
+"""Client-side doubles: a gRPC error as the stubs raise it (with or without error details), a
+coordinator stub source, a CLI connector handing out given clients, and the CLI run on them with
+captured output."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 from i2v_client import cli
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2
@@ -38,6 +41,17 @@ class FakeRpcError(grpc.RpcError):  # type: ignore[misc]
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((LEADER_ADDR_METADATA, self._hint),) if self._hint else ()
+
+
+class DetailedRpcError(FakeRpcError):
+    """A failed call whose trailer carries `status` (a google.rpc.Status) as a server sends it."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, status: status_pb2.Status) -> None:
+        super().__init__(code, message)
+        self._trailer = tuple(rpc_status.to_status(status).trailing_metadata)
+
+    def trailing_metadata(self) -> Any:
+        return self._trailer
 
 
 class FakeStubs:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from i2v_contract.fencing import claim_txn
-from i2v_contract.keys import Keys, ResultRecord
+from i2v_contract.keys import Keys, NodeRecord, ResultRecord
 from i2v_contract.kv import Compare, Put
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_coordinator import jobs
@@ -113,6 +113,10 @@ class FakeRegistry:
 
     def snapshot(self) -> tuple[NodeView, ...]:
         return self.nodes
+
+    def records(self) -> dict[str, NodeRecord]:
+        """What the nodes published: nothing beyond their views here."""
+        return {}
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)

@@ -97,12 +97,12 @@ async def test_generate_runs_on_the_node_and_returns_the_video_once(cluster: Clu
     with cluster.client(cluster.standby.addr, cluster.leader.addr) as client:
         final = await asyncio.to_thread(client.generate, tiny_request(), events.append, request_id="gen-1")
     result = final_result(final)
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.node_id == "n1"
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.node_id == "n1"
     assert result.video and hashlib.sha256(result.video).hexdigest() == result.sha256
     assert result.artifact_uri.endswith("/jobs/gen-1/attempt-1.mp4")
     assert cluster.artifacts.get(result.artifact_uri) == result.video
     states = [e.state for e in events]
-    assert states[0] == coordinator_pb2.JOB_QUEUED and coordinator_pb2.JOB_ASSIGNED in states
+    assert states[0] == coordinator_pb2.JOB_STATE_QUEUED and coordinator_pb2.JOB_STATE_ASSIGNED in states
     steps = [e.progress.step for e in events if e.progress.stage == common_pb2.STAGE_DENOISE]
     assert steps and max(steps) == 2
     finished = await cluster.finished("gen-1")
@@ -110,7 +110,7 @@ async def test_generate_runs_on_the_node_and_returns_the_video_once(cluster: Clu
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)
     with cluster.client() as client:
         job = await asyncio.to_thread(client.get, "gen-1")
-    assert job.state == coordinator_pb2.JOB_SUCCEEDED and job.result.artifact_uri == result.artifact_uri
+    assert job.state == coordinator_pb2.JOB_STATE_SUCCEEDED and job.result.artifact_uri == result.artifact_uri
     assert job.request.seed == 3 and not job.request.image and job.request.image_uri == job.input_uri
 
 
@@ -125,9 +125,9 @@ async def test_submit_is_idempotent_on_request_id(cluster: Cluster) -> None:
         finished = await asyncio.to_thread(client.submit, tiny_request(), request_id="idem-1")
     assert first.created and not again.created and first.job_id == again.job_id == "idem-1"
     # Resent after it finished: the same (finished) job, not a second run.
-    assert not finished.created and finished.state == coordinator_pb2.JOB_SUCCEEDED
+    assert not finished.created and finished.state == coordinator_pb2.JOB_STATE_SUCCEEDED
     assert conflict.value.code == grpc.StatusCode.ALREADY_EXISTS
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.artifact_uri
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.artifact_uri
     assert not final.result.video  # Watch names the artifact; only Generate inlines it
     jobs_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.jobs)
     done_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.done)
@@ -151,6 +151,9 @@ async def test_bad_requests_are_rejected_naming_the_field(
     with cluster.client() as client, pytest.raises(CallError) as err:
         await asyncio.to_thread(client.submit, request)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in err.value.message
+    # Beside the message, a google.rpc.BadRequest names the field for programs (any language).
+    assert [v.field for v in err.value.field_violations] == [field] and err.value.reason == "INVALID_FIELD"
+    assert err.value.message == f"{field}: {err.value.field_violations[0].description}"
 
 
 async def test_standby_answers_unavailable_with_the_leaders_address(cluster: Cluster) -> None:
@@ -169,13 +172,13 @@ async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:
         await asyncio.to_thread(client.submit, tiny_request(steps=200), request_id="cancel-1")
         for _ in range(300):
             job = await asyncio.to_thread(client.get, "cancel-1")
-            if job.state == coordinator_pb2.JOB_RUNNING:
+            if job.state == coordinator_pb2.JOB_STATE_RUNNING:
                 break
             await asyncio.sleep(0.05)
-        assert job.state == coordinator_pb2.JOB_RUNNING
+        assert job.state == coordinator_pb2.JOB_STATE_RUNNING
         cancelled = await asyncio.to_thread(client.cancel, "cancel-1")
         final = await asyncio.to_thread(client.watch, "cancel-1")
-    assert cancelled.state == coordinator_pb2.JOB_CANCELLED == final.state
+    assert cancelled.state == coordinator_pb2.JOB_STATE_CANCELLED == final.state
     assert final.error_code == grpc.StatusCode.CANCELLED.value[0]
     for _ in range(200):  # the node stops within a step
         if cluster.node.server.servicer.job is None:
@@ -186,7 +189,7 @@ async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:
     assert await cluster.leader.kv.get(cluster.keys.claim("cancel-1", 1)) is None
     assert await cluster.leader.kv.get(cluster.keys.job("cancel-1")) is None
     finished = await cluster.finished("cancel-1")
-    assert finished.view.state == coordinator_pb2.JOB_CANCELLED
+    assert finished.view.state == coordinator_pb2.JOB_STATE_CANCELLED
     # ... and the node, whose claim went, wrote no result for the attempt.
     assert await count_prefix(cluster.leader.kv, cluster.keys.results_of("cancel-1")) == 0
 
@@ -201,6 +204,8 @@ async def test_cluster_views_from_any_coordinator(cluster: Cluster) -> None:
         assert sorted(m.id for m in status.members) == ["c1", "c2"]
         assert [(t.tier, t.nodes) for t in status.tiers] == [(common_pb2.TIER_CPU, 1)]
         assert [n.node_id for n in nodes.nodes] == ["n1"] and nodes.nodes[0].model == "tiny"
+        # From the node's etcd record (this in-process node publishes version "test" and no device).
+        assert (nodes.nodes[0].version, nodes.nodes[0].gpu) == ("test", "")
 
 
 async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
@@ -217,7 +222,7 @@ async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
         await old.stop()  # resigns: the standby takes over while the node keeps running the job
         cluster.coordinators.remove(old)
         final = await asyncio.wait_for(task, 120)
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.video
     finished = await cluster.finished("ho-1")
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
 
@@ -256,5 +261,5 @@ async def test_a_frozen_first_target_is_left_within_the_deadline_and_the_idle_bo
     print(f"frozen first target: unary call took {unary_s:.2f} s, watch {watch_s:.2f} s")
     assert submitted.job_id == "frozen-1" and unary_suspects == {frozen}
     assert policy.call_timeout_s <= unary_s < policy.call_timeout_s + 2.0
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED and watch_suspects == {frozen}
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and watch_suspects == {frozen}
     assert policy.idle_timeout_s <= watch_s < policy.idle_timeout_s + 5.0

@@ -109,7 +109,7 @@ class Standby:
 
 
 class Context:
-    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: object = ()) -> NoReturn:
         raise AssertionError(f"{code.name}: {details}")
 
 

@@ -11,6 +11,7 @@ from i2v_client.cli.context import Listing
 from i2v_client.cli.generate import cmd_generate
 from i2v_client.failover import parse_targets
 from i2v_client.text import parse_states
+from i2v_contract.limits import SEED_MAX
 
 TARGETS_ENV = "I2V_TARGETS"
 
@@ -19,6 +20,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is above {SEED_MAX} (the largest 64-bit seed)")
     return value
 
 
@@ -78,7 +86,7 @@ def _add_generate(
     gen.add_argument("--fps", type=_non_negative_int, default=0)
     gen.add_argument("--steps", type=_non_negative_int, default=0, help="denoising steps")
     gen.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale")
-    gen.add_argument("--seed", type=_non_negative_int, default=None, help="default: random (printed)")
+    gen.add_argument("--seed", type=_seed, default=None, help="default: random (printed)")
     gen.add_argument("--model", default="", help="model the server must serve (default: any)")
     gen.add_argument(
         "--allow-degrade",

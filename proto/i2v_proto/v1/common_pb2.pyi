@@ -121,7 +121,7 @@ class GenerationRequest(_message.Message):
     guidance_scale: _builtins.float
     """0 = node default"""
     seed: _builtins.int
-    """unset = random (the result reports the seed used)"""
+    """any uint64; unset = random (the result reports the seed used)"""
     allow_degrade: _builtins.bool
     """May the node reduce resolution, frames or steps when memory does not allow the request?
     Quality-neutral memory savings are always allowed.

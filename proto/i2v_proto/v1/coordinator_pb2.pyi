@@ -27,22 +27,25 @@ class _JobState:
 class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     JOB_STATE_UNSPECIFIED: _JobState.ValueType  # 0
-    JOB_QUEUED: _JobState.ValueType  # 1
-    JOB_ASSIGNED: _JobState.ValueType  # 2
-    JOB_RUNNING: _JobState.ValueType  # 3
-    JOB_SUCCEEDED: _JobState.ValueType  # 4
-    JOB_FAILED: _JobState.ValueType  # 5
-    JOB_CANCELLED: _JobState.ValueType  # 6
+    JOB_STATE_QUEUED: _JobState.ValueType  # 1
+    JOB_STATE_ASSIGNED: _JobState.ValueType  # 2
+    JOB_STATE_RUNNING: _JobState.ValueType  # 3
+    JOB_STATE_SUCCEEDED: _JobState.ValueType  # 4
+    JOB_STATE_FAILED: _JobState.ValueType  # 5
+    JOB_STATE_CANCELLED: _JobState.ValueType  # 6
 
-class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper): ...
+class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper):
+    """Renamed from JOB_QUEUED etc. to the style guide's JOB_STATE_ prefix with the same numbers: the
+    binary wire and the etcd records (which store numbers) are unchanged.
+    """
 
 JOB_STATE_UNSPECIFIED: JobState.ValueType  # 0
-JOB_QUEUED: JobState.ValueType  # 1
-JOB_ASSIGNED: JobState.ValueType  # 2
-JOB_RUNNING: JobState.ValueType  # 3
-JOB_SUCCEEDED: JobState.ValueType  # 4
-JOB_FAILED: JobState.ValueType  # 5
-JOB_CANCELLED: JobState.ValueType  # 6
+JOB_STATE_QUEUED: JobState.ValueType  # 1
+JOB_STATE_ASSIGNED: JobState.ValueType  # 2
+JOB_STATE_RUNNING: JobState.ValueType  # 3
+JOB_STATE_SUCCEEDED: JobState.ValueType  # 4
+JOB_STATE_FAILED: JobState.ValueType  # 5
+JOB_STATE_CANCELLED: JobState.ValueType  # 6
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 @_typing.final

@@ -26,7 +26,12 @@ if _version_not_supported:
 
 
 class CoordinatorStub:
-    """Missing associated documentation comment in .proto file."""
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
+    INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -77,7 +82,12 @@ class CoordinatorStub:
 
 
 class CoordinatorServicer:
-    """Missing associated documentation comment in .proto file."""
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
+    INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
 
     def Submit(self, request, context):
         """Durably queues a job. Idempotent on request_id. A standby answers UNAVAILABLE naming the leader.
@@ -183,7 +193,12 @@ def add_CoordinatorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Coordinator:
-    """Missing associated documentation comment in .proto file."""
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
+    INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
 
     @staticmethod
     def Submit(request,

@@ -27,6 +27,13 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CoordinatorStub:
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
+    INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -46,6 +53,13 @@ class CoordinatorStub:
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
+    INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Submit: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.SubmitResponse]  # type: ignore[assignment]
     """Durably queues a job. Idempotent on request_id. A standby answers UNAVAILABLE naming the leader."""
@@ -61,6 +75,13 @@ class CoordinatorAsyncStub(CoordinatorStub):
     ClusterStatus: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]  # type: ignore[assignment]
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
+    INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
+
     @_abc_1.abstractmethod
     def Submit(
         self,

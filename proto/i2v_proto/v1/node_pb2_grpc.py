@@ -27,7 +27,11 @@ if _version_not_supported:
 
 
 class NodeStub:
-    """Missing associated documentation comment in .proto file."""
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
+    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -53,7 +57,11 @@ class NodeStub:
 
 
 class NodeServicer:
-    """Missing associated documentation comment in .proto file."""
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
+    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
 
     def Generate(self, request, context):
         """Runs one job, streaming progress and ending with the result. A busy node answers
@@ -102,7 +110,11 @@ def add_NodeServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Node:
-    """Missing associated documentation comment in .proto file."""
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
+    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
 
     @staticmethod
     def Generate(request,

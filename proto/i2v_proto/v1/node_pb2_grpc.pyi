@@ -28,6 +28,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class NodeStub:
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
+    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -41,6 +47,12 @@ class NodeStub:
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
+    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Generate: _aio.UnaryStreamMultiCallable[_node_pb2.NodeGenerateRequest, _common_pb2.GenerateEvent]  # type: ignore[assignment]
     """Runs one job, streaming progress and ending with the result. A busy node answers
@@ -50,6 +62,12 @@ class NodeAsyncStub(NodeStub):
     Status: _aio.UnaryUnaryMultiCallable[_node_pb2.NodeStatusRequest, _node_pb2.NodeStatus]  # type: ignore[assignment]
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
+    """A failed call keeps its status code and message and carries google.rpc details beside them:
+    ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
+    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    """
+
     @_abc_1.abstractmethod
     def Generate(
         self,

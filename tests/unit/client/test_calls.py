@@ -10,7 +10,7 @@ from tests.fakes.clock import ManualClock
 
 def test_final_result_of_a_failed_job_raises_its_status() -> None:
     event = coordinator_pb2.JobEvent(
-        job_id="j", state=coordinator_pb2.JOB_FAILED, error="out of memory on n1", error_code=8
+        job_id="j", state=coordinator_pb2.JOB_STATE_FAILED, error="out of memory on n1", error_code=8
     )
     with pytest.raises(CallError) as err:
         final_result(event)
@@ -21,7 +21,7 @@ def test_final_result_of_a_failed_job_raises_its_status() -> None:
 
 
 def test_final_result_checks_the_inline_video() -> None:
-    ok = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    ok = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
     ok.result.video = b"mp4"
     assert final_result(ok).video == b"mp4"
     ok.result.sha256 = "0" * 64
@@ -35,10 +35,12 @@ def test_progress_line_turns_states_into_stages_and_pauses_into_notes() -> None:
     clock = ManualClock(10.0)
     line = ProgressLine(shown.append, clock)
     clock.advance(1.5)
-    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_QUEUED))
-    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_RUNNING))  # no progress: nothing to show
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_STATE_QUEUED))
+    line.event(
+        coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_STATE_RUNNING)
+    )  # no progress: nothing to show
     denoise = common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=3, total_steps=5)
-    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_RUNNING, progress=denoise))
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_STATE_RUNNING, progress=denoise))
     line.pause("a:1 answered UNAVAILABLE; re-attaching via b:2")
     assert [(p.stage, p.step, p.message) for p in shown] == [
         (common_pb2.STAGE_QUEUED, 0, ""),
@@ -51,5 +53,5 @@ def test_progress_line_turns_states_into_stages_and_pauses_into_notes() -> None:
 def test_progress_line_ignores_heartbeats() -> None:
     shown: list[common_pb2.Progress] = []
     line = ProgressLine(shown.append, ManualClock(0.0))
-    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_QUEUED, heartbeat=True))
+    line.event(coordinator_pb2.JobEvent(state=coordinator_pb2.JOB_STATE_QUEUED, heartbeat=True))
     assert shown == []

@@ -38,11 +38,11 @@ def _page(ids: list[str], token: str) -> coordinator_pb2.ListJobsResponse:
 
 def test_list_jobs_sends_states_limit_and_token_and_returns_jobs_with_the_next_token() -> None:
     client, stub = _paged_client({"t1": _page(["j3", "j2"], "t2")})
-    page = client.list_jobs([coordinator_pb2.JOB_SUCCEEDED], 2, "t1")
+    page = client.list_jobs([coordinator_pb2.JOB_STATE_SUCCEEDED], 2, "t1")
     assert [j.job_id for j in page.jobs] == ["j3", "j2"] and page.next_page_token == "t2"
     (request,) = stub.requests
     assert (list(request.states), request.limit, request.page_token) == (
-        [coordinator_pb2.JOB_SUCCEEDED],
+        [coordinator_pb2.JOB_STATE_SUCCEEDED],
         2,
         "t1",
     )

@@ -38,16 +38,20 @@ class _Stream:
 
 def test_a_broken_stream_is_a_pause_then_re_attaches_to_the_next_target() -> None:
     failover = _failover(clock=ManualClock(0.0))
-    running = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_RUNNING)
-    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    running = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_RUNNING)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
     streams = iter([_Stream([running], fail=True), _Stream([running, done], fail=False)])
     seen: list[int] = []
     pauses: list[str] = []
     final = follow(
         failover, "watch j", lambda stub: next(streams), lambda e: seen.append(e.state), None, pauses.append
     )
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED
-    assert seen == [coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_SUCCEEDED]
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED
+    assert seen == [
+        coordinator_pb2.JOB_STATE_RUNNING,
+        coordinator_pb2.JOB_STATE_RUNNING,
+        coordinator_pb2.JOB_STATE_SUCCEEDED,
+    ]
     assert pauses == ["a:1 answered UNAVAILABLE; re-attaching via b:2"]
 
 
@@ -77,8 +81,10 @@ class _Beating:
         end = time.monotonic() + self.for_s
         while time.monotonic() < end:
             time.sleep(self.every_s)
-            yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_RUNNING, heartbeat=True)
-        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+            yield coordinator_pb2.JobEvent(
+                job_id="j", state=coordinator_pb2.JOB_STATE_RUNNING, heartbeat=True
+            )
+        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
 
     def cancel(self) -> None:
         return None
@@ -86,8 +92,8 @@ class _Beating:
 
 def test_a_silent_stream_is_cancelled_and_the_job_re_attached_elsewhere() -> None:
     failover = _failover(RetryPolicy(idle_timeout_s=0.3, suspect_s=60.0))
-    running = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_RUNNING)
-    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    running = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_RUNNING)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
     frozen = _Frozen([running])
     # b is still a standby that names the frozen a as leader; the client must not go back there.
     hinting = _Stream([], fail=True)
@@ -103,7 +109,7 @@ def test_a_silent_stream_is_cancelled_and_the_job_re_attached_elsewhere() -> Non
     started = time.monotonic()
     final = follow(failover, "watch j", open_stream, None, None, pauses.append)  # type: ignore[arg-type]
     took = time.monotonic() - started
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED
     assert frozen.cancelled.is_set() and 0.3 <= took < 2.0
     assert opened_on == ["a:1", "b:2", "b:2"]
     assert failover.suspects() == {"a:1"}
@@ -117,8 +123,8 @@ def test_heartbeats_keep_a_quiet_stream_open_and_never_reach_on_event() -> None:
     final = follow(
         failover, "watch j", lambda stub: _Beating(every_s=0.05, for_s=0.9), seen.append, None, pauses.append
     )
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED
-    assert [e.state for e in seen] == [coordinator_pb2.JOB_SUCCEEDED] and not pauses
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED
+    assert [e.state for e in seen] == [coordinator_pb2.JOB_STATE_SUCCEEDED] and not pauses
     assert failover.target == "a:1" and not failover.suspects()
 
 
@@ -132,7 +138,7 @@ class _Slow:
     def __iter__(self) -> Iterator[coordinator_pb2.JobEvent]:
         if self.cancelled.wait(self.first_after_s):
             raise FakeRpcError(grpc.StatusCode.CANCELLED, "Locally cancelled by application!")
-        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+        yield coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -147,7 +153,7 @@ class _Slow:
 )
 def test_the_first_message_may_wait_for_the_upload(first_extra_s: float, streams_opened: int) -> None:
     failover = _failover(RetryPolicy(idle_timeout_s=0.3))
-    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED)
+    done = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
     streams = iter([_Slow(first_after_s=0.5), _Stream([done], fail=False)])
     opened: list[str] = []
 
@@ -156,4 +162,4 @@ def test_the_first_message_may_wait_for_the_upload(first_extra_s: float, streams
         return next(streams)
 
     final = follow(failover, "job j", open_stream, None, None, first_extra_s=first_extra_s)  # type: ignore[arg-type]
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED and len(opened) == streams_opened
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and len(opened) == streams_opened

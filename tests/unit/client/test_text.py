@@ -28,17 +28,17 @@ def test_formatting_for_the_cli() -> None:
     lines = format_nodes(coordinator_pb2.ListNodesResponse(nodes=[cooling, healthy])).splitlines()
     assert lines[0].endswith("  cooling down 4s after 2 failed: not claimed within 10 s")
     assert lines[1].endswith("idle  ")  # cooldown over: nothing to flag
-    job = coordinator_pb2.Job(job_id="j", state=coordinator_pb2.JOB_FAILED, attempt=2, error="boom")
+    job = coordinator_pb2.Job(job_id="j", state=coordinator_pb2.JOB_STATE_FAILED, attempt=2, error="boom")
     assert format_job(job).splitlines() == ["j failed attempt 2, needs tier unspecified", "error: boom"]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("queued", [coordinator_pb2.JOB_QUEUED], id="one"),
+        pytest.param("queued", [coordinator_pb2.JOB_STATE_QUEUED], id="one"),
         pytest.param(
             " Running,queued,running ",
-            [coordinator_pb2.JOB_RUNNING, coordinator_pb2.JOB_QUEUED],
+            [coordinator_pb2.JOB_STATE_RUNNING, coordinator_pb2.JOB_STATE_QUEUED],
             id="case-spaces-and-duplicates",
         ),
         pytest.param("succeeded,failed,cancelled", [4, 5, 6], id="the-final-states"),
@@ -64,11 +64,13 @@ def test_parse_states_names_the_allowed_words(text: str) -> None:
 def test_format_jobs() -> None:
     assert format_jobs([]) == "no jobs"
     done = coordinator_pb2.Job(
-        job_id="j1", state=coordinator_pb2.JOB_SUCCEEDED, attempt=2, node_id="n1", created_at=86400.0,
+        job_id="j1", state=coordinator_pb2.JOB_STATE_SUCCEEDED, attempt=2, node_id="n1", created_at=86400.0,
         finished_at=86403.25,
     )  # fmt: skip
     done.result.artifact_uri = "file:///s/j1.mp4"
-    failed = coordinator_pb2.Job(job_id="j0", state=coordinator_pb2.JOB_FAILED, attempt=1, error="oom\nmore")
+    failed = coordinator_pb2.Job(
+        job_id="j0", state=coordinator_pb2.JOB_STATE_FAILED, attempt=1, error="oom\nmore"
+    )
     lines = format_jobs([done, failed]).splitlines()
     assert lines[0].split()[:3] == ["JOB", "STATE", "TRY"]
     assert lines[1].split() == [
@@ -86,7 +88,7 @@ def test_format_jobs() -> None:
 
 def test_format_job_of_a_success_says_what_was_produced() -> None:
     job = coordinator_pb2.Job(
-        job_id="j", state=coordinator_pb2.JOB_SUCCEEDED, attempt=1, created_at=1, finished_at=3
+        job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED, attempt=1, created_at=1, finished_at=3
     )
     job.result.MergeFrom(
         common_pb2.Result(

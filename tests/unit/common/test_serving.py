@@ -63,7 +63,12 @@ async def test_reflection_lists_the_service_health_and_reflection(
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
     )
     names = {s.name async for reply in call for s in reply.list_services_response.service}
-    assert names == {SERVICE, HEALTH_SERVICE, "grpc.reflection.v1alpha.ServerReflection"}
+    assert names == {
+        SERVICE,
+        HEALTH_SERVICE,
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
     assert HEALTH_SERVICE == "grpc.health.v1.Health"
 
 

@@ -56,6 +56,20 @@ def test_explicit_in_range_values_pass_through() -> None:
 
 
 @pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(0, id="zero"),
+        pytest.param(2**63 - 1, id="largest-int64"),
+        pytest.param(2**63, id="above-int64"),
+        pytest.param(SEED_MAX, id="largest-uint64"),
+    ],
+)
+def test_every_uint64_seed_is_accepted_as_it_is(seed: int) -> None:
+    assert SEED_MAX == 2**64 - 1
+    assert _normalize(seed=seed).seed == seed
+
+
+@pytest.mark.parametrize(
     ("fields", "field", "words"),
     [
         pytest.param(
@@ -72,7 +86,6 @@ def test_explicit_in_range_values_pass_through() -> None:
         pytest.param({"guidance_scale": 0.5}, "guidance_scale", "use 1.0..30.0", id="guidance-below-min"),
         pytest.param({"guidance_scale": 31.0}, "guidance_scale", "use 1.0..30.0", id="guidance-above-max"),
         pytest.param({"guidance_scale": float("nan")}, "guidance_scale", "out of range", id="guidance-nan"),
-        pytest.param({"seed": SEED_MAX + 1}, "seed", "use 0..", id="seed-above-max"),
         pytest.param({"prompt": "x" * 2001}, "prompt", "at most 2000", id="prompt-too-long"),
         pytest.param(
             {"negative_prompt": "x" * 2001}, "negative_prompt", "at most 2000", id="negative-prompt-too-long"

@@ -13,12 +13,12 @@ from i2v_contract.wire import common_pb2, coordinator_pb2
     ("state", "name"),
     [
         pytest.param(coordinator_pb2.JOB_STATE_UNSPECIFIED, "STATE_UNSPECIFIED", id="unspecified"),
-        pytest.param(coordinator_pb2.JOB_QUEUED, "QUEUED", id="queued"),
-        pytest.param(coordinator_pb2.JOB_ASSIGNED, "ASSIGNED", id="assigned"),
-        pytest.param(coordinator_pb2.JOB_RUNNING, "RUNNING", id="running"),
-        pytest.param(coordinator_pb2.JOB_SUCCEEDED, "SUCCEEDED", id="succeeded"),
-        pytest.param(coordinator_pb2.JOB_FAILED, "FAILED", id="failed"),
-        pytest.param(coordinator_pb2.JOB_CANCELLED, "CANCELLED", id="cancelled"),
+        pytest.param(coordinator_pb2.JOB_STATE_QUEUED, "QUEUED", id="queued"),
+        pytest.param(coordinator_pb2.JOB_STATE_ASSIGNED, "ASSIGNED", id="assigned"),
+        pytest.param(coordinator_pb2.JOB_STATE_RUNNING, "RUNNING", id="running"),
+        pytest.param(coordinator_pb2.JOB_STATE_SUCCEEDED, "SUCCEEDED", id="succeeded"),
+        pytest.param(coordinator_pb2.JOB_STATE_FAILED, "FAILED", id="failed"),
+        pytest.param(coordinator_pb2.JOB_STATE_CANCELLED, "CANCELLED", id="cancelled"),
         pytest.param(7, "state 7", id="unknown-value-shows-the-number"),
         pytest.param(-1, "state -1", id="negative-value-shows-the-number"),
     ],
@@ -79,13 +79,13 @@ def test_only_finished_jobs_are_final_and_only_dispatched_ones_are_active(
 
 def test_the_state_constants_are_the_wire_values() -> None:
     assert (states.QUEUED, states.ASSIGNED, states.RUNNING) == (
-        coordinator_pb2.JOB_QUEUED,
-        coordinator_pb2.JOB_ASSIGNED,
-        coordinator_pb2.JOB_RUNNING,
+        coordinator_pb2.JOB_STATE_QUEUED,
+        coordinator_pb2.JOB_STATE_ASSIGNED,
+        coordinator_pb2.JOB_STATE_RUNNING,
     )
     assert (states.SUCCEEDED, states.FAILED, states.CANCELLED) == (
-        coordinator_pb2.JOB_SUCCEEDED,
-        coordinator_pb2.JOB_FAILED,
-        coordinator_pb2.JOB_CANCELLED,
+        coordinator_pb2.JOB_STATE_SUCCEEDED,
+        coordinator_pb2.JOB_STATE_FAILED,
+        coordinator_pb2.JOB_STATE_CANCELLED,
     )
     assert not FINAL_STATES & ACTIVE_STATES

@@ -13,12 +13,14 @@ import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from i2v_client import build_request
 from i2v_common.artifacts import open_store
+from i2v_common.errors import details_of
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract import states
 from i2v_contract.keys import LeaderRecord
@@ -119,11 +121,41 @@ async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_lon
         store.table.finished.clear()  # finished long ago: no longer in the leader's memory
         assert Counter(await submit_all(stub, MAX_QUEUE))["OK"] == MAX_QUEUE  # the queue is full now
         again = await stub.Submit(submit)
-        assert (again.job_id, again.created, again.state) == ("old-job", False, coordinator_pb2.JOB_CANCELLED)
+        assert (again.job_id, again.created, again.state) == (
+            "old-job",
+            False,
+            coordinator_pb2.JOB_STATE_CANCELLED,
+        )
         other = coordinator_pb2.SubmitRequest(request=request, request_id="new-job")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Submit(other)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        full = details_of(err.value)
+        assert (full.reason, full.retry_after_s) == ("QUEUE_FULL", 5.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        pytest.param({"width": 1002}, "width", id="a-request-field"),
+        pytest.param({"request_id": "no spaces"}, "request_id", id="the-request-id"),
+    ],
+)
+async def test_a_bad_submit_names_the_field_in_a_bad_request(
+    tmp_path: Path, overrides: dict[str, Any], field: str
+) -> None:
+    request_id = overrides.pop("request_id", "job-1")
+    request = build_request(png(), prompt="p", width=64, height=64, frames=2, steps=2, fps=4, seed=3)
+    for name, value in overrides.items():
+        setattr(request, name, value)
+    async with serving(tmp_path) as (_, _, _, stub):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Submit(coordinator_pb2.SubmitRequest(request=request, request_id=request_id))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad = details_of(err.value)
+    assert (bad.reason, bad.metadata) == ("INVALID_FIELD", {"field": field})
+    [violation] = bad.field_violations
+    assert violation.field == field and err.value.details() == f"{field}: {violation.description}"
 
 
 NORM = Normalized(

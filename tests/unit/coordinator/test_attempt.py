@@ -77,7 +77,7 @@ async def test_dispatch_sends_the_attempt_and_relays_progress(
     assert request.output_uri == "file:///o.mp4" and request.request == record.request
     if failure is None:
         [(job_id, event)] = events
-        assert job_id == "job1" and event.state == coordinator_pb2.JOB_RUNNING and event.node_id == "n1"
+        assert job_id == "job1" and event.state == coordinator_pb2.JOB_STATE_RUNNING and event.node_id == "n1"
         assert event.attempt == 2 and event.progress.step == 1
 
 

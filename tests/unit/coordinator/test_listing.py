@@ -4,11 +4,13 @@ from bounded etcd reads, on a standby (in-memory KV)."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any, NoReturn, cast
 
 import grpc
 import pytest
 
+from i2v_common.errors import details_of
 from i2v_contract import states
 from i2v_contract.keys import DoneRecord, Keys
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -64,7 +66,7 @@ def test_state_filter(states: list[int], expected: frozenset[int]) -> None:
 
 @pytest.mark.parametrize("bad", [coordinator_pb2.JOB_STATE_UNSPECIFIED, 42])
 def test_state_filter_rejects_unknown_states(bad: int) -> None:
-    with pytest.raises(ValueError, match=r"states: .* JOB_QUEUED"):
+    with pytest.raises(ValueError, match=r"states: .* JOB_STATE_QUEUED"):
         state_filter([states.QUEUED, bad])
 
 
@@ -124,21 +126,27 @@ def test_finished_message_says_why_and_where_to_look() -> None:
 
 
 class Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: Any = ()) -> None:
         super().__init__(f"{code.name}: {details}")
         self.code = code
+        # The error details, read back as a client would from the call's trailer.
+        call = SimpleNamespace(
+            code=lambda: code, details=lambda: details, trailing_metadata=lambda: tuple(trailing_metadata)
+        )
+        self.sent = details_of(cast(Any, call))
 
 
 class FakeContext:
-    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
-        raise Aborted(code, details)
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: Any = ()) -> NoReturn:
+        raise Aborted(code, details, trailing_metadata)
 
 
 class Standby:
     member_id = "c2"
     addr = "127.0.0.1:2"
     epoch = None
-    leader = ("c1", "127.0.0.1:1")
+    term = None
+    leader: tuple[str, str] | None = ("c1", "127.0.0.1:1")
 
 
 async def finish(kv: MemoryKV, record: JobRecord, finished_at: float, state: int = states.SUCCEEDED) -> None:
@@ -167,11 +175,13 @@ async def test_a_standby_lists_open_jobs_then_finished_ones_with_their_results()
     response = await servicer.ListJobs(coordinator_pb2.ListJobsRequest(), context)
     assert [j.job_id for j in response.jobs] == ["new", "old", "done"] and not response.next_page_token
     done = response.jobs[2]
-    assert done.state == coordinator_pb2.JOB_SUCCEEDED and done.result.artifact_uri == "file:///s/done.mp4"
+    assert (
+        done.state == coordinator_pb2.JOB_STATE_SUCCEEDED and done.result.artifact_uri == "file:///s/done.mp4"
+    )
     assert done.result.timings.total_s == 1.5 and not done.result.video
     assert done.request.prompt == "p" and not done.request.image
     filtered = await servicer.ListJobs(
-        coordinator_pb2.ListJobsRequest(states=[coordinator_pb2.JOB_QUEUED], limit=5), context
+        coordinator_pb2.ListJobsRequest(states=[coordinator_pb2.JOB_STATE_QUEUED], limit=5), context
     )
     assert [j.job_id for j in filtered.jobs] == ["old"] and not filtered.next_page_token
 
@@ -195,8 +205,8 @@ async def walk(servicer: CoordinatorServicer, **fields: Any) -> list[list[str]]:
         (3, [], [3, 3, 3, 3]),  # 2 open + 10 finished: the open ones share the first page
         (5, [], [5, 5, 2]),
         (20, [], [12]),
-        (4, [coordinator_pb2.JOB_FAILED], [2, 2, 1]),  # filtered within each bounded read: short pages
-        (1, [coordinator_pb2.JOB_RUNNING], [1]),  # only open states: history is never read
+        (4, [coordinator_pb2.JOB_STATE_FAILED], [2, 2, 1]),  # filtered within each bounded read: short pages
+        (1, [coordinator_pb2.JOB_STATE_RUNNING], [1]),  # only open states: history is never read
     ],
 )
 async def test_paging_walks_every_job_once_newest_first(
@@ -208,7 +218,7 @@ async def test_paging_walks_every_job_once_newest_first(
     listed = [j for p in pages for j in p]
     everything = ["new", "old", "done", *[f"f{i:03d}" for i in range(1, 10)]]
     wanted = {"RUNNING": ["new"], "FAILED": [f"f{i:03d}" for i in range(1, 10, 2)]}
-    names = [coordinator_pb2.JobState.Name(s).removeprefix("JOB_") for s in states]
+    names = [coordinator_pb2.JobState.Name(s).removeprefix("JOB_STATE_") for s in states]
     assert listed == (everything if not names else wanted[names[0]])
 
 
@@ -225,6 +235,8 @@ async def test_list_jobs_rejects_bad_requests(request_: coordinator_pb2.ListJobs
     with pytest.raises(Aborted) as err:
         await servicer.ListJobs(request_, cast(Any, FakeContext()))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in str(err.value)
+    [violation] = err.value.sent.field_violations  # BadRequest names the field the message starts with
+    assert words.startswith(f"{violation.field}: ") and err.value.sent.reason == "INVALID_FIELD"
 
 
 async def test_list_jobs_when_etcd_is_away_is_unavailable() -> None:
@@ -234,3 +246,37 @@ async def test_list_jobs_when_etcd_is_away_is_unavailable() -> None:
     with pytest.raises(Aborted) as err:
         await servicer.ListJobs(coordinator_pb2.ListJobsRequest(), cast(Any, FakeContext()))
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    assert (err.value.sent.reason, err.value.sent.retry_after_s) == ("ETCD_UNAVAILABLE", 1.0)
+
+
+class Electing(Standby):
+    """A standby during an election: no leader known."""
+
+    leader = None
+
+
+@pytest.mark.parametrize(
+    ("leadership", "reason", "metadata", "retry_after_s"),
+    [
+        pytest.param(
+            Standby(),
+            "NOT_LEADER",
+            {"leader_id": "c1", "leader_addr": "127.0.0.1:1"},
+            None,
+            id="a-standby-names-the-leader",
+        ),
+        pytest.param(Electing(), "NO_LEADER", {}, 1.0, id="no-leader-yet-says-when-to-retry"),
+    ],
+)
+async def test_job_calls_off_the_leader_carry_why_in_the_details(
+    leadership: Standby, reason: str, metadata: dict[str, str], retry_after_s: float | None
+) -> None:
+    unused = cast(Any, None)
+    servicer = CoordinatorServicer(
+        leadership, unused, JobStore(MemoryKV(ManualClock()), KEYS), unused, unused, unused
+    )
+    with pytest.raises(Aborted) as err:
+        await servicer.Get(coordinator_pb2.GetRequest(job_id="x"), cast(Any, FakeContext()))
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    sent = err.value.sent
+    assert (sent.reason, dict(sent.metadata), sent.retry_after_s) == (reason, metadata, retry_after_s)

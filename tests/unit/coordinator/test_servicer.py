@@ -42,7 +42,7 @@ class Dispatching:
 def progress(i: int) -> coordinator_pb2.JobEvent:
     return coordinator_pb2.JobEvent(
         job_id="j",
-        state=coordinator_pb2.JOB_RUNNING,
+        state=coordinator_pb2.JOB_STATE_RUNNING,
         attempt=1,
         node_id="n1",
         progress=common_pb2.Progress(stage=common_pb2.STAGE_DENOISE, step=i, total_steps=9),
@@ -78,10 +78,10 @@ async def test_a_quiet_watch_gets_heartbeats_at_the_interval_and_events_in_order
     servicer = await servicer_with_queued_job(hub)
     stream = aiter(servicer.Watch(coordinator_pb2.WatchRequest(job_id="j"), cast(Any, None)))
     first = await anext(stream)
-    assert first.state == coordinator_pb2.JOB_QUEUED and not first.heartbeat
+    assert first.state == coordinator_pb2.JOB_STATE_QUEUED and not first.heartbeat
     beats = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
     assert [(b.heartbeat, b.job_id, b.state, b.attempt) for b in beats] == [
-        (True, "j", coordinator_pb2.JOB_QUEUED, 1)
+        (True, "j", coordinator_pb2.JOB_STATE_QUEUED, 1)
     ] * 2
     assert not any(b.HasField("progress") for b in beats)
     # Events waiting in the hub go out back to back: a heartbeat never comes between or before them.
@@ -94,11 +94,11 @@ async def test_a_quiet_watch_gets_heartbeats_at_the_interval_and_events_in_order
     started = loop.time()
     quiet = [await asyncio.wait_for(anext(stream), 5) for _ in range(4)]
     assert loop.time() - started >= 3.5 * INTERVAL_S
-    assert all(b.heartbeat and b.state == coordinator_pb2.JOB_RUNNING for b in quiet)
-    final = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_SUCCEEDED, attempt=1)
+    assert all(b.heartbeat and b.state == coordinator_pb2.JOB_STATE_RUNNING for b in quiet)
+    final = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_SUCCEEDED, attempt=1)
     hub.publish("j", final, final=True)
     last, _ = await next_real(stream)
-    assert last.state == coordinator_pb2.JOB_SUCCEEDED
+    assert last.state == coordinator_pb2.JOB_STATE_SUCCEEDED
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
 

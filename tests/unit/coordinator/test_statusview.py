@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from i2v_contract import states
-from i2v_contract.keys import Keys, LeaderRecord, MemberRecord
+from i2v_contract.keys import Keys, LeaderRecord, MemberRecord, NodeRecord
 from i2v_contract.kv import KeyValue
 from i2v_contract.tiers import GIB
 from i2v_contract.wire import common_pb2
@@ -66,8 +66,15 @@ def health_of(n: NodeView) -> tuple[NodeHealth, Standing]:
     return SICK.get(n.node_id, (health.HEALTHY, Standing(0.0, False)))
 
 
+def record(gpu: str, version: str) -> NodeRecord:
+    return NodeRecord("addr", gpu, 2 * GIB, GIB, common_pb2.TIER_CPU, False, ("tiny",), version)
+
+
+RECORDS = {"a": record("", "0.1.0"), "b": record("NVIDIA H100 80GB HBM3", "0.2.0")}
+
+
 def test_node_infos_list_live_nodes_by_id_with_their_job_and_health() -> None:
-    infos = node_infos(NODES, {"b": "job7"}, health_of)
+    infos = node_infos(NODES, {"b": "job7"}, health_of, RECORDS)
     assert [(i.node_id, i.job_id, i.busy) for i in infos] == [
         ("a", "", False),
         ("b", "job7", True),
@@ -77,6 +84,15 @@ def test_node_infos_list_live_nodes_by_id_with_their_job_and_health() -> None:
     assert (a.cooldown_s, a.consecutive_failures, a.health_reason, a.set_aside) == (4.0, 1, "late", False)
     assert (b.consecutive_failures, b.health_reason) == (0, "")
     assert c.set_aside and c.tier == common_pb2.TIER_CPU and c.total_bytes == 2 * GIB
+
+
+def test_node_infos_show_the_device_and_version_each_node_published() -> None:
+    infos = node_infos(NODES, {}, health_of, RECORDS)
+    assert [(i.node_id, i.gpu, i.version) for i in infos] == [
+        ("a", "", "0.1.0"),  # a CPU node publishes no device name
+        ("b", "NVIDIA H100 80GB HBM3", "0.2.0"),
+        ("c", "", ""),  # no record to read them from
+    ]
 
 
 def test_cluster_status_counts_nodes_jobs_and_held_back_nodes() -> None:

@@ -161,7 +161,7 @@ class Aborted(Exception):
 
 
 class Context:
-    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: object = ()) -> NoReturn:
         raise Aborted(code, details)
 
 

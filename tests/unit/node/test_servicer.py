@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from i2v_common.artifacts import FileStore
+from i2v_common.errors import details_of
 from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.profiles import usable_profiles
 from i2v_contract.wire import common_pb2, node_pb2
@@ -49,6 +50,8 @@ async def test_bad_input_is_invalid_argument(
     err = await call_error(stub, request(**overrides))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, overrides
     assert field in (err.details() or ""), err.details()
+    [violation] = details_of(err).field_violations  # BadRequest names the field beside the message
+    assert field in violation.field and violation.description in (err.details() or "")
     assert servicer.job is None
     status = await stub.Status(node_pb2.NodeStatusRequest(), timeout=5)
     assert status.serving and not status.busy
@@ -113,6 +116,8 @@ async def test_busy_is_resource_exhausted(node: tuple[NodeServicer, node_pb2_grp
     err = await call_error(stub, request())
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert err.details() == "node busy with job job-42; retry later or use another node"
+    busy = details_of(err)
+    assert (busy.reason, busy.metadata["job_id"], busy.retry_after_s) == ("NODE_BUSY", "job-42", 2.0)
     status = await stub.Status(node_pb2.NodeStatusRequest(), timeout=5)
     assert status.busy and status.job_id == "job-42"
     assert not (await stub.Cancel(node_pb2.NodeCancelRequest(job_id="other"), timeout=5)).cancelled
@@ -126,6 +131,7 @@ async def test_draining_is_unavailable(node: tuple[NodeServicer, node_pb2_grpc.N
     err = await call_error(stub, request())
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     assert err.details() == "node is draining; retry on another node"
+    assert details_of(err).reason == "NODE_DRAINING" and details_of(err).retry_after_s is None
     assert not (await stub.Status(node_pb2.NodeStatusRequest(), timeout=5)).serving
 
 
@@ -135,6 +141,7 @@ async def test_loading_is_unavailable_and_status_answers() -> None:
         err = await call_error(served.stub, request())
         assert err.code() == grpc.StatusCode.UNAVAILABLE
         assert "loading" in (err.details() or "")
+        assert (details_of(err).reason, details_of(err).retry_after_s) == ("NODE_LOADING", 5.0)
         status = await served.stub.Status(node_pb2.NodeStatusRequest(), timeout=5)
         assert not status.serving
         assert status.tier == common_pb2.TIER_LT12  # the simulated 6 GiB

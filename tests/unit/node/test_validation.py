@@ -7,10 +7,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+import torch
 from PIL import Image
 
 from i2v_common.artifacts import FileStore
-from i2v_contract.limits import Normalized
+from i2v_contract.limits import SEED_MAX, Normalized
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.validation import NodeFault, dispatch_error, job_spec, output_name
 
@@ -69,3 +70,15 @@ def test_job_spec_carries_every_normalised_field() -> None:
         True,
         True,
     )
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [pytest.param(2**63, id="above-int64"), pytest.param(SEED_MAX, id="largest-uint64")],
+)
+def test_torch_seeds_with_every_uint64_seed_as_it_is(seed: int) -> None:
+    """The engine hands the seed to torch.Generator.manual_seed and torch.manual_seed unchanged."""
+    assert torch.Generator().manual_seed(seed).initial_seed() == seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        assert torch.initial_seed() == seed

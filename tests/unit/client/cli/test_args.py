@@ -28,6 +28,10 @@ from tests.fakes.client import FakeConnector, run_cli
             ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--frames", "-1"],
             id="negative-frames",
         ),
+        pytest.param(
+            ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--seed", str(2**64)],
+            id="seed-above-64-bits",
+        ),
         pytest.param([], id="no-subcommand"),
     ],
 )
@@ -58,7 +62,7 @@ def test_cluster_commands_take_targets_from_the_environment() -> None:
     args = build_parser().parse_args(["jobs", "--state", "queued,running", "--limit", "5"])
     resolve_where(args, {"I2V_TARGETS": "c:1"})
     assert args.targets == ["c:1"] and args.limit == 5
-    assert args.state == [coordinator_pb2.JOB_QUEUED, coordinator_pb2.JOB_RUNNING]
+    assert args.state == [coordinator_pb2.JOB_STATE_QUEUED, coordinator_pb2.JOB_STATE_RUNNING]
 
 
 def test_missing_target_message_says_what_to_pass() -> None:
@@ -66,3 +70,8 @@ def test_missing_target_message_says_what_to_pass() -> None:
     with pytest.raises(SystemExit):
         cli.main(["watch", "j1"], {}, FakeConnector(), out=out, err=err)
     assert "--target ADDR[,ADDR...] (or set I2V_TARGETS)" in err.getvalue()
+
+
+def test_a_seed_may_be_any_64_bit_value() -> None:
+    argv = ["generate", "in.png", "--prompt", "p", "--node", "h:1", "-o", "o.mp4", "--seed", str(2**64 - 1)]
+    assert build_parser().parse_args(argv).seed == 2**64 - 1

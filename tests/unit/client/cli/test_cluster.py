@@ -46,16 +46,16 @@ class _FakeCoordinator:
 
     def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
         jobs = (
-            _job("j2", coordinator_pb2.JOB_RUNNING, node_id="n1"),
-            _job("j1", coordinator_pb2.JOB_SUCCEEDED),
+            _job("j2", coordinator_pb2.JOB_STATE_RUNNING, node_id="n1"),
+            _job("j1", coordinator_pb2.JOB_STATE_SUCCEEDED),
         )
         return self._answer("jobs", (states, limit, page_token), JobPage(jobs, ""))  # type: ignore[return-value]
 
     def get(self, job_id: str) -> coordinator_pb2.Job:
-        return self._answer("get", job_id, _job(job_id, coordinator_pb2.JOB_QUEUED))  # type: ignore[return-value]
+        return self._answer("get", job_id, _job(job_id, coordinator_pb2.JOB_STATE_QUEUED))  # type: ignore[return-value]
 
     def cancel(self, job_id: str) -> coordinator_pb2.Job:
-        return self._answer("cancel", job_id, _job(job_id, coordinator_pb2.JOB_CANCELLED))  # type: ignore[return-value]
+        return self._answer("cancel", job_id, _job(job_id, coordinator_pb2.JOB_STATE_CANCELLED))  # type: ignore[return-value]
 
     def watch(
         self,
@@ -125,7 +125,7 @@ class _PagedCoordinator(_FakeCoordinator):
     def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
         start = int(page_token or 0)
         scanned = self.ids[start : start + min(limit or 100, 1000)]
-        jobs = tuple(_job(j, coordinator_pb2.JOB_SUCCEEDED) for j in scanned if j not in self.skipping)
+        jobs = tuple(_job(j, coordinator_pb2.JOB_STATE_SUCCEEDED) for j in scanned if j not in self.skipping)
         end = start + len(scanned)
         self.calls.append(("jobs", (limit, page_token)))
         return JobPage(jobs, str(end) if end < len(self.ids) else "")
@@ -203,12 +203,16 @@ def test_cluster_command_errors_exit_1_with_code_and_message() -> None:
 
 
 def test_watch_shows_states_progress_and_a_pause_then_the_outcome() -> None:
-    done = coordinator_pb2.JobEvent(job_id="j1", state=coordinator_pb2.JOB_SUCCEEDED)
+    done = coordinator_pb2.JobEvent(job_id="j1", state=coordinator_pb2.JOB_STATE_SUCCEEDED)
     done.result.artifact_uri = "file:///s/o.mp4"
     events = [
-        coordinator_pb2.JobEvent(job_id="j1", state=coordinator_pb2.JOB_ASSIGNED, node_id="n1", attempt=1),
         coordinator_pb2.JobEvent(
-            job_id="j1", state=coordinator_pb2.JOB_RUNNING, progress=progress(common_pb2.STAGE_DENOISE, 1, 2)
+            job_id="j1", state=coordinator_pb2.JOB_STATE_ASSIGNED, node_id="n1", attempt=1
+        ),
+        coordinator_pb2.JobEvent(
+            job_id="j1",
+            state=coordinator_pb2.JOB_STATE_RUNNING,
+            progress=progress(common_pb2.STAGE_DENOISE, 1, 2),
         ),
         done,
     ]
@@ -230,7 +234,7 @@ def test_watch_shows_states_progress_and_a_pause_then_the_outcome() -> None:
 
 def test_watch_of_a_failed_job_exits_1() -> None:
     failed = coordinator_pb2.JobEvent(
-        job_id="j1", state=coordinator_pb2.JOB_FAILED, error="oom", error_code=8
+        job_id="j1", state=coordinator_pb2.JOB_STATE_FAILED, error="oom", error_code=8
     )
     code, _, err = run_cli(
         ["watch", "j1", "--target", "c:1"], FakeConnector(cluster=_FakeCoordinator(events=[failed]))
