@@ -1,4 +1,5 @@
-"""The one exception the SDK raises: a failed call, with its gRPC status code and the server's words."""
+"""The one exception the SDK raises: a failed call, with its gRPC status code, the server's words and
+the address that answered."""
 
 from __future__ import annotations
 
@@ -8,14 +9,33 @@ import grpc
 
 
 class CallError(Exception):
-    """A failed call: the gRPC status code and the server's message."""
+    """A failed call: the gRPC status code, the server's message and, when one server answered, its
+    `address` ("" when no single server is to blame, e.g. none could be reached)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, *, address: str = "") -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.address = address
 
     @classmethod
-    def from_rpc(cls, err: grpc.RpcError) -> CallError:
+    def from_rpc(cls, err: grpc.RpcError, address: str = "") -> CallError:
         call: Any = err
-        return cls(call.code(), call.details() or "")
+        return cls(call.code(), call.details() or "", address=address)
+
+
+class DeadlinePassed(CallError):
+    """The caller's own deadline (`timeout=`) passed while the client was still trying."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+class JobEnded(CallError):
+    """A followed job ended without a video: FAILED or CANCELLED (`state`, a JobState value), with
+    the job's own status code and error."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, job_id: str, state: int) -> None:
+        super().__init__(code, message)
+        self.job_id = job_id
+        self.state = state

@@ -62,6 +62,7 @@ class _FakeCoordinator:
         job_id: str,
         on_event: Callable[[coordinator_pb2.JobEvent], None],
         *,
+        timeout: float | None = None,
         on_pause: Callable[[str], None],
     ) -> coordinator_pb2.JobEvent:
         self._answer("watch", job_id, None)

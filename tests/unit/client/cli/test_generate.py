@@ -7,10 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client import CallError, GenerateCall
+from i2v_client import CallError, GenerateCall, read_local_artifact
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
-from i2v_client.cli.generate import read_local_artifact
-from i2v_contract.wire import common_pb2
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.fakes.client import FakeConnector, FakeRpcError, progress, run_cli
 from tests.fakes.clock import ManualClock
 
@@ -131,25 +130,43 @@ def test_stream_without_result_is_an_error(tmp_path: Path) -> None:
 # --- generate through the coordinators -----------------------------------------------------------
 
 
-class _ResultCall:
-    """A CoordinatorCall stand-in: replays progress, then returns (or raises) once."""
+_CANCELLED = coordinator_pb2.Job(job_id="job-42", state=coordinator_pb2.JOB_CANCELLED)
 
-    def __init__(self, result: common_pb2.Result | None = None, raises: BaseException | None = None) -> None:
+
+class _ResultCall:
+    """A CoordinatorCall stand-in: replays progress, then returns (or raises) once; `cancel` answers
+    `cancel_answer` (a Job, None, or an exception to raise). `during` runs inside wait (the job)."""
+
+    def __init__(
+        self,
+        result: common_pb2.Result | None = None,
+        raises: BaseException | None = None,
+        cancel_answer: coordinator_pb2.Job | BaseException | None = _CANCELLED,
+        during: Callable[[], None] = lambda: None,
+    ) -> None:
         self.result = result
         self.raises = raises
+        self.cancel_answer = cancel_answer
+        self.during = during
         self.cancelled = False
         self.job_id = "job-42"
 
-    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
+    def wait(
+        self, on_progress: Callable[[common_pb2.Progress], None] | None = None, *, on_pause: object = None
+    ) -> common_pb2.Result:
         if on_progress is not None:
             on_progress(progress(common_pb2.STAGE_QUEUED))
+        self.during()
         if self.raises is not None:
             raise self.raises
         assert self.result is not None
         return self.result
 
-    def cancel(self) -> None:
+    def cancel(self) -> coordinator_pb2.Job | None:
         self.cancelled = True
+        if isinstance(self.cancel_answer, BaseException):
+            raise self.cancel_answer
+        return self.cancel_answer
 
 
 class _Starter:
