@@ -9,6 +9,7 @@ from i2v_client.text import clip
 from i2v_contract.addresses import parse_address
 
 EXAMPLE = "127.0.0.1:50051 or [::1]:50051"
+HOST_MAX = 253  # DNS
 
 
 def check_address(text: str, source: str = "address") -> str:
@@ -29,6 +30,8 @@ def check_address(text: str, source: str = "address") -> str:
         raise ValueError(f"{shown}: write an IPv6 host in brackets, such as [::1]:50051")
     if not host or any(c in host for c in "/ \t@?#"):
         raise ValueError(f"{shown}: expected HOST:PORT, such as {EXAMPLE}")
+    if len(host) > HOST_MAX:
+        raise ValueError(f"{shown}: the host is {len(host)} characters; a host name has at most {HOST_MAX}")
     return address
 
 

@@ -140,7 +140,8 @@ class _Following:
     def timed_out(self) -> CallError:
         where = _where(self.last, self._failover.reached)
         return CallError(
-            grpc.StatusCode.DEADLINE_EXCEEDED, f"{self._what}: timed out after {self._timeout:g} s {where}"
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"{self._what}: timed out after {round(self._timeout, 1):g} s {where}",
         )
 
     def broken(self, err: grpc.RpcError, silent: bool) -> Pause:

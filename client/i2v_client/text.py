@@ -23,20 +23,20 @@ def clip(text: str, limit: int = ECHO_MAX) -> str:
 
 def shorten_uri(uri: str, width: int) -> str:
     """`uri` in at most `width` characters, keeping what tells artifacts apart: the scheme and as many
-    trailing path segments as fit (`file://…/jobs/j1/out-1.mp4`), else the end of the name."""
+    trailing path segments as fit (`file://…/jobs/j1/out-1.mp4`), else the segments alone, else the
+    end of the name."""
     if len(uri) <= width:
         return uri
     scheme, sep, rest = uri.partition("://")
-    prefix = f"{scheme}{sep}…" if sep else "…"
-    segments = rest.split("/") if sep else uri.split("/")
-    tail = ""
-    for segment in reversed(segments):
-        candidate = f"/{segment}{tail}"
-        if len(prefix) + len(candidate) > width:
-            break
-        tail = candidate
-    if tail:
-        return prefix + tail
+    segments = (rest if sep else uri).split("/")[1:]
+    for prefix in ([f"{scheme}{sep}…"] if sep else []) + ["…"]:
+        tail = ""
+        for segment in reversed(segments):
+            if len(prefix) + len(tail) + 1 + len(segment) > width:
+                break
+            tail = f"/{segment}{tail}"
+        if tail:
+            return prefix + tail
     return "…" + uri[len(uri) - max(0, width - 1) :]
 
 

@@ -31,7 +31,7 @@ def where_flag(args: argparse.Namespace) -> str:
 
 def _wrong_server(exc: CallError, args: argparse.Namespace, ctx: Context) -> str:
     """The sentence for UNIMPLEMENTED at `exc.address`: which server that is and the flag to use."""
-    address = exc.address
+    address = exc.address or args.node
     kind = ctx.connector.kind(address)
     if args.targets is None and kind == COORDINATOR:
         return f"error: {address} is a coordinator, not a node: use --target {address}"
@@ -48,7 +48,7 @@ def _wrong_server(exc: CallError, args: argparse.Namespace, ctx: Context) -> str
 def explain(exc: CallError, args: argparse.Namespace, ctx: Context) -> tuple[str, int]:
     """The line to print for `exc` and the exit status."""
     echoes = [args.job_id] if getattr(args, "job_id", None) else []
-    if exc.code is grpc.StatusCode.UNIMPLEMENTED and exc.address:
+    if exc.code is grpc.StatusCode.UNIMPLEMENTED and (exc.address or args.targets is None):
         return capped(_wrong_server(exc, args, ctx), echoes), EXIT_USAGE
     if isinstance(exc, JobEnded) and exc.state == coordinator_pb2.JOB_CANCELLED:
         return capped(

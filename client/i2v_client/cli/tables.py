@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from i2v_client.text import format_job, format_jobs, format_nodes, format_status, shorten_uri
@@ -46,6 +46,14 @@ def form_of(args: argparse.Namespace) -> Form:
 def console(stream: TextIO) -> Console:
     """A console on `stream`: the terminal's width on a terminal, else NARROW, no colour codes."""
     return Console(file=stream, width=None if stream.isatty() else NARROW, highlight=False)
+
+
+def show(out: TextIO, renderable: RenderableType) -> None:
+    """`renderable` through a console on `out`, without the blanks rich pads the last column with."""
+    screen = console(out)
+    with screen.capture() as captured:
+        screen.print(renderable)
+    out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def as_json(message: Message | Sequence[Message], **more: Any) -> str:
@@ -176,10 +184,9 @@ def print_status(
     if not nodes.nodes or form is Form.WIDE:
         out.write((format_nodes(nodes) or "(no live nodes)") + "\n")
         return
-    screen = console(out)
-    screen.print(nodes_table(nodes))
+    show(out, nodes_table(nodes))
     for note in node_notes(nodes):
-        screen.print(note, soft_wrap=True)
+        out.write(note + "\n")
 
 
 def print_jobs(out: TextIO, jobs: Sequence[coordinator_pb2.Job], form: Form, more: str) -> None:
@@ -188,12 +195,11 @@ def print_jobs(out: TextIO, jobs: Sequence[coordinator_pb2.Job], form: Form, mor
     elif form is Form.WIDE:
         out.write(format_jobs(jobs) + "\n")
     else:
-        screen = console(out)
-        table = jobs_table(jobs, screen.width)
+        table = jobs_table(jobs, console(out).width)
         if isinstance(table, str):
             out.write(table + "\n")
         else:
-            screen.print(table)
+            show(out, table)
 
 
 def print_job(out: TextIO, job: coordinator_pb2.Job, form: Form) -> None:
