@@ -10,7 +10,7 @@ from typing import TypeVar
 from i2v_client.calls import ProgressLine, final_result
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Cluster, Context
 from i2v_client.cli.output import output_problem, write_file
-from i2v_client.cli.progress import ProgressDisplay, mode_for
+from i2v_client.cli.progress import LINE_EVERY_S, ProgressDisplay, mode_for
 from i2v_client.cli.report import capped, report
 from i2v_client.cli.tables import form_of, print_job, print_jobs, print_status
 from i2v_client.errors import CallError
@@ -113,7 +113,7 @@ def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
-    display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet), ctx.clock)
+    display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet), ctx.clock, line_every_s=LINE_EVERY_S)
     line = ProgressLine(display.update, ctx.clock)
     client = ctx.connector.cluster(args.targets)
     try:

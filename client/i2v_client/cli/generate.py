@@ -15,7 +15,7 @@ import grpc
 
 from i2v_client.cli.context import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
 from i2v_client.cli.output import output_problem, save_elsewhere, write_file
-from i2v_client.cli.progress import ProgressDisplay, mode_for
+from i2v_client.cli.progress import LINE_EVERY_S, ProgressDisplay, mode_for
 from i2v_client.cli.report import report, where_flag
 from i2v_client.errors import CallError
 from i2v_client.node_client import Call
@@ -24,8 +24,6 @@ from i2v_client.text import clip
 from i2v_client.video import with_video
 from i2v_contract.states import state_name
 from i2v_contract.wire import common_pb2, coordinator_pb2
-
-LINE_EVERY_S = 15.0  # plain progress lines: one at least this often while nothing happens
 
 
 def _mib(n: int) -> str:

@@ -26,6 +26,7 @@ from i2v_contract.states import stage_name
 from i2v_contract.wire import common_pb2
 
 BAR_WIDTH = 24
+LINE_EVERY_S = 15.0  # plain progress lines: one at least this often while nothing happens
 
 
 def label(stage: int) -> str:
