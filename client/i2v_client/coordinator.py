@@ -61,7 +61,9 @@ class CoordinatorClient:
         self.policy = policy or RetryPolicy()
         self._clock = clock
         self._stubs = stubs or CoordinatorChannels()
-        self._failover = Failover(parse_targets(targets), self.policy, self._stubs, sleep, clock)
+        self._failover = Failover(
+            parse_targets(targets, "coordinator address"), self.policy, self._stubs, sleep, clock
+        )
 
     @property
     def targets(self) -> list[str]:

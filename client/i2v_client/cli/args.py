@@ -158,7 +158,12 @@ def _add_generate(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _add_jobs(sub: argparse._SubParsersAction[Parser], listing: Listing) -> None:
-    jobs = sub.add_parser("jobs", parents=[_cluster_parent(tables=True)], help="list jobs, newest first")
+    jobs = sub.add_parser(
+        "jobs",
+        parents=[_cluster_parent(tables=True)],
+        help="list jobs, newest first",
+        description="List jobs: open ones newest first, then finished ones newest-finished first.",
+    )
     which = jobs.add_argument_group("which jobs")
     which.add_argument(
         "--state",
@@ -213,7 +218,10 @@ def build_parser(listing: Listing | None = None) -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
     status = sub.add_parser(
-        "status", parents=[_cluster_parent(tables=True)], help="cluster leader, members, nodes and queue"
+        "status",
+        parents=[_cluster_parent(tables=True)],
+        help="cluster leader, members, nodes and queue",
+        description="The cluster's leader, members, nodes (held-back ones explained) and queue.",
     )
     status.set_defaults(run=cmd_status, subparser=status)
     _add_jobs(sub, listing)

@@ -79,11 +79,13 @@ def _write_failed(
     from a node that keeps nothing, in a file saved elsewhere."""
     if job_id:
         fetch = f"i2v get {job_id} -o {args.output} {where_flag(args)}"
-        ctx.err.write(f"error: cannot write {args.output}: {why}; job {job_id} keeps the video: {fetch}\n")
+        ctx.err.write(
+            f"error: cannot write {clip(str(args.output))}: {why}; job {job_id} keeps the video: {fetch}\n"
+        )
         return EXIT_USAGE
     saved = save_elsewhere(result.video)
     kept = f"saved it to {saved} instead" if saved else "it could not be saved elsewhere either"
-    ctx.err.write(f"error: cannot write {args.output}: {why}; {kept}\n")
+    ctx.err.write(f"error: cannot write {clip(str(args.output))}: {why}; {kept}\n")
     return EXIT_USAGE
 
 

@@ -200,7 +200,7 @@ class ProgressDisplay:
                 ProgressBar(total=p.total_steps, completed=p.step, width=BAR_WIDTH),
                 f"{p.step}/{p.total_steps}",
             ]
-        row += [*t.details(), f"{_duration(t.elapsed())}"]
+        row += [*t.details(), f"elapsed {_duration(t.elapsed())}"]
         row += [f"profile {p.profile}"] if p.profile else []
         row += [p.message] if p.message and not t.paused else []
         row += [Text(t.note(), style="yellow")] if t.paused else []
