@@ -7,21 +7,33 @@ from typing import Any
 
 import grpc
 
+STATUS_DETAILS_METADATA = "grpc-status-details-bin"  # gRPC's key for a google.rpc.Status
+
 
 class CallError(Exception):
     """A failed call: the gRPC status code, the server's message and, when one server answered, its
-    `address` ("" when no single server is to blame, e.g. none could be reached)."""
+    `address` ("" when no single server is to blame, e.g. none could be reached). `status_details`
+    holds the serialized google.rpc.Status a server attached for structured error details (b""
+    when none did): what the message says in words, for programs."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, address: str = "") -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, *, address: str = "", status_details: bytes = b""
+    ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         self.address = address
+        self.status_details = status_details
 
     @classmethod
     def from_rpc(cls, err: grpc.RpcError, address: str = "") -> CallError:
         call: Any = err
-        return cls(call.code(), call.details() or "", address=address)
+        try:
+            metadata = call.trailing_metadata() or ()
+        except Exception:  # an error raised before any answer has no metadata to give
+            metadata = ()
+        details = next((v for k, v in metadata if k == STATUS_DETAILS_METADATA and isinstance(v, bytes)), b"")
+        return cls(call.code(), call.details() or "", address=address, status_details=details)
 
 
 class DeadlinePassed(CallError):

@@ -154,3 +154,19 @@ def test_a_deadline_bounds_the_retries_and_each_attempt() -> None:
         and "cancel: the deadline passed" in err.value.message
     )
     assert timeouts[0] == pytest.approx(1.0) and clock.now < 1.5
+
+
+class _DetailedError(FakeRpcError):
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return (("grpc-status-details-bin", b"\x08\x03"),)
+
+
+def test_structured_error_details_a_server_attaches_are_kept() -> None:
+    failover, _ = _manual(["a:1"], FakeStubs())
+
+    def call(stub: object, timeout: float) -> str:
+        raise _DetailedError(grpc.StatusCode.INVALID_ARGUMENT, "width: 65 is not a multiple of 8")
+
+    with pytest.raises(CallError) as err:
+        failover.unary("submit", call)
+    assert err.value.status_details == b"\x08\x03" and err.value.message.startswith("width")
