@@ -81,9 +81,7 @@ MISTAKES = [
     Mistake("--node without a port", lambda s: _generate("--node", "foo", "-o", "o.mp4")),
     Mistake("--target with a scheme", lambda s: _generate("--target", "http://x:1", "-o", "o.mp4")),
     Mistake("--node port out of range", lambda s: _generate("--node", "127.0.0.1:99999", "-o", "o.mp4")),
-    Mistake(
-        "$I2V_TARGETS-style list with a bad entry", lambda s: ["status", "--target", f"{s.coordinator},oops"]
-    ),
+    Mistake("--target list with a bad entry", lambda s: ["status", "--target", f"{s.coordinator},oops"]),
     Mistake("--fps 0.5", lambda s: _generate("--fps", "0.5", "--node", s.node, "-o", "o.mp4")),
     Mistake("--guidance 50", lambda s: _generate("--guidance", "50", "--node", s.node, "-o", "o.mp4")),
     Mistake(
