@@ -3,27 +3,31 @@ events as Progress, and a `Call`/`Generator` pair over a CoordinatorClient."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
 
 from i2v_client.coordinator import CoordinatorClient
-from i2v_client.errors import CallError
+from i2v_client.errors import JobEnded
 from i2v_client.request import checked
 from i2v_client.retry import RetryPolicy
+from i2v_client.streams import PauseCallback
 from i2v_common.status import to_grpc
 from i2v_contract.states import state_name
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
+CANCEL_TIMEOUT_S = 5.0  # Ctrl-C's cancel: long enough for a failover's first hint, short for a person
+
 
 def final_result(event: coordinator_pb2.JobEvent) -> common_pb2.Result:
-    """The Result of a final event; CallError with the job's status code when it did not succeed."""
+    """The Result of a final event; JobEnded (a CallError) with the job's status code when it did not
+    succeed."""
     if event.state == coordinator_pb2.JOB_STATE_SUCCEEDED:
         return checked(event.result)
     code = to_grpc(event.error_code)
     state = state_name(event.state).lower()
-    raise CallError(code, f"job {event.job_id} {state}: {event.error or 'no detail given'}")
+    message = f"job {event.job_id} {state}: {event.error or 'no detail given'}"
+    raise JobEnded(code, message, job_id=event.job_id, state=event.state)
 
 
 _STATE_STAGES = {
@@ -73,6 +77,7 @@ class ProgressLine:
             )
 
     def pause(self, why: str) -> None:
+        """The last progress again, with `why` the stream broke as its note."""
         paused = common_pb2.Progress()
         paused.CopyFrom(self._last)
         paused.message = f"paused: {why}"
@@ -83,25 +88,44 @@ class CoordinatorCall:
     """One `generate` through the coordinators, shaped like a node's GenerateCall for the CLI."""
 
     def __init__(
-        self, client: CoordinatorClient, request: common_pb2.GenerationRequest, timeout: float | None
+        self,
+        client: CoordinatorClient,
+        request: common_pb2.GenerationRequest,
+        timeout: float | None,
+        *,
+        cancel_timeout_s: float = CANCEL_TIMEOUT_S,
     ) -> None:
         self._client = client
         self._request = request
         self._timeout = timeout
+        self._cancel_timeout_s = cancel_timeout_s
         self.job_id = uuid.uuid4().hex
 
-    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
-        """Follow the job; queue/assignment and re-attach pauses reach `on_progress` as Progress too."""
+    def wait(
+        self,
+        on_progress: Callable[[common_pb2.Progress], None] | None = None,
+        *,
+        on_pause: PauseCallback | None = None,
+    ) -> common_pb2.Result:
+        """Follow the job; queue/assignment reach `on_progress` as Progress too, and so do re-attach
+        pauses (as a note on the last progress) unless `on_pause` takes them."""
         line = ProgressLine(on_progress)
         final = self._client.generate(
-            self._request, line.event, request_id=self.job_id, timeout=self._timeout, on_pause=line.pause
+            self._request,
+            line.event,
+            request_id=self.job_id,
+            timeout=self._timeout,
+            on_pause=line.pause if on_pause is None else on_pause,
         )
         return final_result(final)
 
-    def cancel(self) -> None:
-        """Cancel the job on the cluster (best effort: the job may not have been submitted yet)."""
-        with contextlib.suppress(CallError):
-            self._client.cancel(self.job_id)
+    def cancel(self) -> coordinator_pb2.Job | None:
+        """Cancel the job on the cluster within `cancel_timeout_s`: the cancelled Job, or None when no
+        coordinator was ever reached (so no job exists). CallError when the cancel failed: NOT_FOUND
+        (the cluster has no such job), FAILED_PRECONDITION (it had ended), UNAVAILABLE, ..."""
+        if not self._client.reached:
+            return None
+        return self._client.cancel(self.job_id, timeout=self._cancel_timeout_s)
 
 
 class CoordinatorGenerator:

@@ -4,7 +4,11 @@
 with trailing metadata `i2v-leader-addr`; the client goes there at once. Any other UNAVAILABLE
 (connection refused, leader crashed, leadership moving) rotates to the next target with bounded
 exponential backoff, until `RetryPolicy.reconnect_s` has passed without any coordinator answering
-(`failover.py`).
+(`failover.py`). An address that does not connect within `RetryPolicy.connect_timeout_s` counts as
+unreachable; until the client has reached any coordinator it gives up after `unreachable_s`
+(0.5 s), naming every address and why, so a typo or a stopped cluster is said at once. Codes that
+would fail again (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED,
+FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED, ...) are raised at once.
 
 Submits carry a client-made request id (uuid4 hex) that the coordinator uses as the job id, so a
 retried submit never makes a second job. `generate` uses the Generate stream (submit + watch, with
@@ -34,8 +38,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 
+from i2v_client.addresses import parse_targets
 from i2v_client.channels import CoordinatorChannels, StubSource
-from i2v_client.failover import Failover, parse_targets
+from i2v_client.failover import Failover
 from i2v_client.paging import JobPage, next_token
 from i2v_client.retry import RetryPolicy
 from i2v_client.streams import EventCallback, PauseCallback, follow
@@ -56,7 +61,9 @@ class CoordinatorClient:
         self.policy = policy or RetryPolicy()
         self._clock = clock
         self._stubs = stubs or CoordinatorChannels()
-        self._failover = Failover(parse_targets(targets), self.policy, self._stubs, sleep, clock)
+        self._failover = Failover(
+            parse_targets(targets, "coordinator address"), self.policy, self._stubs, sleep, clock
+        )
 
     @property
     def targets(self) -> list[str]:
@@ -71,15 +78,28 @@ class CoordinatorClient:
         """Targets that went silent less than `suspect_s` ago."""
         return self._failover.suspects()
 
+    @property
+    def reached(self) -> bool:
+        """Whether this client has connected to any coordinator yet (if not, it submitted nothing)."""
+        return self._failover.reached
+
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else self._clock() + timeout
 
     def submit(
-        self, request: common_pb2.GenerationRequest, *, request_id: str | None = None
+        self,
+        request: common_pb2.GenerationRequest,
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
     ) -> coordinator_pb2.SubmitResponse:
+        """Queue the job; `timeout` bounds the whole call, retries included (as for every unary call)."""
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
         response: coordinator_pb2.SubmitResponse = self._failover.unary(
-            "submit", lambda stub, timeout: stub.Submit(submit, timeout=timeout), self.policy.upload_s(submit)
+            "submit",
+            lambda stub, timeout: stub.Submit(submit, timeout=timeout),
+            self.policy.upload_s(submit),
+            self._deadline(timeout),
         )
         return response
 
@@ -122,17 +142,19 @@ class CoordinatorClient:
             first_extra_s=self.policy.upload_s(submit),
         )
 
-    def get(self, job_id: str) -> coordinator_pb2.Job:
+    def get(self, job_id: str, *, timeout: float | None = None) -> coordinator_pb2.Job:
         request = coordinator_pb2.GetRequest(job_id=job_id)
         job: coordinator_pb2.Job = self._failover.unary(
-            "get", lambda stub, timeout: stub.Get(request, timeout=timeout)
+            "get", lambda stub, timeout: stub.Get(request, timeout=timeout), deadline=self._deadline(timeout)
         )
         return job
 
-    def cancel(self, job_id: str) -> coordinator_pb2.Job:
+    def cancel(self, job_id: str, *, timeout: float | None = None) -> coordinator_pb2.Job:
         request = coordinator_pb2.CancelRequest(job_id=job_id)
         job: coordinator_pb2.Job = self._failover.unary(
-            "cancel", lambda stub, timeout: stub.Cancel(request, timeout=timeout)
+            "cancel",
+            lambda stub, timeout: stub.Cancel(request, timeout=timeout),
+            deadline=self._deadline(timeout),
         )
         return job
 

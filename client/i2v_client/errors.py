@@ -1,5 +1,5 @@
-"""The one exception the SDK raises: a failed call, with its gRPC status code and the server's words,
-and the structured details the server sent beside them (i2v_contract.reasons)."""
+"""The one exception the SDK raises: a failed call, with its gRPC status code, the server's words,
+the address that answered and the structured details the server sent (i2v_contract.reasons)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,22 @@ from i2v_contract.reasons import ErrorDetails, FieldViolation
 
 
 class CallError(Exception):
-    """A failed call: the gRPC status code and the server's message; `reason`, `field_violations`,
-    `retry_after` and `metadata` from its details (empty when the server sent none)."""
+    """A failed call: the gRPC status code, the server's message and, when one server answered, its
+    `address` ("" when no single server is to blame, e.g. none could be reached); `reason`,
+    `field_violations`, `retry_after` and `metadata` from its details (empty when it sent none)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, details: ErrorDetails | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        details: ErrorDetails | None = None,
+        *,
+        address: str = "",
+    ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.address = address
         self.details = details if details is not None else ErrorDetails()
 
     @property
@@ -43,6 +52,23 @@ class CallError(Exception):
         return self.details.retry_after_s
 
     @classmethod
-    def from_rpc(cls, err: grpc.RpcError) -> CallError:
+    def from_rpc(cls, err: grpc.RpcError, address: str = "") -> CallError:
         call: Any = err
-        return cls(call.code(), call.details() or "", details_of(err))
+        return cls(call.code(), call.details() or "", details_of(err), address=address)
+
+
+class DeadlinePassed(CallError):
+    """The caller's own deadline (`timeout=`) passed while the client was still trying."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+class JobEnded(CallError):
+    """A followed job ended without a video: FAILED or CANCELLED (`state`, a JobState value), with
+    the job's own status code and error."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, job_id: str, state: int) -> None:
+        super().__init__(code, message)
+        self.job_id = job_id
+        self.state = state

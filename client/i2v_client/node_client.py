@@ -12,45 +12,58 @@ from typing import Any, Protocol
 
 import grpc
 
-from i2v_client.channels import open_channel
+from i2v_client.addresses import check_address
+from i2v_client.channels import Reach, open_channel, wait_connected
 from i2v_client.errors import CallError
 from i2v_client.request import checked
+from i2v_client.streams import PauseCallback
 from i2v_common.rpc import node_pb2_grpc
-from i2v_contract.wire import common_pb2, node_pb2
+from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
+
+ProgressCallback = Callable[[common_pb2.Progress], None]
 
 
 class GenerateCall:
     """A running Generate stream: iterate `events()`, or `cancel()` it from anywhere."""
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, address: str = "") -> None:
         self._call = call
+        self._address = address
 
     def events(self) -> Iterator[common_pb2.GenerateEvent]:
         try:
             yield from self._call
         except grpc.RpcError as err:
-            raise CallError.from_rpc(err) from None
+            raise CallError.from_rpc(err, self._address) from None
 
     def cancel(self) -> None:
+        """Cancel the stream: the node stops the run within one denoising step."""
         self._call.cancel()
 
-    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
-        """Consume the stream: progress to `on_progress`, then the checked Result."""
+    def wait(
+        self, on_progress: ProgressCallback | None = None, *, on_pause: PauseCallback | None = None
+    ) -> common_pb2.Result:
+        """Consume the stream: progress to `on_progress`, then the checked Result. One node has no
+        failover, so `on_pause` is never called."""
         for event in self.events():
             if event.HasField("progress"):
                 if on_progress is not None:
                     on_progress(event.progress)
             elif event.HasField("result"):
                 return checked(event.result)
-        raise CallError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
+        raise CallError(grpc.StatusCode.UNKNOWN, "the stream ended without a result", address=self._address)
 
 
 class Call(Protocol):
     """A started generation: a node's GenerateCall or a job through the coordinators."""
 
-    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result: ...
+    def wait(
+        self, on_progress: ProgressCallback | None = None, *, on_pause: PauseCallback | None = None
+    ) -> common_pb2.Result: ...
 
-    def cancel(self) -> None: ...
+    def cancel(self) -> coordinator_pb2.Job | None:
+        """Stop it: a cluster job answers the cancelled Job (None when nothing was submitted); a
+        node's run answers None."""
 
 
 class Generator(Protocol):
@@ -60,32 +73,43 @@ class Generator(Protocol):
 
 
 class NodeClient:
-    """Direct calls to one node (no coordinator)."""
+    """Direct calls to one node (no coordinator). The address is checked at once (ValueError); a call
+    to a node that does not connect within `connect_timeout_s` fails UNAVAILABLE saying so."""
 
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self._channel = open_channel(target)
+    def __init__(self, target: str, *, connect_timeout_s: float = 2.0) -> None:
+        self.target = check_address(target, "node address")
+        self._connect_timeout_s = connect_timeout_s
+        self._channel = open_channel(self.target)
         self._stub = node_pb2_grpc.NodeStub(self._channel)
+
+    def _connect(self, timeout: float | None) -> None:
+        limit = self._connect_timeout_s if timeout is None else min(self._connect_timeout_s, timeout)
+        reach, why = wait_connected(self._channel, limit)
+        if reach is not Reach.CONNECTED:
+            raise CallError(grpc.StatusCode.UNAVAILABLE, f"node {self.target} {why}")
 
     def generate(
         self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
     ) -> GenerateCall:
+        self._connect(timeout)
         # A standalone run: job_id, attempt and epoch are set only by a coordinator's dispatch.
         call = self._stub.Generate(node_pb2.NodeGenerateRequest(request=request), timeout=timeout)
-        return GenerateCall(call)
+        return GenerateCall(call, self.target)
 
     def cancel(self, job_id: str = "", *, timeout: float = 10.0) -> bool:
+        self._connect(timeout)
         try:
             response = self._stub.Cancel(node_pb2.NodeCancelRequest(job_id=job_id), timeout=timeout)
         except grpc.RpcError as err:
-            raise CallError.from_rpc(err) from None
+            raise CallError.from_rpc(err, self.target) from None
         return bool(response.cancelled)
 
     def status(self, *, timeout: float = 10.0) -> node_pb2.NodeStatus:
+        self._connect(timeout)
         try:
             status: node_pb2.NodeStatus = self._stub.Status(node_pb2.NodeStatusRequest(), timeout=timeout)
         except grpc.RpcError as err:
-            raise CallError.from_rpc(err) from None
+            raise CallError.from_rpc(err, self.target) from None
         return status
 
     def close(self) -> None:

@@ -10,6 +10,35 @@ from i2v_contract.states import state_name
 from i2v_contract.tiers import tier_name
 from i2v_contract.wire import coordinator_pb2
 
+ECHO_MAX = 80  # the most of a user-supplied value a message repeats
+
+
+def clip(text: str, limit: int = ECHO_MAX) -> str:
+    """`text` at most `limit` characters: a longer one keeps its start and end around an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+def shorten_uri(uri: str, width: int) -> str:
+    """`uri` in at most `width` characters, keeping what tells artifacts apart: the scheme and as many
+    trailing path segments as fit (`file://…/jobs/j1/out-1.mp4`), else the segments alone, else the
+    end of the name."""
+    if len(uri) <= width:
+        return uri
+    scheme, sep, rest = uri.partition("://")
+    segments = (rest if sep else uri).split("/")[1:]
+    for prefix in ([f"{scheme}{sep}…"] if sep else []) + ["…"]:
+        tail = ""
+        for segment in reversed(segments):
+            if len(prefix) + len(tail) + 1 + len(segment) > width:
+                break
+            tail = f"/{segment}{tail}"
+        if tail:
+            return prefix + tail
+    return "…" + uri[len(uri) - max(0, width - 1) :]
+
 
 def _state(state: int) -> str:
     return state_name(state).lower()

@@ -12,7 +12,7 @@ import grpc
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from i2v_client import cli
+from i2v_client import Connection, Reach, cli
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2
 
 
@@ -55,12 +55,22 @@ class DetailedRpcError(FakeRpcError):
 
 
 class FakeStubs:
-    """A coordinator client's StubSource: `stub` for every address; records the addresses asked."""
+    """A coordinator client's StubSource: `stub` for every address; records the addresses asked.
+    Addresses in `unreachable` do not connect (how: Reach.FAILED or Reach.SILENT); `connects`
+    records every connect with its timeout."""
 
-    def __init__(self, stub: Any = None) -> None:
+    def __init__(self, stub: Any = None, unreachable: dict[str, Reach] | None = None) -> None:
         self._stub = stub
+        self.unreachable = unreachable or {}
         self.asked: list[str] = []
+        self.connects: list[tuple[str, float]] = []
         self.closed = False
+
+    def connect(self, target: str, timeout: float) -> Connection:
+        self.connects.append((target, timeout))
+        reach = self.unreachable.get(target, Reach.CONNECTED)
+        why = {Reach.FAILED: "refused the connection", Reach.SILENT: f"accepted nothing within {timeout:g} s"}
+        return Connection(reach, why.get(reach, ""))
 
     def stub(self, target: str) -> Any:
         self.asked.append(target)
@@ -72,11 +82,15 @@ class FakeStubs:
 
 class FakeConnector:
     """A CLI Connector that hands out the given doubles; `asked` records what the CLI asked for,
-    and asking for a client it was not given fails the test."""
+    and asking for a client it was not given fails the test. `kinds` says which server each
+    address is ("node", "coordinator"; unknown addresses are "")."""
 
-    def __init__(self, generator: Any = None, cluster: Any = None) -> None:
+    def __init__(
+        self, generator: Any = None, cluster: Any = None, kinds: dict[str, str] | None = None
+    ) -> None:
         self._generator = generator
         self._cluster = cluster
+        self.kinds = kinds or {}
         self.asked: list[tuple[str, object]] = []
 
     def _hand_out(self, kind: str, where: object, client: Any) -> Any:
@@ -92,6 +106,10 @@ class FakeConnector:
 
     def cluster(self, targets: Sequence[str]) -> Any:
         return self._hand_out("cluster", list(targets), self._cluster)
+
+    def kind(self, address: str) -> str:
+        self.asked.append(("kind", address))
+        return self.kinds.get(address, "")
 
 
 def run_cli(

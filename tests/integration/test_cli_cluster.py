@@ -6,8 +6,10 @@ it. `jobs` asks the standby, which answers from etcd.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -18,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from i2v_client import CoordinatorClient
+from i2v_contract.wire import coordinator_pb2
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
-from tests.etcd_cluster import EtcdCluster
+from tests.etcd_cluster import EtcdCluster, free_port
 from tests.integration.node_process import BIN, NodeProcess, node_env
 from tests.media import decode, png
 
@@ -124,12 +127,22 @@ def test_status_shows_the_leader_and_the_node(cluster: Cluster, generated: Gener
 
 
 def test_jobs_from_the_environment_lists_the_job_succeeded(cluster: Cluster, generated: Generated) -> None:
-    # Only the standby is named: any coordinator answers ListJobs.
-    done = i2v("jobs", "--state", "succeeded,failed", cwd=cluster.workdir, targets=cluster.standby.address)
-    assert done.returncode == 0, done.stderr
-    row = next(line for line in done.stdout.splitlines() if line.startswith(generated.job_id))
+    # Only the standby is named: any coordinator answers ListJobs. --wide: every column, unshortened
+    # (the line form `jobs` printed before its default became an 80-column table).
+    wide = i2v(
+        "jobs", "--state", "succeeded,failed", "--wide", cwd=cluster.workdir, targets=cluster.standby.address
+    )
+    assert wide.returncode == 0, wide.stderr
+    row = next(line for line in wide.stdout.splitlines() if line.startswith(generated.job_id))
     assert row.split()[1:4] == ["succeeded", "1", cluster.node_id]
     assert row.split()[-1].startswith("file://") and row.split()[-1].endswith(".mp4")
+    # The default table fits 80 columns: the id whole, the URI down to its recognisable end.
+    done = i2v("jobs", "--state", "succeeded,failed", cwd=cluster.workdir, targets=cluster.standby.address)
+    assert done.returncode == 0 and max(map(len, done.stdout.splitlines())) <= 80, done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith(generated.job_id))
+    assert row.split()[1:4] == ["succeeded", "1", cluster.node_id] and row.endswith(".mp4")
+    listed = json.loads(i2v("jobs", "--json", "--target", cluster.targets, cwd=cluster.workdir).stdout)
+    assert generated.job_id in [job["job_id"] for job in listed["items"]]
     none = i2v("jobs", "--state", "queued", "--target", cluster.targets, cwd=cluster.workdir)
     assert none.returncode == 0 and none.stdout.strip() == "no jobs"
 
@@ -155,3 +168,105 @@ def test_cancel_of_a_finished_job_says_why_not(cluster: Cluster, generated: Gene
 def test_unknown_job_is_not_found(cluster: Cluster) -> None:
     done = i2v("get", "no-such-job", "--target", cluster.targets, cwd=cluster.workdir)
     assert done.returncode == 1 and done.stderr.startswith("error: NOT_FOUND: no job 'no-such-job'")
+
+
+# --- fail fast, tell the truth, against the real servers ---------------------------------------------
+
+
+def test_node_flag_at_a_coordinator_says_it_is_one(cluster: Cluster) -> None:
+    (cluster.workdir / "in.png").write_bytes(png())
+    address = cluster.leader.address
+    started = time.monotonic()
+    done = i2v("generate", "in.png", "--prompt", "p", "--node", address, "-o", "x.mp4", cwd=cluster.workdir)
+    assert done.returncode == 2 and time.monotonic() - started < 5.0
+    assert (
+        done.stderr.splitlines()[-1]
+        == f"error: {address} is a coordinator, not a node: use --target {address}"
+    )
+    assert not (cluster.workdir / "x.mp4").exists()
+
+
+def test_an_unreachable_coordinator_is_reported_at_once_naming_it(cluster: Cluster) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = i2v("status", "--target", address, cwd=cluster.workdir)
+    took = time.monotonic() - started
+    assert done.returncode == 1 and took < 3.0, took
+    assert done.stderr == (
+        f"error: UNAVAILABLE: cluster status: cannot reach any coordinator: {address} "
+        "refused the connection\n"
+    )
+
+
+def _job_id(stderr: str) -> str:
+    found = re.search(r"job (\w+)", stderr)
+    assert found, stderr
+    return found.group(1)
+
+
+def _wait_running(cluster: Cluster, timeout: float = 60.0) -> str:
+    """The id of the job that runs now."""
+    deadline = time.monotonic() + timeout
+    with CoordinatorClient(cluster.targets) as client:
+        while time.monotonic() < deadline:
+            running = client.list_jobs(states=[coordinator_pb2.JOB_STATE_RUNNING]).jobs
+            if running:
+                return running[0].job_id
+            time.sleep(0.1)
+    raise AssertionError(f"no job running within {timeout}s")
+
+
+def test_timeout_while_queued_and_ctrl_c_that_cancels(cluster: Cluster) -> None:
+    cwd = cluster.workdir
+    (cwd / "in.png").write_bytes(png())
+    env = node_env(cwd)
+    env.pop("I2V_TARGETS", None)
+    long_job = ["generate", "in.png", "--prompt", "long", "--frames", "16", "--width", "64", "--height", "64",
+                "--steps", "200", "--target", cluster.targets, "-o", "out/long.mp4"]  # fmt: skip
+    running = subprocess.Popen([str(BIN / "i2v"), *long_job], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        first = _wait_running(cluster)
+        # The node is busy: this one waits in the queue, and --timeout holds there.
+        started = time.monotonic()
+        queued = i2v("generate", "in.png", "--prompt", "queued", "--steps", "2", "--frames", "2", "--width",
+                     "64", "--height", "64", "--timeout", "2", "--target", cluster.targets, "-o", "out/q.mp4",
+                     cwd=cwd)  # fmt: skip
+        took = time.monotonic() - started
+        assert queued.returncode == 1 and 2.0 <= took < 5.0, (took, queued.stderr)
+        last = queued.stderr.splitlines()[-1]
+        assert (
+            last.startswith("error: DEADLINE_EXCEEDED: job ")
+            and "while it was queued; the job goes on" in last
+        )
+        second = _job_id(last)
+        cancelled = i2v("cancel", second, "--target", cluster.targets, cwd=cwd)
+        assert cancelled.returncode == 0 and cancelled.stdout.startswith(f"{second} cancelled"), (
+            cancelled.stderr
+        )
+        # Ctrl-C cancels the running job and says so plainly.
+        running.send_signal(signal.SIGINT)
+        _, stderr = running.communicate(timeout=20)
+        assert running.returncode == 130, stderr
+        assert stderr.splitlines()[-1] == f"interrupted: job {first} was cancelled"
+        got = i2v("get", first, "--target", cluster.targets, cwd=cwd)
+        assert got.stdout.startswith(f"{first} cancelled")
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+
+
+def test_a_failed_write_names_the_command_that_fetches_the_video_again(cluster: Cluster) -> None:
+    cwd = cluster.workdir
+    (cwd / "in.png").write_bytes(png())
+    done = i2v("generate", "in.png", "--prompt", "full disk", "--steps", "2", "--frames", "2", "--width",
+               "64", "--height", "64", "--target", cluster.targets, "-o", "/dev/full", cwd=cwd)  # fmt: skip
+    assert done.returncode == 2
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("error: cannot write /dev/full: No space left on device; job ")
+    command, get, job_id, o, path, *where = last.rpartition(" keeps the video: ")[2].split()
+    assert (command, get, o, path, where) == ("i2v", "get", "-o", "/dev/full", ["--target", cluster.targets])
+    again = i2v("get", job_id, "-o", "out/again.mp4", *where, cwd=cwd)
+    assert again.returncode == 0, again.stderr
+    assert decode((cwd / "out" / "again.mp4").read_bytes())[0] == 2

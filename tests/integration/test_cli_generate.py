@@ -84,3 +84,28 @@ def test_generate_unreachable_node(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "error: UNAVAILABLE" in done.stderr or "error: DEADLINE_EXCEEDED" in done.stderr
+
+
+def test_target_flag_at_a_node_says_it_is_one(node: NodeProcess, tmp_path: Path) -> None:
+    (tmp_path / "in.png").write_bytes(png())
+    for args in (["generate", "in.png", "--prompt", "p", "-o", "o.mp4"], ["status"]):
+        done = i2v(*args, "--target", node.address, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: {node.address} is a node, not a coordinator")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_failed_write_of_a_node_run_keeps_the_video_elsewhere(node: NodeProcess, tmp_path: Path) -> None:
+    (tmp_path / "in.png").write_bytes(png())
+    done = i2v(
+        "generate", "in.png", "--prompt", "p", "--frames", "2", "--width", "64", "--height", "64", "--steps",
+        "2", "--node", node.address, "-o", "/dev/full", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    why, _, saved = done.stderr.strip().partition("; saved it to ")
+    assert why == "error: cannot write /dev/full: No space left on device" and saved.endswith(" instead")
+    kept = Path(saved.removesuffix(" instead"))
+    try:
+        assert decode(kept.read_bytes())[0] == 2
+    finally:
+        kept.unlink()

@@ -1,17 +1,24 @@
 """`i2v`: the command line client.
 
     i2v generate IMAGE --prompt TEXT [--frames N --width W --height H --steps S --seed X --fps F]
-                 (--node HOST:PORT | --target ADDR[,ADDR...]) -o OUT.mp4
+                 (--node HOST:PORT | --target ADDR[,ADDR...]) -o OUT.mp4 [--timeout S]
     i2v status  --target ADDR[,ADDR...]          leader, epoch, members, nodes, queue
     i2v jobs    --target ... [--state queued,running] [--limit N | --all] [--page-token T]
-    i2v get     JOB --target ...
+    i2v get     JOB --target ... [-o OUT.mp4]    one job; -o writes its video
     i2v cancel  JOB --target ...
-    i2v watch   JOB --target ...                 progress until the job ends
+    i2v watch   JOB --target ... [--timeout S]   progress until the job ends
+    i2v --version
 
 `--node` calls one node directly; `--target` goes through the coordinators (any of them: the client
 follows the leader and re-attaches across failovers). Without either, `--target` comes from the
-I2V_TARGETS environment variable. Exit status: 0 done, 1 the server refused or failed (the message
-is `error: CODE: message`), 2 bad local usage, 130 interrupted (Ctrl-C on generate cancels the job).
+I2V_TARGETS environment variable. `status`, `jobs`, `get` and `cancel` take `--json`; `status` and
+`jobs` take `--wide`.
+
+Exit status: 0 done; 1 the server refused, the job failed or was cancelled elsewhere (`error: CODE:
+message`); 2 bad usage or a local problem, said before anything is sent where it can be (an
+address that is not HOST:PORT, a value out of range, an unreadable image, an output path that
+cannot be written, a node where a coordinator was meant or the other way round); 130 Ctrl-C
+(generate cancels the job first and says what became of it; watch only stops watching).
 """
 
 from __future__ import annotations

@@ -1,47 +1,35 @@
-"""The `i2v` argument tree, and where a command runs (`--node`, `--target` or $I2V_TARGETS)."""
+"""The `i2v` argument tree, and where a command runs (`--node`, `--target` or $I2V_TARGETS).
+
+Every refusal is one line and exit 2, before anything is dialled: argument types name the flag and
+the range (`types.py`), addresses must be HOST:PORT (`check_address`), and a flag that cannot work
+with the chosen server (--frames-dir through the coordinators) is refused before submitting.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
+from i2v_client.addresses import check_address, parse_targets
+from i2v_client.cli import types
 from i2v_client.cli.cluster import cmd_cancel, cmd_get, cmd_jobs, cmd_status, cmd_watch
 from i2v_client.cli.context import Listing
 from i2v_client.cli.generate import cmd_generate
-from i2v_client.failover import parse_targets
-from i2v_client.text import parse_states
-from i2v_contract.limits import SEED_MAX
+from i2v_client.text import clip
+from i2v_contract.version import package_version
 
 TARGETS_ENV = "I2V_TARGETS"
+ERROR_MAX = 300  # argparse repeats what it refuses (an unknown command, a bad choice): bounded
+L = types.LIMITS
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line refusal: `i2v generate: error: ...`, without the usage block."""
 
-
-def _seed(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > SEED_MAX:
-        raise argparse.ArgumentTypeError(f"{text} is above {SEED_MAX} (the largest 64-bit seed)")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
-
-
-def _states(text: str) -> list[int]:
-    try:
-        return parse_states(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {clip(message, ERROR_MAX)} (see {self.prog} --help)\n")
 
 
 def _add_target(group: argparse._ActionsContainer) -> None:
@@ -49,114 +37,213 @@ def _add_target(group: argparse._ActionsContainer) -> None:
         "--target",
         metavar="ADDR[,ADDR...]",
         default=None,
-        help=f"coordinator addresses (any of them; default: ${TARGETS_ENV})",
+        help=f"coordinator addresses, HOST:PORT, any of them (default: ${TARGETS_ENV})",
     )
 
 
-def _where_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The shared flags: node or cluster (generate), and cluster only (the rest)."""
-    node_or_cluster = argparse.ArgumentParser(add_help=False)
-    where = node_or_cluster.add_argument_group("where to run (one of)")
-    either = where.add_mutually_exclusive_group()
-    either.add_argument("--node", metavar="HOST:PORT", default=None, help="call this node directly")
-    _add_target(either)
-    where.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="deadline for the call, seconds"
-    )
-    cluster = argparse.ArgumentParser(add_help=False)
-    _add_target(cluster.add_argument_group("cluster"))
-    return node_or_cluster, cluster
+def _cluster_parent(*, tables: bool = False, timeout: bool = False) -> Parser:
+    """The flags every cluster command shares: connection, and the output forms of tables."""
+    parent = Parser(add_help=False)
+    connection = parent.add_argument_group("connection")
+    _add_target(connection)
+    if timeout:
+        connection.add_argument(
+            "--timeout", type=types.seconds, default=None, metavar="S", help="give up after S seconds"
+        )
+    output = parent.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="JSON for scripts instead of text")
+    if tables:
+        output.add_argument("--wide", action="store_true", help="every column, nothing shortened")
+    return parent
 
 
-def _add_generate(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
-) -> None:
-    gen = sub.add_parser(
-        "generate",
-        parents=[parent],
-        help="turn an image and a prompt into an MP4",
-        description="Turn an image and a prompt into an MP4. Zero/omitted sizes use the server's defaults.",
+def _add_request(gen: argparse.ArgumentParser) -> None:
+    req = gen.add_argument_group("request (0 or omitted: the server's default)")
+    req.add_argument(
+        "--prompt", required=True, help=f"what should happen (at most {L.max_prompt_chars} chars)"
     )
-    gen.add_argument("image", type=Path, help="input image (PNG, JPEG or WebP)")
-    gen.add_argument("--prompt", required=True)
-    gen.add_argument("--negative-prompt", default="")
-    gen.add_argument("--width", type=_non_negative_int, default=0, help="pixels, multiple of 8")
-    gen.add_argument("--height", type=_non_negative_int, default=0, help="pixels, multiple of 8")
-    gen.add_argument("--frames", type=_non_negative_int, default=0)
-    gen.add_argument("--fps", type=_non_negative_int, default=0)
-    gen.add_argument("--steps", type=_non_negative_int, default=0, help="denoising steps")
-    gen.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale")
-    gen.add_argument("--seed", type=_seed, default=None, help="default: random (printed)")
-    gen.add_argument("--model", default="", help="model the server must serve (default: any)")
-    gen.add_argument(
+    req.add_argument("--negative-prompt", default="", metavar="TEXT", help="what should not")
+    step = f"in steps of {L.size_multiple}"
+    req.add_argument(
+        "--width",
+        type=types.width,
+        default=0,
+        metavar="W",
+        help=f"pixels, {L.min_size}..{L.max_width} {step} (default {L.default_width})",
+    )
+    req.add_argument(
+        "--height",
+        type=types.height,
+        default=0,
+        metavar="H",
+        help=f"pixels, {L.min_size}..{L.max_height} {step} (default {L.default_height})",
+    )
+    req.add_argument(
+        "--frames",
+        type=types.frames,
+        default=0,
+        metavar="N",
+        help=f"1..{L.max_frames} (default {L.default_frames})",
+    )
+    req.add_argument(
+        "--fps",
+        type=types.fps,
+        default=0,
+        metavar="N",
+        help=f"output frame rate, 1..{L.max_fps} (default {L.default_fps})",
+    )
+    req.add_argument(
+        "--steps",
+        type=types.steps,
+        default=0,
+        metavar="N",
+        help=f"denoising steps, 1..{L.max_steps} (default {L.default_steps})",
+    )
+    req.add_argument(
+        "--guidance",
+        type=types.guidance,
+        default=0.0,
+        metavar="G",
+        help=f"classifier-free guidance, {L.min_guidance:g}..{L.max_guidance:g} "
+        f"(default {L.default_guidance:g})",
+    )
+    req.add_argument(
+        "--seed", type=types.seed, default=None, metavar="N", help="0..2^64-1 (default: random, printed)"
+    )
+    req.add_argument("--model", default="", help="model the server must serve (default: any)")
+    req.add_argument(
         "--allow-degrade",
         action="store_true",
         help="let the node lower resolution, then frames, to fit memory (steps are never lowered)",
     )
-    gen.add_argument("--frames-dir", type=Path, default=None, help="also write every frame as PNG here")
-    gen.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")
-    gen.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def _add_generate(sub: argparse._SubParsersAction[Parser]) -> None:
+    gen = sub.add_parser(
+        "generate",
+        help="turn an image and a prompt into an MP4",
+        description="Turn an image and a prompt into an MP4, on one node or through the coordinators.",
+    )
+    gen.add_argument("image", type=Path, help="input image (PNG, JPEG or WebP, at most 20 MiB)")
+    _add_request(gen)
+    output = gen.add_argument_group("output")
+    output.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT.mp4",
+        help="where to write the MP4 (missing directories are made)",
+    )
+    output.add_argument(
+        "--frames-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write every frame as PNG here (--node only)",
+    )
+    output.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    connection = gen.add_argument_group("connection (one of --node, --target or $I2V_TARGETS)")
+    either = connection.add_mutually_exclusive_group()
+    either.add_argument("--node", metavar="HOST:PORT", default=None, help="call this node directly")
+    _add_target(either)
+    connection.add_argument(
+        "--timeout",
+        type=types.seconds,
+        default=None,
+        metavar="S",
+        help="give up after S seconds, time queued included (the job goes on)",
+    )
     gen.set_defaults(run=cmd_generate, subparser=gen)
 
 
-def _add_jobs(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    parent: argparse.ArgumentParser,
-    listing: Listing,
-) -> None:
-    jobs = sub.add_parser("jobs", parents=[parent], help="list jobs, newest first")
-    jobs.add_argument(
+def _add_jobs(sub: argparse._SubParsersAction[Parser], listing: Listing) -> None:
+    jobs = sub.add_parser(
+        "jobs",
+        parents=[_cluster_parent(tables=True)],
+        help="list jobs, newest first",
+        description="List jobs: open ones newest first, then finished ones newest-finished first.",
+    )
+    which = jobs.add_argument_group("which jobs")
+    which.add_argument(
         "--state",
-        type=_states,
+        type=types.states,
         default=[],
         metavar="STATE[,STATE...]",
-        help="only these states: queued, assigned, running, succeeded, failed, cancelled",
+        help="only these: queued, assigned, running, succeeded, failed, cancelled",
     )
-    how_many = jobs.add_mutually_exclusive_group()
+    how_many = which.add_mutually_exclusive_group()
     how_many.add_argument(
         "--limit",
-        type=_positive_int,
+        type=types.limit,
         default=listing.shown,
+        metavar="N",
         help=f"show at most N jobs (default {listing.shown})",
     )
     how_many.add_argument(
         "--all", action="store_true", help=f"every job, to the end of the history (at most {listing.all_max})"
     )
-    jobs.add_argument(
+    which.add_argument(
         "--page-token", default="", metavar="TOKEN", help="continue where a previous listing stopped"
     )
     jobs.set_defaults(run=cmd_jobs, subparser=jobs)
 
 
-def build_parser(listing: Listing | None = None) -> argparse.ArgumentParser:
-    listing = listing or Listing()
-    parser = argparse.ArgumentParser(prog="i2v", description="Image-to-video generation on an i2v cluster.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    node_or_cluster, cluster = _where_parents()
-    _add_generate(sub, node_or_cluster)
-    status = sub.add_parser("status", parents=[cluster], help="cluster leader, members, nodes and queue")
-    status.set_defaults(run=cmd_status, subparser=status)
-    _add_jobs(sub, cluster, listing)
-    for name, run, text in (
-        ("get", cmd_get, "show one job and its outcome"),
-        ("cancel", cmd_cancel, "cancel a queued or running job"),
-        ("watch", cmd_watch, "follow a job's progress until it ends"),
+def _add_one_job(sub: argparse._SubParsersAction[Parser]) -> None:
+    for name, run, text, parent in (
+        ("get", cmd_get, "show one job and its outcome; -o writes its video", _cluster_parent()),
+        ("cancel", cmd_cancel, "cancel a queued or running job", _cluster_parent()),
+        ("watch", cmd_watch, "follow a job's progress until it ends", _cluster_parent(timeout=True)),
     ):
-        one = sub.add_parser(name, parents=[cluster], help=text)
+        one = sub.add_parser(name, parents=[parent], help=text, description=text[0].upper() + text[1:] + ".")
         one.add_argument("job_id", metavar="JOB", help="the job id (printed by generate and jobs)")
+        if name == "get":
+            one.add_argument(
+                "-o",
+                "--output",
+                type=Path,
+                default=None,
+                metavar="OUT.mp4",
+                help="write the job's video here",
+            )
         if name == "watch":
-            one.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+            one.add_argument("-q", "--quiet", action="store_true", help="no progress display")
         one.set_defaults(run=run, subparser=one)
+
+
+def build_parser(listing: Listing | None = None) -> Parser:
+    listing = listing or Listing()
+    parser = Parser(prog="i2v", description="Image-to-video generation on an i2v cluster.")
+    parser.add_argument("--version", action="version", version=f"i2v {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(sub)
+    status = sub.add_parser(
+        "status",
+        parents=[_cluster_parent(tables=True)],
+        help="cluster leader, members, nodes and queue",
+        description="The cluster's leader, members, nodes (held-back ones explained) and queue.",
+    )
+    status.set_defaults(run=cmd_status, subparser=status)
+    _add_jobs(sub, listing)
+    _add_one_job(sub)
     return parser
 
 
 def resolve_where(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    """Sets args.targets (a list, or None with --node); ValueError says what to pass instead."""
+    """Sets args.targets (a list, or None with --node) from checked addresses; ValueError says what
+    to pass instead."""
     args.targets = None
     if getattr(args, "node", None):
+        args.node = check_address(args.node, "--node")
         return
-    text = args.target if args.target is not None else env.get(TARGETS_ENV, "")
+    from_env = args.target is None
+    text = env.get(TARGETS_ENV, "") if from_env else args.target
     if not text.strip():
         node = "--node HOST:PORT or " if hasattr(args, "node") else ""
         raise ValueError(f"say where to run: {node}--target ADDR[,ADDR...] (or set {TARGETS_ENV})")
-    args.targets = parse_targets(text)
+    args.targets = parse_targets(text, f"${TARGETS_ENV}" if from_env else "--target")
+    if getattr(args, "frames_dir", None) is not None:
+        raise ValueError(
+            "--frames-dir needs --node: the coordinators keep the video, not its frames "
+            "(drop --frames-dir, or run on one node with --node HOST:PORT)"
+        )

@@ -1,89 +1,148 @@
-"""The commands that ask the coordinators: `status`, `jobs`, `get`, `cancel` and `watch`."""
+"""The commands that ask the coordinators: `status`, `jobs`, `get` (and `get -o`, its video),
+`cancel` and `watch`. Tables fit the terminal; `--wide` and `--json` are the other forms."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TypeVar
 
 from i2v_client.calls import ProgressLine, final_result
-from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Cluster, Context
-from i2v_client.cli.progress import ProgressDisplay, mode_for, stop
+from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Cluster, Context
+from i2v_client.cli.output import output_problem, write_file
+from i2v_client.cli.progress import LINE_EVERY_S, ProgressDisplay, mode_for
+from i2v_client.cli.report import capped, report
+from i2v_client.cli.tables import form_of, print_job, print_jobs, print_status
 from i2v_client.errors import CallError
 from i2v_client.paging import collect_jobs
-from i2v_client.text import format_job, format_jobs, format_nodes, format_status
+from i2v_client.text import clip
+from i2v_client.video import with_video
+from i2v_contract.states import state_name
+from i2v_contract.wire import coordinator_pb2
+
+T = TypeVar("T")
 
 
-def _cluster_call(args: argparse.Namespace, ctx: Context, call: Callable[[Cluster], str]) -> str | None:
-    """Run one call against the coordinators; None after writing `error: CODE: message`."""
+def _cluster_call(args: argparse.Namespace, ctx: Context, call: Callable[[Cluster], T]) -> T | int:
+    """Run `call` against the coordinators; on failure, the exit status after saying why."""
     client = ctx.connector.cluster(args.targets)
     try:
         return call(client)
     except CallError as exc:
-        ctx.err.write(f"error: {exc}\n")
-        return None
+        return report(exc, args, ctx)
     finally:
         client.close()
 
 
-def _print(text: str | None, ctx: Context) -> int:
-    if text is None:
-        return EXIT_FAILED
-    ctx.out.write(text + "\n")
-    return EXIT_OK
-
-
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    def status(client: Cluster) -> str:
-        nodes = format_nodes(client.list_nodes()) or "(no live nodes)"
-        return f"{format_status(client.cluster_status())}\n{nodes}"
-
-    return _print(_cluster_call(args, ctx, status), ctx)
+    answer = _cluster_call(args, ctx, lambda c: (c.cluster_status(), c.list_nodes()))
+    if isinstance(answer, int):
+        return answer
+    print_status(ctx.out, *answer, form_of(args))
+    return EXIT_OK
 
 
 def cmd_jobs(args: argparse.Namespace, ctx: Context) -> int:
     want = ctx.listing.all_max if args.all else args.limit
-    client = ctx.connector.cluster(args.targets)
-    try:
-        jobs, more = collect_jobs(
-            lambda limit, token: client.list_jobs(args.state, limit, token),
+    answer = _cluster_call(
+        args,
+        ctx,
+        lambda c: collect_jobs(
+            lambda limit, token: c.list_jobs(args.state, limit, token),
             want,
             args.page_token,
             requests_max=ctx.listing.requests_max,
-        )
-    except CallError as exc:
-        ctx.err.write(f"error: {exc}\n")
-        return EXIT_FAILED
-    finally:
-        client.close()
-    ctx.out.write(format_jobs(jobs) + "\n")
+        ),
+    )
+    if isinstance(answer, int):
+        return answer
+    jobs, more = answer
+    print_jobs(ctx.out, jobs, form_of(args), more)
     if more:
         rest = "" if args.all else ", or --all"
         ctx.err.write(f"more jobs: go on with --page-token {more} (same --state){rest}\n")
     return EXIT_OK
 
 
+def _write_video(args: argparse.Namespace, ctx: Context, job: coordinator_pb2.Job) -> int:
+    """`i2v get JOB -o OUT`: the video of a succeeded job, from the result or a local file:// store."""
+    job_id = clip(job.job_id)
+    if job.state != coordinator_pb2.JOB_STATE_SUCCEEDED:
+        ctx.err.write(f"error: job {job_id} is {state_name(job.state).lower()}: it has no video to write\n")
+        return EXIT_FAILED
+    try:
+        result = with_video(job.result)
+    except CallError as exc:
+        ctx.err.write(f"error: {exc}\n")
+        return EXIT_FAILED
+    if not result.video:
+        ctx.err.write(
+            f"error: job {job_id}'s video is at {result.artifact_uri}, which this machine cannot read; "
+            "fetching it through the coordinators comes with the download RPC\n"
+        )
+        return EXIT_FAILED
+    try:
+        write_file(args.output, result.video)
+    except OSError as exc:
+        ctx.err.write(f"error: cannot write {args.output}: {exc.strerror or exc}\n")
+        return EXIT_USAGE
+    ctx.out.write(f"wrote {args.output}: job {job_id}, {len(result.video)} bytes\n")
+    return EXIT_OK
+
+
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
-    return _print(_cluster_call(args, ctx, lambda c: format_job(c.get(args.job_id))), ctx)
+    problem = output_problem(args.output) if args.output is not None else ""
+    if problem:
+        ctx.err.write(f"error: {problem}\n")
+        return EXIT_USAGE
+    job = _cluster_call(args, ctx, lambda c: c.get(args.job_id))
+    if isinstance(job, int):
+        return job
+    if args.output is not None:
+        return _write_video(args, ctx, job)
+    print_job(ctx.out, job, form_of(args))
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
-    return _print(_cluster_call(args, ctx, lambda c: format_job(c.cancel(args.job_id))), ctx)
+    job = _cluster_call(args, ctx, lambda c: c.cancel(args.job_id))
+    if isinstance(job, int):
+        return job
+    print_job(ctx.out, job, form_of(args))
+    return EXIT_OK
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
-    display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet))
+    display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet), ctx.clock, line_every_s=LINE_EVERY_S)
     line = ProgressLine(display.update, ctx.clock)
     client = ctx.connector.cluster(args.targets)
     try:
-        final = client.watch(args.job_id, line.event, on_pause=line.pause)
+        final = client.watch(args.job_id, line.event, timeout=args.timeout, on_pause=display.pause)
         result = final_result(final)
     except CallError as exc:
-        return stop(display, ctx.err, f"error: {exc}", EXIT_FAILED)
+        display.close()
+        return report(exc, args, ctx)
     except KeyboardInterrupt:
-        why = f"interrupted: stopped watching; job {args.job_id} goes on"
-        return stop(display, ctx.err, why, EXIT_INTERRUPTED)
+        display.close()
+        why = capped(f"interrupted: stopped watching; job {args.job_id} goes on", [args.job_id])
+        ctx.err.write(why + "\n")
+        return EXIT_INTERRUPTED
     finally:
+        display.close()
         client.close()
-    display.close()
-    ctx.out.write(f"job {args.job_id} succeeded: {result.artifact_uri}\n")
+    if args.json:
+        print_job(ctx.out, final_job(final), form_of(args))
+    else:
+        ctx.out.write(f"job {clip(args.job_id)} succeeded: {result.artifact_uri}\n")
     return EXIT_OK
+
+
+def final_job(event: coordinator_pb2.JobEvent) -> coordinator_pb2.Job:
+    """A final event as the Job it ended (for `watch --json`)."""
+    return coordinator_pb2.Job(
+        job_id=event.job_id,
+        state=event.state,
+        attempt=event.attempt,
+        node_id=event.node_id,
+        result=event.result,
+    )

@@ -12,9 +12,12 @@ from i2v_client.calls import CoordinatorGenerator
 from i2v_client.coordinator import CoordinatorClient
 from i2v_client.node_client import Generator, NodeClient
 from i2v_client.paging import REQUESTS_MAX, JobPage
+from i2v_client.probe import server_kind
 from i2v_client.streams import EventCallback, PauseCallback
 from i2v_contract.wire import coordinator_pb2
 
+# 0 done; 1 the server refused, the job failed or was cancelled elsewhere; 2 bad usage or a local
+# problem (an address, the image, the output path, the wrong kind of server); 130 Ctrl-C.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -44,13 +47,18 @@ class Cluster(Protocol):
 
 
 class Connector(Protocol):
-    """Clients for the addresses a command was given: `--node`, or the `--target` coordinators."""
+    """Clients for the addresses a command was given: `--node`, or the `--target` coordinators; and
+    which kind of server an address is, when a call found the wrong one there."""
 
     def node(self, address: str) -> Generator: ...
 
     def cluster_generator(self, targets: Sequence[str]) -> Generator: ...
 
     def cluster(self, targets: Sequence[str]) -> Cluster: ...
+
+    def kind(self, address: str) -> str:
+        """'node', 'coordinator' or '' (neither answered)."""
+        ...
 
 
 class GrpcConnector:
@@ -64,6 +72,9 @@ class GrpcConnector:
 
     def cluster(self, targets: Sequence[str]) -> Cluster:
         return CoordinatorClient(targets)
+
+    def kind(self, address: str) -> str:
+        return server_kind(address)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,29 @@
 """`i2v generate`: an image and a prompt to an MP4, on one node (`--node`) or through the
-coordinators (`--target`); Ctrl-C cancels the job."""
+coordinators (`--target`).
+
+The image and the output path are checked before anything is sent. Ctrl-C cancels the job and says
+truthfully what happened (cancelled, never submitted, already over, or could not be reached), exit
+130. A video that cannot be written after the job ran is not lost: the message names the job and
+the command that fetches it again (or, from a node, the file it was saved to instead).
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
-from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
-from i2v_client.cli.progress import ProgressDisplay, mode_for, stop
+import grpc
+
+from i2v_client.cli.context import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
+from i2v_client.cli.output import output_problem, save_elsewhere, write_file
+from i2v_client.cli.progress import LINE_EVERY_S, ProgressDisplay, mode_for
+from i2v_client.cli.report import report, where_flag
 from i2v_client.errors import CallError
-from i2v_client.request import build_request, checked
-from i2v_contract.wire import common_pb2
+from i2v_client.node_client import Call
+from i2v_client.request import build_request
+from i2v_client.text import clip
+from i2v_client.video import with_video
+from i2v_contract.states import state_name
+from i2v_contract.wire import common_pb2, coordinator_pb2
 
 
 def _mib(n: int) -> str:
@@ -36,30 +47,6 @@ def summary(result: common_pb2.Result, where: str, wall_s: float, job_id: str = 
     return "\n".join(lines)
 
 
-def read_local_artifact(uri: str) -> bytes | None:
-    """The bytes behind a file:// URI when this machine can read it, else None."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        return None
-    try:
-        return Path(url2pathname(parsed.path)).read_bytes()
-    except OSError:
-        return None
-
-
-def with_video(result: common_pb2.Result) -> common_pb2.Result:
-    """The result with its video inline: as sent, or read from a local file:// artifact (checked)."""
-    if result.video or not result.artifact_uri:
-        return result
-    video = read_local_artifact(result.artifact_uri)
-    if video is None:
-        return result
-    fetched = common_pb2.Result()
-    fetched.CopyFrom(result)
-    fetched.video = video
-    return checked(fetched)
-
-
 def _request(args: argparse.Namespace, image: bytes) -> common_pb2.GenerationRequest:
     return build_request(
         image,
@@ -79,12 +66,27 @@ def _request(args: argparse.Namespace, image: bytes) -> common_pb2.GenerationReq
 
 
 def _write_outputs(args: argparse.Namespace, result: common_pb2.Result) -> None:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(result.video)
+    write_file(args.output, result.video)
     if args.frames_dir is not None:
-        args.frames_dir.mkdir(parents=True, exist_ok=True)
         for i, png in enumerate(result.frames_png):
-            (args.frames_dir / f"frame_{i:04d}.png").write_bytes(png)
+            write_file(args.frames_dir / f"frame_{i:04d}.png", png)
+
+
+def _write_failed(
+    args: argparse.Namespace, ctx: Context, result: common_pb2.Result, job_id: str, why: str
+) -> int:
+    """Say where the video is when it could not be written: in the cluster (and how to fetch it) or,
+    from a node that keeps nothing, in a file saved elsewhere."""
+    if job_id:
+        fetch = f"i2v get {job_id} -o {args.output} {where_flag(args)}"
+        ctx.err.write(
+            f"error: cannot write {clip(str(args.output))}: {why}; job {job_id} keeps the video: {fetch}\n"
+        )
+        return EXIT_USAGE
+    saved = save_elsewhere(result.video)
+    kept = f"saved it to {saved} instead" if saved else "it could not be saved elsewhere either"
+    ctx.err.write(f"error: cannot write {clip(str(args.output))}: {why}; {kept}\n")
+    return EXIT_USAGE
 
 
 def _deliver(
@@ -99,36 +101,71 @@ def _deliver(
     try:
         _write_outputs(args, result)
     except OSError as exc:
-        ctx.err.write(f"error: cannot write output: {exc}\n")
-        return EXIT_USAGE
+        return _write_failed(args, ctx, result, job_id, exc.strerror or str(exc))
     ctx.out.write(summary(result, f"wrote {args.output}", wall_s, job_id) + "\n")
     return EXIT_OK
 
 
+def _cancelled(job: coordinator_pb2.Job | None, job_id: str, args: argparse.Namespace) -> str:
+    if not job_id:
+        return f"interrupted: cancelled the run on node {args.node}"
+    if job is None:
+        return "interrupted before any coordinator was reached: no job was submitted"
+    if job.state == coordinator_pb2.JOB_STATE_CANCELLED:
+        return f"interrupted: job {job_id} was cancelled"
+    return f"interrupted: job {job_id} is {state_name(job.state).lower()}; it was not cancelled"
+
+
+def _interrupted(call: Call, job_id: str, args: argparse.Namespace, ctx: Context) -> int:
+    """Ctrl-C: cancel the job (bounded), and say what became of it."""
+    try:
+        line = _cancelled(call.cancel(), job_id, args)
+    except CallError as exc:
+        if exc.code is grpc.StatusCode.NOT_FOUND:
+            line = f"interrupted: the cluster has no job {job_id}, so there was nothing to cancel"
+        elif exc.code is grpc.StatusCode.FAILED_PRECONDITION:
+            line = f"interrupted: {exc.message}"
+        else:
+            line = f"interrupted: could not cancel job {job_id} ({exc}); it may still run: "
+            line += f"i2v cancel {job_id} {where_flag(args)}"
+    except KeyboardInterrupt:
+        line = f"interrupted again: job {job_id} may still run: i2v cancel {job_id} {where_flag(args)}"
+    ctx.err.write(line + "\n")
+    return EXIT_INTERRUPTED
+
+
 def cmd_generate(args: argparse.Namespace, ctx: Context) -> int:
+    problem = output_problem(args.output)
+    if problem:
+        ctx.err.write(f"error: {problem}\n")
+        return EXIT_USAGE
     try:
         image = args.image.read_bytes()
     except OSError as exc:
-        ctx.err.write(f"error: cannot read image {args.image}: {exc.strerror}\n")
+        ctx.err.write(f"error: cannot read image {clip(str(args.image))}: {exc.strerror}\n")
         return EXIT_USAGE
     request = _request(args, image)
-    display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet))
-    if args.targets is None:
-        client = ctx.connector.node(args.node)
-    else:
-        client = ctx.connector.cluster_generator(args.targets)
+    client = (
+        ctx.connector.node(args.node)
+        if args.targets is None
+        else ctx.connector.cluster_generator(args.targets)
+    )
+    display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet), ctx.clock, line_every_s=LINE_EVERY_S)
     started = ctx.clock()
-    call = client.generate(request, timeout=args.timeout)
-    job_id: str = getattr(call, "job_id", "")
+    call: Call | None = None
     try:
-        result = with_video(call.wait(display.update))
+        call = client.generate(request, timeout=args.timeout)
+        result = with_video(call.wait(display.update, on_pause=display.pause))
     except CallError as exc:
-        return stop(display, ctx.err, f"error: {exc}", EXIT_FAILED)
+        display.close()
+        return report(exc, args, ctx)
     except KeyboardInterrupt:
-        call.cancel()
-        the_job = f"job {job_id}" if job_id else "the job"
-        return stop(display, ctx.err, f"interrupted: {the_job} was cancelled", EXIT_INTERRUPTED)
+        display.close()
+        if call is None:
+            ctx.err.write("interrupted before the job was sent: nothing to cancel\n")
+            return EXIT_INTERRUPTED
+        return _interrupted(call, getattr(call, "job_id", ""), args, ctx)
     finally:
+        display.close()
         client.close()
-    display.close()
-    return _deliver(args, ctx, result, job_id, ctx.clock() - started)
+    return _deliver(args, ctx, result, getattr(call, "job_id", ""), ctx.clock() - started)

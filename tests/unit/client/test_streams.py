@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import grpc
 import pytest
 
-from i2v_client import RetryPolicy
+from i2v_client import CallError, Pause, Reach, RetryPolicy
 from i2v_client.failover import Failover
 from i2v_client.streams import follow
 from i2v_contract.wire import coordinator_pb2
@@ -15,9 +15,11 @@ from tests.fakes.client import FakeRpcError, FakeStubs
 from tests.fakes.clock import ManualClock
 
 
-def _failover(policy: RetryPolicy | None = None, clock: ManualClock | None = None) -> Failover:
+def _failover(
+    policy: RetryPolicy | None = None, clock: ManualClock | None = None, stubs: FakeStubs | None = None
+) -> Failover:
     return Failover(
-        ["a:1", "b:2"], policy or RetryPolicy(), FakeStubs(), lambda s: None, clock or time.monotonic
+        ["a:1", "b:2"], policy or RetryPolicy(), stubs or FakeStubs(), time.sleep, clock or time.monotonic
     )
 
 
@@ -163,3 +165,55 @@ def test_the_first_message_may_wait_for_the_upload(first_extra_s: float, streams
 
     final = follow(failover, "job j", open_stream, None, None, first_extra_s=first_extra_s)  # type: ignore[arg-type]
     assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and len(opened) == streams_opened
+
+
+def test_a_pause_reads_as_one_sentence_and_keeps_its_parts() -> None:
+    pause = Pause("a:1", "answered UNAVAILABLE", "b:2")
+    assert pause == "a:1 answered UNAVAILABLE; re-attaching via b:2"
+    assert (pause.lost, pause.reason, pause.next) == ("a:1", "answered UNAVAILABLE", "b:2")
+
+
+def test_the_deadline_ends_a_stream_that_sends_nothing() -> None:
+    failover = _failover(RetryPolicy(idle_timeout_s=30.0))  # silence alone would take 30 s
+    queued = coordinator_pb2.JobEvent(job_id="j", state=coordinator_pb2.JOB_STATE_QUEUED)
+    frozen = _Frozen([queued])
+    started = time.monotonic()
+    with pytest.raises(CallError) as err:
+        follow(failover, "job j", lambda stub: frozen, None, time.monotonic() + 0.3)
+    took = time.monotonic() - started
+    assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and 0.3 <= took < 1.5
+    assert err.value.message.startswith("job j: timed out after 0.3 s while it was queued; the job goes on")
+    assert frozen.cancelled.is_set()
+
+
+def test_the_deadline_holds_while_no_coordinator_answers() -> None:
+    stubs = FakeStubs(unreachable={"a:1": Reach.SILENT, "b:2": Reach.SILENT})
+    failover = _failover(RetryPolicy(connect_timeout_s=0.1), stubs=stubs)
+    with pytest.raises(CallError) as err:
+        follow(failover, "job j", lambda stub: _Stream([], fail=False), None, time.monotonic() + 0.2)
+    assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "before any coordinator was reached, so nothing was submitted" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(grpc.StatusCode.NOT_FOUND, id="not-found"),
+        pytest.param(grpc.StatusCode.UNIMPLEMENTED, id="unimplemented"),
+        pytest.param(grpc.StatusCode.INVALID_ARGUMENT, id="invalid-argument"),
+        pytest.param(grpc.StatusCode.PERMISSION_DENIED, id="permission-denied"),
+    ],
+)
+def test_a_stream_is_not_reopened_after_an_answer_that_would_repeat(code: grpc.StatusCode) -> None:
+    failover = _failover()
+    stream = _Stream([], fail=True)
+    stream.error = FakeRpcError(code, "no job 'j'", hint="b:2")
+    opened: list[str] = []
+
+    def open_stream(stub: object) -> object:
+        opened.append(failover.target)
+        return stream
+
+    with pytest.raises(CallError) as err:
+        follow(failover, "watch j", open_stream)  # type: ignore[arg-type]
+    assert opened == ["a:1"] and (err.value.code, err.value.address) == (code, "a:1")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from i2v_client import format_job, format_jobs, format_nodes, format_status, parse_states
+from i2v_client import format_job, format_jobs, format_nodes, format_status, parse_states, shorten_uri
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
 
@@ -101,3 +101,24 @@ def test_format_job_of_a_success_says_what_was_produced() -> None:
         "produced: 2 frames 32x48 @ 4 fps, 3 steps, seed 9, profile fast, took 2.0s",
         "degraded: steps 6->3",
     ]
+
+
+@pytest.mark.parametrize(
+    ("uri", "width", "expected"),
+    [
+        pytest.param("file:///s/j1.mp4", 40, "file:///s/j1.mp4", id="fits"),
+        pytest.param(
+            "file:///var/lib/i2v/artifacts/jobs/0123456789abcdef/out-1.mp4",
+            40,
+            "file://…/jobs/0123456789abcdef/out-1.mp4",
+            id="scheme-and-last-segments",
+        ),
+        pytest.param(
+            "s3://bucket/a/very/long/key/out-1.mp4", 20, "s3://…/key/out-1.mp4", id="other-schemes-too"
+        ),
+        pytest.param("file:///x/jobs/j/out-1.mp4", 12, "…/out-1.mp4", id="no-room-for-the-scheme"),
+        pytest.param("file:///x/a-very-long-file-name.mp4", 10, "…-name.mp4", id="the-end-of-a-long-name"),
+    ],
+)
+def test_shorten_uri(uri: str, width: int, expected: str) -> None:
+    assert shorten_uri(uri, width) == expected and len(expected) <= width

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
 
 from i2v_client import CallError, JobPage
 from i2v_client.cli import Listing
-from i2v_client.cli.context import EXIT_FAILED
+from i2v_client.cli.context import EXIT_FAILED, EXIT_USAGE
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.fakes.client import FakeConnector, progress, run_cli
 
@@ -62,6 +65,7 @@ class _FakeCoordinator:
         job_id: str,
         on_event: Callable[[coordinator_pb2.JobEvent], None],
         *,
+        timeout: float | None = None,
         on_pause: Callable[[str], None],
     ) -> coordinator_pb2.JobEvent:
         self._answer("watch", job_id, None)
@@ -240,3 +244,158 @@ def test_watch_of_a_failed_job_exits_1() -> None:
         ["watch", "j1", "--target", "c:1"], FakeConnector(cluster=_FakeCoordinator(events=[failed]))
     )
     assert code == EXIT_FAILED and "error: RESOURCE_EXHAUSTED: job j1 failed: oom" in err
+
+
+# --- straight answers, tables that fit, forms for scripts --------------------------------------------
+
+
+def test_a_cluster_command_pointed_at_a_node_says_so() -> None:
+    fake = _FakeCoordinator(CallError(grpc.StatusCode.UNIMPLEMENTED, "Method not found!", address="n:1"))
+    connector = FakeConnector(cluster=fake, kinds={"n:1": "node"})
+    code, out, err = run_cli(["status", "--target", "n:1"], connector)
+    assert code == EXIT_USAGE and out == ""
+    assert err == "error: n:1 is a node, not a coordinator: `i2v status` needs coordinator addresses\n"
+
+
+def test_a_long_job_id_is_not_echoed_whole() -> None:
+    job_id = "j" * 5000
+    fake = _FakeCoordinator(CallError(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}; job ids are ..."))
+    code, _, err = run_cli(["get", job_id, "--target", "c:1"], FakeConnector(cluster=fake))
+    assert (
+        code == EXIT_FAILED and len(err) < 200 and "…" in err and err.startswith("error: NOT_FOUND: no job")
+    )
+
+
+_LONG_URI = "file:///var/lib/i2v/artifacts/jobs/0123456789abcdef0123456789abcdef/out-1.mp4"
+
+
+class _ListedCoordinator(_FakeCoordinator):
+    """Two long-id jobs: one succeeded with a long file:// URI, one failed."""
+
+    def list_jobs(self, states: list[int], limit: int, page_token: str) -> JobPage:
+        done = _job(
+            "0123456789abcdef0123456789abcdef",
+            coordinator_pb2.JOB_STATE_SUCCEEDED,
+            node_id="gpu-node-07",
+            created_at=86400.0,
+            finished_at=86410.0,
+        )
+        done.result.artifact_uri = _LONG_URI
+        failed = _job(
+            "fedcba9876543210fedcba9876543210",
+            coordinator_pb2.JOB_STATE_FAILED,
+            node_id="gpu-node-07",
+            error="RESOURCE_EXHAUSTED: out of memory at decode, 1024x1024 x 16 frames needs 30 GiB",
+        )
+        return JobPage((done, failed), "")
+
+
+def test_jobs_fit_80_columns_keeping_ids_whole_and_the_uri_recognisable() -> None:
+    code, out, err = run_cli(["jobs", "--target", "c:1"], FakeConnector(cluster=_ListedCoordinator()))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80, lines
+    assert lines[0].split()[:4] == ["JOB", "STATE", "TRY", "NODE"]
+    done, failed = lines[1].split(), lines[2].split()
+    assert done[:4] == ["0123456789abcdef0123456789abcdef", "succeeded", "1", "gpu-node-07"]
+    assert done[-1].startswith("…") and done[-1].endswith("/out-1.mp4")
+    assert failed[:2] == ["fedcba9876543210fedcba9876543210", "failed"] and lines[2].endswith("…")
+
+
+def test_jobs_wide_is_every_column_unshortened_and_json_is_for_scripts() -> None:
+    connector = FakeConnector(cluster=_ListedCoordinator())
+    code, wide, _ = run_cli(["jobs", "--target", "c:1", "--wide"], connector)
+    assert code == 0 and _LONG_URI in wide and "CREATED (UTC)" in wide and "TOOK" in wide
+    code, out, _ = run_cli(["jobs", "--target", "c:1", "--json"], connector)
+    listed = json.loads(out)
+    assert code == 0 and [j["state"] for j in listed["items"]] == ["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"]
+    assert listed["items"][0]["result"]["artifact_uri"] == _LONG_URI and listed["next_page_token"] == ""
+
+
+def test_status_table_fits_80_columns_and_json_carries_everything() -> None:
+    code, out, _ = run_cli(["status", "--target", "c:1"], FakeConnector(cluster=_FakeCoordinator()))
+    lines = out.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("NODE")) :]  # after the summary
+    assert code == 0 and table[0].split()[:3] == ["NODE", "ADDRESS", "TIER"]
+    assert all(len(line) <= 80 for line in table[:3]) and table[2].split()[0] == "n2"
+    assert table[-1] == "n2: SET ASIDE after 3 failed: INTERNAL: disk"
+    code, out, _ = run_cli(["status", "--target", "c:1", "--json"], FakeConnector(cluster=_FakeCoordinator()))
+    status = json.loads(out)
+    assert (
+        code == 0 and status["leader_id"] == "c1" and [n["node_id"] for n in status["nodes"]] == ["n1", "n2"]
+    )
+
+
+class _SucceededCoordinator(_FakeCoordinator):
+    def __init__(self, uri: str, video: bytes, state: int = coordinator_pb2.JOB_STATE_SUCCEEDED) -> None:
+        super().__init__()
+        self.uri, self.video, self.state = uri, video, state
+
+    def get(self, job_id: str) -> coordinator_pb2.Job:
+        job = _job(job_id, self.state)
+        job.result.artifact_uri = self.uri
+        job.result.sha256 = hashlib.sha256(self.video).hexdigest()
+        return job
+
+
+def test_get_writes_the_video_of_a_job_whose_store_this_machine_reads(tmp_path: Path) -> None:
+    stored = tmp_path / "store" / "out-1.mp4"
+    stored.parent.mkdir()
+    stored.write_bytes(b"the video")
+    fake = _SucceededCoordinator(stored.as_uri(), b"the video")
+    out_path = tmp_path / "again" / "clip.mp4"
+    code, out, err = run_cli(
+        ["get", "j1", "-o", str(out_path), "--target", "c:1"], FakeConnector(cluster=fake)
+    )
+    assert code == 0, err
+    assert out_path.read_bytes() == b"the video" and out == f"wrote {out_path}: job j1, 9 bytes\n"
+
+
+@pytest.mark.parametrize(
+    ("uri", "state", "says"),
+    [
+        pytest.param(
+            "s3://bucket/j1/out-1.mp4",
+            coordinator_pb2.JOB_STATE_SUCCEEDED,
+            "error: job j1's video is at s3://bucket/j1/out-1.mp4, which this machine cannot read; "
+            "fetching it through the coordinators comes with the download RPC",
+            id="a-remote-store",
+        ),
+        pytest.param(
+            "",
+            coordinator_pb2.JOB_STATE_FAILED,
+            "error: job j1 is failed: it has no video to write",
+            id="failed",
+        ),
+    ],
+)
+def test_get_says_why_it_cannot_write_a_video(uri: str, state: int, says: str, tmp_path: Path) -> None:
+    fake = _SucceededCoordinator(uri, b"", state)
+    out_path = tmp_path / "clip.mp4"
+    code, _, err = run_cli(["get", "j1", "-o", str(out_path), "--target", "c:1"], FakeConnector(cluster=fake))
+    assert code == EXIT_FAILED and err == says + "\n" and not out_path.exists()
+
+
+def test_get_checks_the_output_before_asking(tmp_path: Path) -> None:
+    fake = _FakeCoordinator()
+    code, _, err = run_cli(["get", "j1", "-o", str(tmp_path), "--target", "c:1"], FakeConnector(cluster=fake))
+    assert code == EXIT_USAGE and "is a directory" in err and fake.calls == []
+
+
+def test_watch_passes_its_timeout_and_a_timeout_is_an_error_naming_where_the_job_stood() -> None:
+    class _TimingOut(_FakeCoordinator):
+        def watch(
+            self, job_id: str, on_event: object, *, timeout: float | None = None, on_pause: object
+        ) -> coordinator_pb2.JobEvent:
+            self.calls.append(("watch", timeout))
+            raise CallError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"watch {job_id}: timed out after 2 s while it was queued; the job goes on",
+            )
+
+    fake = _TimingOut()
+    code, _, err = run_cli(["watch", "j1", "--timeout", "2", "--target", "c:1"], FakeConnector(cluster=fake))
+    assert code == EXIT_FAILED and fake.calls == [("watch", 2.0)]
+    assert err.splitlines()[-1] == (
+        "error: DEADLINE_EXCEEDED: watch j1: timed out after 2 s while it was queued; the job goes on"
+    )

@@ -7,10 +7,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client import CallError, GenerateCall
+from i2v_client import CallError, GenerateCall, read_local_artifact
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
-from i2v_client.cli.generate import read_local_artifact
-from i2v_contract.wire import common_pb2
+from i2v_client.errors import JobEnded
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.fakes.client import FakeConnector, FakeRpcError, progress, run_cli
 from tests.fakes.clock import ManualClock
 
@@ -131,25 +131,43 @@ def test_stream_without_result_is_an_error(tmp_path: Path) -> None:
 # --- generate through the coordinators -----------------------------------------------------------
 
 
-class _ResultCall:
-    """A CoordinatorCall stand-in: replays progress, then returns (or raises) once."""
+_CANCELLED = coordinator_pb2.Job(job_id="job-42", state=coordinator_pb2.JOB_STATE_CANCELLED)
 
-    def __init__(self, result: common_pb2.Result | None = None, raises: BaseException | None = None) -> None:
+
+class _ResultCall:
+    """A CoordinatorCall stand-in: replays progress, then returns (or raises) once; `cancel` answers
+    `cancel_answer` (a Job, None, or an exception to raise). `during` runs inside wait (the job)."""
+
+    def __init__(
+        self,
+        result: common_pb2.Result | None = None,
+        raises: BaseException | None = None,
+        cancel_answer: coordinator_pb2.Job | BaseException | None = _CANCELLED,
+        during: Callable[[], None] = lambda: None,
+    ) -> None:
         self.result = result
         self.raises = raises
+        self.cancel_answer = cancel_answer
+        self.during = during
         self.cancelled = False
         self.job_id = "job-42"
 
-    def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
+    def wait(
+        self, on_progress: Callable[[common_pb2.Progress], None] | None = None, *, on_pause: object = None
+    ) -> common_pb2.Result:
         if on_progress is not None:
             on_progress(progress(common_pb2.STAGE_QUEUED))
+        self.during()
         if self.raises is not None:
             raise self.raises
         assert self.result is not None
         return self.result
 
-    def cancel(self) -> None:
+    def cancel(self) -> coordinator_pb2.Job | None:
         self.cancelled = True
+        if isinstance(self.cancel_answer, BaseException):
+            raise self.cancel_answer
+        return self.cancel_answer
 
 
 class _Starter:
@@ -221,3 +239,202 @@ def test_ctrl_c_on_generate_cancels_the_job(tmp_path: Path) -> None:
 )
 def test_read_local_artifact_only_reads_local_files(uri: str, readable: bool) -> None:
     assert (read_local_artifact(uri) is not None) is readable
+
+
+# --- fail fast, tell the truth ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "says"),
+    [
+        pytest.param(".", "is a directory; give a file name, such as", id="a-directory"),
+        pytest.param("in.png/out.mp4", "in.png is a file, not a directory", id="under-a-file"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_submitting(
+    tmp_path: Path, output: str, says: str
+) -> None:
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    connector = FakeConnector(generator=_Starter(_ResultCall(common_pb2.Result())))
+    argv = ["generate", str(image), "--prompt", "p", "--target", "c:1", "-o", str(tmp_path / output)]
+    code, out, err = run_cli(argv, connector)
+    assert code == EXIT_USAGE and out == "" and says in err and err.startswith("error: -o ")
+    assert connector.asked == []  # nothing was submitted
+
+
+def test_a_failed_write_after_the_job_names_the_job_and_the_command_that_fetches_it(tmp_path: Path) -> None:
+    video = b"mp4 bytes"
+    result = common_pb2.Result(video=video, sha256=hashlib.sha256(video).hexdigest())
+    blocked = tmp_path / "late"
+    # The directory was free at the check; something took its name while the job ran.
+
+    def take_the_name() -> None:
+        blocked.write_bytes(b"a file now")
+
+    call = _ResultCall(result, during=take_the_name)
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    out_path = blocked / "out.mp4"
+    argv = ["generate", str(image), "--prompt", "p", "--target", "c:1,c:2", "-o", str(out_path)]
+    code, out, err = run_cli(argv, FakeConnector(generator=_Starter(call)))
+    assert code == EXIT_USAGE and out == ""
+    last = err.splitlines()[-1]  # after the progress lines
+    assert last.startswith(f"error: cannot write {out_path}: ")
+    assert last.endswith(f"job job-42 keeps the video: i2v get job-42 -o {out_path} --target c:1,c:2")
+
+
+def test_a_failed_write_of_a_node_run_saves_the_video_elsewhere(tmp_path: Path) -> None:
+    video = b"node video"
+    result = common_pb2.Result(video=video, sha256=hashlib.sha256(video).hexdigest())
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    out_path = tmp_path / "late" / "out.mp4"
+
+    class _Blocking(_FakeClient):
+        def generate(
+            self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
+        ) -> GenerateCall:
+            (tmp_path / "late").write_bytes(b"a file now")
+            return super().generate(request, timeout=timeout)
+
+    client = _Blocking(_FakeCall([common_pb2.GenerateEvent(result=result)]))
+    argv = ["generate", str(image), "--prompt", "p", "--node", "n:1", "-o", str(out_path)]
+    code, _, err = run_cli(argv, FakeConnector(generator=client))
+    assert code == EXIT_USAGE and "; saved it to " in err
+    saved = Path(err.rstrip().rsplit("; saved it to ", 1)[1].removesuffix(" instead"))
+    try:
+        assert saved.read_bytes() == video
+    finally:
+        saved.unlink()
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        pytest.param(_CANCELLED, "interrupted: job job-42 was cancelled", id="cancelled"),
+        pytest.param(
+            None, "interrupted before any coordinator was reached: no job was submitted", id="never-sent"
+        ),
+        pytest.param(
+            CallError(grpc.StatusCode.NOT_FOUND, "no job 'job-42'"),
+            "interrupted: the cluster has no job job-42, so there was nothing to cancel",
+            id="never-created",
+        ),
+        pytest.param(
+            CallError(grpc.StatusCode.FAILED_PRECONDITION, "job job-42 already SUCCEEDED (attempt 1)"),
+            "interrupted: job job-42 already SUCCEEDED (attempt 1)",
+            id="already-over",
+        ),
+        pytest.param(
+            CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "cancel: the deadline passed"),
+            "interrupted: could not cancel job job-42 (DEADLINE_EXCEEDED: cancel: the deadline passed); "
+            "it may still run: i2v cancel job-42 --target c:1,c:2",
+            id="unreachable",
+        ),
+        pytest.param(
+            KeyboardInterrupt(),
+            "interrupted again: job job-42 may still run: i2v cancel job-42 --target c:1,c:2",
+            id="a-second-ctrl-c",
+        ),
+    ],
+)
+def test_ctrl_c_says_what_became_of_the_job(answer: object, says: str, tmp_path: Path) -> None:
+    call = _ResultCall(raises=KeyboardInterrupt(), cancel_answer=answer)  # type: ignore[arg-type]
+    code, _, err, _ = _generate(tmp_path, call)
+    assert code == EXIT_INTERRUPTED and call.cancelled
+    assert err.splitlines()[-1] == says and "error" not in err
+
+
+def test_ctrl_c_on_one_node_cancels_the_run(tmp_path: Path) -> None:
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+
+    class _Interrupted(_FakeCall):
+        def __iter__(self) -> Iterator[common_pb2.GenerateEvent]:
+            raise KeyboardInterrupt
+
+    call = _Interrupted([])
+    argv = ["generate", str(image), "--prompt", "p", "--node", "n:1", "-o", str(tmp_path / "o.mp4")]
+    code, _, err = run_cli(argv, FakeConnector(generator=_FakeClient(call)))
+    assert code == EXIT_INTERRUPTED and call.cancelled
+    assert err == "interrupted: cancelled the run on node n:1\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "kinds", "says"),
+    [
+        pytest.param(
+            ["--node", "h:1"],
+            {"h:1": "coordinator"},
+            "error: h:1 is a coordinator, not a node: use --target h:1",
+            id="node-flag-at-a-coordinator",
+        ),
+        pytest.param(
+            ["--target", "h:1"],
+            {"h:1": "node"},
+            "error: h:1 is a node, not a coordinator: use --node h:1",
+            id="target-flag-at-a-node",
+        ),
+        pytest.param(
+            ["--node", "h:1"],
+            {},
+            "error: h:1 is not an i2v node (it answered UNIMPLEMENTED: Method not found!)",
+            id="neither",
+        ),
+    ],
+)
+def test_the_wrong_kind_of_server_is_named(
+    where: list[str], kinds: dict[str, str], says: str, tmp_path: Path
+) -> None:
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    wrong = CallError(grpc.StatusCode.UNIMPLEMENTED, "Method not found!", address="h:1")
+    generator = (
+        _Starter(_ResultCall(raises=wrong)) if where[0] == "--target" else _FakeClient(_FakeCall([], wrong))
+    )
+    connector = FakeConnector(generator=generator, kinds=kinds)
+    argv = ["generate", str(image), "--prompt", "p", *where, "-o", str(tmp_path / "o.mp4")]
+    code, _, err = run_cli(argv, connector)
+    assert code == EXIT_USAGE and err.splitlines()[-1].startswith(says)
+    assert ("kind", "h:1") in connector.asked
+
+
+def test_a_job_cancelled_elsewhere_is_said_plainly(tmp_path: Path) -> None:
+    ended = JobEnded(
+        grpc.StatusCode.CANCELLED,
+        "job job-42 cancelled: cancelled by the client",
+        job_id="job-42",
+        state=coordinator_pb2.JOB_STATE_CANCELLED,
+    )
+    code, _, err, _ = _generate(tmp_path, _ResultCall(raises=ended))
+    assert code == EXIT_FAILED and err.splitlines()[-1] == "job job-42 was cancelled: cancelled by the client"
+
+
+def test_the_node_is_given_the_timeout(tmp_path: Path) -> None:
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    timeouts: list[float | None] = []
+
+    class _Timed(_FakeClient):
+        def generate(
+            self, request: common_pb2.GenerationRequest, *, timeout: float | None = None
+        ) -> GenerateCall:
+            timeouts.append(timeout)
+            return super().generate(request, timeout=timeout)
+
+    error = CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    argv = [
+        "generate",
+        str(image),
+        "--prompt",
+        "p",
+        "--node",
+        "n:1",
+        "--timeout",
+        "2.5",
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    code, _, err = run_cli(argv, FakeConnector(generator=_Timed(_FakeCall([], error))))
+    assert code == EXIT_FAILED and timeouts == [2.5] and "error: DEADLINE_EXCEEDED" in err

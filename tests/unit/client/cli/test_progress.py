@@ -1,13 +1,24 @@
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 import pytest
 
-from i2v_client.cli.progress import Mode, ProgressDisplay, mode_for, render, worth_a_line
+from i2v_client import Pause
+from i2v_client.cli.progress import (
+    Mode,
+    ProgressDisplay,
+    Tracker,
+    mode_for,
+    queue_position,
+    render,
+    worth_a_line,
+)
 from i2v_contract.states import stage_name
 from i2v_contract.wire import common_pb2
 from tests.fakes.client import progress
+from tests.fakes.clock import ManualClock
 
 
 @pytest.mark.parametrize(
@@ -84,6 +95,69 @@ def test_display_lines_and_bar() -> None:
         display.close()
     # encode_prompt, the first denoise step (a stage change), then every second step
     assert len(lines.getvalue().splitlines()) == 1 + 1 + 10
-    assert bar.getvalue().count("\r") == len(events)
-    assert bar.getvalue().endswith("\n")
+    # On a terminal rich draws one live line (its last frame at least) and clears it at the end:
+    # what stays is the outcome the command prints.
+    drawn = bar.getvalue()
+    assert "denoise" in drawn and "20/20" in drawn and drawn.endswith("\x1b[2K")
     assert quiet.getvalue() == ""
+
+
+def test_tracker_rate_and_an_eta_that_counts_down_between_events() -> None:
+    clock = ManualClock(100.0)
+    tracker = Tracker(clock)
+    clock.advance(3.0)
+    tracker.update(progress(common_pb2.STAGE_QUEUED))
+    assert tracker.line().startswith("queued") and "3.0s" in tracker.line() and tracker.details() == []
+    tracker.update(progress(common_pb2.STAGE_DENOISE, 1, 10))
+    assert tracker.rate is None and tracker.eta() is None  # one event is no rate yet
+    clock.advance(2.0)
+    tracker.update(progress(common_pb2.STAGE_DENOISE, 5, 10))
+    assert tracker.rate == pytest.approx(2.0) and tracker.eta() == pytest.approx(2.5)
+    assert tracker.details() == ["2.00 steps/s", "ETA 2s"]
+    clock.advance(1.0)  # no event: the clock and the ETA go on
+    assert tracker.eta() == pytest.approx(1.5) and tracker.elapsed() == pytest.approx(6.0)
+    retried = progress(common_pb2.STAGE_DENOISE, 1, 10)
+    retried.attempt = 2
+    tracker.update(retried)
+    assert tracker.rate is None  # a new attempt starts its own rate
+
+
+def test_a_failover_pause_is_shown_as_such_until_the_next_progress() -> None:
+    tracker = Tracker(ManualClock(0.0))
+    tracker.update(progress(common_pb2.STAGE_DENOISE, 3, 10))
+    tracker.pause(Pause("a:1", "sent nothing for 8 s", "b:2"))
+    line = tracker.line()
+    assert line.startswith("denoise") and "3/10" in line
+    assert line.endswith("paused: coordinator a:1 lost (sent nothing for 8 s); reconnecting to b:2…")
+    tracker.update(progress(common_pb2.STAGE_DENOISE, 4, 10))
+    assert "paused" not in tracker.line()
+
+
+class _WithQueuePosition:
+    """Progress as the wire may carry it later: with a queue_position field."""
+
+    class DESCRIPTOR:
+        fields_by_name: ClassVar[dict[str, object]] = {"queue_position": object()}
+
+    queue_position = 3
+
+
+def test_queue_position_is_shown_once_the_server_sends_it() -> None:
+    assert queue_position(progress(common_pb2.STAGE_QUEUED)) is None  # today's wire has none
+    assert queue_position(_WithQueuePosition()) == 3
+
+
+def test_plain_lines_keep_coming_while_nothing_happens() -> None:
+    clock = ManualClock(0.0)
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, Mode.LINES, clock)
+    display.update(progress(common_pb2.STAGE_QUEUED))
+    display.tick(15.0)
+    clock.advance(14.0)
+    display.tick(15.0)
+    assert len(stream.getvalue().splitlines()) == 1
+    clock.advance(1.0)
+    display.tick(15.0)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("queued") and "15.0s" in lines[1]
+    display.close()
