@@ -31,8 +31,9 @@ import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_contract.ids import check_job_id, quote
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, Limits
+from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, FieldError, Limits
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
@@ -162,12 +163,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return term
 
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+        try:
+            check_job_id("job_id", job_id)  # checked at the front door too; no key is built from it
+        except FieldError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, err.message)
         record = self._store.table.get(job_id)
-        if record is None and job_id:
+        if record is None:
             try:
                 record = await self._store.fetch(job_id)
-            except (KVUnavailable, ValueError) as exc:
+            except KVUnavailable as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read job {job_id}: {exc}; retry")
+            except ValueError as exc:  # a stored record that does not decode: retrying cannot help
+                await context.abort(grpc.StatusCode.DATA_LOSS, f"job {job_id}'s record is unreadable: {exc}")
         if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, await self._not_found(job_id))
         assert record is not None
@@ -177,13 +184,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         """NOT_FOUND's message: removed by retention (while its tombstone lasts), or never known."""
         tomb = None
         with contextlib.suppress(KVUnavailable, ValueError):
-            tomb = await self._store.tombstone(job_id) if job_id else None
+            tomb = await self._store.tombstone(job_id)
         if tomb is not None:
             return (
                 f"job {job_id} finished at {_utc(tomb.finished_at)} and was removed by retention at "
                 f"{_utc(tomb.expired_at)} ({tomb.reason}); submit it again for a new result"
             )
-        return f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)"
+        return f"no job {quote(job_id)}; job ids are the SubmitResponse.job_id (or your request_id)"
 
     # --- Submit -----------------------------------------------------------------------------
 
