@@ -165,7 +165,10 @@ class EtcdKV:
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         watch_reconnect_s: float = 10.0,
+        observe: Callable[[str | None], None] | None = None,
     ) -> None:
+        """`observe(error)` hears every call's outcome: None when etcd answered (even with a refusal),
+        the KVUnavailable message when no endpoint did."""
         if not endpoints:
             raise ValueError("EtcdKV needs at least one endpoint (host:port)")
         if timeout <= 0:
@@ -174,6 +177,11 @@ class EtcdKV:
         self._timeout = timeout
         self._watch_reconnect_s = watch_reconnect_s
         self._current = 0
+        self._observe = observe
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [e.address for e in self._endpoints]
 
     @property
     def endpoint(self) -> str:
@@ -193,6 +201,22 @@ class EtcdKV:
             )
 
     async def _call(
+        self, what: str, attempt: Callable[[_Endpoint, _Opts], Awaitable[T]], *, mutating: bool
+    ) -> T:
+        if self._observe is None:
+            return await self._attempts(what, attempt, mutating=mutating)
+        try:
+            result = await self._attempts(what, attempt, mutating=mutating)
+        except KVUnavailable as exc:
+            self._observe(str(exc))
+            raise
+        except (LeaseLost, ValueError):
+            self._observe(None)
+            raise
+        self._observe(None)
+        return result
+
+    async def _attempts(
         self, what: str, attempt: Callable[[_Endpoint, _Opts], Awaitable[T]], *, mutating: bool
     ) -> T:
         loop = asyncio.get_running_loop()

@@ -33,6 +33,7 @@ from i2v_contract.kv import KVUnavailable
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
+from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
@@ -245,9 +246,10 @@ def _control_plane(
     """The etcd clients, node table, election, dispatcher, sweeper and API, wired; nothing started."""
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
-    kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    etcd = EtcdHealth(config.etcd)  # both clients report to it; the lease keepalive every second
+    kv = TimedKV(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe), metrics.etcd_call)
     cleanup.push_async_callback(kv.close)
-    lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    lease_kv = TimedKV(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe), metrics.etcd_call)
     cleanup.push_async_callback(lease_kv.close)
     calls = GrpcNodeCalls()
     cleanup.push_async_callback(calls.close)
@@ -272,7 +274,7 @@ def _control_plane(
         interval_s=config.retention_interval_s,
     )
     leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
-    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts)
+    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts, etcd=etcd)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer)
 
 

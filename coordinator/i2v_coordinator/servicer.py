@@ -39,6 +39,7 @@ from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
 from i2v_coordinator.admission import Intake, Nodes, Refused
 from i2v_coordinator.dispatcher import Dispatcher
+from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import Fenced, JobStore
 from i2v_coordinator.jobtable import job_event
 from i2v_coordinator.progress import HubClosed, ProgressHub
@@ -49,6 +50,7 @@ from i2v_coordinator.term import Term
 log = logging.getLogger(__name__)
 
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+STATUS_ETCD_BUDGET_S = 3.0  # ClusterStatus answers from memory past this, well before a client's deadline
 HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 
 
@@ -127,8 +129,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        etcd: EtcdHealth | None = None,
     ) -> None:
         self._leadership = leadership
+        self._etcd = etcd or EtcdHealth(())
         self._registry = registry
         self._store = store
         self._dispatcher = dispatcher
@@ -342,11 +346,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ClusterStatusResponse:
         try:
-            roster = await self._leadership.roster()
-            states = [r.view.state for r in self._store.table.jobs.values()]
-            if self._leadership.epoch is None:
-                states = [r.view.state for r in await self._store.open_records()]
-        except (KVUnavailable, ValueError) as exc:
+            roster, states = await self._cluster_view()
+        except ValueError as exc:  # an unreadable record
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read cluster state from etcd: {exc}")
         return statusview.cluster_status(
             roster,
@@ -354,4 +355,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             self._registry.snapshot(),
             self._dispatcher.node_health,
             self._leadership.member_id,
+            etcd_error=self._etcd.error,
         )
+
+    async def _cluster_view(self) -> tuple[Roster, list[int]]:
+        """The roster and open jobs' states from etcd within STATUS_ETCD_BUDGET_S; while etcd does not
+        answer, this coordinator's last view (leader as last seen, no members, its own table)."""
+        states = [r.view.state for r in self._store.table.jobs.values()]
+        if not self._etcd.error:
+            try:
+                async with asyncio.timeout(STATUS_ETCD_BUDGET_S):
+                    roster = await self._leadership.roster()
+                    if self._leadership.epoch is None:
+                        states = [r.view.state for r in await self._store.open_records()]
+                return roster, states
+            except KVUnavailable as exc:
+                self._etcd.observe(str(exc))
+            except TimeoutError:
+                self._etcd.observe(f"no answer within {STATUS_ETCD_BUDGET_S:g} s")
+        leader_id, leader_addr = self._leadership.leader or ("", "")
+        return Roster(leader_id, leader_addr, self._leadership.epoch or 0, ()), states
