@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from i2v_client import CoordinatorClient
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
@@ -155,3 +157,38 @@ def test_cancel_of_a_finished_job_says_why_not(cluster: Cluster, generated: Gene
 def test_unknown_job_is_not_found(cluster: Cluster) -> None:
     done = i2v("get", "no-such-job", "--target", cluster.targets, cwd=cluster.workdir)
     assert done.returncode == 1 and done.stderr.startswith("error: NOT_FOUND: no job 'no-such-job'")
+
+
+def _health(address: str, service: str) -> str:
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def test_health_tells_alive_from_leading(cluster: Cluster) -> None:
+    for proc in (cluster.leader, cluster.standby):
+        assert _health(proc.address, "") == _health(proc.address, "i2v.v1.Coordinator") == "SERVING"
+    assert _health(cluster.leader.address, "i2v.v1.Coordinator.Leader") == "SERVING"
+    assert _health(cluster.standby.address, "i2v.v1.Coordinator.Leader") == "NOT_SERVING"
+
+
+def test_status_with_etcd_stopped_names_etcd_within_seconds(etcd_alone: EtcdCluster, tmp_path: Path) -> None:
+    group = CoordinatorGroup(etcd_alone.endpoints, tmp_path, 2, prefix=f"/cli-etcd-{uuid.uuid4().hex[:8]}/")
+    try:
+        group.wait_started()
+        leader, _, _ = group.wait_leader(15.0)
+        standby = next(p for p in group.procs if p is not leader)
+        etcd_alone.stop(0)
+        started = time.monotonic()
+        done = i2v("status", "--target", f"{standby.address},{leader.address}", cwd=tmp_path)
+        took = time.monotonic() - started
+    finally:
+        group.stop_all()
+    print(f"i2v status with etcd stopped answered in {took:.2f} s")
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-2]  # the node table ("(no live nodes)") comes last
+    assert last.startswith(f"etcd: etcd unreachable at {etcd_alone.endpoints[0]}"), done.stdout
+    assert "the coordinator cannot read or write jobs" in last
+    assert took < 10.0, f"i2v status took {took:.1f} s with etcd stopped"
