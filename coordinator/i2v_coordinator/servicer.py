@@ -1,9 +1,11 @@
 """The client-facing Coordinator service (coordinator.proto): the cluster's front door, as RPCs.
 
-Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel); a standby answers UNAVAILABLE
-with "coordinator C is a standby; the leader is L at ADDR" and trailing metadata `i2v-leader-addr`,
-which the bundled client follows. ListJobs, ListNodes and ClusterStatus are answered by every
-coordinator (a standby reads the job table from etcd). The work is elsewhere: Submit's intake in
+Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel): a standby's front door
+(entry.py) forwards them to the leader before they get here; what still arrives while this
+coordinator does not lead is answered UNAVAILABLE with "coordinator C is a standby; the leader is L
+at ADDR" and trailing metadata `i2v-leader-addr`. ListJobs, ListNodes and ClusterStatus are answered
+by every coordinator (a standby reads the job table from etcd; with etcd out of reach ClusterStatus
+answers from memory and says why in `etcd_error`). The work is elsewhere: Submit's intake in
 admission.py, ListJobs paging in listing.py, the ListNodes and ClusterStatus views in statusview.py;
 this module maps their outcomes to gRPC status codes.
 
