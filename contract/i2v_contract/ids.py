@@ -31,6 +31,11 @@ def quote(value: str, limit: int = QUOTE_MAX_CHARS) -> str:
     return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
+def clip(text: str, limit: int = QUOTE_MAX_CHARS) -> str:
+    """`text` as is, cut to its first `limit` characters with "…" and the full length when longer."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def job_id_problem(value: str) -> str:
     """Why `value` is not a job id ("" when it is one)."""
     if not value:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from i2v_contract.ids import clip
+
 _DETAIL_MAX_CHARS = 300
 
 
@@ -35,9 +37,7 @@ class EtcdHealth:
         """ "" while the latest etcd call got an answer; otherwise why the coordinator is stuck."""
         if self._failing_since is None:
             return ""
-        detail = self._failure
-        if len(detail) > _DETAIL_MAX_CHARS:
-            detail = detail[:_DETAIL_MAX_CHARS] + "…"
+        detail = clip(self._failure, _DETAIL_MAX_CHARS)
         for_s = self._clock() - self._failing_since
         return (
             f"etcd unreachable at {','.join(self.endpoints)} for {for_s:.1f} s ({detail}); "

@@ -13,6 +13,7 @@ import binascii
 import json
 from collections.abc import Iterable, Sequence
 
+from i2v_contract.ids import clip
 from i2v_contract.keys import Keys
 from i2v_contract.states import ACTIVE_STATES, QUEUED
 from i2v_contract.wire import coordinator_pb2
@@ -40,7 +41,9 @@ def state_filter(states: Sequence[int]) -> frozenset[int]:
     bad = [s for s in states if s not in known]
     if bad:
         names = ", ".join(coordinator_pb2.JobState.Name(s) for s in sorted(known))
-        raise ValueError(f"states: {bad} are not job states; use any of {names}, or none for every state")
+        raise ValueError(
+            f"states: {clip(str(bad))} are not job states; use any of {names}, or none for every state"
+        )
     return frozenset(states)
 
 

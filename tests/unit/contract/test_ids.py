@@ -10,6 +10,7 @@ from i2v_contract.ids import (
     check_job_id,
     check_model_name,
     check_request_id,
+    clip,
     job_id_problem,
     quote,
 )
@@ -88,6 +89,11 @@ def test_model_names_that_fail(model: str, match: str) -> None:
 )
 def test_quote_is_bounded(value: str, expected: str) -> None:
     assert quote(value) == expected
+
+
+def test_clip_cuts_without_quoting() -> None:
+    assert clip("[1, 2]") == "[1, 2]"
+    assert clip("9" * 100) == "9" * QUOTE_MAX_CHARS + "… (100 characters)"
 
 
 def test_huge_input_never_makes_a_huge_message() -> None:

@@ -39,7 +39,7 @@ def test_unreachable_while_the_latest_call_failed_and_for_how_long() -> None:
 def test_a_long_etcd_error_is_cut() -> None:
     health = EtcdHealth(["e:1"], ManualClock())
     health.observe("x" * 5000)
-    assert 300 < len(health.error) < 450 and "…)" in health.error
+    assert 300 < len(health.error) < 450 and "… (5000 characters))" in health.error
 
 
 async def test_etcd_kv_reports_each_calls_outcome() -> None:
