@@ -4,7 +4,8 @@ Bytes in, bytes out: the request is sent as serialized (unknown fields and all) 
 messages are passed back unparsed. The caller's deadline becomes the forwarded call's timeout and
 its metadata goes along (hop headers aside, `i2v-forwarded-by` added); the leader's initial
 metadata, messages, status, details and trailers come back, with `i2v-leader-addr` added so the
-bundled client learns where the leader is. A caller that cancels cancels the forwarded call (grpc
+bundled client learns where the leader is (on UNAVAILABLE, the leader as seen now: the one called
+may be the one that went). A caller that cancels cancels the forwarded call (grpc
 cancels the handler, which cancels the call); a leader that cancels or fails ends the caller's
 call with its status.
 
@@ -100,6 +101,17 @@ class Forwarder:
                 work.cancel()
         return work.result() if work.done() and not work.cancelled() else _MOVED
 
+    async def _relay_error(
+        self, err: grpc.aio.AioRpcError, routing: Routing, context: grpc.aio.ServicerContext
+    ) -> None:
+        """End the caller's call as the leader (or the hop to it) ended the forwarded one. An
+        UNAVAILABLE hints at the leader as seen now (the one called may be the one that is gone)."""
+        hint = routing.leader_addr
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            hint = (self._leadership.leader or ("", ""))[1]
+        trailers = relayed_trailers(err.trailing_metadata(), hint)
+        await context.abort(err.code(), err.details() or "", trailers)
+
     async def _refuse_moved(self, method: str, routing: Routing, context: grpc.aio.ServicerContext) -> None:
         now = moved(method, self._me, routing, self._leadership.leader)
         await context.abort(grpc.StatusCode.UNAVAILABLE, now.message, refusal_trailers(now.leader_addr))
@@ -129,7 +141,7 @@ class Forwarder:
             assert isinstance(answer, bytes)
             return answer
         except grpc.aio.AioRpcError as err:
-            await _relay_error(err, routing, context)
+            await self._relay_error(err, routing, context)
             raise AssertionError("abort returned") from None
         finally:
             call.cancel()
@@ -158,14 +170,6 @@ class Forwarder:
                 relayed_trailers(await call.trailing_metadata(), routing.leader_addr)
             )
         except grpc.aio.AioRpcError as err:
-            await _relay_error(err, routing, context)
+            await self._relay_error(err, routing, context)
         finally:
             call.cancel()
-
-
-async def _relay_error(
-    err: grpc.aio.AioRpcError, routing: Routing, context: grpc.aio.ServicerContext
-) -> None:
-    """End the caller's call as the leader (or the hop to it) ended the forwarded one."""
-    trailers = relayed_trailers(err.trailing_metadata(), routing.leader_addr)
-    await context.abort(err.code(), err.details() or "", trailers)

@@ -299,6 +299,41 @@ async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
 
 
+async def test_a_watch_forwarded_through_the_standby_ends_unavailable_when_the_leader_goes(
+    cluster: Cluster,
+) -> None:
+    old, standby = cluster.leader, cluster.standby
+    async with grpc.aio.insecure_channel(standby.addr) as channel:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        submit = coordinator_pb2.SubmitRequest(request=tiny_request(steps=40), request_id="moved-1")
+        await stub.Submit(submit, timeout=30)
+        call = stub.Watch(coordinator_pb2.WatchRequest(job_id="moved-1"), timeout=120)
+        while not (await call.read()).HasField("progress"):
+            pass
+        await old.stop()  # resigns: the standby takes over while the node keeps running the job
+        cluster.coordinators.remove(old)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            while True:
+                await call.read()
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
+        print(f"forwarded watch ended: {ended.value.details()}")
+        final = None
+        for _ in range(100):  # re-attach by job id, as a client does
+            try:
+                events = [
+                    e async for e in stub.Watch(coordinator_pb2.WatchRequest(job_id="moved-1"), timeout=120)
+                ]
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+                await asyncio.sleep(0.05)
+                continue
+            final = events[-1]
+            break
+    assert final is not None and final.state == coordinator_pb2.JOB_SUCCEEDED
+    finished = await cluster.finished("moved-1")
+    assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
+
+
 @contextlib.asynccontextmanager
 async def frozen_listener() -> AsyncIterator[str]:
     """An address that accepts TCP connections and never answers: a frozen coordinator's port."""
