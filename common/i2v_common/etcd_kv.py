@@ -165,10 +165,9 @@ class EtcdKV:
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         watch_reconnect_s: float = 10.0,
-        observe: Callable[[str | None], None] | None = None,
+        observe: Callable[[str | None], None] = lambda error: None,
     ) -> None:
-        """`observe(error)` hears every call's outcome: None when etcd answered (even with a refusal),
-        the KVUnavailable message when no endpoint did."""
+        """`observe` hears each call's outcome: None if etcd answered, else the KVUnavailable message."""
         if not endpoints:
             raise ValueError("EtcdKV needs at least one endpoint (host:port)")
         if timeout <= 0:
@@ -178,10 +177,6 @@ class EtcdKV:
         self._watch_reconnect_s = watch_reconnect_s
         self._current = 0
         self._observe = observe
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [e.address for e in self._endpoints]
 
     @property
     def endpoint(self) -> str:
@@ -203,14 +198,12 @@ class EtcdKV:
     async def _call(
         self, what: str, attempt: Callable[[_Endpoint, _Opts], Awaitable[T]], *, mutating: bool
     ) -> T:
-        if self._observe is None:
-            return await self._attempts(what, attempt, mutating=mutating)
         try:
             result = await self._attempts(what, attempt, mutating=mutating)
         except KVUnavailable as exc:
             self._observe(str(exc))
             raise
-        except (LeaseLost, ValueError):
+        except (LeaseLost, ValueError):  # etcd answered, with a refusal
             self._observe(None)
             raise
         self._observe(None)
