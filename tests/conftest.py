@@ -34,3 +34,11 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
 def etcd3(tmp_path: Path) -> Iterator[EtcdCluster]:
     """A fresh 3-member cluster per test: kill, pause and restart members freely."""
     yield from _cluster(3, tmp_path)
+
+
+@pytest.fixture
+def etcd_alone(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A fresh single member for one test: stop or kill it freely."""
+    data = tmp_path / "etcd-alone"
+    data.mkdir()
+    yield from _cluster(1, data)

@@ -45,7 +45,7 @@ def _state(state: int) -> str:
 
 
 def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:
-    """`i2v status`: leader, epoch, members, nodes by tier, queue."""
+    """`i2v status`: leader, epoch, members, nodes by tier, queue; etcd when it is out of reach."""
     lines = [
         f"leader {status.leader_id or '(none)'} at {status.leader_addr or '-'}, epoch {status.epoch} "
         f"(answered by {status.answered_by})",
@@ -63,6 +63,8 @@ def format_status(status: coordinator_pb2.ClusterStatusResponse) -> str:
             f"held back: {status.nodes_cooling} cooling down, {status.nodes_set_aside} set aside "
             "after repeated failures (see the node table)"
         )
+    if status.etcd_error:
+        lines.append(f"etcd: {status.etcd_error}; the lines above are {status.answered_by}'s last view")
     return "\n".join(lines)
 
 

@@ -3,7 +3,8 @@ service) and reflection (v1 and v1alpha) on the service port, and Prometheus /me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -12,6 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
 from i2v_common import reflection
+from i2v_common.handlers import HandlerWrap, add_servicer
+from i2v_common.ratelog import RateLimitedLog
 from i2v_contract.addresses import format_address, parse_address
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -19,14 +22,18 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 class RpcServer:
     """One grpc.aio server for `service` (its full name) with health and reflection beside it; the
-    owner adds its own servicer to `server` before start().
+    owner adds its own servicer (`add_servicer`: unparseable requests are INVALID_ARGUMENT) before
+    start().
 
-    Health starts NOT_SERVING for "" and for `service`; the owner says when it serves."""
+    Health starts NOT_SERVING for "" and for `service`; the owner says when it serves, and may
+    publish further names (`set_status`), which `set_serving(False)` turns NOT_SERVING as well."""
 
     def __init__(self, service: str, options: Sequence[tuple[str, Any]]) -> None:
         self.service = service
         self.server = grpc.aio.server(options=list(options))
         self.health = health.aio.HealthServicer()
+        self._extra: set[str] = set()
+        self._limiter = RateLimitedLog(logging.getLogger("i2v_common.handlers"))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(self.server, (service, HEALTH_SERVICE))
 
@@ -35,12 +42,23 @@ class RpcServer:
         host, _ = parse_address(listen)
         return format_address(host, self.server.add_insecure_port(listen))
 
+    def add_servicer(
+        self, add: Callable[[Any, Any], None], servicer: object, *, wrap: HandlerWrap | None = None
+    ) -> None:
+        """`add(servicer, server)` (a generated add_*Servicer_to_server), with parsing guarded."""
+        add_servicer(self.server, add, servicer, wrap=wrap, limiter=self._limiter)
+
     async def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
         for name in ("", self.service):
-            await self.health.set(name, status)
+            await self.health.set(name, _status(serving))
+        if not serving:
+            for name in sorted(self._extra):
+                await self.health.set(name, _status(False))
+
+    async def set_status(self, name: str, serving: bool) -> None:
+        """Health of a name of the owner's choosing (e.g. a role), beside "" and the service."""
+        self._extra.add(name)
+        await self.health.set(name, _status(serving))
 
     async def start(self) -> None:
         await self.set_serving(False)
@@ -48,6 +66,13 @@ class RpcServer:
 
     async def stop(self, grace_s: float) -> None:
         await self.server.stop(grace_s)
+
+
+_SERVING = {True: health_pb2.HealthCheckResponse.SERVING, False: health_pb2.HealthCheckResponse.NOT_SERVING}
+
+
+def _status(serving: bool) -> Any:
+    return _SERVING[serving]
 
 
 class MetricsHttp:

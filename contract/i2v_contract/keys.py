@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from google.protobuf import json_format
 
+from i2v_contract.ids import quote
 from i2v_contract.wire import common_pb2
 
 DEFAULT_PREFIX = "/i2v/v1/"
@@ -126,7 +127,7 @@ class Keys:
 
 def _segment(what: str, value: str) -> str:
     if not value or "/" in value:
-        raise ValueError(f"{what} {value!r} must be non-empty and contain no '/'")
+        raise ValueError(f"{what} {quote(value)} must be non-empty and contain no '/'")
     return value
 
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Protocol
 import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.ids import check_model_name, check_request_id, quote
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits, Normalized, decode_image
 from i2v_contract.limits import normalize_request as normalize
@@ -38,7 +38,6 @@ from i2v_coordinator.term import Term
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
 
 
@@ -100,21 +99,18 @@ class Intake:
 
     async def submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
         """The stored job and whether this call created it; Refused, or Fenced once `term` is over."""
+        try:
+            check_request_id(request.request_id)  # the front door checked it already; Intake may stand alone
+        except FieldError as err:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, err.message, field_details(err)) from None
         job_id = request.request_id or uuid.uuid4().hex
-        if not _REQUEST_ID.match(job_id):
-            bad = FieldError(
-                "request_id",
-                f"{job_id[:40]!r} is not allowed; use 1-128 letters, digits, '.', '_' or '-' "
-                "starting with a letter or digit (a uuid4 hex is ideal), or leave it empty",
-            )
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(bad), field_details(bad))
         digest = request_digest(request.request)
         existing = self._store.table.get(job_id)  # open, or finished here lately (older: store.submit)
         if existing is not None:
             if existing.digest != digest:
                 raise Refused(
                     grpc.StatusCode.ALREADY_EXISTS,
-                    f"request_id {job_id!r} already names a different request; use a new request_id",
+                    f"request_id {quote(job_id)} already names a different request; use a new request_id",
                     details(Reason.REQUEST_ID_CONFLICT, request_id=job_id),
                 )
             return existing, False
@@ -139,6 +135,7 @@ class Intake:
         try:
             if gen.image_uri:
                 raise FieldError("image_uri", "is set by the coordinator; send the image bytes in `image`")
+            check_model_name(gen.model)
             norm = normalize(gen, self._limits, random_seed=self._random_seed)
             await asyncio.to_thread(decode_image, gen.image, self._limits)
         except FieldError as err:

@@ -94,6 +94,7 @@ class Leadership:
         self._my_leases: set[int] = set()
         self._succession = Succession()
         self._seen: LeaderKey | None = None
+        self._seen_changed = asyncio.Event()
         self._seen_rev = 0
         self._stale = True
         self._last_read = -math.inf
@@ -125,6 +126,10 @@ class Leadership:
     def leader(self) -> tuple[str, str] | None:
         seen = self._seen
         return None if seen is None else (seen.holder_id, seen.addr)
+
+    def leader_changed(self) -> asyncio.Event:
+        """Set when the leader key as seen next changes (holder, address or epoch); fresh after each."""
+        return self._seen_changed
 
     @property
     def lease_id(self) -> int:
@@ -369,6 +374,9 @@ class Leadership:
         if revision < self._seen_rev:
             return
         self._seen_rev = revision
+        if seen != self._seen:
+            self._seen_changed.set()
+            self._seen_changed = asyncio.Event()
         self._seen = seen
         if seen is not None and seen.holder_id != self.member_id:
             self._saw_other_leader = True

@@ -13,6 +13,7 @@ import binascii
 import json
 from collections.abc import Iterable, Sequence
 
+from i2v_contract.ids import clip
 from i2v_contract.keys import Keys
 from i2v_contract.limits import FieldError
 from i2v_contract.states import ACTIVE_STATES, QUEUED
@@ -42,7 +43,7 @@ def state_filter(states: Sequence[int]) -> frozenset[int]:
     bad = [s for s in states if s not in known]
     if bad:
         names = ", ".join(coordinator_pb2.JobState.Name(s) for s in sorted(known))
-        raise FieldError("states", f"{bad} are not job states; use any of {names}, or none for every state")
+        raise FieldError("states", f"{clip(str(bad))} are not job states; use any of {names}, or none for every state")
     return frozenset(states)
 
 

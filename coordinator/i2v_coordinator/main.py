@@ -1,7 +1,8 @@
 """`i2v-coordinator`: one member of the control plane; any number may run, one leads.
 
-Life: listen (health SERVING once started: a standby is healthy, it answers clients with the
-leader's address) -> register under members/{id} and run the election -> on SIGTERM/SIGINT:
+Life: listen (health SERVING once started: a standby is healthy, it forwards job calls to the
+leader; `i2v.v1.Coordinator.Leader` is SERVING on the leader only, entry.py) -> register under
+members/{id} and run the election -> on SIGTERM/SIGINT:
 NOT_SERVING, stop accepting, drain open streams for --drain-grace seconds, resign (revoke the lease,
 which deletes the leader key so a standby campaigns at once), exit 0.
 """
@@ -30,9 +31,10 @@ from i2v_common.store_identity import StoreMismatch, publish
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
-from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
+from i2v_coordinator.entry import SERVICE, FrontDoor, publish_leader_health
+from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
@@ -47,7 +49,6 @@ from i2v_coordinator.sweeper import RetentionSweeper
 
 log = logging.getLogger("i2v_coordinator")
 
-COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 MIB = 1024 * 1024
 _START_RETRY_S = 1.0
 
@@ -213,7 +214,7 @@ def _open_edges(
         ("grpc.max_receive_message_length", 64 * MIB),
         *keepalive.SERVER_OPTIONS,
     ]
-    rpc = RpcServer(COORDINATOR_SERVICE, options)
+    rpc = RpcServer(SERVICE, options)
     try:
         port = parse_address(rpc.bind(config.listen))[1]
     except RuntimeError as err:
@@ -237,6 +238,7 @@ class _ControlPlane:
     leadership: Leadership
     dispatcher: Dispatcher
     servicer: CoordinatorServicer
+    door: FrontDoor
 
 
 def _control_plane(
@@ -245,9 +247,10 @@ def _control_plane(
     """The etcd clients, node table, election, dispatcher, sweeper and API, wired; nothing started."""
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
-    kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    etcd = EtcdHealth(config.etcd)  # both clients report to it; the lease keepalive every second
+    kv = TimedKV(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe), metrics.etcd_call)
     cleanup.push_async_callback(kv.close)
-    lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    lease_kv = TimedKV(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe), metrics.etcd_call)
     cleanup.push_async_callback(lease_kv.close)
     calls = GrpcNodeCalls()
     cleanup.push_async_callback(calls.close)
@@ -272,8 +275,10 @@ def _control_plane(
         interval_s=config.retention_interval_s,
     )
     leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
-    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts)
-    return _ControlPlane(kv, registry, leadership, dispatcher, servicer)
+    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts, etcd=etcd)
+    door = FrontDoor(leadership, dispatcher, etcd)
+    cleanup.push_async_callback(door.forwarder.close)
+    return _ControlPlane(kv, registry, leadership, dispatcher, servicer, door)
 
 
 async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack) -> int:
@@ -282,7 +287,9 @@ async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextl
     metrics = CoordinatorMetrics()
     edges = _open_edges(config, metrics, cleanup)
     plane = _control_plane(config, edges, metrics, cleanup)
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(plane.servicer, edges.rpc.server)
+    edges.rpc.add_servicer(
+        coordinator_pb2_grpc.add_CoordinatorServicer_to_server, plane.servicer, wrap=plane.door.wrap
+    )
     await edges.rpc.start()
     keys = Keys(config.prefix)
     agree = partial(publish, plane.kv, keys, edges.artifacts, config.artifacts)
@@ -294,6 +301,8 @@ async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextl
     cleanup.push_async_callback(_cancel, asyncio.create_task(plane.dispatcher.run(), name="dispatcher"))
     lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
     cleanup.push_async_callback(_cancel, lag)
+    health = publish_leader_health(plane.leadership.terms(), edges.rpc.set_status)
+    cleanup.push_async_callback(_cancel, asyncio.create_task(health, name="leader-health"))
     cleanup.push_async_callback(plane.leadership.resign)
     await edges.rpc.set_serving(True)
     log.info(

@@ -1,9 +1,11 @@
 """The client-facing Coordinator service (coordinator.proto): the cluster's front door, as RPCs.
 
-Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel); a standby answers UNAVAILABLE
-with "coordinator C is a standby; the leader is L at ADDR" and trailing metadata `i2v-leader-addr`,
-which the bundled client follows. ListJobs, ListNodes and ClusterStatus are answered by every
-coordinator (a standby reads the job table from etcd). The work is elsewhere: Submit's intake in
+Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel): a standby's front door
+(entry.py) forwards them to the leader before they get here; what still arrives while this
+coordinator does not lead is answered UNAVAILABLE with "coordinator C is a standby; the leader is L
+at ADDR" and trailing metadata `i2v-leader-addr`. ListJobs, ListNodes and ClusterStatus are answered
+by every coordinator (a standby reads the job table from etcd; with etcd out of reach ClusterStatus
+answers from memory and says why in `etcd_error`). The work is elsewhere: Submit's intake in
 admission.py, ListJobs paging in listing.py, the ListNodes and ClusterStatus views in statusview.py;
 this module maps their outcomes to gRPC status codes.
 
@@ -32,6 +34,7 @@ import grpc
 from i2v_common import errors
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_contract.ids import check_job_id, quote
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits
 from i2v_contract.reasons import Reason, details, field_details
@@ -40,6 +43,7 @@ from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
 from i2v_coordinator.admission import Intake, Nodes, Refused
 from i2v_coordinator.dispatcher import Dispatcher
+from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import Fenced, JobStore
 from i2v_coordinator.jobtable import job_event
 from i2v_coordinator.progress import HubClosed, ProgressHub
@@ -50,6 +54,7 @@ from i2v_coordinator.term import Term
 log = logging.getLogger(__name__)
 
 INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
+STATUS_ETCD_BUDGET_S = 3.0  # ClusterStatus answers from memory past this, well before a client's deadline
 HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 
 
@@ -128,8 +133,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
+        etcd: EtcdHealth | None = None,
     ) -> None:
         self._leadership = leadership
+        self._etcd = etcd or EtcdHealth(())
         self._registry = registry
         self._store = store
         self._dispatcher = dispatcher
@@ -167,17 +174,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return term
 
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+        try:
+            check_job_id("job_id", job_id)  # checked at the front door too; no key is built from it
+        except FieldError as err:
+            await errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, err.message, field_details(err))
         record = self._store.table.get(job_id)
-        if record is None and job_id:
+        if record is None:
             try:
                 record = await self._store.fetch(job_id)
-            except (KVUnavailable, ValueError) as exc:
+            except KVUnavailable as exc:
                 await errors.abort(
                     context,
                     grpc.StatusCode.UNAVAILABLE,
                     f"cannot read job {job_id}: {exc}; retry",
                     details(Reason.ETCD_UNAVAILABLE),
                 )
+            except ValueError as exc:  # a stored record that does not decode: retrying cannot help
+                await context.abort(grpc.StatusCode.DATA_LOSS, f"job {job_id}'s record is unreadable: {exc}")
         if record is None:
             await self._not_found(job_id, context)
         assert record is not None
@@ -187,7 +200,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         """NOT_FOUND: removed by retention (while its tombstone lasts), or never known."""
         tomb = None
         with contextlib.suppress(KVUnavailable, ValueError):
-            tomb = await self._store.tombstone(job_id) if job_id else None
+            tomb = await self._store.tombstone(job_id)
         if tomb is not None:
             message = (
                 f"job {job_id} finished at {_utc(tomb.finished_at)} and was removed by retention at "
@@ -195,7 +208,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             )
             detail = details(Reason.JOB_EXPIRED, job_id=job_id)
         else:
-            message = f"no job {job_id!r}; job ids are the SubmitResponse.job_id (or your request_id)"
+            message = f"no job {quote(job_id)}; job ids are the SubmitResponse.job_id (or your request_id)"
             detail = details(Reason.JOB_NOT_FOUND, job_id=job_id)
         await errors.abort(context, grpc.StatusCode.NOT_FOUND, message, detail)
 
@@ -362,11 +375,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ClusterStatusResponse:
         try:
-            roster = await self._leadership.roster()
-            states = [r.view.state for r in self._store.table.jobs.values()]
-            if self._leadership.epoch is None:
-                states = [r.view.state for r in await self._store.open_records()]
-        except (KVUnavailable, ValueError) as exc:
+            roster, states = await self._cluster_view()
+        except ValueError as exc:  # an unreadable record
             await errors.abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
@@ -379,4 +389,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             self._registry.snapshot(),
             self._dispatcher.node_health,
             self._leadership.member_id,
+            etcd_error=self._etcd.error,
         )
+
+    async def _cluster_view(self) -> tuple[Roster, list[int]]:
+        """The roster and open jobs' states from etcd within STATUS_ETCD_BUDGET_S; while etcd does not
+        answer, this coordinator's last view (leader as last seen, no members, its own table)."""
+        states = [r.view.state for r in self._store.table.jobs.values()]
+        if not self._etcd.error:
+            try:
+                async with asyncio.timeout(STATUS_ETCD_BUDGET_S):
+                    roster = await self._leadership.roster()
+                    if self._leadership.epoch is None:
+                        states = [r.view.state for r in await self._store.open_records()]
+                return roster, states
+            except KVUnavailable as exc:
+                self._etcd.observe(str(exc))
+            except TimeoutError:
+                self._etcd.observe(f"no answer within {STATUS_ETCD_BUDGET_S:g} s")
+        leader_id, leader_addr = self._leadership.leader or ("", "")
+        return Roster(leader_id, leader_addr, self._leadership.epoch or 0, ()), states

@@ -95,8 +95,11 @@ def cluster_status(
     nodes: Iterable[NodeView],
     health_of: HealthOf,
     answered_by: str,
+    *,
+    etcd_error: str = "",
 ) -> coordinator_pb2.ClusterStatusResponse:
-    """ClusterStatus: the roster, live nodes by tier (and busy), open jobs by phase, held-back nodes."""
+    """ClusterStatus: the roster, live nodes by tier (and busy), open jobs by phase, held-back nodes,
+    and why etcd is out of reach ("" when it is not)."""
     tiers: dict[int, list[int]] = {}
     cooling = set_aside = 0
     for node in nodes:
@@ -124,4 +127,5 @@ def cluster_status(
         answered_by=answered_by,
         nodes_cooling=cooling,
         nodes_set_aside=set_aside,
+        etcd_error=etcd_error,
     )

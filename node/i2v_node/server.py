@@ -102,7 +102,7 @@ class NodeServer:
                 *keepalive.SERVER_OPTIONS,
             ],
         )
-        node_pb2_grpc.add_NodeServicer_to_server(self.servicer, self._rpc.server)
+        self._rpc.add_servicer(node_pb2_grpc.add_NodeServicer_to_server, self.servicer)
         self._metrics_http: MetricsHttp | None = None
         self.address = config.listen
 

@@ -1,9 +1,10 @@
 """An in-process cluster for integration tests and benchmarks: coordinators and tiny nodes on real etcd.
 
 Coordinators are assembled from the real parts (EtcdKV, Leadership, NodeRegistry, JobStore,
-Dispatcher, CoordinatorServicer on a loopback gRPC port); nodes are the real node server with the
-tiny pipeline, registered through the real Membership and claiming through ClusterHooks. All of it
-runs on the caller's event loop; synchronous clients must be called through asyncio.to_thread.
+Dispatcher, CoordinatorServicer behind the front door, entry.py, on a loopback gRPC port); nodes are
+the real node server with the tiny pipeline, registered through the real Membership and claiming
+through ClusterHooks. All of it runs on the caller's event loop; synchronous clients must be called
+through asyncio.to_thread.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import grpc
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
-from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
+from i2v_coordinator.entry import FrontDoor, install
+from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.nodecalls import GrpcNodeCalls
@@ -51,7 +53,8 @@ class InProcessCoordinator:
     addr: str = ""
 
     async def start(self) -> InProcessCoordinator:
-        self.kv = EtcdKV(self.endpoints)
+        self.etcd_health = EtcdHealth(self.endpoints)
+        self.kv = EtcdKV(self.endpoints, observe=self.etcd_health.observe)
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_send_message_length", 80 * MIB),
@@ -77,9 +80,16 @@ class InProcessCoordinator:
             metrics=CountingMetrics(),
         )
         self.servicer = CoordinatorServicer(
-            self.leadership, self.registry, self.store, self.dispatcher, self.hub, self.artifacts
+            self.leadership,
+            self.registry,
+            self.store,
+            self.dispatcher,
+            self.hub,
+            self.artifacts,
+            etcd=self.etcd_health,
         )
-        coordinator_pb2_grpc.add_CoordinatorServicer_to_server(self.servicer, self.server)
+        self.door = FrontDoor(self.leadership, self.dispatcher, self.etcd_health)
+        install(self.server, self.servicer, self.door)
         await self.server.start()
         await self.registry.start()
         self._dispatch = asyncio.create_task(self.dispatcher.run())
@@ -102,6 +112,7 @@ class InProcessCoordinator:
         with contextlib.suppress(asyncio.CancelledError):
             await self._dispatch
         await self.server.stop(0.5)
+        await self.door.forwarder.close()
         await self.registry.stop()
         await self.calls.close()
         await self.kv.close()

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from i2v_client import CoordinatorClient
 from i2v_contract.wire import coordinator_pb2
@@ -221,7 +223,7 @@ def test_timeout_while_queued_and_ctrl_c_that_cancels(cluster: Cluster) -> None:
     (cwd / "in.png").write_bytes(png())
     env = node_env(cwd)
     env.pop("I2V_TARGETS", None)
-    long_job = ["generate", "in.png", "--prompt", "long", "--frames", "16", "--width", "64", "--height", "64",
+    long_job = ["generate", "in.png", "--prompt", "long", "--frames", "64", "--width", "64", "--height", "64",
                 "--steps", "200", "--target", cluster.targets, "-o", "out/long.mp4"]  # fmt: skip
     running = subprocess.Popen([str(BIN / "i2v"), *long_job], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -270,3 +272,36 @@ def test_a_failed_write_names_the_command_that_fetches_the_video_again(cluster: 
     again = i2v("get", job_id, "-o", "out/again.mp4", *where, cwd=cwd)
     assert again.returncode == 0, again.stderr
     assert decode((cwd / "out" / "again.mp4").read_bytes())[0] == 2
+def _health(address: str, service: str) -> str:
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def test_health_tells_alive_from_leading(cluster: Cluster) -> None:
+    for proc in (cluster.leader, cluster.standby):
+        assert _health(proc.address, "") == _health(proc.address, "i2v.v1.Coordinator") == "SERVING"
+    assert _health(cluster.leader.address, "i2v.v1.Coordinator.Leader") == "SERVING"
+    assert _health(cluster.standby.address, "i2v.v1.Coordinator.Leader") == "NOT_SERVING"
+
+
+def test_status_with_etcd_stopped_names_etcd_within_seconds(etcd_alone: EtcdCluster, tmp_path: Path) -> None:
+    group = CoordinatorGroup(etcd_alone.endpoints, tmp_path, 2, prefix=f"/cli-etcd-{uuid.uuid4().hex[:8]}/")
+    try:
+        group.wait_started()
+        leader, _, _ = group.wait_leader(15.0)
+        standby = next(p for p in group.procs if p is not leader)
+        etcd_alone.stop(0)
+        started = time.monotonic()
+        done = i2v("status", "--target", f"{standby.address},{leader.address}", cwd=tmp_path)
+        took = time.monotonic() - started
+    finally:
+        group.stop_all()
+    print(f"i2v status with etcd stopped answered in {took:.2f} s")
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-2]  # the node table ("(no live nodes)") comes last
+    assert last.startswith(f"etcd: etcd unreachable at {etcd_alone.endpoints[0]}"), done.stdout
+    assert "the coordinator cannot read or write jobs" in last
+    assert took < 10.0, f"i2v status took {took:.1f} s with etcd stopped"

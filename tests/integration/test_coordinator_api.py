@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -156,15 +157,91 @@ async def test_bad_requests_are_rejected_naming_the_field(
     assert err.value.message == f"{field}: {err.value.field_violations[0].description}"
 
 
-async def test_standby_answers_unavailable_with_the_leaders_address(cluster: Cluster) -> None:
+async def test_standby_relays_the_leaders_answer_and_names_the_leader(cluster: Cluster) -> None:
+    # The standby forwards job calls now (front door); it used to answer UNAVAILABLE with the hint.
     async with grpc.aio.insecure_channel(cluster.standby.addr) as channel:
         stub = coordinator_pb2_grpc.CoordinatorStub(channel)
         call = stub.Get(coordinator_pb2.GetRequest(job_id="x"))
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "standby" in (err.value.details() or "")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # the leader's answer
+    assert (err.value.details() or "").startswith("no job 'x'")
     assert (LEADER_ADDR_METADATA, cluster.leader.addr) in tuple(err.value.trailing_metadata() or ())
+
+
+async def test_a_plain_stub_on_the_standby_submits_watches_gets_and_generates(cluster: Cluster) -> None:
+    async with grpc.aio.insecure_channel(cluster.standby.addr) as channel:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        submit = coordinator_pb2.SubmitRequest(request=tiny_request(), request_id="door-1")
+        submitted = await stub.Submit(submit, timeout=30)
+        watched = [e async for e in stub.Watch(coordinator_pb2.WatchRequest(job_id="door-1"), timeout=120)]
+        job = await stub.Get(coordinator_pb2.GetRequest(job_id="door-1"), timeout=10)
+        again = coordinator_pb2.SubmitRequest(request=tiny_request(prompt="once more"), request_id="door-2")
+        generated = [e async for e in stub.Generate(again, timeout=120)]
+    assert submitted.job_id == "door-1" and submitted.created
+    assert watched[-1].state == coordinator_pb2.JOB_SUCCEEDED and watched[-1].result.artifact_uri
+    assert (
+        job.state == coordinator_pb2.JOB_SUCCEEDED
+        and job.result.artifact_uri == watched[-1].result.artifact_uri
+    )
+    final = generated[-1]
+    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video  # inlined, through the hop
+    assert hashlib.sha256(final.result.video).hexdigest() == final.result.sha256
+
+
+async def test_garbage_bytes_are_invalid_argument_and_logged_at_a_bounded_rate(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        for target in (cluster.leader.addr, cluster.standby.addr):
+            async with grpc.aio.insecure_channel(target) as channel:
+                for method in ("Submit", "Watch"):
+                    path = f"/i2v.v1.Coordinator/{method}"
+                    raw = (channel.unary_unary if method == "Submit" else channel.unary_stream)(
+                        path, request_serializer=None, response_deserializer=None
+                    )
+                    for _ in range(100):
+                        with pytest.raises(grpc.aio.AioRpcError) as err:
+                            call = raw(b"\x0a\xff\xff", timeout=5)
+                            await (call if method == "Submit" else call.read())
+                        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                        assert (err.value.details() or "").startswith(f"{path}: the 3 request bytes are not")
+    refused = [r for r in caplog.records if "unparseable request" in r.getMessage()]
+    # 400 calls: one line per method per coordinator (within 10 s), and no traceback at all.
+    assert 1 <= len(refused) <= 4, [r.getMessage() for r in refused]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def ask(stub: coordinator_pb2_grpc.CoordinatorStub, method: str, job_id: str) -> object:
+    """One call of `method` naming `job_id` (a stream's first event)."""
+    if method == "Watch":
+        return await stub.Watch(coordinator_pb2.WatchRequest(job_id=job_id), timeout=5).read()
+    if method == "Get":
+        return await stub.Get(coordinator_pb2.GetRequest(job_id=job_id), timeout=5)
+    return await stub.Cancel(coordinator_pb2.CancelRequest(job_id=job_id), timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("job_id", "says"),
+    [
+        pytest.param("bad/id", "job_id: 'bad/id' is not allowed", id="slash"),
+        pytest.param("y" * 2_000_000, "job_id: ", id="2-MB"),
+    ],
+)
+async def test_a_malformed_job_id_is_invalid_argument_at_once(
+    cluster: Cluster, job_id: str, says: str
+) -> None:
+    for target in (cluster.leader.addr, cluster.standby.addr):
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+            for method in ("Get", "Cancel", "Watch"):
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await ask(stub, method, job_id)
+                took = time.monotonic() - started
+                details = err.value.details() or ""
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and took < 1.0, (details, took)
+                assert details.startswith(says) and len(details) < 400
 
 
 async def test_cancel_stops_the_job_on_its_node(cluster: Cluster) -> None:
@@ -227,6 +304,41 @@ async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
 
 
+async def test_a_watch_forwarded_through_the_standby_ends_unavailable_when_the_leader_goes(
+    cluster: Cluster,
+) -> None:
+    old, standby = cluster.leader, cluster.standby
+    async with grpc.aio.insecure_channel(standby.addr) as channel:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        submit = coordinator_pb2.SubmitRequest(request=tiny_request(steps=40), request_id="moved-1")
+        await stub.Submit(submit, timeout=30)
+        call = stub.Watch(coordinator_pb2.WatchRequest(job_id="moved-1"), timeout=120)
+        while not (await call.read()).HasField("progress"):
+            pass
+        await old.stop()  # resigns: the standby takes over while the node keeps running the job
+        cluster.coordinators.remove(old)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            while True:
+                await call.read()
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
+        print(f"forwarded watch ended: {ended.value.details()}")
+        final = None
+        for _ in range(100):  # re-attach by job id, as a client does
+            try:
+                events = [
+                    e async for e in stub.Watch(coordinator_pb2.WatchRequest(job_id="moved-1"), timeout=120)
+                ]
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+                await asyncio.sleep(0.05)
+                continue
+            final = events[-1]
+            break
+    assert final is not None and final.state == coordinator_pb2.JOB_SUCCEEDED
+    finished = await cluster.finished("moved-1")
+    assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
+
+
 @contextlib.asynccontextmanager
 async def frozen_listener() -> AsyncIterator[str]:
     """An address that accepts TCP connections and never answers: a frozen coordinator's port."""
@@ -263,3 +375,48 @@ async def test_a_frozen_first_target_is_left_within_the_deadline_and_the_idle_bo
     assert policy.call_timeout_s <= unary_s < policy.call_timeout_s + 2.0
     assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and watch_suspects == {frozen}
     assert policy.idle_timeout_s <= watch_s < policy.idle_timeout_s + 5.0
+
+
+async def test_with_etcd_stopped_the_coordinators_name_etcd_within_seconds(
+    etcd_alone: EtcdCluster, tmp_path: Path
+) -> None:
+    keys = Keys(f"/outage-{uuid.uuid4().hex[:8]}/")
+    store = artifact_store(tmp_path / "artifacts")
+    leader = await InProcessCoordinator(etcd_alone.endpoints, keys, "c1", store).start()
+    await leader.wait_leading()
+    standby = await InProcessCoordinator(etcd_alone.endpoints, keys, "c2", store).start()
+    try:
+        etcd_alone.stop(0)
+        stopped_at = time.monotonic()
+        named: dict[str, float] = {}
+        async with (
+            grpc.aio.insecure_channel(leader.addr) as to_leader,
+            grpc.aio.insecure_channel(standby.addr) as to_standby,
+        ):
+            stubs = {"leader": coordinator_pb2_grpc.CoordinatorStub(to_leader)}
+            stubs["standby"] = coordinator_pb2_grpc.CoordinatorStub(to_standby)
+            while len(named) < 2 and time.monotonic() - stopped_at < 15:
+                for who, stub in stubs.items():
+                    asked = time.monotonic()
+                    status = await stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=10)
+                    assert time.monotonic() - asked < 4.0  # never the client's deadline
+                    if status.etcd_error and who not in named:
+                        named[who] = time.monotonic() - stopped_at
+                        assert status.etcd_error.startswith(f"etcd unreachable at {etcd_alone.endpoints[0]}")
+                        assert status.etcd_error.endswith("the coordinator cannot read or write jobs")
+                await asyncio.sleep(0.1)
+            for stub in stubs.values():
+                asked = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.Submit(coordinator_pb2.SubmitRequest(request=tiny_request()), timeout=10)
+                assert time.monotonic() - asked < 4.0
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "etcd unreachable at" in (err.value.details() or ""), err.value.details()
+        print(
+            f"etcd stopped: named by the leader after {named.get('leader', -1):.2f} s, the standby after "
+            f"{named.get('standby', -1):.2f} s"
+        )
+        assert set(named) == {"leader", "standby"} and max(named.values()) < 6.0, named
+    finally:
+        await standby.stop(resign=False)
+        await leader.stop(resign=False)

@@ -516,6 +516,7 @@ class ClusterStatusResponse(_message.Message):
     ANSWERED_BY_FIELD_NUMBER: _builtins.int
     NODES_COOLING_FIELD_NUMBER: _builtins.int
     NODES_SET_ASIDE_FIELD_NUMBER: _builtins.int
+    ETCD_ERROR_FIELD_NUMBER: _builtins.int
     leader_id: _builtins.str
     leader_addr: _builtins.str
     epoch: _builtins.int
@@ -526,6 +527,12 @@ class ClusterStatusResponse(_message.Message):
     """nodes in a dispatch cooldown"""
     nodes_set_aside: _builtins.int
     """nodes given no work after repeated failures"""
+    etcd_error: _builtins.str
+    """Empty while the answering coordinator reaches etcd. Otherwise why not ("etcd unreachable at
+    ENDPOINTS for N s (...); the coordinator cannot read or write jobs"), and the fields above are
+    its last view from memory: leader as last seen, no members, nodes as last listed. A string
+    rather than a bool: an older coordinator leaves it empty, which reads as "no problem known".
+    """
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
     @_builtins.property
@@ -543,10 +550,11 @@ class ClusterStatusResponse(_message.Message):
         answered_by: _builtins.str = ...,
         nodes_cooling: _builtins.int = ...,
         nodes_set_aside: _builtins.int = ...,
+        etcd_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "epoch", b"epoch", "leader_addr", b"leader_addr", "leader_id", b"leader_id", "members", b"members", "nodes_cooling", b"nodes_cooling", "nodes_set_aside", b"nodes_set_aside", "queued", b"queued", "running", b"running", "tiers", b"tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "epoch", b"epoch", "etcd_error", b"etcd_error", "leader_addr", b"leader_addr", "leader_id", b"leader_id", "members", b"members", "nodes_cooling", b"nodes_cooling", "nodes_set_aside", b"nodes_set_aside", "queued", b"queued", "running", b"running", "tiers", b"tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

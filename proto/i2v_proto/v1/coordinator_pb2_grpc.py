@@ -90,7 +90,8 @@ class CoordinatorServicer:
     """
 
     def Submit(self, request, context):
-        """Durably queues a job. Idempotent on request_id. A standby answers UNAVAILABLE naming the leader.
+        """Durably queues a job. Idempotent on request_id. Any coordinator takes it: a standby forwards
+        job calls (Submit, Watch, Generate, Get, Cancel) to the leader.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,9 @@ class CoordinatorStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CoordinatorAsyncStub: ...
     Submit: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.SubmitResponse]
-    """Durably queues a job. Idempotent on request_id. A standby answers UNAVAILABLE naming the leader."""
+    """Durably queues a job. Idempotent on request_id. Any coordinator takes it: a standby forwards
+    job calls (Submit, Watch, Generate, Get, Cancel) to the leader.
+    """
     Watch: _grpc.UnaryStreamMultiCallable[_coordinator_pb2.WatchRequest, _coordinator_pb2.JobEvent]
     """Streams a job's events from now until it ends (a finished job yields its end at once)."""
     Generate: _grpc.UnaryStreamMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.JobEvent]
@@ -62,7 +64,9 @@ class CoordinatorAsyncStub(CoordinatorStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Submit: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.SubmitResponse]  # type: ignore[assignment]
-    """Durably queues a job. Idempotent on request_id. A standby answers UNAVAILABLE naming the leader."""
+    """Durably queues a job. Idempotent on request_id. Any coordinator takes it: a standby forwards
+    job calls (Submit, Watch, Generate, Get, Cancel) to the leader.
+    """
     Watch: _aio.UnaryStreamMultiCallable[_coordinator_pb2.WatchRequest, _coordinator_pb2.JobEvent]  # type: ignore[assignment]
     """Streams a job's events from now until it ends (a finished job yields its end at once)."""
     Generate: _aio.UnaryStreamMultiCallable[_coordinator_pb2.SubmitRequest, _coordinator_pb2.JobEvent]  # type: ignore[assignment]
@@ -88,7 +92,9 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.SubmitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.SubmitResponse, _abc.Awaitable[_coordinator_pb2.SubmitResponse]]:
-        """Durably queues a job. Idempotent on request_id. A standby answers UNAVAILABLE naming the leader."""
+        """Durably queues a job. Idempotent on request_id. Any coordinator takes it: a standby forwards
+        job calls (Submit, Watch, Generate, Get, Cancel) to the leader.
+        """
 
     @_abc_1.abstractmethod
     def Watch(

@@ -32,6 +32,17 @@ def test_formatting_for_the_cli() -> None:
     assert format_job(job).splitlines() == ["j failed attempt 2, needs tier unspecified", "error: boom"]
 
 
+def test_status_names_etcd_only_when_it_is_out_of_reach() -> None:
+    status = coordinator_pb2.ClusterStatusResponse(leader_id="c1", answered_by="c2")
+    assert "etcd" not in format_status(status)
+    status.etcd_error = (
+        "etcd unreachable at h:2379 for 3.0 s (refused); the coordinator cannot read or write jobs"
+    )
+    assert format_status(status).splitlines()[-1] == (
+        f"etcd: {status.etcd_error}; the lines above are c2's last view"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -54,6 +54,21 @@ async def test_health_is_not_serving_until_the_owner_says_it_serves(
     assert await _health(channel, service) == NOT_SERVING
 
 
+async def test_a_named_status_is_the_owners_and_goes_not_serving_with_the_server(
+    served: tuple[RpcServer, grpc.aio.Channel],
+) -> None:
+    server, channel = served
+    role = f"{SERVICE}.Role"
+    await server.set_serving(True)
+    await server.set_status(role, True)
+    assert await _health(channel, role) == SERVING
+    await server.set_status(role, False)
+    assert (await _health(channel, role), await _health(channel, "")) == (NOT_SERVING, SERVING)
+    await server.set_status(role, True)
+    await server.set_serving(False)  # draining: nothing is served, whatever the role said
+    assert await _health(channel, role) == NOT_SERVING
+
+
 async def test_reflection_lists_the_service_health_and_reflection(
     served: tuple[RpcServer, grpc.aio.Channel],
 ) -> None:

@@ -117,6 +117,23 @@ async def test_second_coordinator_follows_and_cannot_fence(cluster: Cluster) -> 
     assert b.term is None  # not leading: no term
 
 
+async def test_leader_changed_fires_only_when_the_key_names_someone_else(cluster: Cluster) -> None:
+    a = await cluster.add("a")
+    await a.tick()
+    b = await cluster.add("b")
+    await b.tick()
+    changed = b.leader_changed()
+    cluster.clock.advance(TIMINGS.keepalive_s)
+    await b.tick()  # the same key read again
+    assert not changed.is_set() and b.leader_changed() is changed
+    await a.resign()
+    cluster.members.remove(a)
+    cluster.clock.advance(TIMINGS.keepalive_s)
+    await b.tick()  # reads the key gone, campaigns and wins
+    assert changed.is_set() and b.leader == ("b", "10.0.0.2:7000")
+    assert b.leader_changed() is not changed and not b.leader_changed().is_set()
+
+
 async def test_leader_stops_at_ttl_minus_margin_without_keepalives(cluster: Cluster) -> None:
     a = await cluster.add("a")
     await a.tick()

@@ -70,6 +70,12 @@ def test_state_filter_rejects_unknown_states(bad: int) -> None:
         state_filter([states.QUEUED, bad])
 
 
+def test_a_flood_of_unknown_states_is_not_echoed_whole() -> None:
+    with pytest.raises(ValueError) as err:
+        state_filter([42] * 100_000)
+    assert len(str(err.value)) < 400 and "characters)" in str(err.value)
+
+
 RECORDS = [
     job("a", 10.0, states.SUCCEEDED),
     job("b", 30.0, states.QUEUED),
