@@ -43,7 +43,9 @@ def state_filter(states: Sequence[int]) -> frozenset[int]:
     bad = [s for s in states if s not in known]
     if bad:
         names = ", ".join(coordinator_pb2.JobState.Name(s) for s in sorted(known))
-        raise FieldError("states", f"{clip(str(bad))} are not job states; use any of {names}, or none for every state")
+        raise FieldError(
+            "states", f"{clip(str(bad))} are not job states; use any of {names}, or none for every state"
+        )
     return frozenset(states)
 
 

@@ -272,6 +272,8 @@ def test_a_failed_write_names_the_command_that_fetches_the_video_again(cluster: 
     again = i2v("get", job_id, "-o", "out/again.mp4", *where, cwd=cwd)
     assert again.returncode == 0, again.stderr
     assert decode((cwd / "out" / "again.mp4").read_bytes())[0] == 2
+
+
 def _health(address: str, service: str) -> str:
     with grpc.insecure_channel(address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
