@@ -118,7 +118,9 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     p.add_argument(
         "--max-attempts", type=_positive(int, "--max-attempts"), default=DispatchConfig.max_attempts
     )
-    p.add_argument("--drain-grace", type=float, default=0.25, help="seconds open streams get on SIGTERM")
+    p.add_argument(
+        "--drain-grace", type=float, default=0.25, help="seconds open streams get on SIGTERM (default 0.25)"
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--retention-max-age",

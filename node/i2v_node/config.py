@@ -178,14 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="TESTING: raise out-of-memory at chosen stages/profiles, e.g. 'denoise', "
         "'decode:fast,chunked', 'encode_prompt:*'",
     )
+    # The same names as i2v-coordinator's (--id, --drain-grace); the older names still work.
     p.add_argument(
+        "--drain-grace",
         "--drain-grace-seconds",
+        dest="drain_grace_seconds",
         type=float,
         default=30.0,
-        help="on SIGTERM, how long the running job may take before it is cancelled (default 30)",
+        help="on SIGTERM, seconds the running job may take before it is cancelled (default 30)",
     )
     p.add_argument(
+        "--id",
         "--node-id",
+        dest="node_id",
         default=None,
         help="identity in logs, status, metrics and etcd; unique in a cluster (default: hostname)",
     )
@@ -216,7 +221,7 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         parser.error("--etcd needs --artifacts DIR_OR_URL: the artifact store the coordinator uses")
     node_id = ns.node_id or socket.gethostname()
     if "/" in node_id or not node_id:
-        parser.error(f"--node-id {node_id!r} must be non-empty and contain no '/'")
+        parser.error(f"--id {node_id!r} must be non-empty and contain no '/'")
     return NodeConfig(
         model=ns.model,
         listen=ns.listen,

@@ -50,6 +50,11 @@ def test_node_args_parsed(tmp_path: Path) -> None:
     assert config.offline
 
 
+def test_the_node_takes_the_coordinator_s_names_for_the_same_flags() -> None:
+    config = parse_args([*BASE, "--id", "n2", "--drain-grace", "7"])
+    assert (config.node_id, config.drain_grace_seconds) == ("n2", 7.0)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
