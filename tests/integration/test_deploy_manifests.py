@@ -179,12 +179,9 @@ def test_every_overlay_runs_both_servers(rendered: dict[str, list[dict[str, Any]
 def test_termination_grace_covers_the_drain(rendered: dict[str, list[dict[str, Any]]]) -> None:
     for overlay, role, spec, _, args in resolved_servers(rendered):
         grace = spec["terminationGracePeriodSeconds"]
-        if role == "node":
-            drain = float(flag_value(args, "--drain-grace-seconds"))
-            assert grace >= drain + NODE_STOP_MARGIN_S, (overlay, grace, drain)
-        else:
-            drain = float(flag_value(args, "--drain-grace"))
-            assert grace >= drain + COORDINATOR_STOP_MARGIN_S, (overlay, grace, drain)
+        drain = float(flag_value(args, "--drain-grace"))  # the same name on both servers
+        margin = NODE_STOP_MARGIN_S if role == "node" else COORDINATOR_STOP_MARGIN_S
+        assert grace >= drain + margin, (overlay, grace, drain)
 
 
 def proto_services() -> set[str]:
@@ -403,14 +400,13 @@ def test_unit_stop_timeout_covers_the_drain(unit: str) -> None:
         "User": "i2v",
         "NoNewPrivileges": "yes",
     }
+    drain = float(flag_value(argv, "--drain-grace"))  # the same name on both servers
     if Path(argv[0]).name == "i2v-node":
-        drain = float(flag_value(argv, "--drain-grace-seconds"))
         assert stop >= drain + NODE_STOP_MARGIN_S, (unit, stop, drain)
         keys = {(k, v) for _, k, v in entries}
         assert ("PrivateDevices", "no") in keys and ("DeviceAllow", "char-nvidia-frontend rw") in keys
         assert ("SupplementaryGroups", "video") in keys
     else:
-        drain = float(flag_value(argv, "--drain-grace"))
         assert stop >= drain + COORDINATOR_STOP_MARGIN_S, (unit, stop, drain)
 
 
