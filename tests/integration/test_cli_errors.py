@@ -3,6 +3,7 @@ while it is still trying says that nothing was submitted."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -20,14 +21,23 @@ from tests.media import png
 pytestmark = pytest.mark.integration
 
 
+CONNECTED = threading.Event()  # set once the silent port has accepted a connection
+
+
 @pytest.fixture
 def silent() -> Iterator[str]:
     """A port that accepts connections and never answers (a frozen process, the wrong service)."""
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
-    threading.Thread(
-        target=lambda: held.extend(iter(lambda: listener.accept()[0], None)), daemon=True
-    ).start()
+    CONNECTED.clear()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+                CONNECTED.set()
+
+    threading.Thread(target=accept, daemon=True).start()
     yield f"127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
     for conn in held:
@@ -61,7 +71,8 @@ def test_ctrl_c_before_any_coordinator_answered_cancels_nothing_and_says_so(
     refused = f"127.0.0.1:{free_port()}"
     running = i2v("generate", "in.png", "--prompt", "p", "--target", f"{silent},{refused}", "-o", "o.mp4",
                   cwd=tmp_path)  # fmt: skip
-    time.sleep(1.0)  # python is up and the client waits on the silent address
+    # The client is up and waits on the silent address (however slow this machine starts Python).
+    assert CONNECTED.wait(timeout=20), "the client never dialled the silent address"
     interrupted = time.monotonic()
     running.send_signal(signal.SIGINT)
     _, err = running.communicate(timeout=30)

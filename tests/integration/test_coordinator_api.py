@@ -179,13 +179,15 @@ async def test_a_plain_stub_on_the_standby_submits_watches_gets_and_generates(cl
         again = coordinator_pb2.SubmitRequest(request=tiny_request(prompt="once more"), request_id="door-2")
         generated = [e async for e in stub.Generate(again, timeout=120)]
     assert submitted.job_id == "door-1" and submitted.created
-    assert watched[-1].state == coordinator_pb2.JOB_SUCCEEDED and watched[-1].result.artifact_uri
+    assert watched[-1].state == coordinator_pb2.JOB_STATE_SUCCEEDED and watched[-1].result.artifact_uri
     assert (
-        job.state == coordinator_pb2.JOB_SUCCEEDED
+        job.state == coordinator_pb2.JOB_STATE_SUCCEEDED
         and job.result.artifact_uri == watched[-1].result.artifact_uri
     )
     final = generated[-1]
-    assert final.state == coordinator_pb2.JOB_SUCCEEDED and final.result.video  # inlined, through the hop
+    assert (
+        final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.video
+    )  # inlined, through the hop
     assert hashlib.sha256(final.result.video).hexdigest() == final.result.sha256
 
 
@@ -334,7 +336,7 @@ async def test_a_watch_forwarded_through_the_standby_ends_unavailable_when_the_l
                 continue
             final = events[-1]
             break
-    assert final is not None and final.state == coordinator_pb2.JOB_SUCCEEDED
+    assert final is not None and final.state == coordinator_pb2.JOB_STATE_SUCCEEDED
     finished = await cluster.finished("moved-1")
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
 
