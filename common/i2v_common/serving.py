@@ -17,18 +17,29 @@ from i2v_contract.addresses import format_address, parse_address
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
+def served_services(service: str) -> tuple[str, ...]:
+    """Every service an RpcServer for `service` answers: it, health and reflection."""
+    return (service, HEALTH_SERVICE, reflection.SERVICE_NAME)
+
+
 class RpcServer:
-    """One grpc.aio server for `service` (its full name) with health and reflection beside it; the
-    owner adds its own servicer to `server` before start().
+    """One grpc.aio server for `service` (its full name) with health and reflection beside it, through
+    `interceptors` (e.g. i2v_common.rpc_metrics); the owner adds its own servicer to `server` before
+    start().
 
     Health starts NOT_SERVING for "" and for `service`; the owner says when it serves."""
 
-    def __init__(self, service: str, options: Sequence[tuple[str, Any]]) -> None:
+    def __init__(
+        self,
+        service: str,
+        options: Sequence[tuple[str, Any]],
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self.service = service
-        self.server = grpc.aio.server(options=list(options))
+        self.server = grpc.aio.server(options=list(options), interceptors=list(interceptors))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((service, HEALTH_SERVICE, reflection.SERVICE_NAME), self.server)
+        reflection.enable_server_reflection(served_services(service), self.server)
 
     def bind(self, listen: str) -> str:
         """Listen on `listen` (port 0 picks one); the bound address. RuntimeError if it cannot."""

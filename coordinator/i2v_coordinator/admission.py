@@ -31,7 +31,7 @@ from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import IdConflict, JobStore
 from i2v_coordinator.records import JobRecord, request_digest
-from i2v_coordinator.routing import JobNeed, NodeView, admit
+from i2v_coordinator.routing import AdmissionKind, JobNeed, NodeView, admit
 from i2v_coordinator.sizing import Adverts, ArchCache, job_need
 from i2v_coordinator.term import Term
 
@@ -42,12 +42,28 @@ _IMAGE_EXT = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpg"), (b"RIFF", "webp"))
 
 
 class Refused(Exception):
-    """Submit is answered with `code` and `message`."""
+    """Submit is answered with `code` and `message`; `reason` is the bounded metrics label."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str = "invalid") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
+
+
+class SubmitMetrics(Protocol):
+    def rejected(self, reason: str) -> None: ...
+
+
+class _NoMetrics:
+    def rejected(self, reason: str) -> None:
+        pass
+
+
+_REFUSAL_REASONS = {
+    AdmissionKind.REJECT_NEVER_FITS: "too_large",
+    AdmissionKind.REJECT_QUEUE_FULL: "queue_full",
+}
 
 
 class Nodes(Adverts, Protocol):
@@ -85,7 +101,9 @@ class Intake:
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        metrics: SubmitMetrics | None = None,
     ) -> None:
+        self.metrics: SubmitMetrics = metrics or _NoMetrics()
         self._store = store
         self._nodes = nodes
         self._queue = queue
@@ -98,6 +116,13 @@ class Intake:
 
     async def submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
         """The stored job and whether this call created it; Refused, or Fenced once `term` is over."""
+        try:
+            return await self._submit(request, term)
+        except Refused as err:
+            self.metrics.rejected(err.reason)
+            raise
+
+    async def _submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
         job_id = request.request_id or uuid.uuid4().hex
         if not _REQUEST_ID.match(job_id):
             raise Refused(
@@ -112,6 +137,7 @@ class Intake:
                 raise Refused(
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"request_id {job_id!r} already names a different request; use a new request_id",
+                    "conflict",
                 )
             return existing, False
         gen = request.request
@@ -123,7 +149,7 @@ class Intake:
         need = job_need(job_id, norm, arch, nodes)
         admission = admit(need, nodes, self._queue.queue_depth() + self.admitting, self._queue.max_queue)
         if not admission.accepted:
-            return await self._refuse(job_id, digest, admission.message)
+            return await self._refuse(job_id, digest, admission.message, _REFUSAL_REASONS[admission.kind])
         # No await between the check and the reservation: that is what makes the bound exact.
         self.admitting += 1
         try:
@@ -142,14 +168,14 @@ class Intake:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         return norm
 
-    async def _refuse(self, job_id: str, digest: str, message: str) -> tuple[JobRecord, bool]:
+    async def _refuse(self, job_id: str, digest: str, message: str, reason: str) -> tuple[JobRecord, bool]:
         # A retried submit of a job finished long ago (no longer in memory) is answered, not refused.
         with contextlib.suppress(KVUnavailable, ValueError):
             finished = await self._store.fetch(job_id)
             if finished is not None and finished.digest == digest:
                 return finished, False
         log.info("submit %s rejected: %s", job_id, message)
-        raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason)
 
     async def _store_job(
         self,
@@ -169,18 +195,20 @@ class Intake:
             raise Refused(
                 grpc.StatusCode.UNAVAILABLE,
                 f"cannot store the input image ({exc}); retry with the same request_id",
+                "store_unavailable",
             ) from None
         view = jobs.new_job(job_id, need.required_bytes, need.required_tier, norm.model, self._clock())
         record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
         try:
             stored, created = await self._store.submit(record, term.epoch)
         except IdConflict as err:
-            raise Refused(grpc.StatusCode.ALREADY_EXISTS, str(err)) from None
+            raise Refused(grpc.StatusCode.ALREADY_EXISTS, str(err), "conflict") from None
         except KVUnavailable as err:
             raise Refused(
                 grpc.StatusCode.UNAVAILABLE,
                 f"etcd did not confirm the job ({err}); it may or may not be stored: "
                 "retry with the same request_id (idempotent)",
+                "etcd_unavailable",
             ) from None
         log.info("submit %s %s: %s", job_id, "created" if created else "already known", admitted)
         self._queue.wake()

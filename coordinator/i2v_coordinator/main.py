@@ -23,6 +23,7 @@ from functools import partial
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.kv_metrics import TimedKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_common.serving import MetricsHttp, RpcServer
@@ -33,11 +34,12 @@ from i2v_contract.kv import KVUnavailable
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
+from i2v_coordinator.jobs import JobView
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.members import DuplicateMember
-from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
+from i2v_coordinator.metrics import CoordinatorMetrics
 from i2v_coordinator.nodecalls import GrpcNodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
@@ -213,7 +215,7 @@ def _open_edges(
         ("grpc.max_receive_message_length", 64 * MIB),
         *keepalive.SERVER_OPTIONS,
     ]
-    rpc = RpcServer(COORDINATOR_SERVICE, options)
+    rpc = RpcServer(COORDINATOR_SERVICE, options, [metrics.rpc.interceptor()])
     try:
         port = parse_address(rpc.bind(config.listen))[1]
     except RuntimeError as err:
@@ -245,9 +247,9 @@ def _control_plane(
     """The etcd clients, node table, election, dispatcher, sweeper and API, wired; nothing started."""
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
-    kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    kv = metrics.etcd.wrap(EtcdKV(config.etcd, timeout=timings.call_timeout_s))
     cleanup.push_async_callback(kv.close)
-    lease_kv = TimedKV(EtcdKV(config.etcd, timeout=timings.call_timeout_s), metrics.etcd_call)
+    lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timeout=timings.call_timeout_s))
     cleanup.push_async_callback(lease_kv.close)
     calls = GrpcNodeCalls()
     cleanup.push_async_callback(calls.close)
@@ -263,6 +265,10 @@ def _control_plane(
     dispatcher = Dispatcher(
         store, leadership, registry, hub, calls, edges.artifacts, config=dispatch, metrics=metrics
     )
+    metrics.watch_queue(
+        lambda: [r.view for r in store.table.queued()] if dispatcher.term else [], registry.snapshot
+    )
+    metrics.retention_policy(config.retention.max_age_s, config.retention.max_jobs)
     sweeper = RetentionSweeper(
         store,
         edges.artifacts,
@@ -272,8 +278,15 @@ def _control_plane(
         interval_s=config.retention_interval_s,
     )
     leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
-    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts)
+    servicer = CoordinatorServicer(
+        leadership, registry, store, dispatcher, hub, edges.artifacts, metrics=metrics
+    )
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer)
+
+
+def _queued(store: JobStore, dispatcher: Dispatcher) -> list[JobView]:
+    """The queued jobs while this coordinator leads (its table is current then), else none."""
+    return [r.view for r in store.table.queued()] if dispatcher.term is not None else []
 
 
 async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack) -> int:

@@ -36,7 +36,7 @@ from i2v_contract.limits import DEFAULT_LIMITS, SEED_MAX, Limits
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
-from i2v_coordinator.admission import Intake, Nodes, Refused
+from i2v_coordinator.admission import Intake, Nodes, Refused, SubmitMetrics
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.jobstore import Fenced, JobStore
 from i2v_coordinator.jobtable import job_event
@@ -126,6 +126,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (SEED_MAX + 1),
+        metrics: SubmitMetrics | None = None,
     ) -> None:
         self._leadership = leadership
         self._registry = registry
@@ -134,7 +135,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._hub = hub
         self._artifacts = artifacts
         self._intake = Intake(
-            store, registry, dispatcher, artifacts, limits=limits, clock=clock, random_seed=random_seed
+            store,
+            registry,
+            dispatcher,
+            artifacts,
+            limits=limits,
+            clock=clock,
+            random_seed=random_seed,
+            metrics=metrics,
         )
         self._inline_max = inline_video_max_bytes
         if not heartbeat_interval > 0:
@@ -190,13 +198,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def _submit(
         self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> tuple[JobRecord, bool]:
-        term = await self._term(context)
+        try:
+            term = await self._term(context)
+        except BaseException:  # the abort: this coordinator does not lead
+            self._intake.metrics.rejected("no_leader")
+            raise
         try:
             return await self._intake.submit(request, term)
         except Refused as err:
             await context.abort(err.code, err.message)
             raise AssertionError("abort returned") from None
         except Fenced as err:
+            self._intake.metrics.rejected("no_leader")
             await self._not_leader(context, str(err))
 
     async def Submit(
