@@ -20,7 +20,7 @@ from i2v_contract.version import package_version
 
 def register_process_metrics(registry: CollectorRegistry, component: str) -> None:
     """process_* and python_info on `registry`, and the build of `component` ('node', 'coordinator')."""
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     build = Info("i2v_build", "The running build: its component and package version", registry=registry)

@@ -268,6 +268,7 @@ def _control_plane(
     metrics.watch_queue(
         lambda: [r.view for r in store.table.queued()] if dispatcher.term else [], registry.snapshot
     )
+    metrics.queue_limit(config.max_queue)
     metrics.retention_policy(config.retention.max_age_s, config.retention.max_jobs)
     sweeper = RetentionSweeper(
         store,

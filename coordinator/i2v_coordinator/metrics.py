@@ -68,6 +68,9 @@ class CoordinatorMetrics:
             "i2v_coordinator_terms", "Terms this coordinator started leading (failovers included)", registry=r
         )
         self._queue_depth = Gauge("i2v_queue_depth", "Jobs queued, not yet assigned (leader)", registry=r)
+        self._queue_limit = Gauge(
+            "i2v_coordinator_queue_limit", "--max-queue: queued jobs above which Submit refuses", registry=r
+        )
         self._queue_wait = Histogram(
             "i2v_queue_wait_seconds", "Submit to assignment", buckets=WAIT_BUCKETS, registry=r
         )
@@ -156,6 +159,9 @@ class CoordinatorMetrics:
     ) -> None:
         """`queued`: the queued jobs while this coordinator leads, nothing otherwise."""
         self.registry.register(QueueCollector(queued, snapshot))
+
+    def queue_limit(self, max_queue: int) -> None:
+        self._queue_limit.set(max_queue)
 
     def retention_policy(self, max_age_s: float, max_jobs: int) -> None:
         self._max_age.set(max_age_s)

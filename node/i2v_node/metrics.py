@@ -19,6 +19,7 @@ from i2v_common.kv_metrics import EtcdMetrics
 from i2v_common.process_metrics import register_process_metrics
 from i2v_common.rpc_metrics import RpcMetrics
 from i2v_common.serving import served_services
+from i2v_contract.kv import KV
 from i2v_contract.resolution import resolution_class
 from i2v_contract.states import stage_name
 from i2v_contract.tiers import TIERS, tier_name
@@ -102,8 +103,8 @@ class NodeMetrics:
         r = self.registry
         register_process_metrics(r, "node")
         self.rpc = RpcMetrics(r, served_services(NODE_SERVICE))
-        self.etcd = EtcdMetrics(r)
         self._running_bytes = 0
+        self._etcd: EtcdMetrics | None = None
         if read_memory is not None:
             r.register(MemoryCollector(read_memory, lambda: self._running_bytes))
         self.running_estimate = Gauge(
@@ -147,6 +148,13 @@ class NodeMetrics:
         for outcome in OUTCOMES:
             self.jobs.labels(outcome)
         self.set_tier(common_pb2.TIER_UNSPECIFIED)
+
+    def etcd_kv(self, kv: KV) -> KV:
+        """`kv` measured (i2v_etcd_*); a node without --etcd exports none of them, so no alert fires
+        for an etcd it never uses."""
+        if self._etcd is None:
+            self._etcd = EtcdMetrics(self.registry)
+        return self._etcd.wrap(kv)
 
     def set_tier(self, tier: int) -> None:
         for band in TIERS:

@@ -48,9 +48,11 @@ def test_rejections_are_counted_by_reason_and_present_from_the_start(reason: str
 def test_retention_settings_and_the_last_sweep() -> None:
     metrics = CoordinatorMetrics()
     metrics.retention_policy(7 * 86400, 100_000)
+    metrics.queue_limit(1000)
     sample = metrics.registry.get_sample_value
     assert sample("i2v_retention_max_age_seconds") == 7 * 86400
     assert sample("i2v_retention_max_jobs") == 100_000
+    assert sample("i2v_coordinator_queue_limit") == 1000
     assert sample("i2v_retention_last_sweep_timestamp_seconds") == 0
     metrics.oldest_finished_age(120.0)
     assert sample("i2v_oldest_finished_job_age_seconds") == 120

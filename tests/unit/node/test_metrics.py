@@ -169,3 +169,15 @@ def test_generation_durations_are_labelled_by_resolution_class_and_tier_only() -
     series = {labels for name, labels in samples(metrics) if name == "i2v_generation_duration_seconds_count"}
     assert {dict(s)["resolution"] for s in series} == {"512p", "768p", "1024p", "other"}
     assert all(set(dict(s)) == {"resolution", "tier"} for s in series)
+
+
+async def test_etcd_metrics_appear_only_once_the_node_uses_etcd() -> None:
+    from tests.fakes.clock import ManualClock
+    from tests.fakes.memory_kv import MemoryKV
+
+    metrics = NodeMetrics()
+    assert not any(name.startswith("i2v_etcd") for name, _ in samples(metrics))
+    kv = metrics.etcd_kv(MemoryKV(ManualClock()))
+    await kv.put("/k", b"v")
+    assert value(metrics, "i2v_etcd_up") == 1
+    assert value(metrics, "i2v_etcd_call_seconds_count", op="put") == 1
