@@ -21,7 +21,7 @@ from i2v_contract.codes import Code, code_name
 from i2v_contract.states import state_name
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.fleet_metrics import NodeCollector, QueueCollector
-from i2v_coordinator.jobs import JobView
+from i2v_coordinator.jobs import FailureKind, JobView
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.term import Term
 
@@ -107,6 +107,8 @@ class CoordinatorMetrics:
             self._finished.labels(state, code.name)
         for reason in REJECTIONS:
             self._rejected.labels(reason)
+        for kind in FailureKind:
+            self._node_cooldowns.labels(kind.value)
 
     def _init_retention(self, r: CollectorRegistry) -> None:
         self._retention_removed = Counter(

@@ -34,6 +34,10 @@ DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1200, 1800
 STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 # 64 MiB .. 128 GiB in powers of two: tiny CPU jobs up to the largest cards.
 PEAK_BUCKETS = tuple(float(2**e) for e in range(26, 38))
+# Where an OOM can be caught, and what a degradation changes: counted from the start (0), so rates
+# and alerts have a series before the first one.
+OOM_STAGES = ("encode_prompt", "encode_image", "denoise", "decode")
+DEGRADATION_KINDS = ("resolution", "frames")
 OUTCOMES = ("succeeded", "cancelled", "deadline_exceeded", "oom", "failed", "invalid", "busy", "unavailable")
 
 
@@ -147,6 +151,8 @@ class NodeMetrics:
         self.busy = Gauge("i2v_node_busy", "1 while a job runs", registry=r)
         for outcome in OUTCOMES:
             self.jobs.labels(outcome)
+        for kind in DEGRADATION_KINDS:
+            self.degradations.labels(kind)
         self.set_tier(common_pb2.TIER_UNSPECIFIED)
 
     def etcd_kv(self, kv: KV) -> KV:
@@ -159,6 +165,9 @@ class NodeMetrics:
     def set_tier(self, tier: int) -> None:
         for band in TIERS:
             self.tier.labels(band.name).set(1.0 if band.tier == tier else 0.0)
+        if tier != common_pb2.TIER_UNSPECIFIED:
+            for stage in OOM_STAGES:
+                self.oom.labels(stage, tier_name(tier))
 
     def job_running(self, estimated_bytes: int) -> None:
         """A job started in the engine with this estimated peak (a simulated card's used memory)."""

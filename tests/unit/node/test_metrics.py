@@ -181,3 +181,13 @@ async def test_etcd_metrics_appear_only_once_the_node_uses_etcd() -> None:
     await kv.put("/k", b"v")
     assert value(metrics, "i2v_etcd_up") == 1
     assert value(metrics, "i2v_etcd_call_seconds_count", op="put") == 1
+
+
+def test_oom_and_degradation_counters_exist_at_zero_before_the_first() -> None:
+    metrics = NodeMetrics()
+    assert not any(name == "i2v_oom_total" for name, _ in samples(metrics))  # no tier yet
+    metrics.set_tier(common_pb2.TIER_24_40)
+    for stage in ("encode_prompt", "encode_image", "denoise", "decode"):
+        assert value(metrics, "i2v_oom_total", stage=stage, tier="24-40") == 0
+    assert value(metrics, "i2v_degradations_total", kind="resolution") == 0
+    assert value(metrics, "i2v_degradations_total", kind="frames") == 0
