@@ -6,9 +6,10 @@
 #               Operator kinds may lack a schema there, and crd-schema covers those
 #   crd-schema  deploy/tools/check_crds.py checks ServiceMonitor and PrometheusRule objects against
 #               models generated from the Prometheus Operator CRDs, unknown fields included
-#   alerts      promtool checks deploy/prometheus/rules.yml and runs its unit tests (rules.test.yml),
-#               checks the PrometheusRule is generated from it (deploy/tools/gen_prometheusrule.py),
-#               and runs the same tests on the rules each overlay renders
+#   alerts      promtool checks deploy/prometheus/rules.yml, runs its unit tests (rules.test.yml)
+#               and checks the example prometheus.yml; the PrometheusRule must be generated from
+#               rules.yml (deploy/tools/gen_prometheusrule.py); the same tests run on the rules
+#               each overlay renders
 #   dockerfile  hadolint lints deploy/docker/Dockerfile (any finding fails)
 #   systemd     systemd-analyze verify (any message fails) and an offline security review of the units
 #
@@ -117,8 +118,9 @@ check_crd_schema() {
 
 check_alerts() {
   need promtool "apt-get install prometheus" || return
-  if (cd deploy/prometheus && promtool check rules rules.yml && promtool test rules rules.test.yml); then
-    say "  deploy/prometheus/rules.yml: parses, unit tests pass"
+  if (cd deploy/prometheus && promtool check rules rules.yml && promtool test rules rules.test.yml \
+    && promtool check config prometheus.yml); then
+    say "  deploy/prometheus: rules parse, unit tests pass, the example config is valid"
   else
     fail "deploy/prometheus/rules.yml"
   fi
