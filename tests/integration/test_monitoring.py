@@ -5,7 +5,8 @@ Every metric the alert rules (deploy/prometheus/rules.yml) and the dashboard
 (deploy/grafana/i2v-cluster.json) use is exported by these processes; `promtool check metrics` is
 clean on every /metrics; a simulated card's used memory moves with a running job; a real
 Prometheus (Debian's /usr/bin/prometheus) scrapes the cluster every second, loads the rules, and
-its query API returns node and coordinator series, memory included.
+its query API returns node and coordinator series, memory included. And a coordinator that cannot
+reach etcd logs one short line for its repeated failures, and says so in its metrics.
 """
 
 from __future__ import annotations
@@ -286,3 +287,25 @@ def test_a_real_prometheus_scrapes_the_cluster_and_loads_the_rules(cluster: Clus
     assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
     firing = {r["name"] for r in rules if r["state"] == "firing"}
     assert not firing & {"I2VNoLeader", "I2VEtcdUnreachable", "I2VNoNodesRegistered"}, firing
+
+
+def test_a_coordinator_that_cannot_reach_etcd_logs_one_short_line(tmp_path: Path) -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there: every attempt is refused
+    proc = CoordinatorProcess([closed], tmp_path, "no-etcd")
+    try:
+        wait_for("an etcd warning", lambda: "etcd unreachable" in proc.log(), 20)
+        time.sleep(5.0)  # two more start attempts, each retried for 1.5 s
+        assert proc.alive()
+        # Its /metrics says so meanwhile.
+        text = _get(f"http://127.0.0.1:{proc.metrics_port}/metrics")
+        assert (
+            metric_value(text, "i2v_etcd_up") == 0
+            and metric_value(text, "i2v_etcd_errors_total", op="get") >= 2
+        )
+    finally:
+        proc.stop()
+    lines = proc.log_path.read_text().splitlines()
+    warnings = [line for line in lines if " WARNING " in line and "etcd unreachable" in line]
+    assert len(warnings) == 1, warnings  # the repeats are held back for a minute
+    assert all(len(line) < 1100 for line in lines), max(lines, key=len)
+    assert "Connection refused" in warnings[0] and "times)" in warnings[0]
