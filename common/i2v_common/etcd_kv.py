@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
+from i2v_common.logs import summarize
 from i2v_contract.kv import (
     Compacted,
     Compare,
@@ -60,10 +61,6 @@ _CHANNEL_OPTIONS = (
 # instead of queueing the request, and closes watches instead of letting them go silently stale.
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
-# A failed call's message names each distinct failure once, cut to this length, at most this many.
-_MAX_DETAIL_CHARS = 200
-_MAX_DISTINCT = 3
-
 _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 # UNAVAILABLE details that prove a write was never proposed: safe to send it elsewhere.
@@ -91,21 +88,6 @@ def retry_safe(code: grpc.StatusCode, details: str, *, mutating: bool) -> bool:
         return True
     lowered = details.lower()
     return code == grpc.StatusCode.UNAVAILABLE and any(m in lowered for m in _NOT_SENT_MARKERS)
-
-
-def summarize(failures: Sequence[str]) -> str:
-    """The failed attempts of one call, each distinct one once with its count, details capped: a
-    call that retried 30 times against a refused port says so in one short phrase."""
-    if not failures:
-        return "no attempt fitted in the timeout"
-    counts: dict[str, int] = {}
-    for failure in failures:
-        text = failure if len(failure) <= _MAX_DETAIL_CHARS else failure[:_MAX_DETAIL_CHARS] + "..."
-        counts[text] = counts.get(text, 0) + 1
-    shown = [f"{text} ({n} times)" if n > 1 else text for text, n in list(counts.items())[:_MAX_DISTINCT]]
-    more = len(counts) - len(shown)
-    attempts = f"{len(failures)} attempt{'s' if len(failures) > 1 else ''}"
-    return f"{attempts}: {'; '.join(shown)}{f'; {more} other errors' if more > 0 else ''}"
 
 
 def _prefix_range(prefix: str) -> tuple[bytes, bytes]:
@@ -238,7 +220,8 @@ class EtcdKV:
             if len(failures) % count == 0:
                 await asyncio.sleep(min(_ROUND_BACKOFF_S, max(0.0, deadline - loop.time())))
         raise KVUnavailable(
-            f"{what}: no etcd endpoint answered within {self._timeout}s ({summarize(failures)})"
+            f"{what}: no etcd endpoint answered within {self._timeout}s "
+            f"({summarize(failures, 'attempt') if failures else 'no attempt fitted in the timeout'})"
         )
 
     async def get(self, key: str) -> KeyValue | None:

@@ -2,7 +2,8 @@
 
 Loops that retry (etcd unreachable, a watch that keeps breaking) would repeat the same warning every
 second; `RepeatFilter` lets such a line through once per interval and says, the next time it passes,
-how many were held back. Every message is capped at `MAX_MESSAGE_CHARS`.
+how many were held back. Every message is capped at `MAX_MESSAGE_CHARS`, and `summarize` turns a
+retry loop's many failures into one phrase.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MAX_MESSAGE_CHARS = 1000
@@ -33,6 +34,19 @@ def cap(message: str, max_chars: int = MAX_MESSAGE_CHARS) -> str:
 def repeat_key(message: str) -> str:
     """What makes two messages the same: the text with its standalone numbers blanked out."""
     return _NUMBER.sub("#", message[:_KEY_CHARS])
+
+
+def summarize(items: Sequence[str], noun: str, max_chars: int = 200, max_distinct: int = 3) -> str:
+    """'30 attempts: X (30 times)': each distinct item once with its count, cut to `max_chars`, at
+    most `max_distinct` of them; what a retry loop's final error says instead of every attempt."""
+    counts: dict[str, int] = {}
+    for item in items:
+        text = item if len(item) <= max_chars else item[:max_chars] + "..."
+        counts[text] = counts.get(text, 0) + 1
+    shown = [f"{text} ({n} times)" if n > 1 else text for text, n in list(counts.items())[:max_distinct]]
+    more = len(counts) - len(shown)
+    head = f"{len(items)} {noun}{'s' if len(items) != 1 else ''}"
+    return f"{head}: {'; '.join(shown)}{f'; {more} other errors' if more > 0 else ''}"
 
 
 @dataclass

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from i2v_common.logs import RepeatFilter, setup_logging
+from i2v_common.logs import RepeatFilter, setup_logging, summarize
 
 
 @contextmanager
@@ -125,3 +125,35 @@ def test_remembered_messages_are_bounded() -> None:
     for i in range(3000):
         passed(f, logging.WARNING, f"error {chr(0x4E00 + i)}")
     assert len(f._seen) <= 1000
+
+
+REFUSED = (
+    "127.0.0.1:2999 UNAVAILABLE failed to connect to all addresses; last error: UNKNOWN: "
+    "ipv4:127.0.0.1:2999: Failed to connect to remote host: Connection refused"
+)
+
+
+@pytest.mark.parametrize(
+    ("failures", "summary"),
+    [
+        pytest.param(["a:1 UNAVAILABLE x"], "1 attempt: a:1 UNAVAILABLE x", id="one"),
+        pytest.param([REFUSED] * 30, f"30 attempts: {REFUSED} (30 times)", id="one-error-thirty-times"),
+        pytest.param(
+            ["a:1 UNAVAILABLE x", "b:2 DEADLINE_EXCEEDED y", "a:1 UNAVAILABLE x"],
+            "3 attempts: a:1 UNAVAILABLE x (2 times); b:2 DEADLINE_EXCEEDED y",
+            id="two-endpoints",
+        ),
+        pytest.param(
+            [f"e{i} UNAVAILABLE" for i in range(5)],
+            "5 attempts: e0 UNAVAILABLE; e1 UNAVAILABLE; e2 UNAVAILABLE; 2 other errors",
+            id="many-distinct",
+        ),
+        pytest.param(["z" * 500], "1 attempt: " + "z" * 200 + "...", id="long-detail-cut"),
+    ],
+)
+def test_a_failed_call_names_each_distinct_failure_once(failures: list[str], summary: str) -> None:
+    assert summarize(failures, "attempt") == summary
+
+
+def test_a_call_refused_thirty_times_is_one_short_phrase() -> None:
+    assert len(summarize([REFUSED] * 30, "attempt")) < 200
