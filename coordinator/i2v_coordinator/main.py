@@ -265,9 +265,7 @@ def _control_plane(
     dispatcher = Dispatcher(
         store, leadership, registry, hub, calls, edges.artifacts, config=dispatch, metrics=metrics
     )
-    metrics.watch_queue(
-        lambda: [r.view for r in store.table.queued()] if dispatcher.term else [], registry.snapshot
-    )
+    metrics.watch_queue(partial(_queued, store, dispatcher), registry.snapshot)
     metrics.queue_limit(config.max_queue)
     metrics.retention_policy(config.retention.max_age_s, config.retention.max_jobs)
     sweeper = RetentionSweeper(
