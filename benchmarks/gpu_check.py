@@ -1024,11 +1024,15 @@ def part_node(kit: Kit, deadline: float) -> dict[str, Any]:
     free = next(iter(gauges["free"].values()), None)
     total = next(iter(gauges["total"].values()), None)
     used = next(iter(gauges["used"].values()), None)
+    # The tier comes from what the next job can use (device free plus the node's own cache), not
+    # the device's free memory, which the resident weights lower after the first job.
+    available = next(iter(_metric(text, "i2v_node_memory_available_bytes").values()), None)
+    rec["available_gauge"] = available
     checks = {
         "generate_ok": done.returncode == 0 and rec.get("mp4_frames") == f,
         "tier_matches_gauge": rec.get("tier") is not None and rec.get("tier") == rec["tier_gauge"],
-        "tier_matches_free_gauge": free is not None
-        and rec.get("tier") == tier_name(tier_for_free_bytes(int(free))),
+        "tier_matches_available_gauge": available is not None
+        and rec.get("tier") == tier_name(tier_for_free_bytes(int(available))),
         "gauges_add_up": None not in (free, total, used)
         and abs((used or 0) + (free or 0) - (total or 0)) <= MIB,
         "clean_exit": node.returncode == 0,

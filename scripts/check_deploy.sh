@@ -6,7 +6,10 @@
 #               Operator kinds may lack a schema there, and crd-schema covers those
 #   crd-schema  deploy/tools/check_crds.py checks ServiceMonitor and PrometheusRule objects against
 #               models generated from the Prometheus Operator CRDs, unknown fields included
-#   alerts      promtool checks the rendered alert rules and runs their unit tests
+#   alerts      promtool checks deploy/prometheus/rules.yml, runs its unit tests (rules.test.yml)
+#               and checks the example prometheus.yml; the PrometheusRule must be generated from
+#               rules.yml (deploy/tools/gen_prometheusrule.py); the same tests run on the rules
+#               each overlay renders
 #   dockerfile  hadolint lints deploy/docker/Dockerfile (any finding fails)
 #   systemd     systemd-analyze verify (any message fails) and an offline security review of the units
 #
@@ -115,11 +118,18 @@ check_crd_schema() {
 
 check_alerts() {
   need promtool "apt-get install prometheus" || return
+  if (cd deploy/prometheus && promtool check rules rules.yml && promtool test rules rules.test.yml \
+    && promtool check config prometheus.yml); then
+    say "  deploy/prometheus: rules parse, unit tests pass, the example config is valid"
+  else
+    fail "deploy/prometheus/rules.yml"
+  fi
+  "$PY" deploy/tools/gen_prometheusrule.py --check || fail "the PrometheusRule is not generated from rules.yml"
   ensure_rendered || return
   local f n=0 dir
   for f in "$out"/*.yaml; do
     dir="$(mktemp -d)"
-    "$PY" - "$f" "$dir/rules.yaml" <<'EOF'
+    "$PY" - "$f" "$dir/rules.yml" <<'EOF'
 import sys
 
 import yaml
@@ -140,8 +150,8 @@ EOF
       continue
     fi
     n=$((n + 1))
-    cp deploy/k8s/components/monitoring/tests/alerts.test.yaml "$dir/"
-    if (cd "$dir" && promtool check rules rules.yaml && promtool test rules alerts.test.yaml); then
+    cp deploy/prometheus/rules.test.yml "$dir/"
+    if (cd "$dir" && promtool check rules rules.yml && promtool test rules rules.test.yml); then
       say "  $(basename "$f"): alert rules parse, unit tests pass"
     else
       fail "alert rules of $(basename "$f")"

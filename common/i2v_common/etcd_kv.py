@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
+from i2v_common.logs import summarize
 from i2v_contract.kv import (
     Compacted,
     Compare,
@@ -237,7 +238,7 @@ class EtcdKV:
                 await asyncio.sleep(min(_ROUND_BACKOFF_S, max(0.0, deadline - loop.time())))
         raise KVUnavailable(
             f"{what}: no etcd endpoint answered within {self._timeout}s "
-            f"({'; '.join(failures) or 'no attempt fitted in the timeout'})"
+            f"({summarize(failures, 'attempt') if failures else 'no attempt fitted in the timeout'})"
         )
 
     async def get(self, key: str) -> KeyValue | None:

@@ -20,17 +20,27 @@ from i2v_contract.addresses import format_address, parse_address
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
+def served_services(service: str) -> tuple[str, ...]:
+    """Every service an RpcServer for `service` answers: it, health and reflection."""
+    return (service, HEALTH_SERVICE, reflection.V1ALPHA_SERVICE)
+
+
 class RpcServer:
-    """One grpc.aio server for `service` (its full name) with health and reflection beside it; the
-    owner adds its own servicer (`add_servicer`: unparseable requests are INVALID_ARGUMENT) before
-    start().
+    """One grpc.aio server for `service` (its full name) with health and reflection beside it, through
+    `interceptors` (e.g. i2v_common.rpc_metrics); the owner adds its own servicer (`add_servicer`:
+    unparseable requests are INVALID_ARGUMENT) before start().
 
     Health starts NOT_SERVING for "" and for `service`; the owner says when it serves, and may
     publish further names (`set_status`), which `set_serving(False)` turns NOT_SERVING as well."""
 
-    def __init__(self, service: str, options: Sequence[tuple[str, Any]]) -> None:
+    def __init__(
+        self,
+        service: str,
+        options: Sequence[tuple[str, Any]],
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self.service = service
-        self.server = grpc.aio.server(options=list(options))
+        self.server = grpc.aio.server(options=list(options), interceptors=list(interceptors))
         self.health = health.aio.HealthServicer()
         self._extra: set[str] = set()
         self._limiter = RateLimitedLog(logging.getLogger("i2v_common.handlers"))

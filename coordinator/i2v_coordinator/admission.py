@@ -50,6 +50,30 @@ class Refused(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def reason(self) -> str:
+        """The bounded label i2v_submit_rejections_total counts this refusal under."""
+        return _METRIC_REASONS.get(self.details.reason, "invalid")
+
+
+class SubmitMetrics(Protocol):
+    def rejected(self, reason: str) -> None: ...
+
+
+class _NoMetrics:
+    def rejected(self, reason: str) -> None:
+        pass
+
+
+_METRIC_REASONS = {
+    Reason.INVALID_FIELD.value: "invalid",
+    Reason.REQUEST_ID_CONFLICT.value: "conflict",
+    Reason.QUEUE_FULL.value: "queue_full",
+    Reason.NO_NODE_FITS.value: "too_large",
+    Reason.STORE_UNAVAILABLE.value: "store_unavailable",
+    Reason.ETCD_UNAVAILABLE.value: "etcd_unavailable",
+}
+
 
 class Nodes(Adverts, Protocol):
     def snapshot(self) -> tuple[NodeView, ...]: ...
@@ -86,7 +110,9 @@ class Intake:
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
+        metrics: SubmitMetrics | None = None,
     ) -> None:
+        self.metrics: SubmitMetrics = metrics or _NoMetrics()
         self._store = store
         self._nodes = nodes
         self._queue = queue
@@ -99,6 +125,13 @@ class Intake:
 
     async def submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
         """The stored job and whether this call created it; Refused, or Fenced once `term` is over."""
+        try:
+            return await self._submit(request, term)
+        except Refused as err:
+            self.metrics.rejected(err.reason)
+            raise
+
+    async def _submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
         try:
             check_request_id(request.request_id)  # the front door checked it already; Intake may stand alone
         except FieldError as err:

@@ -80,6 +80,8 @@ class DispatchMetrics(Protocol):
 
     def end_to_end(self, seconds: float) -> None: ...
 
+    def finished(self, state: int, code: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class DispatchConfig:
@@ -284,6 +286,8 @@ class Dispatcher:
         written = await self.store.write(record, view, term.epoch, expect_no_claim=expect_no_claim)
         if written is not None:
             log.info("%s", reason)
+            if view.final:
+                self._metrics.finished(view.state, view.error_code)
             if view.final and view.created_at:
                 self._metrics.end_to_end(max(0.0, view.finished_at - view.created_at))
         return written

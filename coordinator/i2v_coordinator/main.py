@@ -24,6 +24,7 @@ from functools import partial
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.kv_metrics import TimedKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_common.serving import MetricsHttp, RpcServer
@@ -35,11 +36,12 @@ from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.entry import SERVICE, FrontDoor, publish_leader_health
 from i2v_coordinator.etcdhealth import EtcdHealth
+from i2v_coordinator.jobs import JobView
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.leadership import Leadership
 from i2v_coordinator.looplag import monitor_loop_lag
 from i2v_coordinator.members import DuplicateMember
-from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
+from i2v_coordinator.metrics import CoordinatorMetrics
 from i2v_coordinator.nodecalls import GrpcNodeCalls
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.registry import NodeRegistry
@@ -216,7 +218,7 @@ def _open_edges(
         ("grpc.max_receive_message_length", 64 * MIB),
         *keepalive.SERVER_OPTIONS,
     ]
-    rpc = RpcServer(SERVICE, options)
+    rpc = RpcServer(SERVICE, options, [metrics.rpc.interceptor()])
     try:
         port = parse_address(rpc.bind(config.listen))[1]
     except RuntimeError as err:
@@ -250,9 +252,9 @@ def _control_plane(
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
     etcd = EtcdHealth(config.etcd)  # both clients report to it; the lease keepalive every second
-    kv = TimedKV(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe), metrics.etcd_call)
+    kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe))
     cleanup.push_async_callback(kv.close)
-    lease_kv = TimedKV(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe), metrics.etcd_call)
+    lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe))
     cleanup.push_async_callback(lease_kv.close)
     calls = GrpcNodeCalls()
     cleanup.push_async_callback(calls.close)
@@ -268,6 +270,9 @@ def _control_plane(
     dispatcher = Dispatcher(
         store, leadership, registry, hub, calls, edges.artifacts, config=dispatch, metrics=metrics
     )
+    metrics.watch_queue(partial(_queued, store, dispatcher), registry.snapshot)
+    metrics.queue_limit(config.max_queue)
+    metrics.retention_policy(config.retention.max_age_s, config.retention.max_jobs)
     sweeper = RetentionSweeper(
         store,
         edges.artifacts,
@@ -277,10 +282,17 @@ def _control_plane(
         interval_s=config.retention_interval_s,
     )
     leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
-    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, edges.artifacts, etcd=etcd)
+    servicer = CoordinatorServicer(
+        leadership, registry, store, dispatcher, hub, edges.artifacts, etcd=etcd, metrics=metrics
+    )
     door = FrontDoor(leadership, dispatcher, etcd)
     cleanup.push_async_callback(door.forwarder.close)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer, door)
+
+
+def _queued(store: JobStore, dispatcher: Dispatcher) -> list[JobView]:
+    """The queued jobs while this coordinator leads (its table is current then), else none."""
+    return [r.view for r in store.table.queued()] if dispatcher.term is not None else []
 
 
 async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextlib.AsyncExitStack) -> int:

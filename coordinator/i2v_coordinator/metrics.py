@@ -1,65 +1,93 @@
 """The coordinator's Prometheus metrics: one registry per process, served on --metrics-listen.
 
-Base units, `i2v_` prefix, bounded labels (tier, state, op; never a job or node id). Nodes by tier
-and state are read from the node table at scrape time. etcd call latency is measured by wrapping the
-KV adapter (`TimedKV`), so every etcd user in the process is counted without knowing about metrics.
+Base units, `i2v_` prefix, bounded labels (tier, state, code, reason, op, RPC method; never a job
+id; node ids only in the per-node families of fleet_metrics.py, bounded by the fleet). Nodes and the
+queue are read at scrape time (fleet_metrics.py). etcd calls are measured by wrapping the KV adapter
+(i2v_common.kv_metrics), RPCs by a server interceptor (i2v_common.rpc_metrics). docs/operations.md
+lists every metric with its labels and bound.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from i2v_contract.kv import KV, Compare, Delete, KeyValue, Page, Put, TxnResult, WatchEvent
-from i2v_contract.tiers import TIERS, tier_name
+from i2v_common.kv_metrics import EtcdMetrics
+from i2v_common.process_metrics import register_process_metrics
+from i2v_common.rpc_metrics import RpcMetrics
+from i2v_common.serving import served_services
+from i2v_contract.codes import Code, code_name
+from i2v_contract.states import state_name
+from i2v_contract.wire import coordinator_pb2
+from i2v_coordinator.fleet_metrics import NodeCollector, QueueCollector
+from i2v_coordinator.jobs import FailureKind, JobView
 from i2v_coordinator.routing import NodeView
 from i2v_coordinator.term import Term
 
+COORDINATOR_SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 END_TO_END_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
-ETCD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3.5, 5)
-NODE_STATES = ("idle", "busy")
-
-
-class NodeCollector(Collector):
-    """i2v_nodes{tier,state}: live nodes by reported tier and busy flag, every pair present (0 too)."""
-
-    def __init__(self, snapshot: Callable[[], Sequence[NodeView]]) -> None:
-        self._snapshot = snapshot
-
-    def collect(self) -> Iterator[Metric]:
-        counts = {(band.tier, state): 0 for band in TIERS for state in NODE_STATES}
-        for node in self._snapshot():
-            key = (node.tier, "busy" if node.busy else "idle")
-            counts[key] = counts.get(key, 0) + 1
-        family = GaugeMetricFamily("i2v_nodes", "Live nodes by VRAM tier and state", labels=["tier", "state"])
-        for (tier, state), count in sorted(counts.items()):
-            family.add_metric([tier_name(tier), state], count)
-        yield family
+# Why Submit refused a job (admission.Refused.reason), and the outcomes counted from the start.
+REJECTIONS = (
+    "invalid",
+    "conflict",
+    "queue_full",
+    "too_large",
+    "no_leader",
+    "store_unavailable",
+    "etcd_unavailable",
+)
+FINISHED = (
+    ("succeeded", Code.OK),
+    ("cancelled", Code.CANCELLED),
+    ("failed", Code.RESOURCE_EXHAUSTED),
+    ("failed", Code.INVALID_ARGUMENT),
+    ("failed", Code.INTERNAL),
+    ("failed", Code.UNAVAILABLE),
+)
 
 
 class CoordinatorMetrics:
-    """The metrics object the election shell, dispatcher and servicer report to."""
+    """The metrics object the election shell, dispatcher, intake, sweeper and servicer report to."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        register_process_metrics(r, "coordinator")
+        self.rpc = RpcMetrics(r, served_services(COORDINATOR_SERVICE))
+        self.etcd = EtcdMetrics(r)
+        self.etcd_call = self.etcd.call
         self.is_leader = Gauge("i2v_coordinator_is_leader", "1 while this coordinator leads", registry=r)
         self.epoch = Gauge("i2v_coordinator_epoch", "Epoch led now (0 = not leading)", registry=r)
         self.failovers = Counter(
             "i2v_failovers", "Leaderships this coordinator took over from another coordinator", registry=r
         )
+        self._terms = Counter(
+            "i2v_coordinator_terms", "Terms this coordinator started leading (failovers included)", registry=r
+        )
         self._queue_depth = Gauge("i2v_queue_depth", "Jobs queued, not yet assigned (leader)", registry=r)
+        self._queue_limit = Gauge(
+            "i2v_coordinator_queue_limit", "--max-queue: queued jobs above which Submit refuses", registry=r
+        )
         self._queue_wait = Histogram(
             "i2v_queue_wait_seconds", "Submit to assignment", buckets=WAIT_BUCKETS, registry=r
         )
         self._end_to_end = Histogram(
             "i2v_job_end_to_end_seconds", "Submit to final state", buckets=END_TO_END_BUCKETS, registry=r
+        )
+        self._finished = Counter(
+            "i2v_coordinator_jobs_finished",
+            "Jobs that reached a final state (leader), by state and gRPC code (OK for succeeded)",
+            ["state", "code"],
+            registry=r,
+        )
+        self._rejected = Counter(
+            "i2v_coordinator_submit_rejections",
+            "Submits refused, by reason: " + ", ".join(REJECTIONS),
+            ["reason"],
+            registry=r,
         )
         self._dispatch_retries = Counter(
             "i2v_dispatch_retries",
@@ -67,6 +95,22 @@ class CoordinatorMetrics:
             registry=r,
         )
         self._requeues = Counter("i2v_requeues", "Attempts lost to a node and requeued", registry=r)
+        self._init_retention(r)
+        self._init_node_health(r)
+        self.loop_lag = Histogram(
+            "i2v_event_loop_lag_seconds",
+            "How late a 100 ms timer fired on the coordinator's event loop",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        for state, code in FINISHED:
+            self._finished.labels(state, code.name)
+        for reason in REJECTIONS:
+            self._rejected.labels(reason)
+        for kind in FailureKind:
+            self._node_cooldowns.labels(kind.value)
+
+    def _init_retention(self, r: CollectorRegistry) -> None:
         self._retention_removed = Counter(
             "i2v_retention_removed_jobs", "Finished jobs removed by retention (leader)", registry=r
         )
@@ -75,6 +119,17 @@ class CoordinatorMetrics:
             "Age of the oldest finished job still kept, as of the last retention sweep (leader)",
             registry=r,
         )
+        self._last_sweep = Gauge(
+            "i2v_retention_last_sweep_timestamp_seconds",
+            "Unix time of the last retention sweep that finished (leader; 0 = none yet)",
+            registry=r,
+        )
+        self._max_age = Gauge(
+            "i2v_retention_max_age_seconds", "--retention-max-age (0 = no age limit)", registry=r
+        )
+        self._max_jobs = Gauge("i2v_retention_max_jobs", "--retention-max-jobs (0 = no limit)", registry=r)
+
+    def _init_node_health(self, r: CollectorRegistry) -> None:
         self._node_cooldowns = Counter(
             "i2v_coordinator_node_cooldowns",
             "Node failures that were not the request's fault, by where they showed "
@@ -95,23 +150,24 @@ class CoordinatorMetrics:
             "Nodes given no work after repeated failures (leader)",
             registry=r,
         )
-        self.etcd_call = Histogram(
-            "i2v_etcd_call_seconds",
-            "etcd call latency by operation",
-            ["op"],
-            buckets=ETCD_BUCKETS,
-            registry=r,
-        )
 
-        self.loop_lag = Histogram(
-            "i2v_event_loop_lag_seconds",
-            "How late a 100 ms timer fired on the coordinator's event loop",
-            buckets=LAG_BUCKETS,
-            registry=r,
-        )
+    # ---- scrape-time views (main.py wires them) ----
 
     def watch_nodes(self, snapshot: Callable[[], Sequence[NodeView]]) -> None:
         self.registry.register(NodeCollector(snapshot))
+
+    def watch_queue(
+        self, queued: Callable[[], Sequence[JobView]], snapshot: Callable[[], Sequence[NodeView]]
+    ) -> None:
+        """`queued`: the queued jobs while this coordinator leads, nothing otherwise."""
+        self.registry.register(QueueCollector(queued, snapshot))
+
+    def queue_limit(self, max_queue: int) -> None:
+        self._queue_limit.set(max_queue)
+
+    def retention_policy(self, max_age_s: float, max_jobs: int) -> None:
+        self._max_age.set(max_age_s)
+        self._max_jobs.set(max_jobs)
 
     # ---- election shell ----
 
@@ -121,8 +177,14 @@ class CoordinatorMetrics:
         self.epoch.set_function(lambda: float(epoch() or 0))
 
     def term_started(self, term: Term) -> None:
+        self._terms.inc()
         if term.took_over:
             self.failovers.inc()
+
+    # ---- intake (admission.SubmitMetrics) ----
+
+    def rejected(self, reason: str) -> None:
+        self._rejected.labels(reason).inc()
 
     # ---- dispatcher (dispatcher.DispatchMetrics) ----
 
@@ -150,6 +212,9 @@ class CoordinatorMetrics:
     def end_to_end(self, seconds: float) -> None:
         self._end_to_end.observe(seconds)
 
+    def finished(self, state: int, code: int) -> None:
+        self._finished.labels(state_name(state).lower(), code_name(code)).inc()
+
     # ---- retention sweeper (sweeper.RetentionMetrics) ----
 
     def retention_removed(self, count: int) -> None:
@@ -157,79 +222,4 @@ class CoordinatorMetrics:
 
     def oldest_finished_age(self, seconds: float) -> None:
         self._oldest_finished.set(seconds)
-
-
-class TimedKV:
-    """A KV that records each call's latency in i2v_etcd_call_seconds{op} (watch streams excluded)."""
-
-    def __init__(self, inner: KV, histogram: Histogram) -> None:
-        self._inner = inner
-        self._ops = {op: histogram.labels(op) for op in ("get", "range", "txn", "put", "delete", "lease")}
-
-    def _timer(self, op: str) -> _Timer:
-        return _Timer(self._ops[op])
-
-    async def get(self, key: str) -> KeyValue | None:
-        with self._timer("get"):
-            return await self._inner.get(key)
-
-    async def range_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        with self._timer("range"):
-            return await self._inner.range_prefix(prefix)
-
-    async def range_page(self, start: str, end: str, limit: int) -> Page:
-        with self._timer("range"):
-            return await self._inner.range_page(start, end, limit)
-
-    async def count_range(self, start: str, end: str) -> int:
-        with self._timer("range"):
-            return await self._inner.count_range(start, end)
-
-    async def txn(
-        self,
-        compares: Sequence[Compare],
-        success: Sequence[Put | Delete],
-        failure: Sequence[Put | Delete] = (),
-    ) -> TxnResult:
-        with self._timer("txn"):
-            return await self._inner.txn(compares, success, failure)
-
-    async def put(self, key: str, value: bytes, lease: int = 0) -> int:
-        with self._timer("put"):
-            return await self._inner.put(key, value, lease)
-
-    async def delete(self, key: str) -> int:
-        with self._timer("delete"):
-            return await self._inner.delete(key)
-
-    async def grant_lease(self, ttl: int) -> int:
-        with self._timer("lease"):
-            return await self._inner.grant_lease(ttl)
-
-    async def keepalive_once(self, lease_id: int) -> int:
-        with self._timer("lease"):
-            return await self._inner.keepalive_once(lease_id)
-
-    async def revoke_lease(self, lease_id: int) -> None:
-        with self._timer("lease"):
-            await self._inner.revoke_lease(lease_id)
-
-    def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
-        return self._inner.watch_prefix(prefix, start_revision)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-class _Timer:
-    """Observes the elapsed time on exit, also when the call raised (a timeout is a latency too)."""
-
-    def __init__(self, child: Histogram) -> None:
-        self._child = child
-        self._start = 0.0
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self._child.observe(time.perf_counter() - self._start)
+        self._last_sweep.set_to_current_time()

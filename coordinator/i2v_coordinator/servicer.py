@@ -41,7 +41,7 @@ from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview
-from i2v_coordinator.admission import Intake, Nodes, Refused
+from i2v_coordinator.admission import Intake, Nodes, Refused, SubmitMetrics
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import Fenced, JobStore
@@ -134,6 +134,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
         etcd: EtcdHealth | None = None,
+        metrics: SubmitMetrics | None = None,
     ) -> None:
         self._leadership = leadership
         self._etcd = etcd or EtcdHealth(())
@@ -143,7 +144,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._hub = hub
         self._artifacts = artifacts
         self._intake = Intake(
-            store, registry, dispatcher, artifacts, limits=limits, clock=clock, random_seed=random_seed
+            store,
+            registry,
+            dispatcher,
+            artifacts,
+            limits=limits,
+            clock=clock,
+            random_seed=random_seed,
+            metrics=metrics,
         )
         self._inline_max = inline_video_max_bytes
         if not heartbeat_interval > 0:
@@ -217,12 +225,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def _submit(
         self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> tuple[JobRecord, bool]:
-        term = await self._term(context)
+        try:
+            term = await self._term(context)
+        except BaseException:  # the abort: this coordinator does not lead
+            self._intake.metrics.rejected("no_leader")
+            raise
         try:
             return await self._intake.submit(request, term)
         except Refused as err:
             await errors.abort(context, err.code, err.message, err.details)
         except Fenced as err:
+            self._intake.metrics.rejected("no_leader")
             await self._not_leader(context, str(err))
 
     async def Submit(

@@ -94,6 +94,7 @@ async def join_cluster(
 ) -> ClusterNode:
     """Register the node; raises store_identity.StoreMismatch, membership.DuplicateNode or
     kv.KVUnavailable (nothing registered)."""
+    kv = servicer.metrics.etcd_kv(kv)  # every etcd call of the node's cluster parts is measured
     await agree(kv, keys, store, store_location, node_id)
     reading = await servicer.probe()
     info = NodeInfo(

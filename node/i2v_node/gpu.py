@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from i2v_contract.dtypes import dtype_bytes
-from i2v_contract.memory import ArchSpec, choose_profile
+from i2v_contract.memory import ArchSpec, choose_profile, estimate_bytes
 from i2v_contract.profiles import Profile
 from i2v_contract.tiers import tier_for_free_bytes
 from i2v_contract.units import parse_bytes
@@ -35,6 +35,7 @@ class MemoryReading:
     total_bytes: int
     free_bytes: int
     source: str  # "nvml", "torch", "host", "simulated"
+    own_bytes: int = 0  # of free_bytes: what this process's allocator holds (counted free for its jobs)
 
     @property
     def used_bytes(self) -> int:
@@ -71,6 +72,7 @@ class ProfileChoice:
     fits: bool  # False: nothing fits by the model; the leanest profile is tried anyway
     free_bytes: int
     reason: str = ""  # the memory model's answer in words, for the caller to log
+    estimated_bytes: int = 0  # the memory model's peak for the job at `profile`
 
 
 def first_profile(
@@ -100,9 +102,17 @@ def first_profile(
         dtype_bytes=dtype_bytes(dtype_name),
         accelerator=accelerator,
     )
-    if fit.profile is None:
-        return ProfileChoice(ladder_t[-1], False, reading.free_bytes, fit.reason)
-    return ProfileChoice(fit.profile, True, reading.free_bytes, fit.reason)
+    profile = ladder_t[-1] if fit.profile is None else fit.profile
+    estimate = estimate_bytes(
+        width,
+        height,
+        frames,
+        profile,
+        arch=arch,
+        dtype_bytes=dtype_bytes(dtype_name),
+        accelerator=accelerator,
+    )
+    return ProfileChoice(profile, fit.profile is not None, reading.free_bytes, fit.reason, estimate)
 
 
 def parse_size_file(path: Path) -> int:
@@ -236,7 +246,7 @@ class OwnReservedProbe:
     def read(self) -> MemoryReading:
         reading = self._inner.read()
         own = max(0, self._reserved())
-        return replace(reading, free_bytes=min(reading.total_bytes, reading.free_bytes + own))
+        return replace(reading, free_bytes=min(reading.total_bytes, reading.free_bytes + own), own_bytes=own)
 
 
 def _torch_reserved(index: int) -> Callable[[], int]:

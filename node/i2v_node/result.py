@@ -172,7 +172,6 @@ def record_finished(metrics: NodeMetrics, job: RunningJob, future: Finished) -> 
         metrics.job_succeeded(
             width=result.width,
             height=result.height,
-            frames=result.frames,
             tier=job.tier,
             seconds=result.timings.total_s,
             peak_bytes=outcome.peak_bytes,

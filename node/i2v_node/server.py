@@ -101,6 +101,7 @@ class NodeServer:
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
                 *keepalive.SERVER_OPTIONS,
             ],
+            [self.metrics.rpc.interceptor()],
         )
         self._rpc.add_servicer(node_pb2_grpc.add_NodeServicer_to_server, self.servicer)
         self._metrics_http: MetricsHttp | None = None

@@ -186,6 +186,7 @@ class JobSlot:
         reading = await self.state.probe()
         job.tier = self.state.tier
         choice = profile_for(engine, reading, norm.width, norm.height, norm.frames)
+        self.metrics.job_running(choice.estimated_bytes)
         loop = asyncio.get_running_loop()
 
         def post(item: common_pb2.Progress) -> None:
@@ -203,6 +204,7 @@ class JobSlot:
         if self.job is job:
             self.job = None
         self.metrics.busy.set(0)
+        self.metrics.job_released()
         job.finished.set()
         self.state.changed()
 

@@ -105,6 +105,9 @@ class CountingMetrics:
     def end_to_end(self, seconds: float) -> None:
         self._add("end_to_end")
 
+    def finished(self, state: int, code: int) -> None:
+        self._add(f"finished:{state}:{code}")
+
 
 class FakeRegistry:
     def __init__(self, nodes: list[NodeView]) -> None:

@@ -251,7 +251,7 @@ def test_metrics_move_after_a_job(node: NodeProcess) -> None:
     before = node.metrics()
     run(node, request(steps=4))
     after = node.metrics()
-    key = {"resolution": "64x64", "frames": "8", "tier": "lt12"}
+    key = {"resolution": "512p", "tier": "lt12"}
     assert (
         metric_value(after, "i2v_jobs_total", outcome="succeeded")
         == metric_value(before, "i2v_jobs_total", outcome="succeeded") + 1

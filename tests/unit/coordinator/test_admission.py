@@ -29,6 +29,7 @@ from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.admission import image_ext, stored_request
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.jobstore import JobStore
+from i2v_coordinator.metrics import CoordinatorMetrics
 from i2v_coordinator.progress import ProgressHub
 from i2v_coordinator.servicer import CoordinatorServicer
 from tests.fakes.clock import ManualClock
@@ -61,13 +62,16 @@ async def submit_all(stub: coordinator_pb2_grpc.CoordinatorStub, count: int) -> 
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path) -> AsyncIterator[tuple[MemoryKV, JobStore, CoordinatorServicer, Stub]]:
+async def serving(
+    tmp_path: Path, metrics: CoordinatorMetrics | None = None, leadership: FakeLeadership | None = None
+) -> AsyncIterator[tuple[MemoryKV, JobStore, CoordinatorServicer, Stub]]:
     """A leading coordinator servicer on MemoryKV with no node (every stored job stays queued)."""
     kv = MemoryKV(ManualClock())
     await kv.put(KEYS.leader, LeaderRecord(id="c1", addr="x").to_json())
     leader = await kv.get(KEYS.leader)
     assert leader is not None
-    leadership, registry, hub = FakeLeadership(), Registry([]), ProgressHub()
+    leadership = leadership or FakeLeadership()
+    registry, hub = Registry([]), ProgressHub()
     store, artifacts = JobStore(kv, KEYS), open_store(str(tmp_path))
     dispatcher = Dispatcher(
         store,
@@ -79,7 +83,7 @@ async def serving(tmp_path: Path) -> AsyncIterator[tuple[MemoryKV, JobStore, Coo
         config=DispatchConfig(max_queue=MAX_QUEUE),
         metrics=CountingMetrics(),
     )
-    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts)  # type: ignore[arg-type]
+    servicer = CoordinatorServicer(leadership, registry, store, dispatcher, hub, artifacts, metrics=metrics)  # type: ignore[arg-type]
     server = grpc.aio.server()
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -156,6 +160,33 @@ async def test_a_bad_submit_names_the_field_in_a_bad_request(
     assert (bad.reason, bad.metadata) == ("INVALID_FIELD", {"field": field})
     [violation] = bad.field_violations
     assert violation.field == field and err.value.details() == f"{field}: {violation.description}"
+
+
+async def test_refused_submits_are_counted_by_reason(tmp_path: Path) -> None:
+    metrics = CoordinatorMetrics()
+    leadership = FakeLeadership()
+    async with serving(tmp_path, metrics, leadership) as (_, _, _, stub):
+        request = build_request(png(), prompt="p", width=64, height=64, frames=2, steps=2, fps=4, seed=3)
+        other = build_request(png(), prompt="q", width=64, height=64, frames=2, steps=2, fps=4, seed=3)
+        await stub.Submit(coordinator_pb2.SubmitRequest(request=request, request_id="first"))
+        await submit_all(stub, MAX_QUEUE + 2)
+        for bad in (
+            coordinator_pb2.SubmitRequest(request=request, request_id="no spaces allowed"),
+            coordinator_pb2.SubmitRequest(request=other, request_id="first"),  # same id, other request
+        ):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Submit(bad)
+        leadership.set(None)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Submit(coordinator_pb2.SubmitRequest(request=request, request_id="late"))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    counts = {
+        reason: metrics.registry.get_sample_value(
+            "i2v_coordinator_submit_rejections_total", {"reason": reason}
+        )
+        for reason in ("queue_full", "invalid", "conflict", "no_leader", "too_large")
+    }
+    assert counts == {"queue_full": 3, "invalid": 1, "conflict": 1, "no_leader": 1, "too_large": 0}
 
 
 NORM = Normalized(

@@ -158,6 +158,7 @@ async def test_dispatches_a_job_and_finalises_it_from_the_nodes_result(env: Env)
     assert [e.progress.step for e in events if e.HasField("progress")] == [1, 2]
     assert events[-1].result.artifact_uri == request.output_uri
     assert env.metrics.counts.get("end_to_end") == 1
+    assert env.metrics.counts.get(f"finished:{SUCCEEDED}:0") == 1
 
 
 async def test_a_new_leader_moves_legacy_finished_jobs_out_of_jobs_while_it_dispatches(env: Env) -> None:

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from i2v_common.kv_metrics import TimedKV
 from i2v_contract.keys import Keys, NodeRecord
 from i2v_contract.wire import common_pb2
-from i2v_coordinator.metrics import CoordinatorMetrics, TimedKV
+from i2v_coordinator.metrics import CoordinatorMetrics
 from i2v_coordinator.registry import NodeRegistry
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
