@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from i2v_common import reflection
 from i2v_common.handlers import HandlerWrap, add_servicer
 from i2v_common.ratelog import RateLimitedLog
+from i2v_common.sdnotify import Notifier
 from i2v_contract.addresses import format_address, parse_address
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -38,8 +39,12 @@ class RpcServer:
         service: str,
         options: Sequence[tuple[str, Any]],
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        notifier: Notifier | None = None,
     ) -> None:
         self.service = service
+        # systemd hears "ready" the first time the server serves and "stopping" when it stops serving.
+        self._notifier = notifier if notifier is not None else Notifier.from_env()
+        self._ready = False
         self.server = grpc.aio.server(options=list(options), interceptors=list(interceptors))
         self.health = health.aio.HealthServicer()
         self._extra: set[str] = set()
@@ -64,6 +69,11 @@ class RpcServer:
         if not serving:
             for name in sorted(self._extra):
                 await self.health.set(name, _status(False))
+        if self._notifier is not None and serving != self._ready:
+            self._ready = serving
+            self._notifier.send(
+                *(("READY=1", "STATUS=serving") if serving else ("STOPPING=1", "STATUS=draining"))
+            )
 
     async def set_status(self, name: str, serving: bool) -> None:
         """Health of a name of the owner's choosing (e.g. a role), beside "" and the service."""

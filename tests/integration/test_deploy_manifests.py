@@ -394,7 +394,7 @@ def test_unit_stop_timeout_covers_the_drain(unit: str) -> None:
         (k, v) for _, k, v in entries if k in ("Type", "Restart", "KillSignal", "User", "NoNewPrivileges")
     )
     assert values == {
-        "Type": "exec",
+        "Type": "notify",
         "Restart": "on-failure",
         "KillSignal": "SIGTERM",
         "User": "i2v",
