@@ -43,6 +43,10 @@ class CoordinatorStub:
     """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
     ListNodes: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]
     ClusterStatus: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]
+    Download: _grpc.UnaryStreamMultiCallable[_coordinator_pb2.DownloadRequest, _coordinator_pb2.DownloadResponse]
+    """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+    byte offset (to resume). Answered by any coordinator, standbys included.
+    """
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -59,6 +63,10 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
     ListNodes: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]  # type: ignore[assignment]
     ClusterStatus: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]  # type: ignore[assignment]
+    Download: _aio.UnaryStreamMultiCallable[_coordinator_pb2.DownloadRequest, _coordinator_pb2.DownloadResponse]  # type: ignore[assignment]
+    """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+    byte offset (to resume). Answered by any coordinator, standbys included.
+    """
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -120,5 +128,15 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.ClusterStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.ClusterStatusResponse, _abc.Awaitable[_coordinator_pb2.ClusterStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Download(
+        self,
+        request: _coordinator_pb2.DownloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.DownloadResponse], _abc.AsyncIterator[_coordinator_pb2.DownloadResponse]]:
+        """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+        byte offset (to resume). Answered by any coordinator, standbys included.
+        """
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
