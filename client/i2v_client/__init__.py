@@ -7,6 +7,7 @@ calls the cluster through whichever coordinator leads. Failures raise `CallError
 from i2v_client.calls import CoordinatorCall, CoordinatorGenerator, ProgressLine, final_result
 from i2v_client.channels import open_channel
 from i2v_client.coordinator import CoordinatorClient
+from i2v_client.download import Downloaded
 from i2v_client.errors import CallError
 from i2v_client.failover import parse_targets
 from i2v_client.node_client import Call, GenerateCall, Generator, NodeClient
@@ -21,6 +22,7 @@ __all__ = [
     "CoordinatorCall",
     "CoordinatorClient",
     "CoordinatorGenerator",
+    "Downloaded",
     "GenerateCall",
     "Generator",
     "JobPage",

@@ -7,8 +7,10 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from i2v_client.coordinator import CoordinatorClient
+from i2v_client.download import save_downloaded
 from i2v_client.errors import CallError
 from i2v_client.request import checked
 from i2v_client.retry import RetryPolicy
@@ -97,6 +99,11 @@ class CoordinatorCall:
             self._request, line.event, request_id=self.job_id, timeout=self._timeout, on_pause=line.pause
         )
         return final_result(final)
+
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        """Download the job's video to `output` and its stored frames to `frames_dir` (verified,
+        resumed across broken streams)."""
+        save_downloaded(self._client.download, self.job_id, result, output, frames_dir)
 
     def cancel(self) -> None:
         """Cancel the job on the cluster (best effort: the job may not have been submitted yet)."""

@@ -8,12 +8,15 @@ coordinator client (several addresses, retries across them) slots in beside it b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
 
 from i2v_client.channels import open_channel
+from i2v_client.download import save_inline
 from i2v_client.errors import CallError
+from i2v_client.reassembly import Reassembly
 from i2v_client.request import checked
 from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.wire import common_pb2, node_pb2
@@ -34,14 +37,22 @@ class GenerateCall:
     def cancel(self) -> None:
         self._call.cancel()
 
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        """Write the result's video to `output` and its frames to `frames_dir` (they came inline)."""
+        save_inline(result, output, frames_dir)
+
     def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result:
-        """Consume the stream: progress to `on_progress`, then the checked Result."""
+        """Consume the stream: progress to `on_progress`, then the checked Result (with the video and
+        frames the node sent in chunks before it)."""
+        parts = Reassembly()
         for event in self.events():
             if event.HasField("progress"):
                 if on_progress is not None:
                     on_progress(event.progress)
+            elif event.HasField("chunk"):
+                parts.add(event.chunk)
             elif event.HasField("result"):
-                return checked(event.result)
+                return checked(parts.into(event.result))
         raise CallError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
 
 
@@ -49,6 +60,10 @@ class Call(Protocol):
     """A started generation: a node's GenerateCall or a job through the coordinators."""
 
     def wait(self, on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Result: ...
+
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        """Write what `wait` returned: the video to `output`, its frames (if any) to `frames_dir`."""
+        ...
 
     def cancel(self) -> None: ...
 
