@@ -138,6 +138,10 @@ def build_parser(listing: Listing | None = None) -> argparse.ArgumentParser:
         one.add_argument("job_id", metavar="JOB", help="the job id (printed by generate and jobs)")
         if name == "watch":
             one.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        if name == "get":
+            one.add_argument(
+                "-o", "--output", type=Path, default=None, help="also download the job's video here"
+            )
         one.set_defaults(run=run, subparser=one)
     return parser
 

@@ -63,7 +63,14 @@ def cmd_jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
-    return _print(_cluster_call(args, ctx, lambda c: format_job(c.get(args.job_id))), ctx)
+    def get(client: Cluster) -> str:
+        text = format_job(client.get(args.job_id))
+        if args.output is None:
+            return text
+        done = client.download(args.job_id, args.output)  # verified; resumes a broken stream
+        return f"{text}\nwrote {args.output}: {done.size} bytes, sha256 {done.sha256}"
+
+    return _print(_cluster_call(args, ctx, get), ctx)
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:

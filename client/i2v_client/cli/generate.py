@@ -4,14 +4,13 @@ coordinators (`--target`); Ctrl-C cancels the job."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+import contextlib
 
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
 from i2v_client.cli.progress import ProgressDisplay, mode_for, stop
 from i2v_client.errors import CallError
-from i2v_client.request import build_request, checked
+from i2v_client.node_client import Call
+from i2v_client.request import build_request
 from i2v_contract.wire import common_pb2
 
 
@@ -21,7 +20,8 @@ def _mib(n: int) -> str:
 
 def summary(result: common_pb2.Result, where: str, wall_s: float, job_id: str = "") -> str:
     t = result.timings
-    size = f", {len(result.video)} bytes" if result.video else ""
+    n = result.video_size or len(result.video)
+    size = f", {n} bytes" if n else ""
     lines = [
         f"{where}: {result.frames} frames {result.width}x{result.height} @ {result.fps} fps{size}",
         f"seed {result.seed}, {result.steps} steps, profile {result.profile}, peak {_mib(result.peak_bytes)}"
@@ -34,30 +34,6 @@ def summary(result: common_pb2.Result, where: str, wall_s: float, job_id: str = 
     if job_id:
         lines.append(f"job {job_id}")
     return "\n".join(lines)
-
-
-def read_local_artifact(uri: str) -> bytes | None:
-    """The bytes behind a file:// URI when this machine can read it, else None."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        return None
-    try:
-        return Path(url2pathname(parsed.path)).read_bytes()
-    except OSError:
-        return None
-
-
-def with_video(result: common_pb2.Result) -> common_pb2.Result:
-    """The result with its video inline: as sent, or read from a local file:// artifact (checked)."""
-    if result.video or not result.artifact_uri:
-        return result
-    video = read_local_artifact(result.artifact_uri)
-    if video is None:
-        return result
-    fetched = common_pb2.Result()
-    fetched.CopyFrom(result)
-    fetched.video = video
-    return checked(fetched)
 
 
 def _request(args: argparse.Namespace, image: bytes) -> common_pb2.GenerationRequest:
@@ -78,26 +54,19 @@ def _request(args: argparse.Namespace, image: bytes) -> common_pb2.GenerationReq
     )
 
 
-def _write_outputs(args: argparse.Namespace, result: common_pb2.Result) -> None:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(result.video)
-    if args.frames_dir is not None:
-        args.frames_dir.mkdir(parents=True, exist_ok=True)
-        for i, png in enumerate(result.frames_png):
-            (args.frames_dir / f"frame_{i:04d}.png").write_bytes(png)
-
-
 def _deliver(
-    args: argparse.Namespace, ctx: Context, result: common_pb2.Result, job_id: str, wall_s: float
+    args: argparse.Namespace, ctx: Context, call: Call, result: common_pb2.Result, job_id: str, wall_s: float
 ) -> int:
-    """Write the video (and frames) and say what was made; a video only in the store is named."""
-    if not result.video:
-        # Too large to inline and not readable here: the store holds it.
-        where = f"video stored at {result.artifact_uri} (not written to {args.output})"
-        ctx.out.write(summary(result, where, wall_s, job_id) + "\n")
-        return EXIT_OK
+    """Write the video (and frames) and say what was made."""
     try:
-        _write_outputs(args, result)
+        call.save(result, args.output, args.frames_dir)  # from a node: inline; else downloaded
+    except CallError as exc:
+        ctx.err.write(f"error: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        kept = f"; job {job_id} keeps its video" if job_id else ""
+        ctx.err.write(f"interrupted: {args.output} not written{kept}\n")
+        return EXIT_INTERRUPTED
     except OSError as exc:
         ctx.err.write(f"error: cannot write output: {exc}\n")
         return EXIT_USAGE
@@ -118,17 +87,16 @@ def cmd_generate(args: argparse.Namespace, ctx: Context) -> int:
     else:
         client = ctx.connector.cluster_generator(args.targets)
     started = ctx.clock()
-    call = client.generate(request, timeout=args.timeout)
-    job_id: str = getattr(call, "job_id", "")
-    try:
-        result = with_video(call.wait(display.update))
-    except CallError as exc:
-        return stop(display, ctx.err, f"error: {exc}", EXIT_FAILED)
-    except KeyboardInterrupt:
-        call.cancel()
-        the_job = f"job {job_id}" if job_id else "the job"
-        return stop(display, ctx.err, f"interrupted: {the_job} was cancelled", EXIT_INTERRUPTED)
-    finally:
-        client.close()
-    display.close()
-    return _deliver(args, ctx, result, job_id, ctx.clock() - started)
+    with contextlib.closing(client):  # open until the outputs are saved (a download needs it)
+        call = client.generate(request, timeout=args.timeout)
+        job_id: str = getattr(call, "job_id", "")
+        try:
+            result = call.wait(display.update)
+        except CallError as exc:
+            return stop(display, ctx.err, f"error: {exc}", EXIT_FAILED)
+        except KeyboardInterrupt:
+            call.cancel()
+            the_job = f"job {job_id}" if job_id else "the job"
+            return stop(display, ctx.err, f"interrupted: {the_job} was cancelled", EXIT_INTERRUPTED)
+        display.close()
+        return _deliver(args, ctx, call, result, job_id, ctx.clock() - started)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from i2v_client import CallError, JobPage
 from i2v_client.cli import Listing
 from i2v_client.cli.context import EXIT_FAILED
+from i2v_client.download import Downloaded
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.fakes.client import FakeConnector, progress, run_cli
 
@@ -70,6 +72,11 @@ class _FakeCoordinator:
         on_pause("c:1 answered UNAVAILABLE; re-attaching via c:2")
         on_event(self.events[-1])
         return self.events[-1]
+
+    def download(self, job_id: str, dest: Path) -> Downloaded:
+        self._answer("download", (job_id, dest), None)
+        dest.write_bytes(b"video")
+        return Downloaded(5, "ab" * 32, "video/mp4", 1)
 
     def close(self) -> None:
         self.closed = True
@@ -193,6 +200,28 @@ def test_jobs_limit_and_all_exclude_each_other() -> None:
         run_cli(
             ["jobs", "--target", "c:1", "--all", "--limit", "3"], FakeConnector(cluster=_PagedCoordinator(1))
         )
+
+
+def test_get_with_an_output_downloads_the_video_there(tmp_path: Path) -> None:
+    fake = _FakeCoordinator()
+    out_path = tmp_path / "out.mp4"
+    code, out, err = run_cli(
+        ["get", "j5", "-o", str(out_path), "--target", "c:1"], FakeConnector(cluster=fake)
+    )
+    assert code == 0 and err == "" and out_path.read_bytes() == b"video"
+    assert fake.calls == [("get", "j5"), ("download", ("j5", out_path))]
+    assert out.splitlines()[-1] == f"wrote {out_path}: 5 bytes, sha256 {'ab' * 32}"
+
+
+def test_a_failed_download_exits_1_with_the_servers_words(tmp_path: Path) -> None:
+    class _Refusing(_FakeCoordinator):
+        def download(self, job_id: str, dest: Path) -> Downloaded:
+            raise CallError(grpc.StatusCode.FAILED_PRECONDITION, f"job {job_id} is QUEUED, not finished")
+
+    argv = ["get", "j5", "-o", str(tmp_path / "o.mp4"), "--target", "c:1"]
+    code, out, err = run_cli(argv, FakeConnector(cluster=_Refusing()))
+    assert code == EXIT_FAILED and out == "" and not (tmp_path / "o.mp4").exists()
+    assert err == "error: FAILED_PRECONDITION: job j5 is QUEUED, not finished\n"
 
 
 def test_cluster_command_errors_exit_1_with_code_and_message() -> None:
