@@ -26,6 +26,7 @@ from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import FieldError, Limits
 from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, node_pb2
+from i2v_node.chunks import result_events
 from i2v_node.gpu import MemoryMonitor, MemoryReading
 from i2v_node.hooks import JobHooks
 from i2v_node.metrics import NodeMetrics
@@ -140,9 +141,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         try:
             while not isinstance(item := await relay.next(), Final):
                 yield item
-            if item.result is None:
+            if (result := item.result) is None:
                 await context.abort(item.code, item.message)
-            yield common_pb2.GenerateEvent(result=item.result)
+                return
+            for event in result_events(result):
+                yield event
         except (asyncio.CancelledError, GeneratorExit):
             job.caller_gone()
             raise
