@@ -311,15 +311,21 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         leading = self._leadership.epoch is not None
+        table = self._store.table
+        # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
+        made: dict[str, coordinator_pb2.Job] = {}
+
+        def size_of(record: JobRecord) -> int:
+            made[record.job_id] = job_message(record, job_event(record, table))
+            return made[record.job_id].ByteSize() + 8  # with its tag and length in the response
+
         try:
-            records, token = await listing.list_page(self._store, leading, states, limit, phase, after)
+            records, token = await listing.list_page(
+                self._store, leading, states, limit, phase, after, size_of
+            )
         except (KVUnavailable, ValueError) as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read jobs from etcd: {exc}; retry")
-        # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
-        table = self._store.table
-        return coordinator_pb2.ListJobsResponse(
-            jobs=[job_message(r, job_event(r, table)) for r in records], next_page_token=token
-        )
+        return coordinator_pb2.ListJobsResponse(jobs=[made[r.job_id] for r in records], next_page_token=token)
 
     async def ListNodes(
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
