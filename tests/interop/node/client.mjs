@@ -7,6 +7,9 @@
 //        [--width 512 --height 512 --frames 32 --steps 1 --seed 7 --fps 8 --request-id ID]
 //   node client.mjs --target ... --download JOB_ID --out OUT.mp4      (download only)
 //
+// --window BYTES sets grpc-js's HTTP/2 flow-control window (benchmarks only: its default, 64 KiB,
+// holds a stream back on a fast link); every other setting stays at its default.
+//
 // Prints one JSON line: what was downloaded and how fast. Exits 1 with the reason on any failure.
 
 import { createHash } from "node:crypto";
@@ -34,8 +37,9 @@ const { Coordinator } = grpc.loadPackageDefinition(definition).i2v.v1;
 
 class Targets {
   // The coordinators and which one to call; a standby's UNAVAILABLE names the leader.
-  constructor(list) {
+  constructor(list, options) {
     this.list = list;
+    this.options = options;
     this.current = 0;
     this.clients = new Map();
   }
@@ -43,8 +47,8 @@ class Targets {
   client() {
     const target = this.list[this.current];
     if (!this.clients.has(target)) {
-      // No channel options: grpc-js's defaults, a 4 MiB receive limit among them.
-      this.clients.set(target, new Coordinator(target, grpc.credentials.createInsecure()));
+      // grpc-js's defaults (a 4 MiB receive limit among them), unless --window was given.
+      this.clients.set(target, new Coordinator(target, grpc.credentials.createInsecure(), this.options));
     }
     return this.clients.get(target);
   }
@@ -192,12 +196,14 @@ async function main() {
       steps: { type: "string", default: "1" },
       fps: { type: "string", default: "8" },
       seed: { type: "string", default: "7" },
+      window: { type: "string" },
     },
   });
   if (!a.target || !a.out || !(a.image || a.download)) {
     throw new Error("usage: --target HOST:PORT[,...] --out OUT (--image IN.png | --download JOB_ID)");
   }
-  const targets = new Targets(a.target.split(",").filter(Boolean));
+  const options = a.window ? { "grpc-node.flow_control_window": Number(a.window) } : {};
+  const targets = new Targets(a.target.split(",").filter(Boolean), options);
   try {
     let jobId = a.download;
     let result = null;
