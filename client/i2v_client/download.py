@@ -143,18 +143,18 @@ class _Transfer:
                     self._read(call, watchdog, sink, reconnect)
             except grpc.RpcError as err:
                 self._broken(err, watchdog.fired, reconnect)
-                if not self._resume:
-                    sink.start_over()
-                continue
             except BaseException:
                 call.cancel()
                 raise
-            header = self.header
-            if header is not None and sink.have == header.total_size:
-                return self._verified(sink, header)
-            # Ended cleanly but short (the server went away): ask for the rest elsewhere.
-            detail = f"the stream ended after {sink.have} bytes"
-            self._failover.move_on(grpc.StatusCode.UNAVAILABLE, detail, "", reconnect, self._what)
+            else:
+                header = self.header
+                if header is not None and sink.have == header.total_size:
+                    return self._verified(sink, header)
+                # Ended cleanly but short (the server went away): ask for the rest elsewhere.
+                detail = f"the stream ended after {sink.have} bytes"
+                self._failover.move_on(grpc.StatusCode.UNAVAILABLE, detail, "", reconnect, self._what)
+            if not self._resume:
+                sink.start_over()
 
     def _read(self, call: Any, watchdog: IdleWatchdog, sink: _Sink, reconnect: Reconnect) -> None:
         first = True
