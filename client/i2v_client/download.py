@@ -15,11 +15,8 @@ file must then be seekable). Other codes raise CallError at once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +37,6 @@ ARTIFACTS = {
     "frame": coordinator_pb2.ARTIFACT_FRAME,
 }
 HASH_READ_BYTES = 8 * 1024 * 1024
-QUEUED_PIECES = 8  # received pieces (1 MiB each) waiting to be written
 
 ProgressCallback = Callable[[int, int], None]  # (bytes written so far, total bytes)
 Destination = str | os.PathLike[str] | BinaryIO
@@ -55,51 +51,21 @@ class Downloaded:
 
 
 class _Sink:
-    """Where the bytes go: `write` in order from `have` bytes in; `restart` empties it.
-
-    Writing and hashing run in a thread of their own (both release the GIL), so they overlap
-    receiving the next pieces; at most QUEUED_PIECES wait for it. `flush` waits for them.
-    """
+    """Where the bytes go: `write` in order from `have` bytes in; `restart` empties it."""
 
     def __init__(self, write: Callable[[bytes], object], restart: Callable[[], None]) -> None:
-        self._write = write
-        self._restart = restart
-        self.have = 0  # bytes handed in (all of them written once flushed)
+        self.write = write
+        self.restart = restart
+        self.have = 0
         self.hasher = hashlib.sha256()
-        self._pieces: queue.Queue[bytes | None] = queue.Queue(QUEUED_PIECES)
-        self._thread: threading.Thread | None = None
-        self._failed: BaseException | None = None
 
     def take(self, data: bytes) -> None:
-        if self._failed is not None:
-            raise self._failed
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="i2v-download-writer", daemon=True)
-            self._thread.start()
-        self._pieces.put(data)
+        self.write(data)
+        self.hasher.update(data)
         self.have += len(data)
 
-    def _drain(self) -> None:
-        while (data := self._pieces.get()) is not None:
-            if self._failed is None:
-                try:
-                    self._write(data)
-                    self.hasher.update(data)
-                except BaseException as exc:  # raised in the caller's thread on its next step
-                    self._failed = exc
-
-    def flush(self) -> None:
-        """Wait until every piece handed in is written and hashed; raise the writer's error."""
-        if self._thread is not None:
-            self._pieces.put(None)
-            self._thread.join()
-            self._thread = None
-        if self._failed is not None:
-            raise self._failed
-
     def start_over(self) -> None:
-        self.flush()
-        self._restart()
+        self.restart()
         self.have = 0
         self.hasher = hashlib.sha256()
 
@@ -123,13 +89,6 @@ class _Transfer:
         self.streams = 0
 
     def run(self, sink: _Sink) -> Downloaded:
-        try:
-            return self._run(sink)
-        finally:
-            with contextlib.suppress(BaseException):
-                sink.flush()  # the writer thread ends with the transfer, whatever the outcome
-
-    def _run(self, sink: _Sink) -> Downloaded:
         reconnect = self._failover.reconnect()
         while True:
             request = coordinator_pb2.DownloadRequest()
@@ -204,7 +163,6 @@ class _Transfer:
             raise CallError.from_rpc(err) from None
 
     def _verified(self, sink: _Sink, header: coordinator_pb2.DownloadResponse) -> Downloaded:
-        sink.flush()
         digest = sink.hasher.hexdigest()
         if header.sha256 and digest != header.sha256:
             raise CallError(
