@@ -11,12 +11,15 @@ in the coordinator's artifact store. Per run, in turn:
 - direct read: the file read in 1 MiB pieces (what `file://` access costs at best);
 - direct copy: read, sha256 and written to a new file (what a client needs: a verified copy);
 - SDK: CoordinatorClient.download to a new file (verified, via PATH.part);
+- raw stream: the same Download stream read with the bare stub, bytes counted and dropped (the
+  transport's share of the SDK's cost);
 - Node.js: tests/interop/node/client.mjs --download, with grpc-js's defaults and again with a 16 MiB
   HTTP/2 window (its default 64 KiB window is the limit on loopback); skipped without node or its
   packages (`npm ci --prefix tests/interop/node`).
 
 The file stays in the page cache throughout, so every path reads memory: the figures compare the
-transfer, not the disk. Figures: MiB/s median [min..max] over --runs, and the ratio of each
+transfer, not the disk. Figures: MiB/s median [min..max] over --runs, the CPU time all processes
+spent per MiB (this one, the Node.js child with its start-up, the coordinator; median), and the ratio of each
 download's median to the direct read's and the direct copy's. --out also writes them to a file.
 """
 
@@ -29,6 +32,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,11 +44,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import grpc
+
 from i2v_client import CoordinatorClient
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract import states
 from i2v_contract.keys import DoneRecord, Keys
-from i2v_contract.wire import common_pb2
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.records import JobRecord, encode_job
 from tests.chaos.coordinator_procs import CoordinatorProcess
@@ -100,16 +107,26 @@ def direct_copy(src: Path, dest: Path) -> None:
             out.write(piece)
 
 
-def timed(run: Callable[[Path], float | None], scratch: Path) -> float:
-    """Seconds `run` took, or the seconds it reports itself (the Node.js client times its download
-    without its start-up and proto loading)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time so far of this process (all threads), its finished children and process `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime + server
+
+
+def timed(run: Callable[[Path], float | None], scratch: Path, server_pid: int) -> tuple[float, float]:
+    """(seconds `run` took, or the seconds it reports itself: the Node.js client times its download
+    without its start-up and proto loading; CPU seconds of client and coordinator meanwhile)."""
     dest = scratch / "out.bin"
     dest.unlink(missing_ok=True)
+    cpu = cpu_seconds(server_pid)
     started = time.perf_counter()
     reported = run(dest)
     took = time.perf_counter() - started
+    cpu = cpu_seconds(server_pid) - cpu
     dest.unlink(missing_ok=True)
-    return took if reported is None else reported
+    return (took if reported is None else reported), cpu
 
 
 def node_download(target: str, dest: Path, window: int = 0) -> float:
@@ -135,10 +152,12 @@ def node_ready() -> str:
     return ""
 
 
-def summary(name: str, seconds: list[float], mib: int) -> tuple[str, float]:
-    rates = sorted(mib / s for s in seconds)
+def summary(name: str, runs: list[tuple[float, float]], mib: int) -> tuple[str, float]:
+    rates = sorted(mib / seconds for seconds, _ in runs)
     median = statistics.median(rates)
-    return f"{name:<26} {median:8.0f} MiB/s  [{rates[0]:.0f}..{rates[-1]:.0f}] over {len(rates)} runs", median
+    cpu_ms = statistics.median(cpu for _, cpu in runs) * 1000 / mib
+    line = f"{name:<28} {median:6.0f} MiB/s [{rates[0]:.0f}..{rates[-1]:.0f}], CPU {cpu_ms:5.2f} ms/MiB"
+    return line, median
 
 
 def main() -> int:
@@ -158,7 +177,7 @@ def main() -> int:
             src = work / "artifacts" / "jobs" / JOB_ID / "attempt-1.mp4"
             sha256 = random_file(src, args.mib)
             asyncio.run(store_finished_job(etcd.endpoints, src.as_uri(), args.mib * PIECE, sha256))
-            lines = run_all(args, src, coordinator.address, work / "scratch")
+            lines = run_all(args, src, coordinator, work / "scratch")
         finally:
             coordinator.stop()
             etcd.stop_all()
@@ -174,35 +193,45 @@ def main() -> int:
     return 0
 
 
-def run_all(args: argparse.Namespace, src: Path, target: str, scratch: Path) -> list[str]:
+def run_all(args: argparse.Namespace, src: Path, coordinator: CoordinatorProcess, scratch: Path) -> list[str]:
     scratch.mkdir()
+    target = coordinator.address
     client = CoordinatorClient(target)
 
     def sdk(dest: Path) -> None:
         client.download(JOB_ID, dest)  # verified against the sha256, written via out.bin.part
 
+    channel = grpc.insecure_channel(target)
+    stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+
+    def raw(dest: Path) -> None:
+        got = sum(len(m.data) for m in stub.Download(coordinator_pb2.DownloadRequest(job_id=JOB_ID)))
+        assert got == args.mib * PIECE, got
+
     cases: dict[str, Callable[[Path], float | None]] = {
         "direct read": lambda dest: direct_read(src, dest),
         "direct copy + sha256": lambda dest: direct_copy(src, dest),
         "Download, Python SDK": sdk,
+        "Download, raw stream": raw,
     }
     why_not = "--no-node given" if args.no_node else node_ready()
     if not why_not:
         cases["Download, Node.js defaults"] = lambda dest: node_download(target, dest)
         cases["Download, Node.js 16M window"] = lambda dest: node_download(target, dest, 16 * PIECE)
-    timings: dict[str, list[float]] = {name: [] for name in cases}
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     try:
         for run in cases.values():
             run(scratch / "warm.bin")  # warm the page cache, channels and the node runtime
             (scratch / "warm.bin").unlink(missing_ok=True)
         for _ in range(args.runs):  # interleaved, so a busy spell hits every case alike
             for name, run in cases.items():
-                timings[name].append(timed(run, scratch))
+                timings[name].append(timed(run, scratch, coordinator.pid))
     finally:
         client.close()
+        channel.close()
     lines, medians = [], {}
-    for name, seconds in timings.items():
-        line, medians[name] = summary(name, seconds, args.mib)
+    for name, runs in timings.items():
+        line, medians[name] = summary(name, runs, args.mib)
         lines.append(line)
     if why_not:
         lines.append(f"Download, Node.js client: skipped ({why_not})")
