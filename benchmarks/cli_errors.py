@@ -90,10 +90,6 @@ MISTAKES = [
     ),
     Mistake("-o is a directory", lambda s: _generate("--node", s.node, "-o", ".")),
     Mistake("-o under a file", lambda s: _generate("--node", s.node, "-o", "in.png/o.mp4")),
-    Mistake(
-        "--frames-dir through the coordinators",
-        lambda s: _generate("--target", s.coordinators, "--frames-dir", "frames", "-o", "o.mp4"),
-    ),
     Mistake("--target where nothing listens", lambda s: ["status", "--target", s.refused]),
     Mistake(
         "--target two addresses, nothing listens", lambda s: ["jobs", "--target", f"{s.refused},127.0.0.1:1"]

@@ -10,6 +10,7 @@ from i2v_client.addresses import check_address, parse_targets
 from i2v_client.calls import CoordinatorCall, CoordinatorGenerator, ProgressLine, final_result
 from i2v_client.channels import Connection, Reach, open_channel, wait_connected
 from i2v_client.coordinator import CoordinatorClient
+from i2v_client.download import Downloaded
 from i2v_client.errors import CallError, DeadlinePassed
 from i2v_client.node_client import Call, GenerateCall, Generator, NodeClient
 from i2v_client.paging import JobPage, collect_jobs
@@ -26,7 +27,6 @@ from i2v_client.text import (
     parse_states,
     shorten_uri,
 )
-from i2v_client.video import read_local_artifact, with_video
 
 __all__ = [
     "COORDINATOR",
@@ -39,6 +39,7 @@ __all__ = [
     "CoordinatorClient",
     "CoordinatorGenerator",
     "DeadlinePassed",
+    "Downloaded",
     "GenerateCall",
     "Generator",
     "JobPage",
@@ -60,10 +61,8 @@ __all__ = [
     "open_channel",
     "parse_states",
     "parse_targets",
-    "read_local_artifact",
     "retryable",
     "server_kind",
     "shorten_uri",
     "wait_connected",
-    "with_video",
 ]

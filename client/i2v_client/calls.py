@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from i2v_client.coordinator import CoordinatorClient
+from i2v_client.download import save_downloaded
 from i2v_client.errors import JobEnded
 from i2v_client.request import checked
 from i2v_client.retry import RetryPolicy
@@ -118,6 +120,11 @@ class CoordinatorCall:
             on_pause=line.pause if on_pause is None else on_pause,
         )
         return final_result(final)
+
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        """Download the job's video to `output` and its stored frames to `frames_dir` (verified,
+        resumed across broken streams)."""
+        save_downloaded(self._client.download, self.job_id, result, output, frames_dir)
 
     def cancel(self) -> coordinator_pb2.Job | None:
         """Cancel the job on the cluster within `cancel_timeout_s`: the cancelled Job, or None when no

@@ -11,10 +11,10 @@ would fail again (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED
 FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED, ...) are raised at once.
 
 Submits carry a client-made request id (uuid4 hex) that the coordinator uses as the job id, so a
-retried submit never makes a second job. `generate` uses the Generate stream (submit + watch, with
-the video inlined in the final event); when the stream breaks it re-issues Generate with the same
-request id, which the new leader answers by re-attaching to the existing job: a failover shows up
-as a pause in the progress, not as an error.
+retried submit never makes a second job. `generate` uses the Generate stream (submit + watch; the
+final event names the video, and `download` fetches it through the Download stream); when the
+stream breaks it re-issues Generate with the same request id, which the new leader answers by
+re-attaching to the existing job: a failover shows up as a pause in the progress, not as an error.
 
 A frozen coordinator (SIGSTOPped, hung, behind a dead link) keeps its TCP connection open and says
 nothing, so silence is the signal: the coordinators send a heartbeat on Watch and Generate streams
@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from i2v_client.addresses import parse_targets
 from i2v_client.channels import CoordinatorChannels, StubSource
+from i2v_client.download import Destination, Downloaded, ProgressCallback, download
 from i2v_client.failover import Failover
 from i2v_client.paging import JobPage, next_token
 from i2v_client.retry import RetryPolicy
@@ -128,7 +129,7 @@ class CoordinatorClient:
         timeout: float | None = None,
         on_pause: PauseCallback | None = None,
     ) -> coordinator_pb2.JobEvent:
-        """Submit and follow to the end; the final event inlines the video when the server can.
+        """Submit and follow to the end; the final event names the video (`download` fetches it).
         As in `watch`, `on_event` never hears heartbeats."""
         deadline = self._deadline(timeout)
         submit = coordinator_pb2.SubmitRequest(request=request, request_id=request_id or uuid.uuid4().hex)
@@ -148,6 +149,24 @@ class CoordinatorClient:
             "get", lambda stub, timeout: stub.Get(request, timeout=timeout), deadline=self._deadline(timeout)
         )
         return job
+
+    def download(
+        self,
+        job_id: str,
+        dest: Destination,
+        *,
+        what: str = "video",
+        frame: int = 0,
+        resume: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> Downloaded:
+        """Write the job's video (`what="input"`: its input image; `"frame"`: stored frame `frame`)
+        to `dest`, a path or an open binary file, through any coordinator; verified against its
+        sha256 (CallError(DATA_LOSS) otherwise) and resumed from the bytes written when a stream
+        breaks (download.py). A job that has not succeeded is FAILED_PRECONDITION."""
+        return download(
+            self._failover, job_id, dest, what=what, frame=frame, resume=resume, on_progress=on_progress
+        )
 
     def cancel(self, job_id: str, *, timeout: float | None = None) -> coordinator_pb2.Job:
         request = coordinator_pb2.CancelRequest(job_id=job_id)

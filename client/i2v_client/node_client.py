@@ -8,13 +8,16 @@ coordinator client (several addresses, retries across them) slots in beside it b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
 
 from i2v_client.addresses import check_address
 from i2v_client.channels import Reach, open_channel, wait_connected
+from i2v_client.download import save_inline
 from i2v_client.errors import CallError
+from i2v_client.reassembly import Reassembly
 from i2v_client.request import checked
 from i2v_client.streams import PauseCallback
 from i2v_common.rpc import node_pb2_grpc
@@ -40,17 +43,25 @@ class GenerateCall:
         """Cancel the stream: the node stops the run within one denoising step."""
         self._call.cancel()
 
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        """Write the result's video to `output` and its frames to `frames_dir` (they came inline)."""
+        save_inline(result, output, frames_dir)
+
     def wait(
         self, on_progress: ProgressCallback | None = None, *, on_pause: PauseCallback | None = None
     ) -> common_pb2.Result:
-        """Consume the stream: progress to `on_progress`, then the checked Result. One node has no
-        failover, so `on_pause` is never called."""
+        """Consume the stream: progress to `on_progress`, then the checked Result (with the video and
+        frames the node sent in chunks before it). One node has no failover, so `on_pause` is never
+        called."""
+        parts = Reassembly()
         for event in self.events():
             if event.HasField("progress"):
                 if on_progress is not None:
                     on_progress(event.progress)
+            elif event.HasField("chunk"):
+                parts.add(event.chunk)
             elif event.HasField("result"):
-                return checked(event.result)
+                return checked(parts.into(event.result))
         raise CallError(grpc.StatusCode.UNKNOWN, "the stream ended without a result", address=self._address)
 
 
@@ -60,6 +71,10 @@ class Call(Protocol):
     def wait(
         self, on_progress: ProgressCallback | None = None, *, on_pause: PauseCallback | None = None
     ) -> common_pb2.Result: ...
+
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        """Write what `wait` returned: the video to `output`, its frames (if any) to `frames_dir`."""
+        ...
 
     def cancel(self) -> coordinator_pb2.Job | None:
         """Stop it: a cluster job answers the cancelled Job (None when nothing was submitted); a

@@ -45,6 +45,14 @@ class ArtifactStore(Protocol):
 
     def get(self, uri: str) -> bytes: ...
 
+    def size(self, uri: str) -> int:
+        """The artifact's length in bytes (ArtifactMissing when it does not exist)."""
+        ...
+
+    def read_range(self, uri: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset` (fewer at the end, none past it), reading only those."""
+        ...
+
     def delete(self, uri: str) -> None:
         """Removes the artifact; one that is already gone is not an error (ArtifactError when the
         URI is outside this store)."""
@@ -117,6 +125,24 @@ class FileStore:
         except OSError as exc:
             raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
 
+    def size(self, uri: str) -> int:
+        try:
+            return self._path(uri).stat().st_size
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"cannot read artifact {uri!r}: it does not exist") from exc
+        except OSError as exc:
+            raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
+
+    def read_range(self, uri: str, offset: int, length: int) -> bytes:
+        try:
+            with self._path(uri).open("rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"cannot read artifact {uri!r}: it does not exist") from exc
+        except OSError as exc:
+            raise ArtifactError(f"cannot read artifact {uri!r}: {exc.strerror}") from exc
+
     def delete(self, uri: str) -> None:
         path = self._path(uri)
         path.unlink(missing_ok=True)
@@ -144,22 +170,36 @@ class FsspecStore:
         self.fs.pipe_file(f"{self._root_path}/{name}", data)
         return uri
 
-    def get(self, uri: str) -> bytes:
+    def _path(self, uri: str) -> str:
         if not uri.startswith(self.root_url + "/"):
             raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
-        name = uri[len(self.root_url) + 1 :]
+        return f"{self._root_path}/{check_name(uri[len(self.root_url) + 1 :])}"
+
+    def get(self, uri: str) -> bytes:
         try:
-            data: bytes = self.fs.cat_file(f"{self._root_path}/{check_name(name)}")
+            data: bytes = self.fs.cat_file(self._path(uri))
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"artifact {uri!r} does not exist") from exc
+        return data
+
+    def size(self, uri: str) -> int:
+        try:
+            return int(self.fs.size(self._path(uri)))
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"artifact {uri!r} does not exist") from exc
+
+    def read_range(self, uri: str, offset: int, length: int) -> bytes:
+        # A ranged read (an HTTP Range request on object stores), never the whole object.
+        try:
+            data: bytes = self.fs.cat_file(self._path(uri), start=offset, end=offset + length)
         except FileNotFoundError as exc:
             raise ArtifactMissing(f"artifact {uri!r} does not exist") from exc
         return data
 
     def delete(self, uri: str) -> None:
-        if not uri.startswith(self.root_url + "/"):
-            raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
-        name = check_name(uri[len(self.root_url) + 1 :])
+        path = self._path(uri)
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(f"{self._root_path}/{name}")
+            self.fs.rm_file(path)
 
     def create(self, name: str, data: bytes) -> bool:
         # fsspec has no portable create-if-absent: check, then write (racy across writers).

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from i2v_contract.limits import FieldError
+from i2v_contract.limits import DEFAULT_LIMITS, FieldError
 
 JOB_ID_MAX_CHARS = 128
-MODEL_MAX_CHARS = 256
+MODEL_MAX_CHARS = DEFAULT_LIMITS.max_model_chars  # the one cap, also checked where requests are normalised
 QUOTE_MAX_CHARS = 64  # caller input shown in a message is cut here, with "…" and its length
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

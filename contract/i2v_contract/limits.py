@@ -50,6 +50,7 @@ class Limits:
     # CLIP reads 77 tokens (about 300 characters of English); longer prompts are cut by the
     # tokenizer. Absurd lengths are refused rather than shipped around the cluster.
     max_prompt_chars: int = 2000
+    max_model_chars: int = 256  # a hub id or a path; bounded so every message about the job stays small
     max_image_bytes: int = 20 * MIB
     max_image_pixels: int = 4096 * 4096
     image_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
@@ -145,8 +146,18 @@ def normalize_request(
         seed=seed,
         allow_degrade=req.allow_degrade,
         return_frames=req.return_frames,
-        model=req.model,
+        model=_model(req.model, limits),
     )
+
+
+def _model(value: str, limits: Limits) -> str:
+    if len(value) > limits.max_model_chars:
+        raise FieldError(
+            "model",
+            f"{len(value)} characters is too long; use at most {limits.max_model_chars} (a model id or "
+            "path), or leave it empty for whatever the node serves",
+        )
+    return value
 
 
 def check_model(requested: str, served: str) -> None:

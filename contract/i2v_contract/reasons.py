@@ -30,7 +30,10 @@ class Reason(enum.StrEnum):
     JOB_EXPIRED = "JOB_EXPIRED"  # NOT_FOUND: removed by retention (its tombstone says when)
     JOB_FINISHED = "JOB_FINISHED"  # FAILED_PRECONDITION: a cancel of a job that already ended
     ETCD_UNAVAILABLE = "ETCD_UNAVAILABLE"  # UNAVAILABLE: etcd did not answer or confirm
-    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # UNAVAILABLE: the artifact store did not take the image
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # UNAVAILABLE: the artifact store did not take or give bytes
+    NO_ARTIFACT = "NO_ARTIFACT"  # FAILED_PRECONDITION: no such download (yet); metadata job_id, state
+    ARTIFACT_MISSING = "ARTIFACT_MISSING"  # NOT_FOUND: the store lost an artifact (metadata uri)
+    ARTIFACT_CHANGED = "ARTIFACT_CHANGED"  # DATA_LOSS: stored bytes other than those written (metadata uri)
     # Node.
     NODE_LOADING = "NODE_LOADING"  # UNAVAILABLE: the model is still loading
     NODE_DRAINING = "NODE_DRAINING"  # UNAVAILABLE: shutting down; use another node

@@ -109,7 +109,8 @@ class FrontDoor:
         return routing
 
     def wrap(self, method: str, handler: Handler) -> Handler:
-        """handlers.HandlerWrap: job calls go through the door; the cluster views are untouched."""
+        """handlers.HandlerWrap: job calls go through the door; the cluster views and Download are
+        untouched (served here, never forwarded)."""
         if method not in JOB_METHODS:
             return handler
         path = f"/{SERVICE}/{method}"

@@ -40,7 +40,7 @@ MAX_CHANNELS = 8  # leader addresses kept open; the oldest goes first
 CHANNEL_OPTIONS = (
     *keepalive.CHANNEL_OPTIONS,
     ("grpc.max_send_message_length", 64 * MIB),  # a Submit's image (20 MiB) and the request
-    ("grpc.max_receive_message_length", 128 * MIB),  # Generate's final event inlines up to 64 MiB
+    ("grpc.max_receive_message_length", 128 * MIB),  # far above any answer (results go by reference)
 )
 
 

@@ -4,7 +4,9 @@ or refuses it, and which metadata crosses the hop; pure (entry.py and forwarder.
 Any coordinator is a front door. Job calls (Submit, Watch, Generate, Get, Cancel) need the leader:
 a standby forwards them to the leader it sees in `coord/leader`, so a load balancer or a plain
 client given one address (a Service spanning all coordinators) always succeeds. The cluster views
-(ListJobs, ListNodes, ClusterStatus) are answered wherever they arrive.
+(ListJobs, ListNodes, ClusterStatus) and Download are answered wherever they arrive: Download reads
+only etcd and the shared artifact store, so a standby streams the bytes itself instead of relaying
+them through the leader (it checks its own request, transfer.py).
 
 - Requests are checked before anything else: a malformed id is INVALID_ARGUMENT on the first
   coordinator, whichever it is, never a hop or an etcd read.

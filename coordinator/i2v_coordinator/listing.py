@@ -2,8 +2,10 @@
 
 A listing walks open jobs newest first (the leader's table, or a paged read of jobs/ on a standby),
 then finished ones newest first from a read of at most about 4 x `limit` history/ keys
-(JobStore.history_page); the state filter applies within that read, so a page may be short. Page
-tokens are opaque to clients: base64 of the phase and the last key (cursor) the page covered.
+(JobStore.history_page); the state filter applies within that read, so a page may be short. A page
+also ends before its jobs add up to more than PAGE_BYTES serialized, so no ListJobs answer nears
+gRPC's default 4 MiB message limit however long the prompts. Page tokens are opaque to clients:
+base64 of the phase and the last key (cursor) the page covered.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from i2v_contract.ids import clip
 from i2v_contract.keys import Keys
@@ -22,6 +24,7 @@ from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.records import JobRecord
 
 LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
+PAGE_BYTES = 3 * 1024 * 1024  # a page's jobs, serialized: under gRPC's default 4 MiB receive limit
 OPEN, HISTORY = "open", "history"  # ListJobs phases: open jobs (bounded), then finished ones
 _OPEN_STATES = frozenset({QUEUED, *ACTIVE_STATES})
 
@@ -89,17 +92,37 @@ def parse_page_token(token: str, keys: Keys) -> tuple[str, str]:
     return phase, after
 
 
+def within(records: Sequence[JobRecord], size_of: Callable[[JobRecord], int], budget: int) -> list[JobRecord]:
+    """The leading records whose sizes add up to at most `budget` (the first one always)."""
+    kept: list[JobRecord] = []
+    for record in records:
+        budget -= size_of(record)
+        if budget < 0 and kept:
+            break
+        kept.append(record)
+    return kept
+
+
 async def list_page(
-    store: JobStore, leading: bool, states: frozenset[int], limit: int, phase: str, after: str
+    store: JobStore,
+    leading: bool,
+    states: frozenset[int],
+    limit: int,
+    phase: str,
+    after: str,
+    size_of: Callable[[JobRecord], int] = lambda record: 0,
+    budget: int = PAGE_BYTES,
 ) -> tuple[list[JobRecord], str]:
     """One page and the token of the next ("" when none). `leading`: the open jobs come from the
-    leader's table instead of a read of jobs/."""
+    leader's table instead of a read of jobs/. The page ends early where the jobs' `size_of` would
+    add up to more than `budget` bytes."""
     out: list[JobRecord] = []
     if phase == OPEN:
         if not states or states & _OPEN_STATES:
             records = store.table.jobs.values() if leading else await store.open_records()
-            out, more = newest_open(records, states, limit, after)
-            if more:
+            newest, more = newest_open(records, states, limit, after)
+            out = within(newest, size_of, budget)
+            if more or len(out) < len(newest):
                 return out, page_token(OPEN, open_cursor(out[-1]))
         phase, after = HISTORY, ""
     if states and not states - _OPEN_STATES:
@@ -107,5 +130,14 @@ async def list_page(
     if len(out) == limit:
         return out, page_token(HISTORY, "")
     entries, more = await store.history_page(after, limit - len(out))
-    out += [r for _, r in entries if not states or r.view.state in states]
-    return out, page_token(HISTORY, entries[-1][0]) if more and entries else ""
+    budget -= sum(size_of(r) for r in out)
+    for key, record in entries:
+        if states and record.view.state not in states:
+            after = key
+            continue
+        budget -= size_of(record)
+        if budget < 0 and out:
+            return out, page_token(HISTORY, after)
+        out.append(record)
+        after = key
+    return out, page_token(HISTORY, after) if more and entries else ""

@@ -5,18 +5,18 @@ Only the leader serves jobs (Submit, Watch, Generate, Get, Cancel): a standby's 
 coordinator does not lead is answered UNAVAILABLE with "coordinator C is a standby; the leader is L
 at ADDR" and trailing metadata `i2v-leader-addr`. ListJobs, ListNodes and ClusterStatus are answered
 by every coordinator (a standby reads the job table from etcd; with etcd out of reach ClusterStatus
-answers from memory and says why in `etcd_error`). The work is elsewhere: Submit's intake in
-admission.py, ListJobs paging in listing.py, the ListNodes and ClusterStatus views in statusview.py;
-this module maps their outcomes to gRPC status codes.
+answers from memory and says why in `etcd_error`), and so is Download (transfer.py), which the
+front door never forwards: it needs only etcd and the artifact store. The work is elsewhere:
+Submit's intake in admission.py, ListJobs paging in listing.py, the ListNodes and ClusterStatus
+views in statusview.py; this module maps their outcomes to gRPC status codes.
 
 Watch and Generate send a heartbeat (JobEvent.heartbeat, with the job's state and attempt as last
 sent) whenever nothing else was sent for `heartbeat_interval` seconds (2 by default), so a client
 can tell a quiet job from a frozen coordinator and move on when the stream goes silent.
 
-Results: Watch's final event carries the Result with `artifact_uri` (the video stays in the store).
-Generate's final event also inlines the video bytes when this coordinator can read the artifact and
-the video is at most `inline_video_max_bytes` (64 MiB by default), so a one-shot caller needs no
-access to the store; otherwise it carries the URI only.
+Results go by reference: the final event of Watch and Generate, and Get, carry the Result with
+`artifact_uri`, `video_size` and `sha256`, never the bytes (a video can be far over gRPC's default
+4 MiB message limit); the client fetches them with Download.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Lim
 from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
-from i2v_coordinator import jobs, listing, statusview
+from i2v_coordinator import jobs, listing, statusview, transfer
 from i2v_coordinator.admission import Intake, Nodes, Refused, SubmitMetrics
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.etcdhealth import EtcdHealth
@@ -53,7 +53,6 @@ from i2v_coordinator.term import Term
 
 log = logging.getLogger(__name__)
 
-INLINE_VIDEO_MAX_BYTES = 64 * 1024 * 1024
 STATUS_ETCD_BUDGET_S = 3.0  # ClusterStatus answers from memory past this, well before a client's deadline
 HEARTBEAT_INTERVAL_S = 2.0  # the bundled client gives up after 8 s of silence (RetryPolicy.idle_timeout_s)
 
@@ -129,7 +128,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         artifacts: ArtifactStore,
         *,
         limits: Limits = DEFAULT_LIMITS,
-        inline_video_max_bytes: int = INLINE_VIDEO_MAX_BYTES,
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
@@ -153,7 +151,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             random_seed=random_seed,
             metrics=metrics,
         )
-        self._inline_max = inline_video_max_bytes
+        self._downloads = transfer.Downloads(store, artifacts, self._not_found)
         if not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
         self._heartbeat_s = heartbeat_interval
@@ -252,7 +250,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     # --- Watch / Generate -------------------------------------------------------------------
 
     async def _follow(
-        self, job_id: str, context: grpc.aio.ServicerContext, *, inline: bool
+        self, job_id: str, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
         """The job's current state, then its events until the final one, with a heartbeat after
         every `heartbeat_interval` of silence (the hub's order is kept: a heartbeat is only sent
@@ -261,7 +259,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             record = await self._record(job_id, context)
             current = job_event(record, self._store.table)
             if record.view.final:
-                yield await self._final(current, inline)
+                yield await self._with_size(current)
                 return
             yield current
             last = current
@@ -274,41 +272,41 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                         yield heartbeat_event(last)
                         continue
                     if event.state in FINAL_STATES:
-                        yield await self._final(event, inline)
+                        yield await self._with_size(event)
                         return
                     last = event
                     yield event
             except HubClosed as exc:
                 await self._not_leader(context, str(exc))
 
-    async def _final(self, event: coordinator_pb2.JobEvent, inline: bool) -> coordinator_pb2.JobEvent:
-        uri = event.result.artifact_uri
-        if not inline or not uri or event.result.video:
+    async def _with_size(self, event: coordinator_pb2.JobEvent) -> coordinator_pb2.JobEvent:
+        """The final event by reference, with the video's size (read from the store when the node
+        did not report it)."""
+        result = event.result
+        if not result.artifact_uri or result.video_size:
             return event
         try:
-            video = await asyncio.to_thread(self._artifacts.get, uri)
+            size = await asyncio.to_thread(self._artifacts.size, result.artifact_uri)
         except (ArtifactError, OSError) as exc:
-            log.info("job %s: video not inlined (%s); the result names %s", event.job_id, exc, uri)
-            return event
-        if len(video) > self._inline_max:
+            log.info("job %s: size of %s unknown (%s)", event.job_id, result.artifact_uri, exc)
             return event
         out = coordinator_pb2.JobEvent()
         out.CopyFrom(event)
-        out.result.video = video
+        out.result.video_size = size
         return out
 
     async def Watch(
         self, request: coordinator_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
         await self._term(context)
-        async for event in self._follow(request.job_id, context, inline=False):
+        async for event in self._follow(request.job_id, context):
             yield event
 
     async def Generate(
         self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
         record, _ = await self._submit(request, context)
-        async for event in self._follow(record.job_id, context, inline=True):
+        async for event in self._follow(record.job_id, context):
             yield event
 
     # --- Get / Cancel -----------------------------------------------------------------------
@@ -318,7 +316,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     ) -> coordinator_pb2.Job:
         await self._term(context)
         record = await self._record(request.job_id, context)
-        return job_message(record, job_event(record, self._store.table))
+        return job_message(record, await self._with_size(job_event(record, self._store.table)))
 
     async def Cancel(
         self, request: coordinator_pb2.CancelRequest, context: grpc.aio.ServicerContext
@@ -360,8 +358,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         except FieldError as exc:
             await errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), field_details(exc))
         leading = self._leadership.epoch is not None
+        table = self._store.table
+        # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
+        made: dict[str, coordinator_pb2.Job] = {}
+
+        def size_of(record: JobRecord) -> int:
+            made[record.job_id] = job_message(record, job_event(record, table))
+            return made[record.job_id].ByteSize() + 8  # with its tag and length in the response
+
         try:
-            records, token = await listing.list_page(self._store, leading, states, limit, phase, after)
+            records, token = await listing.list_page(
+                self._store, leading, states, limit, phase, after, size_of
+            )
         except (KVUnavailable, ValueError) as exc:
             await errors.abort(
                 context,
@@ -369,11 +377,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 f"cannot read jobs from etcd: {exc}; retry",
                 details(Reason.ETCD_UNAVAILABLE),
             )
-        # Stored results never hold the video (it stays in the artifact store), so nothing to strip.
-        table = self._store.table
-        return coordinator_pb2.ListJobsResponse(
-            jobs=[job_message(r, job_event(r, table)) for r in records], next_page_token=token
-        )
+        return coordinator_pb2.ListJobsResponse(jobs=[made[r.job_id] for r in records], next_page_token=token)
 
     async def ListNodes(
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
@@ -422,3 +426,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 self._etcd.observe(f"no answer within {STATUS_ETCD_BUDGET_S:g} s")
         leader_id, leader_addr = self._leadership.leader or ("", "")
         return Roster(leader_id, leader_addr, self._leadership.epoch or 0, ()), states
+
+    # --- artifacts (any coordinator) --------------------------------------------------------
+
+    async def Download(
+        self, request: coordinator_pb2.DownloadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[coordinator_pb2.DownloadResponse]:
+        async for response in self._downloads.serve(request, context):
+            yield response

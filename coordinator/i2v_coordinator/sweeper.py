@@ -21,6 +21,7 @@ from typing import Protocol
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.keys import ExpiredRecord
 from i2v_contract.kv import KVUnavailable, LeaseLost
+from i2v_contract.outputs import frame_uri
 from i2v_coordinator import retention
 from i2v_coordinator.jobstore import Fenced, JobStore
 from i2v_coordinator.records import JobRecord
@@ -126,9 +127,12 @@ class RetentionSweeper:
     async def _delete_artifacts(self, record: JobRecord) -> None:
         view = record.view
         uris = {record.input_uri, view.artifact_uri}
-        uris |= {self._outputs(view.job_id, attempt) for attempt in range(1, view.attempt + 1)}
+        videos = {self._outputs(view.job_id, attempt) for attempt in range(1, view.attempt + 1)}
+        uris |= videos
+        if record.request.return_frames:  # each attempt's frames beside its video, at most as asked
+            uris |= {frame_uri(v, i) for v in videos for i in range(record.request.frames)}
         if record.result is not None:
-            uris.add(record.result.artifact_uri)
+            uris |= {record.result.artifact_uri, *record.result.frame_uris}
         for uri in sorted(u for u in uris if u):
             try:
                 await asyncio.to_thread(self._artifacts.delete, uri)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_contract.outputs import frame_uri
 from i2v_contract.reasons import ErrorDetails, Reason, details
 from i2v_contract.states import stage_name
 from i2v_contract.tiers import tier_name
@@ -56,6 +57,7 @@ def assemble(
         degradations=list(outcome.degradations),
         peak_bytes=outcome.peak_bytes,
         sha256=hashlib.sha256(video).hexdigest(),
+        video_size=len(video),
         frames_png=pngs,
     )
     result.metadata.update(outcome.metadata)
@@ -87,17 +89,24 @@ def timings(outcome: Outcome, job: RunningJob, *, engine_start: float, video_s: 
     )
 
 
-def store_output(store: ArtifactStore, job: RunningJob, video: bytes, node_id: str) -> str:
-    """Engine thread: write the video to output_uri; a store failure is the node's (UNAVAILABLE)."""
-    name = output_name(job.request.output_uri, store)
+def store_outputs(
+    store: ArtifactStore, job: RunningJob, result: common_pb2.Result, video: bytes, node_id: str
+) -> None:
+    """Engine thread: write the video to output_uri and the result's frames beside it (their URIs
+    replace their bytes in the result); a store failure is the node's (UNAVAILABLE)."""
+    uri = job.request.output_uri
     try:
-        return store.put(name, video)
+        result.artifact_uri = store.put(output_name(uri, store), video)
+        result.frame_uris.extend(
+            store.put(output_name(frame_uri(uri, i), store), png) for i, png in enumerate(result.frames_png)
+        )
     except (ArtifactError, OSError) as err:
         raise NodeFault(
             grpc.StatusCode.UNAVAILABLE,
-            f"node {node_id} could not write the video of job {job.job_id} to its artifact store "
+            f"node {node_id} could not write the outputs of job {job.job_id} to its artifact store "
             f"({store.root_url}): {err}; check the store is reachable and writable from here",
         ) from None
+    result.ClearField("frames_png")
 
 
 def classify(

@@ -6,8 +6,10 @@ job finish within the drain grace period (then cancel it), stop. A cluster node 
 between the drain and the stop (see main.py).
 
 Message limits: a request may carry an image up to the limits' byte cap plus 1 MiB for the other
-fields; a response may carry up to 128 MiB (an inline MP4 plus optional PNG frames). Bigger
-results fail with RESOURCE_EXHAUSTED and a hint to use output_uri or drop return_frames.
+fields. A standalone result's inline MP4 and PNG frames go out in chunks of at most 1 MiB
+(chunks.py), so every response message stays under gRPC's default 4 MiB; a whole result may hold
+up to 128 MiB, and bigger ones fail with RESOURCE_EXHAUSTED and a hint to use output_uri or drop
+return_frames.
 """
 
 from __future__ import annotations

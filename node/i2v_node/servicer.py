@@ -28,6 +28,7 @@ from i2v_contract.limits import FieldError, Limits
 from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, node_pb2
+from i2v_node.chunks import result_events
 from i2v_node.gpu import MemoryMonitor, MemoryReading
 from i2v_node.hooks import JobHooks
 from i2v_node.metrics import NodeMetrics
@@ -144,7 +145,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 yield item
             if item.result is None:
                 await errors.abort(context, item.code, item.message, item.details)
-            yield common_pb2.GenerateEvent(result=item.result)
+            for event in result_events(item.result):
+                yield event
         except (asyncio.CancelledError, GeneratorExit):
             job.caller_gone()
             raise

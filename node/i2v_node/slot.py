@@ -252,7 +252,7 @@ class JobSlot:
         info = results.RunInfo(self.node_id, engine.model_id, engine.device, engine.dtype_name, choice)
         result = results.assemble(outcome, job, info, video, pngs)
         if job.request.output_uri and self.artifacts is not None:
-            result.artifact_uri = results.store_output(self.artifacts, job, video, self.node_id)
+            results.store_outputs(self.artifacts, job, result, video, self.node_id)
         else:
             result.video = video
         result.timings.CopyFrom(results.timings(outcome, job, engine_start=engine_start, video_s=video_s))

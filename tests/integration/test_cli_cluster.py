@@ -158,6 +158,18 @@ def test_get_shows_what_was_produced(cluster: Cluster, generated: Generated) -> 
     assert lines[2].startswith("produced: 3 frames 64x72 @ 6 fps, 2 steps, seed 5")
 
 
+def test_get_with_an_output_downloads_the_video_from_a_standby(
+    cluster: Cluster, generated: Generated
+) -> None:
+    done = i2v(
+        "get", generated.job_id, "-o", "again.mp4", "--target", cluster.standby.address, cwd=cluster.workdir
+    )
+    assert done.returncode == 0, done.stderr
+    again = (cluster.workdir / "again.mp4").read_bytes()
+    assert again == generated.output.read_bytes()
+    assert f"wrote again.mp4: {len(again)} bytes, sha256 " in done.stdout.splitlines()[-1]
+
+
 def test_cancel_of_a_finished_job_says_why_not(cluster: Cluster, generated: Generated) -> None:
     done = i2v("cancel", generated.job_id, "--target", cluster.targets, cwd=cluster.workdir)
     assert done.returncode == 1 and done.stdout == ""

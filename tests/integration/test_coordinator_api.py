@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -93,15 +94,19 @@ async def cluster(etcd: EtcdCluster, tmp_path: Path, cache_dir: Path) -> AsyncIt
         await c.stop()
 
 
-async def test_generate_runs_on_the_node_and_returns_the_video_once(cluster: Cluster) -> None:
+async def test_generate_runs_on_the_node_and_returns_the_video_once(cluster: Cluster, tmp_path: Path) -> None:
     events: list[coordinator_pb2.JobEvent] = []
     with cluster.client(cluster.standby.addr, cluster.leader.addr) as client:
         final = await asyncio.to_thread(client.generate, tiny_request(), events.append, request_id="gen-1")
+        # The result names the video (by reference); any coordinator's Download streams it.
+        downloaded = await asyncio.to_thread(client.download, "gen-1", tmp_path / "gen-1.mp4")
     result = final_result(final)
+    video = (tmp_path / "gen-1.mp4").read_bytes()
     assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.node_id == "n1"
-    assert result.video and hashlib.sha256(result.video).hexdigest() == result.sha256
+    assert not result.video and result.video_size == len(video) == downloaded.size
+    assert video and hashlib.sha256(video).hexdigest() == result.sha256 == downloaded.sha256
     assert result.artifact_uri.endswith("/jobs/gen-1/attempt-1.mp4")
-    assert cluster.artifacts.get(result.artifact_uri) == result.video
+    assert cluster.artifacts.get(result.artifact_uri) == video
     states = [e.state for e in events]
     assert states[0] == coordinator_pb2.JOB_STATE_QUEUED and coordinator_pb2.JOB_STATE_ASSIGNED in states
     steps = [e.progress.step for e in events if e.progress.stage == common_pb2.STAGE_DENOISE]
@@ -129,7 +134,7 @@ async def test_submit_is_idempotent_on_request_id(cluster: Cluster) -> None:
     assert not finished.created and finished.state == coordinator_pb2.JOB_STATE_SUCCEEDED
     assert conflict.value.code == grpc.StatusCode.ALREADY_EXISTS
     assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.artifact_uri
-    assert not final.result.video  # Watch names the artifact; only Generate inlines it
+    assert not final.result.video  # results name the artifact; Download fetches it
     jobs_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.jobs)
     done_kvs, _ = await cluster.leader.kv.range_prefix(cluster.keys.done)
     assert jobs_kvs == [] and [kv.key for kv in done_kvs] == [cluster.keys.done_of("idem-1")]
@@ -169,6 +174,60 @@ async def test_standby_relays_the_leaders_answer_and_names_the_leader(cluster: C
     assert (LEADER_ADDR_METADATA, cluster.leader.addr) in tuple(err.value.trailing_metadata() or ())
 
 
+async def download(addr: str, **fields: object) -> tuple[list[coordinator_pb2.DownloadResponse], Any]:
+    """The raw Download stream from one coordinator: its messages, and the error that ended it."""
+    got: list[coordinator_pb2.DownloadResponse] = []
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        try:
+            async for message in stub.Download(coordinator_pb2.DownloadRequest(**fields)):  # type: ignore[arg-type]
+                got.append(message)
+        except grpc.aio.AioRpcError as err:
+            return got, err
+    return got, None
+
+
+async def test_a_standby_serves_downloads_resumes_them_and_says_what_is_not_there(cluster: Cluster) -> None:
+    with cluster.client() as client:
+        final = await asyncio.to_thread(client.generate, tiny_request(), request_id="dl-1")
+        await asyncio.to_thread(client.submit, tiny_request(steps=200), request_id="dl-busy")
+    video = cluster.artifacts.get(final.result.artifact_uri)
+    standby = cluster.standby.addr
+    (header, *pieces), err = await download(standby, job_id="dl-1", offset=len(video) // 2)
+    assert err is None and (header.total_size, header.sha256) == (len(video), final.result.sha256)
+    assert header.mime_type == "video/mp4" and b"".join(p.data for p in pieces) == video[len(video) // 2 :]
+    (header, image), err = await download(standby, job_id="dl-1", what=coordinator_pb2.ARTIFACT_INPUT_IMAGE)
+    assert err is None and image.data == png() and header.sha256 == hashlib.sha256(png()).hexdigest()
+    refusals = [
+        ({"job_id": "nope"}, grpc.StatusCode.NOT_FOUND, "no job 'nope'"),
+        ({"job_id": "dl-1", "offset": len(video) + 1}, grpc.StatusCode.INVALID_ARGUMENT, "offset: "),
+        ({"job_id": "dl-busy"}, grpc.StatusCode.FAILED_PRECONDITION, "not finished"),
+        (
+            {"job_id": "dl-1", "what": coordinator_pb2.ARTIFACT_FRAME},
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "no frames",
+        ),
+    ]
+    for fields, code, words in refusals:
+        got, err = await download(standby, **fields)
+        assert not got and err is not None and err.code() == code and words in (err.details() or ""), fields
+    with cluster.client() as client:
+        await asyncio.to_thread(client.cancel, "dl-busy")
+
+
+async def test_stored_frames_download_one_by_one(cluster: Cluster, tmp_path: Path) -> None:
+    request = tiny_request()
+    request.return_frames = True
+    with cluster.client() as client:
+        final = await asyncio.to_thread(client.generate, request, request_id="frames-1")
+        got = [
+            await asyncio.to_thread(client.download, "frames-1", tmp_path / f"{i}.png", what="frame", frame=i)
+            for i in range(len(final.result.frame_uris))
+        ]
+    assert len(got) == 2 and not final.result.frames_png and all(g.mime_type == "image/png" for g in got)
+    assert all((tmp_path / f"{i}.png").read_bytes().startswith(b"\x89PNG") for i in range(2))
+
+
 async def test_a_plain_stub_on_the_standby_submits_watches_gets_and_generates(cluster: Cluster) -> None:
     async with grpc.aio.insecure_channel(cluster.standby.addr) as channel:
         stub = coordinator_pb2_grpc.CoordinatorStub(channel)
@@ -185,10 +244,12 @@ async def test_a_plain_stub_on_the_standby_submits_watches_gets_and_generates(cl
         and job.result.artifact_uri == watched[-1].result.artifact_uri
     )
     final = generated[-1]
-    assert (
-        final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.video
-    )  # inlined, through the hop
-    assert hashlib.sha256(final.result.video).hexdigest() == final.result.sha256
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and not final.result.video  # by reference
+    # Download is the standby's own answer (never forwarded): the video, whole and verified.
+    (header, *pieces), err = await download(cluster.standby.addr, job_id="door-2")
+    video = b"".join(p.data for p in pieces)
+    assert err is None and header.sha256 == final.result.sha256 == hashlib.sha256(video).hexdigest()
+    assert len(video) == header.total_size == final.result.video_size
 
 
 async def test_garbage_bytes_are_invalid_argument_and_logged_at_a_bounded_rate(
@@ -220,6 +281,8 @@ async def ask(stub: coordinator_pb2_grpc.CoordinatorStub, method: str, job_id: s
         return await stub.Watch(coordinator_pb2.WatchRequest(job_id=job_id), timeout=5).read()
     if method == "Get":
         return await stub.Get(coordinator_pb2.GetRequest(job_id=job_id), timeout=5)
+    if method == "Download":
+        return await stub.Download(coordinator_pb2.DownloadRequest(job_id=job_id), timeout=5).read()
     return await stub.Cancel(coordinator_pb2.CancelRequest(job_id=job_id), timeout=5)
 
 
@@ -236,7 +299,7 @@ async def test_a_malformed_job_id_is_invalid_argument_at_once(
     for target in (cluster.leader.addr, cluster.standby.addr):
         async with grpc.aio.insecure_channel(target) as channel:
             stub = coordinator_pb2_grpc.CoordinatorStub(channel)
-            for method in ("Get", "Cancel", "Watch"):
+            for method in ("Get", "Cancel", "Watch", "Download"):
                 started = time.monotonic()
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await ask(stub, method, job_id)
@@ -301,7 +364,8 @@ async def test_generate_survives_a_leader_handover(cluster: Cluster) -> None:
         await old.stop()  # resigns: the standby takes over while the node keeps running the job
         cluster.coordinators.remove(old)
         final = await asyncio.wait_for(task, 120)
-    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.video
+    assert final.state == coordinator_pb2.JOB_STATE_SUCCEEDED and final.result.artifact_uri
+    assert not final.result.video  # by reference, as every final event
     finished = await cluster.finished("ho-1")
     assert (finished.view.attempt, finished.view.result_attempt) == (1, 1)  # ran once
 

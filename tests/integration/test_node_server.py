@@ -13,6 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from i2v_client.reassembly import Reassembly
 from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.limits import DEFAULT_LIMITS
 from i2v_contract.wire import common_pb2, node_pb2
@@ -71,13 +72,16 @@ def stub(node: NodeProcess) -> node_pb2_grpc.NodeStub:
 
 
 def run(node: NodeProcess, req: node_pb2.NodeGenerateRequest, timeout: float = 120) -> tuple[list[Any], Any]:
-    """(progress events, result) of a successful call."""
-    progress, result = [], None
+    """(progress events, result with the video and frames its chunks carried) of a successful call."""
+    progress, result, parts = [], None, Reassembly()
     for event in stub(node).Generate(req, timeout=timeout):
         if event.HasField("progress"):
             progress.append(event.progress)
+        elif event.HasField("chunk"):
+            assert event.ByteSize() <= 1024 * 1024 + 64  # never near gRPC's default 4 MiB
+            parts.add(event.chunk)
         elif event.HasField("result"):  # a heartbeat is neither
-            result = event.result
+            result = parts.into(event.result)
     assert result is not None
     return progress, result
 

@@ -1,8 +1,7 @@
 """The `i2v` argument tree, and where a command runs (`--node`, `--target` or $I2V_TARGETS).
 
 Every refusal is one line and exit 2, before anything is dialled: argument types name the flag and
-the range (`types.py`), addresses must be HOST:PORT (`check_address`), and a flag that cannot work
-with the chosen server (--frames-dir through the coordinators) is refused before submitting.
+the range (`types.py`), and addresses must be HOST:PORT (`check_address`).
 """
 
 from __future__ import annotations
@@ -140,7 +139,7 @@ def _add_generate(sub: argparse._SubParsersAction[Parser]) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="also write every frame as PNG here (--node only)",
+        help="also write every frame as PNG here",
     )
     output.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     connection = gen.add_argument_group("connection (one of --node, --target or $I2V_TARGETS)")
@@ -242,8 +241,3 @@ def resolve_where(args: argparse.Namespace, env: Mapping[str, str]) -> None:
         node = "--node HOST:PORT or " if hasattr(args, "node") else ""
         raise ValueError(f"say where to run: {node}--target ADDR[,ADDR...] (or set {TARGETS_ENV})")
     args.targets = parse_targets(text, f"${TARGETS_ENV}" if from_env else "--target")
-    if getattr(args, "frames_dir", None) is not None:
-        raise ValueError(
-            "--frames-dir needs --node: the coordinators keep the video, not its frames "
-            "(drop --frames-dir, or run on one node with --node HOST:PORT)"
-        )

@@ -9,15 +9,14 @@ from typing import TypeVar
 
 from i2v_client.calls import ProgressLine, final_result
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Cluster, Context
-from i2v_client.cli.output import output_problem, write_file
+from i2v_client.cli.output import output_problem
 from i2v_client.cli.progress import LINE_EVERY_S, ProgressDisplay, mode_for
 from i2v_client.cli.report import capped, report
 from i2v_client.cli.tables import form_of, print_job, print_jobs, print_status
 from i2v_client.errors import CallError
 from i2v_client.paging import collect_jobs
 from i2v_client.text import clip
-from i2v_client.video import with_video
-from i2v_contract.states import state_name
+from i2v_contract.states import FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import coordinator_pb2
 
 T = TypeVar("T")
@@ -64,42 +63,35 @@ def cmd_jobs(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
-def _write_video(args: argparse.Namespace, ctx: Context, job: coordinator_pb2.Job) -> int:
-    """`i2v get JOB -o OUT`: the video of a succeeded job, from the result or a local file:// store."""
-    job_id = clip(job.job_id)
-    if job.state != coordinator_pb2.JOB_STATE_SUCCEEDED:
+def _write_video(args: argparse.Namespace, ctx: Context, client: Cluster) -> int:
+    """`i2v get JOB -o OUT`: the job's video downloaded through the coordinators (verified, resumed
+    across broken streams). A job that ended without one is said here; one not finished yet, the
+    server refuses."""
+    job = client.get(args.job_id)
+    if job.state in FINAL_STATES and job.state != SUCCEEDED:
+        job_id = clip(job.job_id)
         ctx.err.write(f"error: job {job_id} is {state_name(job.state).lower()}: it has no video to write\n")
         return EXIT_FAILED
     try:
-        result = with_video(job.result)
-    except CallError as exc:
-        ctx.err.write(f"error: {exc}\n")
-        return EXIT_FAILED
-    if not result.video:
-        ctx.err.write(
-            f"error: job {job_id}'s video is at {result.artifact_uri}, which this machine cannot read; "
-            "fetching it through the coordinators comes with the download RPC\n"
-        )
-        return EXIT_FAILED
-    try:
-        write_file(args.output, result.video)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        done = client.download(job.job_id, args.output)
     except OSError as exc:
-        ctx.err.write(f"error: cannot write {args.output}: {exc.strerror or exc}\n")
+        ctx.err.write(f"error: cannot write {clip(str(args.output))}: {exc.strerror or exc}\n")
         return EXIT_USAGE
-    ctx.out.write(f"wrote {args.output}: job {job_id}, {len(result.video)} bytes\n")
+    ctx.out.write(f"wrote {args.output}: {done.size} bytes, sha256 {done.sha256}\n")
     return EXIT_OK
 
 
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
-    problem = output_problem(args.output) if args.output is not None else ""
-    if problem:
-        ctx.err.write(f"error: {problem}\n")
-        return EXIT_USAGE
+    if args.output is not None:
+        problem = output_problem(args.output)
+        if problem:
+            ctx.err.write(f"error: {problem}\n")
+            return EXIT_USAGE
+        return _cluster_call(args, ctx, lambda c: _write_video(args, ctx, c))
     job = _cluster_call(args, ctx, lambda c: c.get(args.job_id))
     if isinstance(job, int):
         return job
-    if args.output is not None:
-        return _write_video(args, ctx, job)
     print_job(ctx.out, job, form_of(args))
     return EXIT_OK
 

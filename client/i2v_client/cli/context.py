@@ -10,6 +10,7 @@ from typing import Protocol, TextIO
 
 from i2v_client.calls import CoordinatorGenerator
 from i2v_client.coordinator import CoordinatorClient
+from i2v_client.download import Destination, Downloaded
 from i2v_client.node_client import Generator, NodeClient
 from i2v_client.paging import REQUESTS_MAX, JobPage
 from i2v_client.probe import server_kind
@@ -33,6 +34,8 @@ class Cluster(Protocol):
     def get(self, job_id: str) -> coordinator_pb2.Job: ...
 
     def cancel(self, job_id: str) -> coordinator_pb2.Job: ...
+
+    def download(self, job_id: str, dest: Destination) -> Downloaded: ...
 
     def watch(
         self,

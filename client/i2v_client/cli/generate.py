@@ -1,27 +1,28 @@
 """`i2v generate`: an image and a prompt to an MP4, on one node (`--node`) or through the
 coordinators (`--target`).
 
-The image and the output path are checked before anything is sent. Ctrl-C cancels the job and says
-truthfully what happened (cancelled, never submitted, already over, or could not be reached), exit
-130. A video that cannot be written after the job ran is not lost: the message names the job and
-the command that fetches it again (or, from a node, the file it was saved to instead).
+The image and the output path are checked before anything is sent. A node's video (and frames)
+come inline; a job's are downloaded from the coordinators once it succeeds. Ctrl-C cancels the job
+and says truthfully what happened (cancelled, never submitted, already over, or could not be
+reached), exit 130. A video that cannot be written after the job ran is not lost: the message names
+the job and the command that fetches it again (or, from a node, the file it was saved to instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import grpc
 
 from i2v_client.cli.context import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
-from i2v_client.cli.output import output_problem, save_elsewhere, write_file
+from i2v_client.cli.output import output_problem, save_elsewhere
 from i2v_client.cli.progress import LINE_EVERY_S, ProgressDisplay, mode_for
 from i2v_client.cli.report import report, where_flag
 from i2v_client.errors import CallError
 from i2v_client.node_client import Call
 from i2v_client.request import build_request
 from i2v_client.text import clip
-from i2v_client.video import with_video
 from i2v_contract.states import state_name
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
@@ -32,7 +33,8 @@ def _mib(n: int) -> str:
 
 def summary(result: common_pb2.Result, where: str, wall_s: float, job_id: str = "") -> str:
     t = result.timings
-    size = f", {len(result.video)} bytes" if result.video else ""
+    n = result.video_size or len(result.video)
+    size = f", {n} bytes" if n else ""
     lines = [
         f"{where}: {result.frames} frames {result.width}x{result.height} @ {result.fps} fps{size}",
         f"seed {result.seed}, {result.steps} steps, profile {result.profile}, peak {_mib(result.peak_bytes)}"
@@ -65,13 +67,6 @@ def _request(args: argparse.Namespace, image: bytes) -> common_pb2.GenerationReq
     )
 
 
-def _write_outputs(args: argparse.Namespace, result: common_pb2.Result) -> None:
-    write_file(args.output, result.video)
-    if args.frames_dir is not None:
-        for i, png in enumerate(result.frames_png):
-            write_file(args.frames_dir / f"frame_{i:04d}.png", png)
-
-
 def _write_failed(
     args: argparse.Namespace, ctx: Context, result: common_pb2.Result, job_id: str, why: str
 ) -> int:
@@ -90,16 +85,18 @@ def _write_failed(
 
 
 def _deliver(
-    args: argparse.Namespace, ctx: Context, result: common_pb2.Result, job_id: str, wall_s: float
+    args: argparse.Namespace, ctx: Context, call: Call, result: common_pb2.Result, job_id: str, wall_s: float
 ) -> int:
-    """Write the video (and frames) and say what was made; a video only in the store is named."""
-    if not result.video:
-        # Too large to inline and not readable here: the store holds it.
-        where = f"video stored at {result.artifact_uri} (not written to {args.output})"
-        ctx.out.write(summary(result, where, wall_s, job_id) + "\n")
-        return EXIT_OK
+    """Write the video (and frames: a node's came inline, a job's are downloaded) and say what was
+    made."""
     try:
-        _write_outputs(args, result)
+        call.save(result, args.output, args.frames_dir)
+    except CallError as exc:
+        return report(exc, args, ctx)
+    except KeyboardInterrupt:
+        kept = f"; job {job_id} keeps its video: i2v get {job_id} -o {args.output} {where_flag(args)}"
+        ctx.err.write(f"interrupted: {clip(str(args.output))} not written{kept if job_id else ''}\n")
+        return EXIT_INTERRUPTED
     except OSError as exc:
         return _write_failed(args, ctx, result, job_id, exc.strerror or str(exc))
     ctx.out.write(summary(result, f"wrote {args.output}", wall_s, job_id) + "\n")
@@ -153,19 +150,18 @@ def cmd_generate(args: argparse.Namespace, ctx: Context) -> int:
     display = ProgressDisplay(ctx.err, mode_for(ctx.err, args.quiet), ctx.clock, line_every_s=LINE_EVERY_S)
     started = ctx.clock()
     call: Call | None = None
-    try:
-        call = client.generate(request, timeout=args.timeout)
-        result = with_video(call.wait(display.update, on_pause=display.pause))
-    except CallError as exc:
+    with contextlib.closing(client):  # open until the outputs are saved (a download needs it)
+        try:
+            call = client.generate(request, timeout=args.timeout)
+            result = call.wait(display.update, on_pause=display.pause)
+        except CallError as exc:
+            display.close()
+            return report(exc, args, ctx)
+        except KeyboardInterrupt:
+            display.close()
+            if call is None:
+                ctx.err.write("interrupted before the job was sent: nothing to cancel\n")
+                return EXIT_INTERRUPTED
+            return _interrupted(call, getattr(call, "job_id", ""), args, ctx)
         display.close()
-        return report(exc, args, ctx)
-    except KeyboardInterrupt:
-        display.close()
-        if call is None:
-            ctx.err.write("interrupted before the job was sent: nothing to cancel\n")
-            return EXIT_INTERRUPTED
-        return _interrupted(call, getattr(call, "job_id", ""), args, ctx)
-    finally:
-        display.close()
-        client.close()
-    return _deliver(args, ctx, result, getattr(call, "job_id", ""), ctx.clock() - started)
+        return _deliver(args, ctx, call, result, getattr(call, "job_id", ""), ctx.clock() - started)

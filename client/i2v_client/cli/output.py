@@ -31,11 +31,6 @@ def output_problem(path: Path, flag: str = "-o") -> str:
     return ""
 
 
-def write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
 def save_elsewhere(data: bytes, suffix: str = ".mp4") -> Path | None:
     """`data` in a new file in the temporary directory (where a failed write's video goes when
     nothing else keeps it); None when that fails too."""

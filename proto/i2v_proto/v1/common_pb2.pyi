@@ -276,8 +276,10 @@ class Result(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     FRAMES_PNG_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    VIDEO_SIZE_FIELD_NUMBER: _builtins.int
+    FRAME_URIS_FIELD_NUMBER: _builtins.int
     video: _builtins.bytes
-    """inline MP4, unless artifact_uri is set"""
+    """inline MP4, unless artifact_uri is set (Node.Generate sends it in chunks)"""
     artifact_uri: _builtins.str
     mime_type: _builtins.str
     frames: _builtins.int
@@ -292,6 +294,8 @@ class Result(_message.Message):
     """peak accelerator (or host, on CPU) memory of the job"""
     sha256: _builtins.str
     """of the video bytes"""
+    video_size: _builtins.int
+    """bytes of the video, inline or stored (0 = not reported)"""
     @_builtins.property
     def degradations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """quality-reducing changes applied, empty when none"""
@@ -303,6 +307,10 @@ class Result(_message.Message):
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """dtype, library versions, model, tier"""
+
+    @_builtins.property
+    def frame_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Frames stored beside the video (return_frames with an artifact store), in order, as PNG."""
 
     def __init__(
         self,
@@ -323,10 +331,12 @@ class Result(_message.Message):
         sha256: _builtins.str = ...,
         frames_png: _abc.Iterable[_builtins.bytes] | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        video_size: _builtins.int = ...,
+        frame_uris: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "degradations", b"degradations", "fps", b"fps", "frames", b"frames", "frames_png", b"frames_png", "height", b"height", "metadata", b"metadata", "mime_type", b"mime_type", "peak_bytes", b"peak_bytes", "profile", b"profile", "seed", b"seed", "sha256", b"sha256", "steps", b"steps", "timings", b"timings", "video", b"video", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "degradations", b"degradations", "fps", b"fps", "frame_uris", b"frame_uris", "frames", b"frames", "frames_png", b"frames_png", "height", b"height", "metadata", b"metadata", "mime_type", b"mime_type", "peak_bytes", b"peak_bytes", "profile", b"profile", "seed", b"seed", "sha256", b"sha256", "steps", b"steps", "timings", b"timings", "video", b"video", "video_size", b"video_size", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -334,7 +344,8 @@ Global___Result: _TypeAlias = Result  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """One message of a Generate stream: progress events, then exactly one result.
+    """One message of a Generate stream: progress events, then (a standalone run's inline output) its
+    chunks, then exactly one result.
     Sent by a node while a job runs and nothing else was sent for a while, so the dispatcher can
     tell a slow stage from a dead connection.
     """
@@ -368,25 +379,68 @@ class GenerateEvent(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def progress(self) -> Global___Progress: ...
     @_builtins.property
     def result(self) -> Global___Result: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def chunk(self) -> Global___ResultChunk: ...
     def __init__(
         self,
         *,
         progress: Global___Progress | None = ...,
         result: Global___Result | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        chunk: Global___ResultChunk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "kind", b"kind", "progress", b"progress", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "heartbeat", b"heartbeat", "kind", b"kind", "progress", b"progress", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "kind", b"kind", "progress", b"progress", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "heartbeat", b"heartbeat", "kind", b"kind", "progress", b"progress", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["progress", "result", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["progress", "result", "heartbeat", "chunk"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___GenerateEvent: _TypeAlias = GenerateEvent  # noqa: Y015
+
+@_typing.final
+class ResultChunk(_message.Message):
+    """A part of a standalone run's inline output, sent before its Result so no message is large: the
+    video's bytes, then each frame's, in order. The Result that follows carries no bytes itself
+    (its sha256 and video_size describe the whole video).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIDEO_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    video: _builtins.bool
+    """this chunk is the video's"""
+    frame: _builtins.int
+    """this chunk is that frame's (0-based)"""
+    offset: _builtins.int
+    """where `data` starts in that part"""
+    data: _builtins.bytes
+    """at most 1 MiB"""
+    def __init__(
+        self,
+        *,
+        video: _builtins.bool = ...,
+        frame: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "part", b"part", "video", b"video"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "frame", b"frame", "offset", b"offset", "part", b"part", "video", b"video"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["video", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ResultChunk: _TypeAlias = ResultChunk  # noqa: Y015

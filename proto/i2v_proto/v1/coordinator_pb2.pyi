@@ -48,6 +48,32 @@ JOB_STATE_FAILED: JobState.ValueType  # 5
 JOB_STATE_CANCELLED: JobState.ValueType  # 6
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
+class _Artifact:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ArtifactEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Artifact.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ARTIFACT_UNSPECIFIED: _Artifact.ValueType  # 0
+    """the video"""
+    ARTIFACT_VIDEO: _Artifact.ValueType  # 1
+    ARTIFACT_INPUT_IMAGE: _Artifact.ValueType  # 2
+    """the image the job was submitted with"""
+    ARTIFACT_FRAME: _Artifact.ValueType  # 3
+    """one frame as PNG (jobs that asked for return_frames)"""
+
+class Artifact(_Artifact, metaclass=_ArtifactEnumTypeWrapper):
+    """Which artifact of a job to download."""
+
+ARTIFACT_UNSPECIFIED: Artifact.ValueType  # 0
+"""the video"""
+ARTIFACT_VIDEO: Artifact.ValueType  # 1
+ARTIFACT_INPUT_IMAGE: Artifact.ValueType  # 2
+"""the image the job was submitted with"""
+ARTIFACT_FRAME: Artifact.ValueType  # 3
+"""one frame as PNG (jobs that asked for return_frames)"""
+Global___Artifact: _TypeAlias = Artifact  # noqa: Y015
+
 @_typing.final
 class SubmitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -559,3 +585,76 @@ class ClusterStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClusterStatusResponse: _TypeAlias = ClusterStatusResponse  # noqa: Y015
+
+@_typing.final
+class DownloadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    WHAT_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    what: Global___Artifact.ValueType
+    frame: _builtins.int
+    """ARTIFACT_FRAME: 0-based frame index"""
+    offset: _builtins.int
+    """first byte to send (resume from the bytes you have); at most total_size"""
+    limit: _builtins.int
+    """send at most this many bytes; 0 = to the end"""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        what: Global___Artifact.ValueType = ...,
+        frame: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "job_id", b"job_id", "limit", b"limit", "offset", b"offset", "what", b"what"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadRequest: _TypeAlias = DownloadRequest  # noqa: Y015
+
+@_typing.final
+class DownloadResponse(_message.Message):
+    """The first message of a Download stream describes the whole artifact (not just the range asked
+    for) and carries no data; every later one carries the next at most 1 MiB of the range.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    total_size: _builtins.int
+    """first message only"""
+    sha256: _builtins.str
+    """first message only: hex digest of the whole artifact"""
+    mime_type: _builtins.str
+    """first message only"""
+    offset: _builtins.int
+    """where `data` starts in the artifact (the first message: the request's offset)"""
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        total_size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        mime_type: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "mime_type", b"mime_type", "offset", b"offset", "sha256", b"sha256", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadResponse: _TypeAlias = DownloadResponse  # noqa: Y015

@@ -29,8 +29,9 @@ class CoordinatorStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
-    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
-    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
+    for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def __init__(self, channel):
@@ -79,14 +80,20 @@ class CoordinatorStub:
                 request_serializer=i2v__proto_dot_v1_dot_coordinator__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=i2v__proto_dot_v1_dot_coordinator__pb2.ClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.Download = channel.unary_stream(
+                '/i2v.v1.Coordinator/Download',
+                request_serializer=i2v__proto_dot_v1_dot_coordinator__pb2.DownloadRequest.SerializeToString,
+                response_deserializer=i2v__proto_dot_v1_dot_coordinator__pb2.DownloadResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
-    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
-    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
+    for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def Submit(self, request, context):
@@ -142,6 +149,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Download(self, request, context):
+        """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+        byte offset (to resume). Answered by any coordinator itself, standbys included (never forwarded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +200,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=i2v__proto_dot_v1_dot_coordinator__pb2.ClusterStatusRequest.FromString,
                     response_serializer=i2v__proto_dot_v1_dot_coordinator__pb2.ClusterStatusResponse.SerializeToString,
             ),
+            'Download': grpc.unary_stream_rpc_method_handler(
+                    servicer.Download,
+                    request_deserializer=i2v__proto_dot_v1_dot_coordinator__pb2.DownloadRequest.FromString,
+                    response_serializer=i2v__proto_dot_v1_dot_coordinator__pb2.DownloadResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'i2v.v1.Coordinator', rpc_method_handlers)
@@ -197,8 +217,9 @@ class Coordinator:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
-    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
-    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
+    for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @staticmethod
@@ -407,6 +428,33 @@ class Coordinator:
             '/i2v.v1.Coordinator/ClusterStatus',
             i2v__proto_dot_v1_dot_coordinator__pb2.ClusterStatusRequest.SerializeToString,
             i2v__proto_dot_v1_dot_coordinator__pb2.ClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Download(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/i2v.v1.Coordinator/Download',
+            i2v__proto_dot_v1_dot_coordinator__pb2.DownloadRequest.SerializeToString,
+            i2v__proto_dot_v1_dot_coordinator__pb2.DownloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,8 +30,9 @@ class CoordinatorStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
-    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
-    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
+    for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @_typing.overload
@@ -52,14 +53,19 @@ class CoordinatorStub:
     """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
     ListNodes: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]
     ClusterStatus: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]
+    Download: _grpc.UnaryStreamMultiCallable[_coordinator_pb2.DownloadRequest, _coordinator_pb2.DownloadResponse]
+    """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+    byte offset (to resume). Answered by any coordinator itself, standbys included (never forwarded).
+    """
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
-    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
-    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
+    for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -77,13 +83,18 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """Jobs, newest first, optionally filtered by state (answered by any coordinator)."""
     ListNodes: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]  # type: ignore[assignment]
     ClusterStatus: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ClusterStatusRequest, _coordinator_pb2.ClusterStatusResponse]  # type: ignore[assignment]
+    Download: _aio.UnaryStreamMultiCallable[_coordinator_pb2.DownloadRequest, _coordinator_pb2.DownloadResponse]  # type: ignore[assignment]
+    """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+    byte offset (to resume). Answered by any coordinator itself, standbys included (never forwarded).
+    """
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
-    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE; BadRequest naming the field for
-    INVALID_ARGUMENT; RetryInfo where waiting helps.
+    JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
+    for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @_abc_1.abstractmethod
@@ -147,5 +158,15 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.ClusterStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.ClusterStatusResponse, _abc.Awaitable[_coordinator_pb2.ClusterStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Download(
+        self,
+        request: _coordinator_pb2.DownloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.DownloadResponse], _abc.AsyncIterator[_coordinator_pb2.DownloadResponse]]:
+        """A finished job's video (or input image, or a stored frame) in chunks of at most 1 MiB, from a
+        byte offset (to resume). Answered by any coordinator itself, standbys included (never forwarded).
+        """
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -97,3 +97,39 @@ def test_create_writes_only_when_absent_and_missing_is_its_own_error(tmp_path, k
     assert store.get(store.uri_for("cluster/store-id")) == b"first"
     if kind == "file":
         assert not [p for p in (tmp_path / "cluster").iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("file", id="file-store"), pytest.param("fsspec", id="fsspec-memory")]
+)
+@pytest.mark.parametrize(
+    ("offset", "length", "want"),
+    [
+        pytest.param(0, 4, b"0123", id="head"),
+        pytest.param(3, 4, b"3456", id="middle"),
+        pytest.param(8, 4, b"89", id="short-at-the-end"),
+        pytest.param(10, 4, b"", id="at-the-end"),
+        pytest.param(12, 4, b"", id="past-the-end"),
+        pytest.param(0, 100, b"0123456789", id="all"),
+    ],
+)
+def test_read_range_reads_only_the_bytes_asked_for(tmp_path, kind, offset, length, want):
+    location = str(tmp_path) if kind == "file" else f"memory://range-{tmp_path.name}"
+    store = open_store(location)
+    uri = store.put("jobs/j/out.mp4", b"0123456789")
+    assert store.size(uri) == 10
+    assert store.read_range(uri, offset, length) == want
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("file", id="file-store"), pytest.param("fsspec", id="fsspec-memory")]
+)
+def test_size_and_read_range_of_a_missing_artifact_say_so(tmp_path, kind):
+    store = open_store(str(tmp_path) if kind == "file" else f"memory://missing-{tmp_path.name}")
+    uri = store.uri_for("jobs/j/none.mp4")
+    with pytest.raises(ArtifactMissing, match="does not exist"):
+        store.size(uri)
+    with pytest.raises(ArtifactMissing, match="does not exist"):
+        store.read_range(uri, 0, 10)
+    with pytest.raises(ArtifactError, match="not in this store"):
+        store.read_range("memory://elsewhere/x" if kind == "fsspec" else "http://x.invalid/y", 0, 1)

@@ -136,6 +136,12 @@ def test_the_video_never_goes_into_etcd() -> None:
     assert ResultRecord.from_json(record.to_json()).result == common_pb2.Result(artifact_uri="u")
 
 
+def test_a_stored_result_keeps_the_size_and_frame_uris_a_download_needs() -> None:
+    produced = common_pb2.Result(artifact_uri="u", video_size=9, frame_uris=["f0", "f1"], frames_png=[b"p"])
+    stored = ResultRecord.from_json(ResultRecord("OK", result=produced).to_json()).result
+    assert stored == common_pb2.Result(artifact_uri="u", video_size=9, frame_uris=["f0", "f1"])
+
+
 def test_a_result_record_from_an_older_node_reads_its_profile() -> None:
     old = b'{"status":"OK","artifact_uri":"u","sha256":"s","profile_used":"p","timings":{},"peak_bytes":1}'
     expected = common_pb2.Result(

@@ -91,6 +91,7 @@ def test_every_uint64_seed_is_accepted_as_it_is(seed: int) -> None:
             {"negative_prompt": "x" * 2001}, "negative_prompt", "at most 2000", id="negative-prompt-too-long"
         ),
         pytest.param({"prompt": "a\x00b"}, "prompt", "NUL", id="nul-in-prompt"),
+        pytest.param({"model": "m" * 257}, "model", "at most 256", id="model-too-long"),
     ],
 )
 def test_out_of_range_fields_name_the_field_and_the_fix(

@@ -57,7 +57,12 @@ def test_every_enum_follows_the_style_guide(enum: Any) -> None:
 
 
 def test_every_enum_of_the_contract_is_checked() -> None:
-    assert sorted(p.id for p in ENUMS) == ["i2v.v1.JobState", "i2v.v1.Stage", "i2v.v1.Tier"]
+    assert sorted(p.id for p in ENUMS) == [
+        "i2v.v1.Artifact",
+        "i2v.v1.JobState",
+        "i2v.v1.Stage",
+        "i2v.v1.Tier",
+    ]
 
 
 @pytest.mark.parametrize(

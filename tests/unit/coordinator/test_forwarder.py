@@ -67,7 +67,11 @@ class StandInLeader(coordinator_pb2_grpc.CoordinatorServicer):
 
 
 class NeverLocal(coordinator_pb2_grpc.CoordinatorServicer):
-    """The standby's own servicer: job calls must not reach it."""
+    """The standby's own servicer: job calls must not reach it; Download is its own to serve."""
+
+    async def Download(self, request: Any, context: Any) -> AsyncIterator[coordinator_pb2.DownloadResponse]:
+        yield coordinator_pb2.DownloadResponse(total_size=3, sha256="s", mime_type="video/mp4")
+        yield coordinator_pb2.DownloadResponse(offset=0, data=b"mp4")
 
 
 class Following:
@@ -226,6 +230,17 @@ async def test_a_malformed_id_is_refused_before_the_hop(pair: Pair, job_id: str)
         await pair.stub.Get(coordinator_pb2.GetRequest(job_id=job_id), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith("job_id: ") and len(err.value.details() or "") < 400
+    assert pair.leader.seen == []
+
+
+async def test_a_download_is_served_by_the_standby_itself_never_forwarded(pair: Pair) -> None:
+    # A plain stub, no leader hint followed: the standby's own servicer streams the bytes.
+    call = pair.stub.Download(coordinator_pb2.DownloadRequest(job_id="d1"), timeout=5)
+    header, piece = [m async for m in call]
+    assert (header.total_size, piece.data) == (3, b"mp4") and await call.code() == grpc.StatusCode.OK
+    assert LEADER_ADDR_METADATA not in dict(await call.trailing_metadata())
+    pair.view.see(None)  # no leader at all: still served
+    assert len([m async for m in pair.stub.Download(coordinator_pb2.DownloadRequest(job_id="d1"))]) == 2
     assert pair.leader.seen == []
 
 

@@ -53,6 +53,10 @@ def decide(
         pytest.param({"leading": True}, Route.LOCAL, "", id="the-leader-serves"),
         pytest.param({"leading": True, "forwarded": "c3"}, Route.LOCAL, "", id="the-leader-serves-a-hop"),
         pytest.param({"method": "ListJobs"}, Route.LOCAL, "", id="views-answered-anywhere"),
+        pytest.param({"method": "Download"}, Route.LOCAL, "", id="downloads-streamed-by-the-standby"),
+        pytest.param(
+            {"method": "Download", "leader": None, "etcd": ETCD}, Route.LOCAL, "", id="download-sans-leader"
+        ),
         pytest.param(
             {"method": "ClusterStatus", "leader": None, "etcd": ETCD}, Route.LOCAL, "", id="status-too"
         ),

@@ -21,6 +21,7 @@ from i2v_coordinator.listing import (
     LIST_JOBS_MAX,
     OPEN,
     list_limit,
+    list_page,
     newest_open,
     open_cursor,
     page_token,
@@ -226,6 +227,34 @@ async def test_paging_walks_every_job_once_newest_first(
     wanted = {"RUNNING": ["new"], "FAILED": [f"f{i:03d}" for i in range(1, 10, 2)]}
     names = [coordinator_pb2.JobState.Name(s).removeprefix("JOB_STATE_") for s in states]
     assert listed == (everything if not names else wanted[names[0]])
+
+
+@pytest.mark.parametrize(
+    ("budget", "states_", "sizes"),
+    [
+        pytest.param(35, [], [3, 3, 3, 3], id="three-fit"),  # 2 open + 10 finished, 10 bytes each
+        pytest.param(5, [], [1] * 12, id="one-always-fits"),
+        pytest.param(25, [states.FAILED], [2, 2, 1], id="filtered"),
+    ],
+)
+async def test_a_page_ends_before_its_jobs_exceed_the_byte_budget(
+    budget: int, states_: list[int], sizes: list[int]
+) -> None:
+    kv = MemoryKV(ManualClock())
+    await standby_servicer(kv, finished=10)  # stores the jobs
+    store = JobStore(kv, KEYS)
+    pages, phase, after = [], OPEN, ""
+    while True:
+        records, token = await list_page(
+            store, False, frozenset(states_), 100, phase, after, lambda r: 10, budget
+        )
+        pages.append([r.job_id for r in records])
+        if not token:
+            break
+        phase, after = parse_page_token(token, KEYS)
+    assert [len(p) for p in pages if p] == sizes
+    listed = [j for p in pages for j in p]
+    assert len(listed) == len(set(listed)) == (12 if not states_ else 5)
 
 
 @pytest.mark.parametrize(

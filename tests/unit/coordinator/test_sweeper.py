@@ -74,15 +74,18 @@ async def env(tmp_path: Path) -> Env:
     return Env(kv, JobStore(kv, KEYS), FileStore(tmp_path / "store"), leader.create_revision, Counting())
 
 
-async def finish_jobs(env: Env, count: int, days_old: float) -> list[str]:
-    """`count` jobs finished `days_old`.. days ago (one second apart), each with its input and video."""
+async def finish_jobs(env: Env, count: int, days_old: float, frames: int = 0) -> list[str]:
+    """`count` jobs finished `days_old`.. days ago (one second apart), each with its input and video
+    (and, with `frames`, that many stored frames beside each attempt's video)."""
     ids = []
     for i in range(count):
         job_id = f"j{days_old:g}-{i:04d}"
-        request = common_pb2.GenerationRequest(prompt="p", seed=1)
+        request = common_pb2.GenerationRequest(prompt="p", seed=1, frames=frames, return_frames=bool(frames))
         input_uri = env.artifacts.put(f"jobs/{job_id}/input.png", b"png")
         video = env.artifacts.put(f"jobs/{job_id}/attempt-2.mp4", b"mp4")
         env.artifacts.put(f"jobs/{job_id}/attempt-1.mp4", b"lost attempt's video")
+        for attempt, frame in ((a, f) for a in (1, 2) for f in range(frames)):
+            env.artifacts.put(f"jobs/{job_id}/attempt-{attempt}-frame-{frame:04d}.png", b"frame")
         view = jobs.new_job(job_id, 1, common_pb2.TIER_CPU, "tiny", 0.0)
         created, _ = await env.store.submit(
             JobRecord(view, request, input_uri, request_digest(request)), env.epoch
@@ -114,6 +117,13 @@ async def test_sweep_removes_due_jobs_records_and_artifacts_leaving_tombstones(e
     leases = {(await env.kv.get(KEYS.expired_of(j))).lease for j in old}  # type: ignore[union-attr]
     assert len(leases) == 1 and env.kv.lease_keys(leases.pop()) == {KEYS.expired_of(j) for j in old}
     assert await env.sweeper(RetentionPolicy(7 * DAY, 0)).sweep(env.epoch) == 0
+
+
+async def test_sweep_removes_every_attempts_stored_frames(env: Env) -> None:
+    (job_id,) = await finish_jobs(env, 1, 9, frames=3)
+    assert len(list((env.artifacts.root / "jobs" / job_id).iterdir())) == 9
+    assert await env.sweeper(RetentionPolicy(7 * DAY, 0)).sweep(env.epoch) == 1
+    assert not (env.artifacts.root / "jobs" / job_id).exists()
 
 
 async def test_sweep_commits_bounded_batches(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

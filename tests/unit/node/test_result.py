@@ -9,9 +9,10 @@ from typing import Any
 import grpc
 import pytest
 
+from i2v_common.artifacts import FileStore
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.job import Cancelled, OutOfMemoryExhausted
-from i2v_node.result import classify, failure
+from i2v_node.result import classify, failure, store_outputs
 from i2v_node.running import CANCEL_RPC, CLAIM_GONE, DEADLINE, DRAIN, Final, RunningJob
 from i2v_node.validation import NodeFault
 
@@ -125,3 +126,26 @@ async def test_a_failed_run_gets_its_failure() -> None:
         job(DEADLINE), await finished(err=Cancelled("x")), max_result_bytes=1000, drain_grace_seconds=0
     )
     assert final.code == grpc.StatusCode.DEADLINE_EXCEEDED and final.result is None
+
+
+def test_stored_outputs_put_the_video_and_frames_beside_it_and_keep_only_their_uris(tmp_path: Any) -> None:
+    store = FileStore(tmp_path)
+    uri = store.uri_for("jobs/j1/attempt-2.mp4")
+    running = RunningJob("j1", node_pb2.NodeGenerateRequest(job_id="j1", attempt=2, output_uri=uri), 0.0)
+    result = common_pb2.Result(frames_png=[b"png0", b"png1"], video_size=3)
+    store_outputs(store, running, result, b"mp4", "n1")
+    assert result.artifact_uri == uri and store.get(uri) == b"mp4" and not result.frames_png
+    assert list(result.frame_uris) == [store.uri_for(f"jobs/j1/attempt-2-frame-000{i}.png") for i in (0, 1)]
+    assert [store.get(u) for u in result.frame_uris] == [b"png0", b"png1"]
+
+
+def test_an_unwritable_store_is_the_nodes_fault(tmp_path: Any) -> None:
+    store = FileStore(tmp_path)
+    uri = store.uri_for("jobs/j1/attempt-1.mp4")
+    (tmp_path / "jobs").write_bytes(b"a file where the folder goes")
+    running = RunningJob("j1", node_pb2.NodeGenerateRequest(job_id="j1", attempt=1, output_uri=uri), 0.0)
+    with pytest.raises(NodeFault) as fault:
+        store_outputs(store, running, common_pb2.Result(), b"mp4", "n1")
+    assert fault.value.code == grpc.StatusCode.UNAVAILABLE and "could not write the outputs of job j1" in str(
+        fault.value.message
+    )

@@ -168,10 +168,12 @@ def test_a_refusal_never_echoes_unbounded_input() -> None:
     assert len(_refusal(["x" * 5000])) < 400  # argparse's own "invalid choice"
 
 
-def test_frames_dir_through_the_coordinators_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+def test_frames_dir_through_the_coordinators_is_accepted_and_makes_nothing_yet(tmp_path: Path) -> None:
+    # The coordinators store a job's frames and Download serves them, so --target takes --frames-dir.
     frames = tmp_path / "frames"
-    line = _refusal([*GEN, "--target", "c:1", "--frames-dir", str(frames)])
-    assert "--frames-dir needs --node" in line and not frames.exists()
+    args = build_parser().parse_args([*GEN, "--target", "c:1", "--frames-dir", str(frames)])
+    resolve_where(args, {})
+    assert args.targets == ["c:1"] and args.frames_dir == frames and not frames.exists()
 
 
 def test_version_is_the_installed_package_version() -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from i2v_client import CallError, JobPage
 from i2v_client.cli import Listing
 from i2v_client.cli.context import EXIT_FAILED, EXIT_USAGE
+from i2v_client.download import Downloaded
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.fakes.client import FakeConnector, progress, run_cli
 
@@ -74,6 +74,11 @@ class _FakeCoordinator:
         on_pause("c:1 answered UNAVAILABLE; re-attaching via c:2")
         on_event(self.events[-1])
         return self.events[-1]
+
+    def download(self, job_id: str, dest: Path) -> Downloaded:
+        self._answer("download", (job_id, dest), None)
+        dest.write_bytes(b"video")
+        return Downloaded(5, "ab" * 32, "video/mp4", 1)
 
     def close(self) -> None:
         self.closed = True
@@ -197,6 +202,28 @@ def test_jobs_limit_and_all_exclude_each_other() -> None:
         run_cli(
             ["jobs", "--target", "c:1", "--all", "--limit", "3"], FakeConnector(cluster=_PagedCoordinator(1))
         )
+
+
+def test_get_with_an_output_downloads_the_video_there(tmp_path: Path) -> None:
+    fake = _FakeCoordinator()
+    out_path = tmp_path / "out.mp4"
+    code, out, err = run_cli(
+        ["get", "j5", "-o", str(out_path), "--target", "c:1"], FakeConnector(cluster=fake)
+    )
+    assert code == 0 and err == "" and out_path.read_bytes() == b"video"
+    assert fake.calls == [("get", "j5"), ("download", ("j5", out_path))]
+    assert out.splitlines()[-1] == f"wrote {out_path}: 5 bytes, sha256 {'ab' * 32}"
+
+
+def test_a_failed_download_exits_1_with_the_servers_words(tmp_path: Path) -> None:
+    class _Refusing(_FakeCoordinator):
+        def download(self, job_id: str, dest: Path) -> Downloaded:
+            raise CallError(grpc.StatusCode.FAILED_PRECONDITION, f"job {job_id} is QUEUED, not finished")
+
+    argv = ["get", "j5", "-o", str(tmp_path / "o.mp4"), "--target", "c:1"]
+    code, out, err = run_cli(argv, FakeConnector(cluster=_Refusing()))
+    assert code == EXIT_FAILED and out == "" and not (tmp_path / "o.mp4").exists()
+    assert err == "error: FAILED_PRECONDITION: job j5 is QUEUED, not finished\n"
 
 
 def test_cluster_command_errors_exit_1_with_code_and_message() -> None:
@@ -326,54 +353,34 @@ def test_status_table_fits_80_columns_and_json_carries_everything() -> None:
     )
 
 
-class _SucceededCoordinator(_FakeCoordinator):
-    def __init__(self, uri: str, video: bytes, state: int = coordinator_pb2.JOB_STATE_SUCCEEDED) -> None:
+class _EndedCoordinator(_FakeCoordinator):
+    def __init__(self, state: int) -> None:
         super().__init__()
-        self.uri, self.video, self.state = uri, video, state
+        self.state = state
 
     def get(self, job_id: str) -> coordinator_pb2.Job:
-        job = _job(job_id, self.state)
-        job.result.artifact_uri = self.uri
-        job.result.sha256 = hashlib.sha256(self.video).hexdigest()
-        return job
-
-
-def test_get_writes_the_video_of_a_job_whose_store_this_machine_reads(tmp_path: Path) -> None:
-    stored = tmp_path / "store" / "out-1.mp4"
-    stored.parent.mkdir()
-    stored.write_bytes(b"the video")
-    fake = _SucceededCoordinator(stored.as_uri(), b"the video")
-    out_path = tmp_path / "again" / "clip.mp4"
-    code, out, err = run_cli(
-        ["get", "j1", "-o", str(out_path), "--target", "c:1"], FakeConnector(cluster=fake)
-    )
-    assert code == 0, err
-    assert out_path.read_bytes() == b"the video" and out == f"wrote {out_path}: job j1, 9 bytes\n"
+        return self._answer("get", job_id, _job(job_id, self.state))  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize(
-    ("uri", "state", "says"),
+    ("state", "says"),
     [
         pytest.param(
-            "s3://bucket/j1/out-1.mp4",
-            coordinator_pb2.JOB_STATE_SUCCEEDED,
-            "error: job j1's video is at s3://bucket/j1/out-1.mp4, which this machine cannot read; "
-            "fetching it through the coordinators comes with the download RPC",
-            id="a-remote-store",
+            coordinator_pb2.JOB_STATE_FAILED, "error: job j1 is failed: it has no video to write", id="failed"
         ),
         pytest.param(
-            "",
-            coordinator_pb2.JOB_STATE_FAILED,
-            "error: job j1 is failed: it has no video to write",
-            id="failed",
+            coordinator_pb2.JOB_STATE_CANCELLED,
+            "error: job j1 is cancelled: it has no video to write",
+            id="cancelled",
         ),
     ],
 )
-def test_get_says_why_it_cannot_write_a_video(uri: str, state: int, says: str, tmp_path: Path) -> None:
-    fake = _SucceededCoordinator(uri, b"", state)
+def test_get_says_why_it_cannot_write_a_video(state: int, says: str, tmp_path: Path) -> None:
+    fake = _EndedCoordinator(state)
     out_path = tmp_path / "clip.mp4"
     code, _, err = run_cli(["get", "j1", "-o", str(out_path), "--target", "c:1"], FakeConnector(cluster=fake))
     assert code == EXIT_FAILED and err == says + "\n" and not out_path.exists()
+    assert fake.calls == [("get", "j1")]  # no download asked for
 
 
 def test_get_checks_the_output_before_asking(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from i2v_client import CallError, GenerateCall, read_local_artifact
+from i2v_client import CallError, GenerateCall
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from i2v_client.errors import JobEnded
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -136,7 +136,8 @@ _CANCELLED = coordinator_pb2.Job(job_id="job-42", state=coordinator_pb2.JOB_STAT
 
 class _ResultCall:
     """A CoordinatorCall stand-in: replays progress, then returns (or raises) once; `cancel` answers
-    `cancel_answer` (a Job, None, or an exception to raise). `during` runs inside wait (the job)."""
+    `cancel_answer` (a Job, None, or an exception to raise). `during` runs inside wait (the job);
+    `save` writes `saved` bytes (or raises `save_raises`) as a download would."""
 
     def __init__(
         self,
@@ -144,11 +145,16 @@ class _ResultCall:
         raises: BaseException | None = None,
         cancel_answer: coordinator_pb2.Job | BaseException | None = _CANCELLED,
         during: Callable[[], None] = lambda: None,
+        saved: bytes = b"",
+        save_raises: BaseException | None = None,
     ) -> None:
         self.result = result
         self.raises = raises
         self.cancel_answer = cancel_answer
         self.during = during
+        self.saved = saved
+        self.save_raises = save_raises
+        self.saves: list[tuple[Path, Path | None]] = []
         self.cancelled = False
         self.job_id = "job-42"
 
@@ -162,6 +168,13 @@ class _ResultCall:
             raise self.raises
         assert self.result is not None
         return self.result
+
+    def save(self, result: common_pb2.Result, output: Path, frames_dir: Path | None = None) -> None:
+        assert result is self.result
+        self.saves.append((output, frames_dir))
+        if self.save_raises is not None:
+            raise self.save_raises
+        output.write_bytes(self.saved)
 
     def cancel(self) -> coordinator_pb2.Job | None:
         self.cancelled = True
@@ -194,32 +207,44 @@ def _generate(tmp_path: Path, call: _ResultCall) -> tuple[int, str, str, Path]:
 
 def _stored(uri: str, video: bytes) -> common_pb2.Result:
     return common_pb2.Result(
-        artifact_uri=uri, sha256=hashlib.sha256(video).hexdigest(), frames=2, width=64, height=64, fps=4
+        artifact_uri=uri,
+        sha256=hashlib.sha256(video).hexdigest(),
+        video_size=len(video),
+        frames=2,
+        width=64,
+        height=64,
+        fps=4,
     )
 
 
-def test_generate_via_coordinator_fetches_a_local_file_artifact(tmp_path: Path) -> None:
-    stored = tmp_path / "store" / "out-1.mp4"
-    stored.parent.mkdir()
-    stored.write_bytes(b"mp4 bytes")
-    code, out, _, out_path = _generate(tmp_path, _ResultCall(_stored(stored.as_uri(), b"mp4 bytes")))
-    assert code == 0
+def test_generate_via_coordinator_saves_the_video_the_result_names(tmp_path: Path) -> None:
+    call = _ResultCall(_stored("s3://bucket/jobs/j/out-1.mp4", b"mp4 bytes"), saved=b"mp4 bytes")
+    code, out, _, out_path = _generate(tmp_path, call)
+    assert code == 0 and call.saves == [(out_path, None)]
     assert out_path.read_bytes() == b"mp4 bytes"
     assert f"wrote {out_path}: 2 frames 64x64 @ 4 fps, 9 bytes" in out and "job job-42" in out
 
 
-def test_generate_via_coordinator_prints_a_remote_uri_instead_of_an_empty_file(tmp_path: Path) -> None:
-    call = _ResultCall(_stored("s3://bucket/jobs/j/out-1.mp4", b"elsewhere"))
-    code, out, _, out_path = _generate(tmp_path, call)
-    assert code == 0 and not out_path.exists()
-    assert "video stored at s3://bucket/jobs/j/out-1.mp4 (not written to" in out
-
-
-def test_generate_via_coordinator_checks_a_fetched_artifact(tmp_path: Path) -> None:
-    stored = tmp_path / "out-1.mp4"
-    stored.write_bytes(b"truncated")
-    code, _, err, out_path = _generate(tmp_path, _ResultCall(_stored(stored.as_uri(), b"the real video")))
-    assert code == EXIT_FAILED and "error: DATA_LOSS" in err and not out_path.exists()
+@pytest.mark.parametrize(
+    ("raises", "code", "words"),
+    [
+        pytest.param(
+            CallError(grpc.StatusCode.DATA_LOSS, "hash mismatch"),
+            EXIT_FAILED,
+            "error: DATA_LOSS: hash mismatch",
+            id="failed-download",
+        ),
+        pytest.param(
+            KeyboardInterrupt(), EXIT_INTERRUPTED, "not written; job job-42 keeps its video", id="ctrl-c"
+        ),
+    ],
+)
+def test_generate_via_coordinator_says_when_the_video_could_not_be_saved(
+    tmp_path: Path, raises: BaseException, code: int, words: str
+) -> None:
+    call = _ResultCall(_stored("file:///s/out-1.mp4", b"v"), save_raises=raises)
+    got, _, err, out_path = _generate(tmp_path, call)
+    assert got == code and words in err and not out_path.exists() and not call.cancelled
 
 
 def test_ctrl_c_on_generate_cancels_the_job(tmp_path: Path) -> None:
@@ -227,18 +252,6 @@ def test_ctrl_c_on_generate_cancels_the_job(tmp_path: Path) -> None:
     code, _, err, _ = _generate(tmp_path, call)
     assert code == EXIT_INTERRUPTED and call.cancelled
     assert "interrupted: job job-42 was cancelled" in err
-
-
-@pytest.mark.parametrize(
-    ("uri", "readable"),
-    [
-        pytest.param("file:///definitely/not/here.mp4", False, id="missing-file"),
-        pytest.param("s3://b/k", False, id="not-a-file-uri"),
-        pytest.param("file://otherhost/x.mp4", False, id="another-host"),
-    ],
-)
-def test_read_local_artifact_only_reads_local_files(uri: str, readable: bool) -> None:
-    assert (read_local_artifact(uri) is not None) is readable
 
 
 # --- fail fast, tell the truth ---------------------------------------------------------------------
