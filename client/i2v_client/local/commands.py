@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -258,13 +257,35 @@ def _supervise(launcher: Launcher, ctx: Context) -> None:
 
 
 def _stop(launcher: Launcher, ctx: Context) -> None:
-    # Bounded (each kind's grace, then SIGKILL); a second Ctrl-C must not leave half of it running.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+    launch.ignore_stop_signals()
     ended = launch.stop(launcher.record.procs, launcher.popens, ctx.out)
     state.remove(launcher.root)
     ctx.out.write("stopped:\n" + report.stopped(ended))
     ctx.out.flush()
+
+
+def _run(args: argparse.Namespace, ctx: Context, plan_: Plan, launcher: Launcher) -> int:
+    """Brings the cluster up; stays until interrupted unless detached; stops it on any failure."""
+    try:
+        text = _bring_up(args, ctx, plan_, launcher)
+    except StartFailed as err:
+        ctx.err.write(f"i2v up: {err}\n")
+        _stop(launcher, ctx)
+        return EXIT_FAILED
+    except (KeyboardInterrupt, Interrupted):
+        ctx.err.write("i2v up: interrupted while starting\n")
+        _stop(launcher, ctx)
+        return EXIT_INTERRUPTED
+    ctx.out.write("\n" + text)
+    ctx.out.flush()
+    if args.detach:
+        return EXIT_OK
+    try:
+        _supervise(launcher, ctx)
+    except (KeyboardInterrupt, Interrupted):
+        ctx.out.write("\nstopping the local cluster\n")
+    _stop(launcher, ctx)
+    return EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
@@ -282,33 +303,15 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
             _fresh(root, plan_)
             launcher = Launcher(root, Record(state.me(), args.detach, model=plan_.model), args.env)
             state.write(root, launcher.record)
-            launch.catch_signals()
-            try:
-                text = _bring_up(args, ctx, plan_, launcher)
-            except StartFailed as err:
-                ctx.err.write(f"i2v up: {err}\n")
-                _stop(launcher, ctx)
-                return EXIT_FAILED
-            except (KeyboardInterrupt, Interrupted):
-                ctx.err.write("i2v up: interrupted while starting\n")
-                _stop(launcher, ctx)
-                return EXIT_INTERRUPTED
-    except BlockingIOError:
-        ctx.err.write(
-            f"i2v up: another i2v up or down is busy in {shown}; wait for it, or: i2v down{args.flags}\n"
-        )
+            with launch.interruptible():
+                return _run(args, ctx, plan_, launcher)
+    except state.Busy:
+        record = state.read(root)
+        if record is not None:
+            ctx.err.write(report.already_running(record, shown, _i2v(), args.flags))
+        else:
+            ctx.err.write(f"i2v up: i2v down is busy in {shown}; try again when it is done\n")
         return EXIT_FAILED
-    ctx.out.write("\n" + text)
-    ctx.out.flush()
-    if args.detach:
-        return EXIT_OK
-    try:
-        _supervise(launcher, ctx)
-    except (KeyboardInterrupt, Interrupted):
-        ctx.out.write("\nstopping the local cluster\n")
-    with state.locked(root):
-        _stop(launcher, ctx)
-    return EXIT_OK
 
 
 def cmd_down(args: argparse.Namespace, ctx: Context) -> int:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -41,9 +41,27 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def catch_signals() -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGHUP interrupt like Ctrl-C while inside; the previous handlers come back after."""
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def ignore_stop_signals() -> None:
+    """While stopping (bounded): a second Ctrl-C must not leave half of the cluster running."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def free_port() -> int:
@@ -71,15 +89,18 @@ class Launcher:
     def start(self, proc: Proc) -> Started:
         env = {**self.env, **dict(proc.env), "PYTHONUNBUFFERED": "1"}
         with (self.root / proc.log).open("wb") as log:
-            popen = subprocess.Popen(
-                proc.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.root,
-                start_new_session=True,
-            )
+            try:
+                popen = subprocess.Popen(
+                    proc.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.root,
+                    start_new_session=True,
+                )
+            except OSError as err:
+                raise StartFailed(f"cannot start {proc.name} ({proc.argv[0]}): {err.strerror}") from None
         stat = procinfo.read_stat(popen.pid)
         started = Started(
             proc.name,

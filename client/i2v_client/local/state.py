@@ -97,13 +97,20 @@ def remove(state: Path) -> None:
     (state / RECORD).unlink(missing_ok=True)
 
 
+class Busy(Exception):
+    """Another `i2v up` (starting or running in the foreground) or `i2v down` holds the state dir."""
+
+
 @contextlib.contextmanager
 def locked(state: Path, *, blocking: bool = True) -> Iterator[None]:
-    """Holds the state dir's lock, waiting for another `up` or `down` to finish with it
-    (BlockingIOError at once instead when not `blocking`)."""
+    """Holds the state dir's lock, waiting for another `up` or `down` to finish with it (Busy at
+    once instead when not `blocking`). A foreground `up` holds it while it runs."""
     state.mkdir(parents=True, exist_ok=True)
     with (state / "lock").open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise Busy(str(state)) from None
         try:
             yield
         finally:
