@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -76,6 +77,12 @@ def test_up_detached_makes_a_video_serves_status_and_down_leaves_nothing(
     for node, tier in (("n1-10g", "lt12"), ("n2-14g", "12-16"), ("n3-20g", "16-24")):
         assert any(line.split()[:1] == [node] and tier in line.split() for line in status.stdout.splitlines())
     assert "leader c" in status.stdout
+
+    # the printed generate command works as printed (only the path to i2v may differ)
+    (line,) = [x for x in up.stdout.splitlines() if " generate " in x]
+    made = i2v(env, workdir, *shlex.split(line)[1:], timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert decode((workdir / "out.mp4").read_bytes()) == (8, 8.0, 64, 64)
 
     if "prometheus" in names:
         url = next(p.addr for p in record.procs if p.name == "prometheus")

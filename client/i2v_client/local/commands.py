@@ -38,6 +38,7 @@ from i2v_contract.units import parse_bytes
 READY_TIMEOUT_S = 600.0  # a cold first run builds the tiny model on every node at once
 VIDEO_TIMEOUT_S = 600
 STALE = ("etcd", "artifacts", "prometheus", "logs")  # each `up` starts empty
+SAMPLE = "sample.png"  # bundled (scripts/make_sample.py), copied to the state dir for later commands
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -127,6 +128,7 @@ def _fresh(root: Path, plan_: Plan) -> None:
     (root / "artifacts").mkdir()
     for rel, text in plan_.files.items():
         (root / rel).write_text(text)
+    (root / SAMPLE).write_bytes((importlib.resources.files("i2v_client.local") / SAMPLE).read_bytes())
 
 
 def _start_all(launcher: Launcher, plan_: Plan, deadline: float, ctx: Context) -> None:
@@ -156,30 +158,10 @@ def _first_video(root: Path, plan_: Plan, ctx: Context) -> report.FirstDone:
     f = plan_.first
     out = root / "first.mp4"
     began = ctx.clock()
-    with importlib.resources.as_file(importlib.resources.files("i2v_client.local") / "sample.png") as image:
-        argv = [
-            "generate",
-            str(image),
-            "--prompt",
-            f.prompt,
-            "--width",
-            str(f.width),
-            "--height",
-            str(f.height),
-        ]
-        argv += [
-            "--frames",
-            str(f.frames),
-            "--steps",
-            str(f.steps),
-            "--fps",
-            str(f.fps),
-            "--seed",
-            str(f.seed),
-        ]
-        argv += ["--target", ",".join(plan_.targets), "-o", str(out), "--timeout", str(VIDEO_TIMEOUT_S)]
-        argv += [] if plan_.model == TINY else ["--allow-degrade"]
-        code = main(argv, env={}, out=ctx.out, err=ctx.err, clock=ctx.clock)
+    argv = ["generate", str(root / SAMPLE), "--prompt", f.prompt, *f.size_flags, "--seed", str(f.seed)]
+    argv += ["--target", ",".join(plan_.targets), "-o", str(out), "--timeout", str(VIDEO_TIMEOUT_S)]
+    argv += [] if plan_.model == TINY else ["--allow-degrade"]
+    code = main(argv, env={}, out=ctx.out, err=ctx.err, clock=ctx.clock)
     if code != EXIT_OK or not out.is_file():
         raise StartFailed(f"the first video failed (i2v generate exited {code}); logs in {root / 'logs'}")
     seconds = ctx.clock() - began

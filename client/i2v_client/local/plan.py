@@ -82,6 +82,14 @@ class FirstVideo:
     seed: int = 7
     prompt: str = "the sun rising over green hills, clouds drifting"
 
+    @property
+    def size_flags(self) -> tuple[str, ...]:
+        """`i2v generate` flags for this size (the frame rate included)."""
+        return (
+            *("--width", str(self.width), "--height", str(self.height)),
+            *("--frames", str(self.frames), "--steps", str(self.steps), "--fps", str(self.fps)),
+        )
+
 
 @dataclass(frozen=True)
 class Plan:

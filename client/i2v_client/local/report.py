@@ -57,6 +57,7 @@ def ready(
     leader: str,
 ) -> str:
     targets = ",".join(plan.targets)
+    sample = shlex.quote(f"{state_shown}{os.sep}sample.png")
     up_s = record.timings.get("ready_s", 0.0)
     lines = [
         f"local cluster up in {up_s:.1f} s (state dir {state_shown}); {plan.why}",
@@ -74,7 +75,8 @@ def ready(
         "next:",
         f"  export I2V_TARGETS={targets}      # then --target may be left out",
         f"  {i2v} status --target {targets}",
-        f"  {i2v} generate IMAGE --prompt 'a red fox running' --target {targets} -o out.mp4",
+        f"  {i2v} generate {sample} --prompt 'a red fox running' {' '.join(plan.first.size_flags)} "
+        f"--target {targets} -o out.mp4",
         f"  {i2v} jobs --target {targets}",
         f"  {i2v} down{flags}",
         "",

@@ -76,7 +76,11 @@ def test_the_ready_report_names_every_address_and_the_next_commands(detached: bo
         assert proc.addr in text and (proc.metrics in text or proc.kind == "prometheus")
     assert "coordinator (leader)" in text and f"{p.prometheus_url}/targets" in text
     assert f"  .venv/bin/i2v status --target {targets}\n" in text
-    assert f"--target {targets} -o out.mp4\n" in text
+    size = "--width 64 --height 64 --frames 8 --steps 10 --fps 8"
+    generate = (
+        f"  .venv/bin/i2v generate .i2v/sample.png --prompt 'a red fox running' {size} --target {targets}"
+    )
+    assert f"{generate} -o out.mp4\n" in text
     assert "  .venv/bin/i2v down --state-dir s\n" in text
     assert text.rstrip().endswith(ending)
 
