@@ -9,6 +9,7 @@ the first video is made. `down` stops a cluster from its state dir's record, by 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.resources
 import shutil
 import sys
@@ -17,7 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from i2v_client.cli import types
 from i2v_client.cli.context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Context
+from i2v_client.errors import CallError
 from i2v_client.local import detect, launch, report, state
 from i2v_client.local.launch import Interrupted, Launcher, StartFailed
 from i2v_client.local.plan import (
@@ -35,7 +38,7 @@ from i2v_client.local.state import Record
 from i2v_contract.tiers import tier_name
 from i2v_contract.units import parse_bytes
 
-READY_TIMEOUT_S = 600.0  # a cold first run builds the tiny model on every node at once
+READY_TIMEOUT_S = 600.0  # loading full-size weights can take minutes
 VIDEO_TIMEOUT_S = 600
 STALE = ("etcd", "artifacts", "prometheus", "logs")  # each `up` starts empty
 SAMPLE = "sample.png"  # bundled (scripts/make_sample.py), copied to the state dir for later commands
@@ -63,7 +66,10 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--detach", action="store_true", help="return once the first video is made; i2v down stops it"
     )
     up.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="nodes on (default auto)"
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where nodes run: auto (a node per CUDA device torch sees, else CPU nodes), cpu or cuda",
     )
     up.add_argument(
         "--cpu-nodes",
@@ -82,7 +88,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.add_argument(
         "--timeout",
-        type=float,
+        type=types.seconds,
         default=READY_TIMEOUT_S,
         metavar="S",
         help=f"give up starting after S seconds (default {READY_TIMEOUT_S:g})",
@@ -166,9 +172,9 @@ def _first_video(root: Path, plan_: Plan, ctx: Context) -> report.FirstDone:
         raise StartFailed(f"the first video failed (i2v generate exited {code}); logs in {root / 'logs'}")
     seconds = ctx.clock() - began
     node = tier = ""
-    with launch.cluster_client(plan_.targets) as client:
+    with launch.cluster_client(plan_.targets) as client, contextlib.suppress(CallError):
         jobs = client.list_jobs(limit=1).jobs
-        if jobs:
+        if jobs:  # which node made it, for the report only
             node = jobs[0].node_id
             tiers = {n.node_id: n.tier for n in client.list_nodes().nodes}
             tier = tier_name(tiers[node]) if node in tiers else ""
@@ -176,8 +182,12 @@ def _first_video(root: Path, plan_: Plan, ctx: Context) -> report.FirstDone:
 
 
 def _leader(targets: list[str]) -> str:
+    """The leader's id for the report; '' when none answers just now."""
     with launch.cluster_client(targets) as client:
-        return client.cluster_status().leader_id
+        try:
+            return client.cluster_status().leader_id
+        except CallError:
+            return ""
 
 
 def _options(args: argparse.Namespace) -> Options:
