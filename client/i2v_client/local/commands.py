@@ -289,7 +289,11 @@ def cmd_up(args: argparse.Namespace, ctx: Context) -> int:
             if record is not None and (record.running() or record.supervisor.alive()):
                 ctx.err.write(report.already_running(record, shown, _i2v(), args.flags))
                 return EXIT_FAILED
-            plan_ = _prepare(args, ctx)
+            try:
+                plan_ = _prepare(args, ctx)
+            except KeyboardInterrupt:  # during the CUDA probe
+                ctx.err.write("i2v up: interrupted; nothing was started\n")
+                return EXIT_INTERRUPTED
             if plan_ is None:
                 return EXIT_USAGE
             _fresh(root, plan_)
@@ -312,18 +316,25 @@ def cmd_down(args: argparse.Namespace, ctx: Context) -> int:
     if record is None:
         ctx.out.write(f"no local cluster recorded in {report.shown(root, Path.cwd())}: nothing to stop\n")
         return EXIT_OK
+    try:
+        return _down(root, record, ctx)
+    except KeyboardInterrupt:
+        ctx.err.write(f"i2v down: interrupted; what still runs stays recorded: i2v down{args.flags}\n")
+        return EXIT_INTERRUPTED
+
+
+def _down(root: Path, record: Record, ctx: Context) -> int:
     if record.supervisor.alive():
         # A foreground `i2v up` (or one still starting) stops its own cluster, in order.
         ctx.out.write(f"asking i2v up (pid {record.supervisor.pid}) to stop the cluster\n")
         ctx.out.flush()
         launch.stop([record.supervisor], None, None, grace={"supervisor": 120.0})
     with state.locked(root):
-        record = state.read(root)
-        if record is None:
-            ctx.out.write("stopped\n")
+        left = state.read(root)
+        if left is None:
+            ctx.out.write("stopped by i2v up\n")
             return EXIT_OK
-        ended = launch.stop(record.procs, None, ctx.out)
+        ended = launch.stop(left.procs, None, ctx.out)
         state.remove(root)
     ctx.out.write("stopped:\n" + report.stopped(ended))
-    left = [p.name for p, how in ended if how.startswith("STILL")]
-    return EXIT_FAILED if left else EXIT_OK
+    return EXIT_FAILED if any(how.startswith("STILL") for _, how in ended) else EXIT_OK

@@ -101,3 +101,28 @@ def test_down_stops_the_recorded_processes_and_forgets_them(tmp_path: Path) -> N
         assert state.read(tmp_path) is None
     finally:
         sleeper.kill()
+
+
+def test_down_asks_a_foreground_up_to_stop_its_own_cluster(tmp_path: Path) -> None:
+    # stands in for a foreground `i2v up`: on SIGTERM it stops "its cluster" and forgets it
+    script = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    pathlib.Path({str(tmp_path / state.RECORD)!r}).unlink()\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    up = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert up.stdout is not None and up.stdout.readline() == "up\n"
+        stat = procinfo.read_stat(up.pid)
+        assert stat is not None
+        record = Record(Started("i2v up", "supervisor", up.pid, stat.start), detached=False, ready=True)
+        state.write(tmp_path, record)
+        code, out, _ = run(["down", "--state-dir", str(tmp_path)])
+        assert code == 0 and up.wait(5) == 0
+        assert out == f"asking i2v up (pid {up.pid}) to stop the cluster\nstopped by i2v up\n"
+    finally:
+        up.kill()
