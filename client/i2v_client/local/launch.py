@@ -83,7 +83,8 @@ class Launcher:
     def __init__(self, root: Path, record: Record, env: Mapping[str, str]) -> None:
         self.root = root
         self.record = record
-        self.env = dict(env)
+        # A server that found systemd's socket would report itself as this unit's main process.
+        self.env = {k: v for k, v in env.items() if k != "NOTIFY_SOCKET"}
         self.popens: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, proc: Proc) -> Started:

@@ -24,7 +24,7 @@ def term(*_):
     if mode != "stubborn":
         sys.exit(0)
 signal.signal(signal.SIGTERM, term)
-print(name, "up", flush=True)
+print(name, "up", "NOTIFY_SOCKET" in __import__("os").environ, flush=True)
 if mode == "crash":
     sys.exit(3)
 while True:
@@ -39,13 +39,15 @@ def child(name: str, kind: str, notes: Path, mode: str = "") -> Proc:
 @pytest.fixture
 def launcher(tmp_path: Path) -> Launcher:
     (tmp_path / "logs").mkdir()
-    return Launcher(tmp_path, Record(state.me(), detached=False), {"PATH": "/usr/bin:/bin"})
+    env = {"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": "/run/systemd/notify"}
+    return Launcher(tmp_path, Record(state.me(), detached=False), env)
 
 
 def wait_for_log(launcher: Launcher, name: str) -> None:
     path = launcher.root / "logs" / f"{name}.log"
     for _ in range(200):
         if path.exists() and "up" in path.read_text():
+            assert path.read_text().split()[:3] == [name, "up", "False"], "systemd's socket is not passed on"
             return
         time.sleep(0.02)
     raise AssertionError(f"{name} never started")
