@@ -1,7 +1,8 @@
 """The artifact store: where input images and output videos live (etcd holds only their URIs).
 
 A plain directory (or file:// URL) by default; any other URL scheme goes through fsspec, so
-`s3://bucket/prefix` works once s3fs is installed, and `memory://` serves tests of that seam.
+`s3://bucket/prefix` works through s3fs (its endpoint and credentials: `s3.py`), and `memory://`
+serves tests of that seam.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 import fsspec
+
+from i2v_common import s3
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
 
@@ -158,7 +161,8 @@ class FsspecStore:
     def __init__(self, root_url: str) -> None:
         self.root_url = root_url.rstrip("/")
         try:
-            self.fs, self._root_path = fsspec.core.url_to_fs(self.root_url)
+            options = s3.storage_options(self.root_url, os.environ)
+            self.fs, self._root_path = fsspec.core.url_to_fs(self.root_url, **options)
         except (ImportError, ValueError) as exc:
             raise ArtifactError(f"artifact store {root_url!r} is not usable here: {exc}") from exc
 
@@ -202,11 +206,12 @@ class FsspecStore:
             self.fs.rm_file(path)
 
     def create(self, name: str, data: bytes) -> bool:
-        # fsspec has no portable create-if-absent: check, then write (racy across writers).
-        path = f"{self._root_path}/{check_name(name)}"
-        if self.fs.exists(path):
+        # Exclusive where the backend has it (s3fs: a conditional put, If-None-Match: *); fsspec's
+        # fallback checks, then writes (racy across writers).
+        try:
+            self.fs.pipe_file(f"{self._root_path}/{check_name(name)}", data, mode="create")
+        except FileExistsError:
             return False
-        self.fs.pipe_file(path, data)
         return True
 
 

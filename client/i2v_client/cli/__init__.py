@@ -7,6 +7,8 @@
     i2v get     JOB --target ... [-o OUT.mp4]    one job; -o writes its video
     i2v cancel  JOB --target ...
     i2v watch   JOB --target ... [--timeout S]   progress until the job ends
+    i2v up      [--detach] [--state-dir DIR]     a whole cluster on this machine, and a first video
+    i2v down    [--state-dir DIR]                stop it
     i2v --version
 
 `--node` calls one node directly; `--target` goes through the coordinators (any of them: the client

@@ -16,6 +16,7 @@ from i2v_client.cli import types
 from i2v_client.cli.cluster import cmd_cancel, cmd_get, cmd_jobs, cmd_status, cmd_watch
 from i2v_client.cli.context import Listing
 from i2v_client.cli.generate import cmd_generate
+from i2v_client.local import commands as local
 from i2v_client.text import clip
 from i2v_contract.version import package_version
 
@@ -225,6 +226,7 @@ def build_parser(listing: Listing | None = None) -> Parser:
     status.set_defaults(run=cmd_status, subparser=status)
     _add_jobs(sub, listing)
     _add_one_job(sub)
+    local.add_commands(sub)
     return parser
 
 
@@ -232,6 +234,9 @@ def resolve_where(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     """Sets args.targets (a list, or None with --node) from checked addresses; ValueError says what
     to pass instead."""
     args.targets = None
+    if getattr(args, "local", False):  # up, down: a state dir, no addresses
+        local.resolve(args, env)
+        return
     if getattr(args, "node", None):
         args.node = check_address(args.node, "--node")
         return
