@@ -78,7 +78,7 @@ def test_without_an_earlier_commit_breaking_is_skipped_saying_so(repo: Path) -> 
         ),
         pytest.param(
             "common",
-            'option java_package = "com.github.i2vcluster.i2v.v1";',
+            'option java_package = "i2vcluster.i2v.v1";',
             'option java_package = "com.example.i2v.v1";',
             True,
             id="a-file-option",

@@ -12,7 +12,7 @@ from i2v_client.local.plan import Host, Options, Plan, plan
 from i2v_client.local.report import FirstDone
 from i2v_client.local.state import Record, Started
 
-CWD = Path("/work/project")
+CWD = Path("/home/user/project")
 HOST = Host(etcd="/usr/bin/etcd", bin_dir=Path("/venv/bin"), cpus=2, prometheus="/usr/bin/prometheus")
 
 

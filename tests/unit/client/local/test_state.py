@@ -10,7 +10,7 @@ import pytest
 from i2v_client.local import state
 from i2v_client.local.state import Record, Started
 
-CWD = Path("/work/project")
+CWD = Path("/home/user/project")
 
 
 @pytest.mark.parametrize(
