@@ -166,9 +166,7 @@ class EtcdKV:
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         watch_reconnect_s: float = 10.0,
-        observe: Callable[[str | None], None] = lambda error: None,
     ) -> None:
-        """`observe` hears each call's outcome: None if etcd answered, else the KVUnavailable message."""
         if not endpoints:
             raise ValueError("EtcdKV needs at least one endpoint (host:port)")
         if timeout <= 0:
@@ -177,7 +175,6 @@ class EtcdKV:
         self._timeout = timeout
         self._watch_reconnect_s = watch_reconnect_s
         self._current = 0
-        self._observe = observe
 
     @property
     def endpoint(self) -> str:
@@ -197,20 +194,6 @@ class EtcdKV:
             )
 
     async def _call(
-        self, what: str, attempt: Callable[[_Endpoint, _Opts], Awaitable[T]], *, mutating: bool
-    ) -> T:
-        try:
-            result = await self._attempts(what, attempt, mutating=mutating)
-        except KVUnavailable as exc:
-            self._observe(str(exc))
-            raise
-        except (LeaseLost, ValueError):  # etcd answered, with a refusal
-            self._observe(None)
-            raise
-        self._observe(None)
-        return result
-
-    async def _attempts(
         self, what: str, attempt: Callable[[_Endpoint, _Opts], Awaitable[T]], *, mutating: bool
     ) -> T:
         loop = asyncio.get_running_loop()

@@ -3,13 +3,15 @@
 `EtcdMetrics.wrap(kv)` returns a KV that records every call (watch streams excluded), so every etcd
 user in the process is counted without knowing about metrics. A call that ends KVUnavailable (no
 member answered in time, or the write's outcome is unknown) counts as an error and sets
-i2v_etcd_up to 0; any answer, a refusal included (lease not found, compacted), sets it to 1.
+i2v_etcd_up to 0; any answer, a refusal included (lease not found, compacted), sets it to 1. The
+same outcome goes to `observe` when given (the coordinator's EtcdHealth): None when etcd answered,
+else the KVUnavailable message.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -17,6 +19,7 @@ from i2v_contract.kv import KV, Compare, Delete, KeyValue, KVUnavailable, Page, 
 
 ETCD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3)
 OPS = ("get", "range", "txn", "put", "delete", "lease")
+Observe = Callable[[str | None], None]
 
 
 class EtcdMetrics:
@@ -42,8 +45,8 @@ class EtcdMetrics:
         for op in OPS:
             self.errors.labels(op)
 
-    def wrap(self, kv: KV) -> TimedKV:
-        return TimedKV(kv, self.call, errors=self.errors, up=self.up)
+    def wrap(self, kv: KV, observe: Observe | None = None) -> TimedKV:
+        return TimedKV(kv, self.call, errors=self.errors, up=self.up, observe=observe)
 
 
 class TimedKV:
@@ -51,15 +54,22 @@ class TimedKV:
     failures in i2v_etcd_errors_total{op} and i2v_etcd_up."""
 
     def __init__(
-        self, inner: KV, histogram: Histogram, *, errors: Counter | None = None, up: Gauge | None = None
+        self,
+        inner: KV,
+        histogram: Histogram,
+        *,
+        errors: Counter | None = None,
+        up: Gauge | None = None,
+        observe: Observe | None = None,
     ) -> None:
         self._inner = inner
         self._ops = {op: (histogram.labels(op), errors.labels(op) if errors else None) for op in OPS}
         self._up = up
+        self._observe = observe
 
     def _timer(self, op: str) -> _Timer:
         child, failed = self._ops[op]
-        return _Timer(child, failed, self._up)
+        return _Timer(child, failed, self._up, self._observe)
 
     async def get(self, key: str) -> KeyValue | None:
         with self._timer("get"):
@@ -117,10 +127,13 @@ class _Timer:
     """One call: observes the elapsed time on exit, also when the call raised (a timeout is a latency
     too), and whether etcd answered."""
 
-    def __init__(self, child: Histogram, errors: Counter | None, up: Gauge | None) -> None:
+    def __init__(
+        self, child: Histogram, errors: Counter | None, up: Gauge | None, observe: Observe | None
+    ) -> None:
         self._child = child
         self._errors = errors
         self._up = up
+        self._observe = observe
         self._start = 0.0
 
     def __enter__(self) -> None:
@@ -133,5 +146,10 @@ class _Timer:
                 self._errors.inc()
             if self._up is not None:
                 self._up.set(0)
-        elif self._up is not None and (exc is None or isinstance(exc, Exception)):
-            self._up.set(1)
+            if self._observe is not None:
+                self._observe(str(exc))
+        elif exc is None or isinstance(exc, Exception):  # etcd answered, maybe with a refusal
+            if self._up is not None:
+                self._up.set(1)
+            if self._observe is not None:
+                self._observe(None)

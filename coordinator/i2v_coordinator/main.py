@@ -252,9 +252,9 @@ def _control_plane(
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
     etcd = EtcdHealth(config.etcd)  # both clients report to it; the lease keepalive every second
-    kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe))
+    kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
     cleanup.push_async_callback(kv.close)
-    lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s, observe=etcd.observe))
+    lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
     cleanup.push_async_callback(lease_kv.close)
     calls = GrpcNodeCalls()
     cleanup.push_async_callback(calls.close)

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.kv_metrics import EtcdMetrics
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
@@ -54,7 +56,9 @@ class InProcessCoordinator:
 
     async def start(self) -> InProcessCoordinator:
         self.etcd_health = EtcdHealth(self.endpoints)
-        self.kv = EtcdKV(self.endpoints, observe=self.etcd_health.observe)
+        self.kv = EtcdMetrics(CollectorRegistry()).wrap(
+            EtcdKV(self.endpoints), observe=self.etcd_health.observe
+        )
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_send_message_length", 80 * MIB),

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.kv_metrics import EtcdMetrics
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator.etcdhealth import EtcdHealth
@@ -42,9 +44,10 @@ def test_a_long_etcd_error_is_cut() -> None:
     assert 300 < len(health.error) < 450 and "… (5000 characters))" in health.error
 
 
-async def test_etcd_kv_reports_each_calls_outcome() -> None:
+async def test_the_etcd_client_reports_each_calls_outcome() -> None:
     seen: list[str | None] = []
-    kv = EtcdKV(["127.0.0.1:1"], timeout=0.3, observe=seen.append)  # nothing listens on port 1
+    # Nothing listens on port 1.
+    kv = EtcdMetrics(CollectorRegistry()).wrap(EtcdKV(["127.0.0.1:1"], timeout=0.3), observe=seen.append)
     try:
         with pytest.raises(KVUnavailable):
             await kv.get("/k")
