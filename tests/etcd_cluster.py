@@ -32,10 +32,29 @@ def etcd_binary() -> str | None:
     return os.environ.get("ETCD_BIN") or shutil.which("etcd")
 
 
+# Ports handed out come from below the kernel's ephemeral range (32768-60999 on Linux), so a server
+# that binds port 0, or a client's outgoing connection, can never take one between our pick and
+# its bind. Each test process walks its own slice, starting from its pid, and never repeats a port.
+_PICK_LOW, _PICK_HIGH = 20_000, 32_000
+_picked: set[int] = set()
+_next = [_PICK_LOW + (os.getpid() * 97) % (_PICK_HIGH - _PICK_LOW)]
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now and that this process has not handed out before."""
+    for _ in range(_PICK_HIGH - _PICK_LOW):
+        port = _next[0]
+        _next[0] = _PICK_LOW + (port + 1 - _PICK_LOW) % (_PICK_HIGH - _PICK_LOW)
+        if port in _picked:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _picked.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_PICK_LOW}-{_PICK_HIGH}")
 
 
 @dataclass
