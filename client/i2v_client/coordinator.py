@@ -28,6 +28,10 @@ time its image needs to upload at `RetryPolicy.upload_floor_bps` (1 MiB/s), so a
 taken for a frozen peer. Channels send gRPC keepalive pings (every 10 s, 5 s to answer): a dead
 connection fails by itself.
 
+`token` (or `with_token`, a view sharing the channels, for a server that calls on behalf of many
+clients) is sent as `authorization: Bearer <token>` on every call, for coordinators started with
+--tokens-file: a missing or unknown one is UNAUTHENTICATED, another client's job PERMISSION_DENIED.
+
 Heartbeats are for liveness only: `watch` and `generate` never pass them to `on_event`, so SDK
 users and the progress bar see only real state, progress and final events.
 """
@@ -39,6 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 from i2v_client.addresses import parse_targets
+from i2v_client.bearer import TokenStubs, token_metadata
 from i2v_client.channels import CoordinatorChannels, StubSource
 from i2v_client.download import Destination, Downloaded, ProgressCallback, download
 from i2v_client.failover import Failover
@@ -57,13 +62,29 @@ class CoordinatorClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         stubs: StubSource | None = None,
+        token: str | None = None,
     ) -> None:
-        """`stubs` says how to reach one address (default: a keepalive gRPC channel each)."""
+        """`stubs` says how to reach one address (default: a keepalive gRPC channel each); `token`
+        is presented on every call (ValueError if it cannot be a token)."""
         self.policy = policy or RetryPolicy()
         self._clock = clock
-        self._stubs = stubs or CoordinatorChannels()
+        self._sleep = sleep
+        self._stubs = TokenStubs(stubs or CoordinatorChannels(), token_metadata(token), owns=True)
         self._failover = Failover(
             parse_targets(targets, "coordinator address"), self.policy, self._stubs, sleep, clock
+        )
+
+    def with_token(self, token: str | None) -> CoordinatorClient:
+        """A client presenting `token` instead, over this client's channels (closing it leaves them
+        open; they close with this client)."""
+        shared = TokenStubs(self._stubs.inner, (), owns=False)
+        return CoordinatorClient(
+            list(self.targets),
+            policy=self.policy,
+            sleep=self._sleep,
+            clock=self._clock,
+            stubs=shared,
+            token=token,
         )
 
     @property

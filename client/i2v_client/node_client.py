@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import grpc
 
 from i2v_client.addresses import check_address
+from i2v_client.bearer import token_metadata
 from i2v_client.channels import Reach, open_channel, wait_connected
 from i2v_client.download import save_inline
 from i2v_client.errors import CallError
@@ -91,8 +92,10 @@ class NodeClient:
     """Direct calls to one node (no coordinator). The address is checked at once (ValueError); a call
     to a node that does not connect within `connect_timeout_s` fails UNAVAILABLE saying so."""
 
-    def __init__(self, target: str, *, connect_timeout_s: float = 2.0) -> None:
+    def __init__(self, target: str, *, connect_timeout_s: float = 2.0, token: str | None = None) -> None:
+        """`token` is presented on every call, for nodes started with --tokens-file."""
         self.target = check_address(target, "node address")
+        self._metadata = token_metadata(token)
         self._connect_timeout_s = connect_timeout_s
         self._channel = open_channel(self.target)
         self._stub = node_pb2_grpc.NodeStub(self._channel)
@@ -108,13 +111,17 @@ class NodeClient:
     ) -> GenerateCall:
         self._connect(timeout)
         # A standalone run: job_id, attempt and epoch are set only by a coordinator's dispatch.
-        call = self._stub.Generate(node_pb2.NodeGenerateRequest(request=request), timeout=timeout)
+        call = self._stub.Generate(
+            node_pb2.NodeGenerateRequest(request=request), timeout=timeout, metadata=self._metadata
+        )
         return GenerateCall(call, self.target)
 
     def cancel(self, job_id: str = "", *, timeout: float = 10.0) -> bool:
         self._connect(timeout)
         try:
-            response = self._stub.Cancel(node_pb2.NodeCancelRequest(job_id=job_id), timeout=timeout)
+            response = self._stub.Cancel(
+                node_pb2.NodeCancelRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
+            )
         except grpc.RpcError as err:
             raise CallError.from_rpc(err, self.target) from None
         return bool(response.cancelled)
@@ -122,7 +129,9 @@ class NodeClient:
     def status(self, *, timeout: float = 10.0) -> node_pb2.NodeStatus:
         self._connect(timeout)
         try:
-            status: node_pb2.NodeStatus = self._stub.Status(node_pb2.NodeStatusRequest(), timeout=timeout)
+            status: node_pb2.NodeStatus = self._stub.Status(
+                node_pb2.NodeStatusRequest(), timeout=timeout, metadata=self._metadata
+            )
         except grpc.RpcError as err:
             raise CallError.from_rpc(err, self.target) from None
         return status

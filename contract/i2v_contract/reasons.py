@@ -34,6 +34,12 @@ class Reason(enum.StrEnum):
     NO_ARTIFACT = "NO_ARTIFACT"  # FAILED_PRECONDITION: no such download (yet); metadata job_id, state
     ARTIFACT_MISSING = "ARTIFACT_MISSING"  # NOT_FOUND: the store lost an artifact (metadata uri)
     ARTIFACT_CHANGED = "ARTIFACT_CHANGED"  # DATA_LOSS: stored bytes other than those written (metadata uri)
+    # Authentication and per-client limits (coordinator and node).
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # UNAUTHENTICATED: no token, or one the server does not know
+    NOT_PERMITTED = "NOT_PERMITTED"  # PERMISSION_DENIED: not the caller's job (or none), or admins only
+    CLIENT_QUOTA = "CLIENT_QUOTA"  # RESOURCE_EXHAUSTED: the client's queued jobs at --max-queued-per-client
+    SUBMIT_RATE = "SUBMIT_RATE"  # RESOURCE_EXHAUSTED: over --submit-rate; RetryInfo says when
+    STREAM_LIMIT = "STREAM_LIMIT"  # RESOURCE_EXHAUSTED: the client's streams at --max-streams-per-client
     # Node.
     NODE_LOADING = "NODE_LOADING"  # UNAVAILABLE: the model is still loading
     NODE_DRAINING = "NODE_DRAINING"  # UNAVAILABLE: shutting down; use another node
@@ -49,6 +55,8 @@ class Reason(enum.StrEnum):
 RETRY_AFTER_S: Mapping[Reason, float] = {
     Reason.NO_LEADER: 1.0,  # as its message says: "retry in a second"
     Reason.QUEUE_FULL: 5.0,
+    Reason.CLIENT_QUOTA: 5.0,
+    Reason.STREAM_LIMIT: 1.0,
     Reason.ETCD_UNAVAILABLE: 1.0,
     Reason.STORE_UNAVAILABLE: 1.0,
     Reason.NODE_LOADING: 5.0,

@@ -6,12 +6,16 @@ answering. Admission is exact under concurrent Submits: the queue slot is reserv
 synchronous step as the check (only the leader admits, so an in-process count of queued jobs plus
 submissions in flight is the whole queue) and released when the submission ends, stored or not. The
 request id is the job id: the same id with the same request returns the existing job, with a
-different request ALREADY_EXISTS.
+different request ALREADY_EXISTS. With tokens, the job is stamped with its owner and an id is
+one owner's: another client's identical request under it is a different request (quotas.py holds
+the per-client submit rate and queued-job quota checked here, the quota in the same step as the
+queue bound).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -23,6 +27,7 @@ from typing import Protocol
 import grpc
 
 from i2v_common.artifacts import ArtifactError, ArtifactStore
+from i2v_contract import auth
 from i2v_contract.ids import check_model_name, check_request_id, quote
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits, Normalized, decode_image
@@ -31,6 +36,7 @@ from i2v_contract.reasons import ErrorDetails, Reason, details, field_details
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator import jobs
 from i2v_coordinator.jobstore import IdConflict, JobStore
+from i2v_coordinator.quotas import Quotas, Refusal
 from i2v_coordinator.records import JobRecord, request_digest
 from i2v_coordinator.routing import Admission, AdmissionKind, JobNeed, NodeView, admit
 from i2v_coordinator.sizing import Adverts, ArchCache, job_need
@@ -72,6 +78,8 @@ _METRIC_REASONS = {
     Reason.NO_NODE_FITS.value: "too_large",
     Reason.STORE_UNAVAILABLE.value: "store_unavailable",
     Reason.ETCD_UNAVAILABLE.value: "etcd_unavailable",
+    Reason.CLIENT_QUOTA.value: "client_quota",
+    Reason.SUBMIT_RATE.value: "submit_rate",
 }
 
 
@@ -88,6 +96,14 @@ class Queue(Protocol):
     def queue_depth(self) -> int: ...
 
     def wake(self) -> None: ...
+
+
+def _refuse_over(refusal: Refusal | None) -> None:
+    """Refused (RESOURCE_EXHAUSTED with RetryInfo) when a per-client limit said no."""
+    if refusal is not None:
+        log.info("submit rejected: %s", refusal.message)
+        info = ErrorDetails(refusal.reason.value, {}, (), refusal.retry_after_s)
+        raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message, info)
 
 
 def image_ext(data: bytes) -> str:
@@ -111,8 +127,10 @@ class Intake:
         clock: Callable[[], float] = time.time,
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
         metrics: SubmitMetrics | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.metrics: SubmitMetrics = metrics or _NoMetrics()
+        self.quotas = quotas or Quotas()
         self._store = store
         self._nodes = nodes
         self._queue = queue
@@ -122,22 +140,31 @@ class Intake:
         self._clock = clock
         self._random_seed = random_seed
         self.admitting = 0  # admitted submissions not yet in the job table (or failed)
+        self._admitting_of: collections.Counter[str] = collections.Counter()  # the same, per owner
 
-    async def submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
+    async def submit(
+        self, request: coordinator_pb2.SubmitRequest, term: Term, who: auth.Principal = auth.OPEN
+    ) -> tuple[JobRecord, bool]:
         """The stored job and whether this call created it; Refused, or Fenced once `term` is over."""
         try:
-            return await self._submit(request, term)
+            return await self._submit(request, term, who)
         except Refused as err:
             self.metrics.rejected(err.reason)
             raise
 
-    async def _submit(self, request: coordinator_pb2.SubmitRequest, term: Term) -> tuple[JobRecord, bool]:
+    def _queued_of(self, owner: str) -> int:
+        queued = sum(1 for r in self._store.table.queued() if r.owner == owner)
+        return queued + self._admitting_of[owner]
+
+    async def _submit(
+        self, request: coordinator_pb2.SubmitRequest, term: Term, who: auth.Principal
+    ) -> tuple[JobRecord, bool]:
         try:
             check_request_id(request.request_id)  # the front door checked it already; Intake may stand alone
         except FieldError as err:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, err.message, field_details(err)) from None
         job_id = request.request_id or uuid.uuid4().hex
-        digest = request_digest(request.request)
+        digest = request_digest(request.request, who.name)
         existing = self._store.table.get(job_id)  # open, or finished here lately (older: store.submit)
         if existing is not None:
             if existing.digest != digest:
@@ -147,6 +174,7 @@ class Intake:
                     details(Reason.REQUEST_ID_CONFLICT, request_id=job_id),
                 )
             return existing, False
+        _refuse_over(self.quotas.submit(who))  # new jobs only: a retry or re-attach costs nothing
         gen = request.request
         norm = await self._normalized(job_id, gen)
         nodes = self._nodes.snapshot()
@@ -157,12 +185,17 @@ class Intake:
         admission = admit(need, nodes, self._queue.queue_depth() + self.admitting, self._queue.max_queue)
         if not admission.accepted:
             return await self._refuse(job_id, digest, admission)
-        # No await between the check and the reservation: that is what makes the bound exact.
+        _refuse_over(self.quotas.queued(who, self._queued_of(who.name)))
+        # No await between the checks and the reservation: that is what makes the bounds exact.
         self.admitting += 1
+        self._admitting_of[who.name] += 1
         try:
-            return await self._store_job(job_id, digest, gen, norm, need, term, admission.message)
+            return await self._store_job(job_id, digest, gen, norm, need, term, admission.message, who)
         finally:
             self.admitting -= 1
+            self._admitting_of[who.name] -= 1
+            if self._admitting_of[who.name] <= 0:
+                del self._admitting_of[who.name]
 
     async def _normalized(self, job_id: str, gen: common_pb2.GenerationRequest) -> Normalized:
         try:
@@ -196,6 +229,7 @@ class Intake:
         need: JobNeed,
         term: Term,
         admitted: str,
+        who: auth.Principal,
     ) -> tuple[JobRecord, bool]:
         """Store the image and commit the job (its queue slot is reserved by the caller)."""
         name = f"jobs/{job_id}/input-{digest[:16]}.{image_ext(gen.image)}"
@@ -208,7 +242,7 @@ class Intake:
                 details(Reason.STORE_UNAVAILABLE),
             ) from None
         view = jobs.new_job(job_id, need.required_bytes, need.required_tier, norm.model, self._clock())
-        record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest)
+        record = JobRecord(view, stored_request(norm, input_uri), input_uri, digest, owner=who.name)
         try:
             stored, created = await self._store.submit(record, term.epoch)
         except IdConflict as err:
@@ -224,6 +258,7 @@ class Intake:
                 "retry with the same request_id (idempotent)",
                 details(Reason.ETCD_UNAVAILABLE),
             ) from None
-        log.info("submit %s %s: %s", job_id, "created" if created else "already known", admitted)
+        by = f" for {who.name}" if who.name else ""
+        log.info("submit %s%s %s: %s", job_id, by, "created" if created else "already known", admitted)
         self._queue.wake()
         return stored, created

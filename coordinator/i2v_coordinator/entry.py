@@ -3,8 +3,10 @@ health names that tell a coordinator that is alive from the one that leads.
 
 `install` adds the servicer through i2v_common.handlers (unparseable requests are INVALID_ARGUMENT
 there), and `FrontDoor.wrap` puts each job call through frontdoor.py's decisions before the
-servicer sees it: the field check, then local, forwarded (forwarder.py) or refused. A forwarded
-answer is the leader's bytes, so the handlers' response serializers pass bytes through unchanged.
+servicer sees it: the caller's token (with --tokens-file: UNAUTHENTICATED here, before any hop),
+the field check, then local, forwarded (forwarder.py, the caller's `authorization` going along so
+the leader decides on the same identity) or refused. A forwarded answer is the leader's bytes, so
+the handlers' response serializers pass bytes through unchanged.
 
 Health (grpc.health.v1) on every coordinator:
 - "" and `i2v.v1.Coordinator`: SERVING from start until drain, on the leader and on standbys alike
@@ -26,6 +28,7 @@ from i2v_common.handlers import Handler, add_servicer, rebuild
 from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.wire import coordinator_pb2
+from i2v_coordinator.access import Access
 from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.forwarder import Forwarder
 from i2v_coordinator.frontdoor import (
@@ -71,8 +74,11 @@ def _passthrough(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
 
 
 class FrontDoor:
-    def __init__(self, leadership: DoorLeadership, dispatcher: InTerm, etcd: EtcdHealth) -> None:
+    def __init__(
+        self, leadership: DoorLeadership, dispatcher: InTerm, etcd: EtcdHealth, access: Access | None = None
+    ) -> None:
         self._leadership = leadership
+        self._access = access or Access()
         self._dispatcher = dispatcher
         self._etcd = etcd
         self.forwarder = Forwarder(leadership, leadership.member_id)
@@ -99,6 +105,7 @@ class FrontDoor:
         )
 
     async def _admit(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Routing:
+        await self._access.who(context)
         routing = self.routing(method, request, context)
         if isinstance(routing, str):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, routing)

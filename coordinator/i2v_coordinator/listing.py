@@ -5,7 +5,8 @@ then finished ones newest first from a read of at most about 4 x `limit` history
 (JobStore.history_page); the state filter applies within that read, so a page may be short. A page
 also ends before its jobs add up to more than PAGE_BYTES serialized, so no ListJobs answer nears
 gRPC's default 4 MiB message limit however long the prompts. Page tokens are opaque to clients:
-base64 of the phase and the last key (cursor) the page covered.
+base64 of the phase and the last key (cursor) the page covered. With `owner` set (a client, not an
+admin, when tokens are on) only that client's jobs are kept, filtered like the states.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ async def list_page(
     after: str,
     size_of: Callable[[JobRecord], int] = lambda record: 0,
     budget: int = PAGE_BYTES,
+    *,
+    owner: str | None = None,
 ) -> tuple[list[JobRecord], str]:
     """One page and the token of the next ("" when none). `leading`: the open jobs come from the
     leader's table instead of a read of jobs/. The page ends early where the jobs' `size_of` would
@@ -119,7 +122,11 @@ async def list_page(
     out: list[JobRecord] = []
     if phase == OPEN:
         if not states or states & _OPEN_STATES:
-            records = store.table.jobs.values() if leading else await store.open_records()
+            records: Iterable[JobRecord] = (
+                store.table.jobs.values() if leading else await store.open_records()
+            )
+            if owner is not None:
+                records = [r for r in records if r.owner == owner]
             newest, more = newest_open(records, states, limit, after)
             out = within(newest, size_of, budget)
             if more or len(out) < len(newest):
@@ -132,7 +139,7 @@ async def list_page(
     entries, more = await store.history_page(after, limit - len(out))
     budget -= sum(size_of(r) for r in out)
     for key, record in entries:
-        if states and record.view.state not in states:
+        if (states and record.view.state not in states) or (owner is not None and record.owner != owner):
             after = key
             continue
         budget -= size_of(record)

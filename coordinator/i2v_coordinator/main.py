@@ -32,6 +32,7 @@ from i2v_common.store_identity import StoreMismatch, publish
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
+from i2v_coordinator import authflags
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.entry import SERVICE, FrontDoor, publish_leader_health
@@ -71,6 +72,7 @@ class CoordinatorConfig:
     log_level: str
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_interval_s: float = 60.0
+    access: authflags.AccessConfig = field(default_factory=authflags.AccessConfig)
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -144,6 +146,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         help="how often the leader sweeps finished jobs past retention (default 60s; sooner while a "
         "full batch was due)",
     )
+    authflags.add_arguments(p)
     a = p.parse_args(argv)
     if not a.retention_interval > 0:
         p.error(f"--retention-interval must be > 0, got {a.retention_interval:g}")
@@ -174,6 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         log_level=a.log_level,
         retention=RetentionPolicy(a.retention_max_age, a.retention_max_jobs),
         retention_interval_s=a.retention_interval,
+        access=authflags.from_args(a),
     )
 
 
@@ -256,7 +260,11 @@ def _control_plane(
     cleanup.push_async_callback(kv.close)
     lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
     cleanup.push_async_callback(lease_kv.close)
-    calls = GrpcNodeCalls()
+    try:
+        access, dispatch_token = authflags.open_access(config.access, metrics)
+    except ValueError as err:
+        raise StartupError(str(err)) from None
+    calls = GrpcNodeCalls(metadata=dispatch_token.metadata if dispatch_token else None)
     cleanup.push_async_callback(calls.close)
     registry = NodeRegistry(kv, keys)
     cleanup.push_async_callback(registry.stop)
@@ -283,9 +291,17 @@ def _control_plane(
     )
     leadership.on_started_leading(sweeper.lead)  # sweeps only while leading, cancelled with the term
     servicer = CoordinatorServicer(
-        leadership, registry, store, dispatcher, hub, edges.artifacts, etcd=etcd, metrics=metrics
+        leadership,
+        registry,
+        store,
+        dispatcher,
+        hub,
+        edges.artifacts,
+        etcd=etcd,
+        metrics=metrics,
+        access=access,
     )
-    door = FrontDoor(leadership, dispatcher, etcd)
+    door = FrontDoor(leadership, dispatcher, etcd, access)
     cleanup.push_async_callback(door.forwarder.close)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer, door)
 

@@ -38,7 +38,11 @@ REJECTIONS = (
     "no_leader",
     "store_unavailable",
     "etcd_unavailable",
+    "client_quota",
+    "submit_rate",
 )
+# Why a call was refused for who made it (access.AccessMetrics); never a client name or a token.
+ACCESS_REFUSALS = ("unauthenticated", "permission_denied", "stream_limit")
 FINISHED = (
     ("succeeded", Code.OK),
     ("cancelled", Code.CANCELLED),
@@ -89,6 +93,12 @@ class CoordinatorMetrics:
             ["reason"],
             registry=r,
         )
+        self._access_refused = Counter(
+            "i2v_coordinator_access_refusals",
+            "Calls refused for their caller, by reason: " + ", ".join(ACCESS_REFUSALS),
+            ["reason"],
+            registry=r,
+        )
         self._dispatch_retries = Counter(
             "i2v_dispatch_retries",
             "Dispatches given back to the queue (node refused, unreachable)",
@@ -107,6 +117,8 @@ class CoordinatorMetrics:
             self._finished.labels(state, code.name)
         for reason in REJECTIONS:
             self._rejected.labels(reason)
+        for reason in ACCESS_REFUSALS:
+            self._access_refused.labels(reason)
         for kind in FailureKind:
             self._node_cooldowns.labels(kind.value)
 
@@ -185,6 +197,9 @@ class CoordinatorMetrics:
 
     def rejected(self, reason: str) -> None:
         self._rejected.labels(reason).inc()
+
+    def access_refused(self, reason: str) -> None:
+        self._access_refused.labels(reason).inc()
 
     # ---- dispatcher (dispatcher.DispatchMetrics) ----
 

@@ -11,7 +11,7 @@ node's channel is rebuilt (a half-dead connection costs at most one attempt).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Protocol
 
 import grpc
@@ -51,7 +51,14 @@ class NodeCalls(Protocol):
 class GrpcNodeCalls:
     """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive."""
 
-    def __init__(self, cancel_timeout_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        cancel_timeout_s: float = 3.0,
+        *,
+        metadata: Callable[[], Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
+        """`metadata`: what every call presents (the dispatch token for nodes with --tokens-file)."""
+        self._metadata = metadata or (lambda: ())
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
         self._cancel_timeout_s = cancel_timeout_s
@@ -69,7 +76,7 @@ class GrpcNodeCalls:
     async def generate(
         self, addr: str, request: node_pb2.NodeGenerateRequest
     ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
-        call = self._stub(addr).Generate(request)
+        call = self._stub(addr).Generate(request, metadata=tuple(self._metadata()))
         try:
             async for event in call:
                 yield event
@@ -81,7 +88,9 @@ class GrpcNodeCalls:
     async def cancel(self, addr: str, job_id: str) -> bool:
         try:
             response = await self._stub(addr).Cancel(
-                node_pb2.NodeCancelRequest(job_id=job_id), timeout=self._cancel_timeout_s
+                node_pb2.NodeCancelRequest(job_id=job_id),
+                timeout=self._cancel_timeout_s,
+                metadata=tuple(self._metadata()),
             )
         except grpc.aio.AioRpcError as err:
             raise NodeCallError(err.code(), err.details() or "") from None

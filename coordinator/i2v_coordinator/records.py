@@ -3,7 +3,8 @@ the nodes' claims/ and results/ records.
 
 A job record holds the pure `jobs.JobView` fields, the normalised request (image bytes removed,
 `image_uri` set), the input URI and the digest of the client's original request, which makes a
-retried submit idempotent; history/ records also embed the accepted result. The coordinator is the
+retried submit idempotent, and the owner (the client that submitted it, when tokens are on);
+history/ records also embed the accepted result. The coordinator is the
 only reader and writer of jobs/ and history/; claims/ and results/ follow i2v_contract.keys.
 """
 
@@ -33,6 +34,7 @@ class JobRecord:
     digest: str  # of the client's original SubmitRequest.request
     mod_revision: int = 0  # from etcd, not stored in the value
     result: common_pb2.Result | None = None  # finished jobs: the accepted result, embedded in history/
+    owner: str = ""  # the client that submitted it ("" without authentication)
 
     @property
     def job_id(self) -> str:
@@ -45,8 +47,13 @@ class StoredResult:
     result: common_pb2.Result  # what the node reported (no inline video)
 
 
-def request_digest(request: common_pb2.GenerationRequest) -> str:
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+def request_digest(request: common_pb2.GenerationRequest, owner: str = "") -> str:
+    """The request's identity for idempotent submits; with an owner, another client's identical
+    request is a different one (its request_id is taken, ALREADY_EXISTS), never the same job."""
+    digest = hashlib.sha256(request.SerializeToString(deterministic=True))
+    if owner:
+        digest.update(b"\0owner:" + owner.encode())
+    return digest.hexdigest()
 
 
 def _b64(message: common_pb2.GenerationRequest | common_pb2.Result) -> str:
@@ -63,6 +70,8 @@ def encode_job(record: JobRecord) -> bytes:
     }
     if record.result is not None:
         data["result"] = _b64(record.result)
+    if record.owner:
+        data["owner"] = record.owner
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -73,7 +82,13 @@ def decode_job(kv: KeyValue) -> JobRecord:
     request = common_pb2.GenerationRequest.FromString(base64.b64decode(data["request"]))
     result = common_pb2.Result.FromString(base64.b64decode(data["result"])) if "result" in data else None
     return JobRecord(
-        view, request, data.get("input_uri", ""), data.get("digest", ""), kv.mod_revision, result
+        view,
+        request,
+        data.get("input_uri", ""),
+        data.get("digest", ""),
+        kv.mod_revision,
+        result,
+        str(data.get("owner", "")),
     )
 
 

@@ -17,6 +17,9 @@ can tell a quiet job from a frozen coordinator and move on when the stream goes 
 Results go by reference: the final event of Watch and Generate, and Get, carry the Result with
 `artifact_uri`, `video_size` and `sha256`, never the bytes (a video can be far over gRPC's default
 4 MiB message limit); the client fetches them with Download.
+
+With a tokens file (access.py) every call needs a known token: a client sees, follows, downloads
+and cancels its own jobs only, and lists only those; ClusterStatus and ListNodes need an admin.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import grpc
 from i2v_common import errors
 from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_contract import auth
 from i2v_contract.ids import check_job_id, quote
 from i2v_contract.kv import KVUnavailable
 from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Limits
@@ -41,6 +45,7 @@ from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
 from i2v_coordinator import jobs, listing, statusview, transfer
+from i2v_coordinator.access import Access
 from i2v_coordinator.admission import Intake, Nodes, Refused, SubmitMetrics
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.etcdhealth import EtcdHealth
@@ -98,6 +103,7 @@ def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinat
         error_code=view.error_code,
         input_uri=record.input_uri,
         request=record.request,
+        owner=record.owner,
     )
     if event.HasField("result"):
         job.result.CopyFrom(event.result)
@@ -133,8 +139,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         random_seed: Callable[[], int] = lambda: uuid.uuid4().int % (RANDOM_SEED_MAX + 1),
         etcd: EtcdHealth | None = None,
         metrics: SubmitMetrics | None = None,
+        access: Access | None = None,
     ) -> None:
         self._leadership = leadership
+        self._access = access or Access()
         self._etcd = etcd or EtcdHealth(())
         self._registry = registry
         self._store = store
@@ -150,8 +158,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             clock=clock,
             random_seed=random_seed,
             metrics=metrics,
+            quotas=self._access.quotas,
         )
-        self._downloads = transfer.Downloads(store, artifacts, self._not_found)
+        self._downloads = transfer.Downloads(store, artifacts, self._not_found, self._access)
         if not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
         self._heartbeat_s = heartbeat_interval
@@ -179,7 +188,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             await self._not_leader(context)
         return term
 
-    async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+    async def _record(
+        self,
+        job_id: str,
+        context: grpc.aio.ServicerContext,
+        who: auth.Principal = auth.OPEN,
+        action: auth.Action = auth.Action.GET,
+    ) -> JobRecord:
+        """The job, if `who` may `action` it (PERMISSION_DENIED, the same for a missing job, if not)."""
         try:
             check_job_id("job_id", job_id)  # checked at the front door too; no key is built from it
         except FieldError as err:
@@ -197,6 +213,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 )
             except ValueError as exc:  # a stored record that does not decode: retrying cannot help
                 await context.abort(grpc.StatusCode.DATA_LOSS, f"job {job_id}'s record is unreadable: {exc}")
+        await self._access.job(who, action, job_id, None if record is None else record.owner, context)
         if record is None:
             await self._not_found(job_id, context)
         assert record is not None
@@ -221,7 +238,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     # --- Submit -----------------------------------------------------------------------------
 
     async def _submit(
-        self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+        self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext, who: auth.Principal
     ) -> tuple[JobRecord, bool]:
         try:
             term = await self._term(context)
@@ -229,7 +246,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             self._intake.metrics.rejected("no_leader")
             raise
         try:
-            return await self._intake.submit(request, term)
+            return await self._intake.submit(request, term, who)
         except Refused as err:
             await errors.abort(context, err.code, err.message, err.details)
         except Fenced as err:
@@ -239,7 +256,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Submit(
         self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.SubmitResponse:
-        record, created = await self._submit(request, context)
+        record, created = await self._submit(request, context, await self._access.who(context))
         return coordinator_pb2.SubmitResponse(
             job_id=record.job_id,
             state=coordinator_pb2.JobState.ValueType(record.view.state),
@@ -250,13 +267,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     # --- Watch / Generate -------------------------------------------------------------------
 
     async def _follow(
-        self, job_id: str, context: grpc.aio.ServicerContext
+        self, job_id: str, context: grpc.aio.ServicerContext, who: auth.Principal
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
         """The job's current state, then its events until the final one, with a heartbeat after
         every `heartbeat_interval` of silence (the hub's order is kept: a heartbeat is only sent
         when no event is waiting)."""
         with self._hub.subscribe(job_id) as sub:
-            record = await self._record(job_id, context)
+            record = await self._record(job_id, context, who, auth.Action.WATCH)
             current = job_event(record, self._store.table)
             if record.view.final:
                 yield await self._with_size(current)
@@ -298,31 +315,37 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Watch(
         self, request: coordinator_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
+        who = await self._access.who(context)
         await self._term(context)
-        async for event in self._follow(request.job_id, context):
-            yield event
+        async with self._access.stream(who, context):
+            async for event in self._follow(request.job_id, context, who):
+                yield event
 
     async def Generate(
         self, request: coordinator_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[coordinator_pb2.JobEvent]:
-        record, _ = await self._submit(request, context)
-        async for event in self._follow(record.job_id, context):
-            yield event
+        who = await self._access.who(context)
+        async with self._access.stream(who, context):
+            record, _ = await self._submit(request, context, who)
+            async for event in self._follow(record.job_id, context, who):
+                yield event
 
     # --- Get / Cancel -----------------------------------------------------------------------
 
     async def Get(
         self, request: coordinator_pb2.GetRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.Job:
+        who = await self._access.who(context)
         await self._term(context)
-        record = await self._record(request.job_id, context)
+        record = await self._record(request.job_id, context, who, auth.Action.GET)
         return job_message(record, await self._with_size(job_event(record, self._store.table)))
 
     async def Cancel(
         self, request: coordinator_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.Job:
+        who = await self._access.who(context)
         await self._term(context)
-        await self._record(request.job_id, context)
+        await self._record(request.job_id, context, who, auth.Action.CANCEL)
         try:
             record = await self._dispatcher.cancel(request.job_id)
         except Fenced as err:
@@ -351,6 +374,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def ListJobs(
         self, request: coordinator_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListJobsResponse:
+        owner = auth.list_owner(await self._access.who(context))
         try:
             limit = listing.list_limit(request.limit)
             states = listing.state_filter(request.states)
@@ -368,7 +392,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
         try:
             records, token = await listing.list_page(
-                self._store, leading, states, limit, phase, after, size_of
+                self._store, leading, states, limit, phase, after, size_of, owner=owner
             )
         except (KVUnavailable, ValueError) as exc:
             await errors.abort(
@@ -382,6 +406,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def ListNodes(
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
+        await self._access.fleet(await self._access.who(context), context)
         running = {r.view.node_id: r.job_id for r in self._store.table.active()}
         nodes = statusview.node_infos(
             self._registry.snapshot(), running, self._dispatcher.node_health, self._registry.records()
@@ -391,6 +416,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def ClusterStatus(
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ClusterStatusResponse:
+        await self._access.fleet(await self._access.who(context), context)
         try:
             roster, states = await self._cluster_view()
         except ValueError as exc:  # an unreadable record
@@ -432,5 +458,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Download(
         self, request: coordinator_pb2.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[coordinator_pb2.DownloadResponse]:
-        async for response in self._downloads.serve(request, context):
-            yield response
+        who = await self._access.who(context)
+        async with self._access.stream(who, context):
+            async for response in self._downloads.serve(request, context, who):
+                yield response

@@ -4,7 +4,8 @@ Any coordinator serves it, standbys included: it needs only the job's record (re
 from a possibly stale table) and the artifact store every coordinator shares. The artifact is read
 one piece (1 MiB) at a time with a ranged read, the next piece while the last one is being sent, so
 a download holds at most two pieces in memory whatever the artifact's size. What to send is decided
-in download.py.
+in download.py. With a tokens file, only the job's owner or an admin gets its bytes (access.py),
+on a standby too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import grpc
 from i2v_common import errors
 from i2v_common.artifacts import ArtifactError, ArtifactMissing, ArtifactStore
 from i2v_common.status import to_grpc
+from i2v_contract import auth
 from i2v_contract.ids import check_job_id
 from i2v_contract.keys import DoneRecord
 from i2v_contract.kv import KVUnavailable
@@ -28,6 +30,7 @@ from i2v_contract.limits import FieldError
 from i2v_contract.reasons import ErrorDetails, Reason, details, field_details
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator import download
+from i2v_coordinator.access import Access
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.records import JobRecord, decode_job
 
@@ -53,15 +56,21 @@ NotFound = Callable[[str, grpc.aio.ServicerContext], Awaitable[NoReturn]]
 
 
 class Downloads:
-    def __init__(self, store: JobStore, artifacts: ArtifactStore, not_found: NotFound) -> None:
+    def __init__(
+        self, store: JobStore, artifacts: ArtifactStore, not_found: NotFound, access: Access | None = None
+    ) -> None:
         self._store = store
+        self._access = access or Access()
         self._artifacts = artifacts
         self._not_found = not_found  # the servicer's NOT_FOUND for a job id (retention's tombstone)
 
     async def serve(
-        self, request: coordinator_pb2.DownloadRequest, context: grpc.aio.ServicerContext
+        self,
+        request: coordinator_pb2.DownloadRequest,
+        context: grpc.aio.ServicerContext,
+        who: auth.Principal = auth.OPEN,
     ) -> AsyncIterator[coordinator_pb2.DownloadResponse]:
-        src, size, start, end, digest = await self._plan(request, context)
+        src, size, start, end, digest = await self._plan(request, context, who)
         yield coordinator_pb2.DownloadResponse(
             total_size=size, sha256=digest, mime_type=src.mime_type, offset=start
         )
@@ -100,7 +109,7 @@ class Downloads:
         return await asyncio.to_thread(self._artifacts.read_range, uri, offset, length)
 
     async def _plan(
-        self, request: coordinator_pb2.DownloadRequest, context: grpc.aio.ServicerContext
+        self, request: coordinator_pb2.DownloadRequest, context: grpc.aio.ServicerContext, who: auth.Principal
     ) -> tuple[download.Source, int, int, int, str]:
         """The artifact, its size, the [start, end) to send and its sha256; aborts with the refusal."""
         job_id = request.job_id
@@ -117,6 +126,8 @@ class Downloads:
                 f"cannot read job {job_id}: {exc}; retry",
                 details(Reason.ETCD_UNAVAILABLE),
             )
+        owner = None if record is None else record.owner
+        await self._access.job(who, auth.Action.DOWNLOAD, job_id, owner, context)
         if record is None:
             await self._not_found(job_id, context)
         try:

@@ -42,6 +42,7 @@ class NodeConfig:
     artifacts: str = ""  # directory or URL of the artifact store shared with the coordinator
     prefix: str = DEFAULT_PREFIX
     lease_ttl: float = 10.0
+    tokens_file: str = ""  # "" = every caller is served (no authentication)
 
 
 def _size_arg(text: str) -> int:
@@ -127,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR_OR_URL",
         help="artifact store for input images and output videos: a directory, file:// or s3:// URL; "
         "in a cluster it must be the coordinator's store (required with --etcd)",
+    )
+    p.add_argument(
+        "--tokens-file",
+        default=os.environ.get("I2V_TOKENS_FILE", ""),
+        metavar="PATH",
+        help="accept only calls with a token from this file (`sha256:<hex> <name> <client|admin>` lines, "
+        "reloaded on change; the coordinators present their --dispatch-token-file); default "
+        "$I2V_TOKENS_FILE, none = no authentication",
     )
     cluster = p.add_argument_group("cluster (join by giving --etcd; without it the node runs standalone)")
     cluster.add_argument(
@@ -242,4 +251,5 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         artifacts=ns.artifacts,
         prefix=ns.prefix or DEFAULT_PREFIX,
         lease_ttl=ns.lease_ttl or 10.0,
+        tokens_file=ns.tokens_file,
     )

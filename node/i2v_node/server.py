@@ -24,9 +24,11 @@ from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
 from i2v_common.serving import MetricsHttp, RpcServer
+from i2v_common.tokens import TokensError, TokensFile
 from i2v_contract.limits import DEFAULT_LIMITS, Limits
 from i2v_contract.tiers import tier_name
 from i2v_contract.wire import node_pb2
+from i2v_node.access import token_wrap
 from i2v_node.config import NodeConfig
 from i2v_node.engine import Engine, EngineConfig, parse_fault_plan
 from i2v_node.gpu import ProbeError, limit_torch_memory, make_monitor
@@ -84,7 +86,8 @@ class NodeServer:
                 simulate_free_bytes=config.simulate_free_vram_bytes,
                 simulate_file=config.simulate_free_vram_file,
             )
-        except (ValueError, ProbeError) as err:
+            tokens = TokensFile(config.tokens_file) if config.tokens_file else None
+        except (ValueError, ProbeError, TokensError) as err:
             raise StartupError(str(err)) from None
         self.metrics = NodeMetrics(self.monitor.read)
         self.servicer = NodeServicer(
@@ -105,7 +108,8 @@ class NodeServer:
             ],
             [self.metrics.rpc.interceptor()],
         )
-        self._rpc.add_servicer(node_pb2_grpc.add_NodeServicer_to_server, self.servicer)
+        wrap = token_wrap(tokens) if tokens is not None else None
+        self._rpc.add_servicer(node_pb2_grpc.add_NodeServicer_to_server, self.servicer, wrap=wrap)
         self._metrics_http: MetricsHttp | None = None
         self.address = config.listen
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from i2v_proto.v1 import common_pb2 as i2v__proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ei2v_proto/v1/coordinator.proto\x12\x06i2v.v1\x1a\x19i2v_proto/v1/common.proto\"O\n\rSubmitRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"w\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x12#\n\rrequired_tier\x18\x04 \x01(\x0e\x32\x0c.i2v.v1.Tier\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xd7\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\"\n\x08progress\x18\x05 \x01(\x0b\x32\x10.i2v.v1.Progress\x12\x1e\n\x06result\x18\x06 \x01(\x0b\x32\x0e.i2v.v1.Result\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\x05\x12\x11\n\theartbeat\x18\t \x01(\x08\"\xe3\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x03\x12#\n\rrequired_tier\x18\x06 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x16\n\x0erequired_bytes\x18\x07 \x01(\x03\x12\x12\n\ncreated_at\x18\x08 \x01(\x01\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x12\n\nerror_code\x18\x0c \x01(\x05\x12\x1e\n\x06result\x18\r \x01(\x0b\x32\x0e.i2v.v1.Result\x12\x11\n\tinput_uri\x18\x0e \x01(\t\x12*\n\x07request\x18\x0f \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\"\x1c\n\nGetRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x95\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x1a\n\x04tier\x18\x03 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x0b\n\x03gpu\x18\x04 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x03\x12\x12\n\nfree_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04\x62usy\x18\x07 \x01(\x08\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\t\x12\x12\n\ncooldown_s\x18\x0b \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x0c \x01(\r\x12\x11\n\tset_aside\x18\r \x01(\x08\x12\x15\n\rhealth_reason\x18\x0e \x01(\t\"V\n\x0fListJobsRequest\x12 \n\x06states\x18\x01 \x03(\x0e\x32\x10.i2v.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.i2v.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x12\n\x10ListNodesRequest\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.i2v.v1.NodeInfo\"\x16\n\x14\x43lusterStatusRequest\"2\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\"D\n\tTierCount\x12\x1a\n\x04tier\x18\x01 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\r\n\x05nodes\x18\x02 \x01(\r\x12\x0c\n\x04\x62usy\x18\x03 \x01(\r\"\x8b\x02\n\x15\x43lusterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x13\n\x0bleader_addr\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x1f\n\x07members\x18\x04 \x03(\x0b\x32\x0e.i2v.v1.Member\x12 \n\x05tiers\x18\x05 \x03(\x0b\x32\x11.i2v.v1.TierCount\x12\x0e\n\x06queued\x18\x06 \x01(\r\x12\x0f\n\x07running\x18\x07 \x01(\r\x12\x13\n\x0b\x61nswered_by\x18\x08 \x01(\t\x12\x15\n\rnodes_cooling\x18\t \x01(\r\x12\x17\n\x0fnodes_set_aside\x18\n \x01(\r\x12\x12\n\netcd_error\x18\x0b \x01(\t\"o\n\x0f\x44ownloadRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1e\n\x04what\x18\x02 \x01(\x0e\x32\x10.i2v.v1.Artifact\x12\r\n\x05\x66rame\x18\x03 \x01(\r\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\r\n\x05limit\x18\x05 \x01(\x04\"g\n\x10\x44ownloadResponse\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c*\xb2\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x16\n\x12JOB_STATE_ASSIGNED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06*f\n\x08\x41rtifact\x12\x18\n\x14\x41RTIFACT_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41RTIFACT_VIDEO\x10\x01\x12\x18\n\x14\x41RTIFACT_INPUT_IMAGE\x10\x02\x12\x12\n\x0e\x41RTIFACT_FRAME\x10\x03\x32\x96\x04\n\x0b\x43oordinator\x12\x37\n\x06Submit\x12\x15.i2v.v1.SubmitRequest\x1a\x16.i2v.v1.SubmitResponse\x12\x31\n\x05Watch\x12\x14.i2v.v1.WatchRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12\x35\n\x08Generate\x12\x15.i2v.v1.SubmitRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12&\n\x03Get\x12\x12.i2v.v1.GetRequest\x1a\x0b.i2v.v1.Job\x12,\n\x06\x43\x61ncel\x12\x15.i2v.v1.CancelRequest\x1a\x0b.i2v.v1.Job\x12=\n\x08ListJobs\x12\x17.i2v.v1.ListJobsRequest\x1a\x18.i2v.v1.ListJobsResponse\x12@\n\tListNodes\x12\x18.i2v.v1.ListNodesRequest\x1a\x19.i2v.v1.ListNodesResponse\x12L\n\rClusterStatus\x12\x1c.i2v.v1.ClusterStatusRequest\x1a\x1d.i2v.v1.ClusterStatusResponse\x12?\n\x08\x44ownload\x12\x17.i2v.v1.DownloadRequest\x1a\x18.i2v.v1.DownloadResponse0\x01\x42j\n\x11i2vcluster.i2v.v1B\x10\x43oordinatorProtoP\x01Z\x1fi2v-cluster/gen/go/i2v/v1;i2vv1\xa2\x02\x03IXX\xaa\x02\x06I2v.V1\xca\x02\x06I2v\\V1\xea\x02\x07I2v::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ei2v_proto/v1/coordinator.proto\x12\x06i2v.v1\x1a\x19i2v_proto/v1/common.proto\"O\n\rSubmitRequest\x12*\n\x07request\x18\x01 \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"w\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\x12#\n\rrequired_tier\x18\x04 \x01(\x0e\x32\x0c.i2v.v1.Tier\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xd7\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\"\n\x08progress\x18\x05 \x01(\x0b\x32\x10.i2v.v1.Progress\x12\x1e\n\x06result\x18\x06 \x01(\x0b\x32\x0e.i2v.v1.Result\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\x05\x12\x11\n\theartbeat\x18\t \x01(\x08\"\xf2\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.i2v.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x03\x12#\n\rrequired_tier\x18\x06 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x16\n\x0erequired_bytes\x18\x07 \x01(\x03\x12\x12\n\ncreated_at\x18\x08 \x01(\x01\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x12\n\nerror_code\x18\x0c \x01(\x05\x12\x1e\n\x06result\x18\r \x01(\x0b\x32\x0e.i2v.v1.Result\x12\x11\n\tinput_uri\x18\x0e \x01(\t\x12*\n\x07request\x18\x0f \x01(\x0b\x32\x19.i2v.v1.GenerationRequest\x12\r\n\x05owner\x18\x10 \x01(\t\"\x1c\n\nGetRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x95\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x1a\n\x04tier\x18\x03 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\x0b\n\x03gpu\x18\x04 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x05 \x01(\x03\x12\x12\n\nfree_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04\x62usy\x18\x07 \x01(\x08\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\t\x12\x12\n\ncooldown_s\x18\x0b \x01(\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x0c \x01(\r\x12\x11\n\tset_aside\x18\r \x01(\x08\x12\x15\n\rhealth_reason\x18\x0e \x01(\t\"V\n\x0fListJobsRequest\x12 \n\x06states\x18\x01 \x03(\x0e\x32\x10.i2v.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.i2v.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x12\n\x10ListNodesRequest\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.i2v.v1.NodeInfo\"\x16\n\x14\x43lusterStatusRequest\"2\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x0e\n\x06leader\x18\x03 \x01(\x08\"D\n\tTierCount\x12\x1a\n\x04tier\x18\x01 \x01(\x0e\x32\x0c.i2v.v1.Tier\x12\r\n\x05nodes\x18\x02 \x01(\r\x12\x0c\n\x04\x62usy\x18\x03 \x01(\r\"\x8b\x02\n\x15\x43lusterStatusResponse\x12\x11\n\tleader_id\x18\x01 \x01(\t\x12\x13\n\x0bleader_addr\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x1f\n\x07members\x18\x04 \x03(\x0b\x32\x0e.i2v.v1.Member\x12 \n\x05tiers\x18\x05 \x03(\x0b\x32\x11.i2v.v1.TierCount\x12\x0e\n\x06queued\x18\x06 \x01(\r\x12\x0f\n\x07running\x18\x07 \x01(\r\x12\x13\n\x0b\x61nswered_by\x18\x08 \x01(\t\x12\x15\n\rnodes_cooling\x18\t \x01(\r\x12\x17\n\x0fnodes_set_aside\x18\n \x01(\r\x12\x12\n\netcd_error\x18\x0b \x01(\t\"o\n\x0f\x44ownloadRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1e\n\x04what\x18\x02 \x01(\x0e\x32\x10.i2v.v1.Artifact\x12\r\n\x05\x66rame\x18\x03 \x01(\r\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\r\n\x05limit\x18\x05 \x01(\x04\"g\n\x10\x44ownloadResponse\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c*\xb2\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x16\n\x12JOB_STATE_ASSIGNED\x10\x02\x12\x15\n\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06*f\n\x08\x41rtifact\x12\x18\n\x14\x41RTIFACT_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41RTIFACT_VIDEO\x10\x01\x12\x18\n\x14\x41RTIFACT_INPUT_IMAGE\x10\x02\x12\x12\n\x0e\x41RTIFACT_FRAME\x10\x03\x32\x96\x04\n\x0b\x43oordinator\x12\x37\n\x06Submit\x12\x15.i2v.v1.SubmitRequest\x1a\x16.i2v.v1.SubmitResponse\x12\x31\n\x05Watch\x12\x14.i2v.v1.WatchRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12\x35\n\x08Generate\x12\x15.i2v.v1.SubmitRequest\x1a\x10.i2v.v1.JobEvent0\x01\x12&\n\x03Get\x12\x12.i2v.v1.GetRequest\x1a\x0b.i2v.v1.Job\x12,\n\x06\x43\x61ncel\x12\x15.i2v.v1.CancelRequest\x1a\x0b.i2v.v1.Job\x12=\n\x08ListJobs\x12\x17.i2v.v1.ListJobsRequest\x1a\x18.i2v.v1.ListJobsResponse\x12@\n\tListNodes\x12\x18.i2v.v1.ListNodesRequest\x1a\x19.i2v.v1.ListNodesResponse\x12L\n\rClusterStatus\x12\x1c.i2v.v1.ClusterStatusRequest\x1a\x1d.i2v.v1.ClusterStatusResponse\x12?\n\x08\x44ownload\x12\x17.i2v.v1.DownloadRequest\x1a\x18.i2v.v1.DownloadResponse0\x01\x42j\n\x11i2vcluster.i2v.v1B\x10\x43oordinatorProtoP\x01Z\x1fi2v-cluster/gen/go/i2v/v1;i2vv1\xa2\x02\x03IXX\xaa\x02\x06I2v.V1\xca\x02\x06I2v\\V1\xea\x02\x07I2v::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'i2v_proto.v1.coordinator_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021i2vcluster.i2v.v1B\020CoordinatorProtoP\001Z\037i2v-cluster/gen/go/i2v/v1;i2vv1\242\002\003IXX\252\002\006I2v.V1\312\002\006I2v\\V1\352\002\007I2v::V1'
-  _globals['_JOBSTATE']._serialized_start=2091
-  _globals['_JOBSTATE']._serialized_end=2269
-  _globals['_ARTIFACT']._serialized_start=2271
-  _globals['_ARTIFACT']._serialized_end=2373
+  _globals['_JOBSTATE']._serialized_start=2106
+  _globals['_JOBSTATE']._serialized_end=2284
+  _globals['_ARTIFACT']._serialized_start=2286
+  _globals['_ARTIFACT']._serialized_end=2388
   _globals['_SUBMITREQUEST']._serialized_start=69
   _globals['_SUBMITREQUEST']._serialized_end=148
   _globals['_SUBMITRESPONSE']._serialized_start=150
@@ -46,33 +46,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBEVENT']._serialized_start=304
   _globals['_JOBEVENT']._serialized_end=519
   _globals['_JOB']._serialized_start=522
-  _globals['_JOB']._serialized_end=877
-  _globals['_GETREQUEST']._serialized_start=879
-  _globals['_GETREQUEST']._serialized_end=907
-  _globals['_CANCELREQUEST']._serialized_start=909
-  _globals['_CANCELREQUEST']._serialized_end=940
-  _globals['_NODEINFO']._serialized_start=943
-  _globals['_NODEINFO']._serialized_end=1220
-  _globals['_LISTJOBSREQUEST']._serialized_start=1222
-  _globals['_LISTJOBSREQUEST']._serialized_end=1308
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1310
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1380
-  _globals['_LISTNODESREQUEST']._serialized_start=1382
-  _globals['_LISTNODESREQUEST']._serialized_end=1400
-  _globals['_LISTNODESRESPONSE']._serialized_start=1402
-  _globals['_LISTNODESRESPONSE']._serialized_end=1454
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1456
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1478
-  _globals['_MEMBER']._serialized_start=1480
-  _globals['_MEMBER']._serialized_end=1530
-  _globals['_TIERCOUNT']._serialized_start=1532
-  _globals['_TIERCOUNT']._serialized_end=1600
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1603
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1870
-  _globals['_DOWNLOADREQUEST']._serialized_start=1872
-  _globals['_DOWNLOADREQUEST']._serialized_end=1983
-  _globals['_DOWNLOADRESPONSE']._serialized_start=1985
-  _globals['_DOWNLOADRESPONSE']._serialized_end=2088
-  _globals['_COORDINATOR']._serialized_start=2376
-  _globals['_COORDINATOR']._serialized_end=2910
+  _globals['_JOB']._serialized_end=892
+  _globals['_GETREQUEST']._serialized_start=894
+  _globals['_GETREQUEST']._serialized_end=922
+  _globals['_CANCELREQUEST']._serialized_start=924
+  _globals['_CANCELREQUEST']._serialized_end=955
+  _globals['_NODEINFO']._serialized_start=958
+  _globals['_NODEINFO']._serialized_end=1235
+  _globals['_LISTJOBSREQUEST']._serialized_start=1237
+  _globals['_LISTJOBSREQUEST']._serialized_end=1323
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1325
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1395
+  _globals['_LISTNODESREQUEST']._serialized_start=1397
+  _globals['_LISTNODESREQUEST']._serialized_end=1415
+  _globals['_LISTNODESRESPONSE']._serialized_start=1417
+  _globals['_LISTNODESRESPONSE']._serialized_end=1469
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1471
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1493
+  _globals['_MEMBER']._serialized_start=1495
+  _globals['_MEMBER']._serialized_end=1545
+  _globals['_TIERCOUNT']._serialized_start=1547
+  _globals['_TIERCOUNT']._serialized_end=1615
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1618
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1885
+  _globals['_DOWNLOADREQUEST']._serialized_start=1887
+  _globals['_DOWNLOADREQUEST']._serialized_end=1998
+  _globals['_DOWNLOADRESPONSE']._serialized_start=2000
+  _globals['_DOWNLOADRESPONSE']._serialized_end=2103
+  _globals['_COORDINATOR']._serialized_start=2391
+  _globals['_COORDINATOR']._serialized_end=2925
 # @@protoc_insertion_point(module_scope)

@@ -219,6 +219,7 @@ class Job(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     INPUT_URI_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     state: Global___JobState.ValueType
     attempt: _builtins.int
@@ -233,6 +234,8 @@ class Job(_message.Message):
     error: _builtins.str
     error_code: _builtins.int
     input_uri: _builtins.str
+    owner: _builtins.str
+    """The client that submitted it: its name in the coordinators' tokens file ("" without tokens)."""
     @_builtins.property
     def result(self) -> _common_pb2.Result: ...
     @_builtins.property
@@ -257,10 +260,11 @@ class Job(_message.Message):
         result: _common_pb2.Result | None = ...,
         input_uri: _builtins.str = ...,
         request: _common_pb2.GenerationRequest | None = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "epoch", b"epoch", "error", b"error", "error_code", b"error_code", "finished_at", b"finished_at", "input_uri", b"input_uri", "job_id", b"job_id", "node_id", b"node_id", "request", b"request", "required_bytes", b"required_bytes", "required_tier", b"required_tier", "result", b"result", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "epoch", b"epoch", "error", b"error", "error_code", b"error_code", "finished_at", b"finished_at", "input_uri", b"input_uri", "job_id", b"job_id", "node_id", b"node_id", "owner", b"owner", "request", b"request", "required_bytes", b"required_bytes", "required_tier", b"required_tier", "result", b"result", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,8 +31,11 @@ class CoordinatorStub:
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
     JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
-    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
-    for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); with --tokens-file
+    UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`), NOT_PERMITTED (PERMISSION_DENIED:
+    not the caller's job, the same answer when there is no such job; or the fleet view without an admin
+    token), CLIENT_QUOTA, SUBMIT_RATE and STREAM_LIMIT (RESOURCE_EXHAUSTED: a per-client limit, with
+    RetryInfo); BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @_typing.overload
@@ -64,8 +67,11 @@ class CoordinatorAsyncStub(CoordinatorStub):
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
     JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
-    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
-    for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); with --tokens-file
+    UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`), NOT_PERMITTED (PERMISSION_DENIED:
+    not the caller's job, the same answer when there is no such job; or the fleet view without an admin
+    token), CLIENT_QUOTA, SUBMIT_RATE and STREAM_LIMIT (RESOURCE_EXHAUSTED: a per-client limit, with
+    RetryInfo); BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -93,8 +99,11 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     ErrorInfo (domain "i2v.v1") with reason NOT_LEADER (metadata leader_id, leader_addr), NO_LEADER,
     INVALID_FIELD, REQUEST_ID_CONFLICT, QUEUE_FULL, NO_NODE_FITS, JOB_NOT_FOUND, JOB_EXPIRED,
     JOB_FINISHED, ETCD_UNAVAILABLE or STORE_UNAVAILABLE, and for Download NO_ARTIFACT (metadata
-    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); BadRequest naming the field
-    for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    job_id, state), ARTIFACT_MISSING or ARTIFACT_CHANGED (metadata uri); with --tokens-file
+    UNAUTHENTICATED (no or an unknown `authorization: Bearer <token>`), NOT_PERMITTED (PERMISSION_DENIED:
+    not the caller's job, the same answer when there is no such job; or the fleet view without an admin
+    token), CLIENT_QUOTA, SUBMIT_RATE and STREAM_LIMIT (RESOURCE_EXHAUSTED: a per-client limit, with
+    RetryInfo); BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @_abc_1.abstractmethod

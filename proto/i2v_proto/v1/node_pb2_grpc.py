@@ -30,7 +30,8 @@ class NodeStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
     INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
+    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def __init__(self, channel):
@@ -60,7 +61,8 @@ class NodeServicer:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
     INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
+    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def Generate(self, request, context):
@@ -113,7 +115,8 @@ class Node:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
     INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
+    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @staticmethod

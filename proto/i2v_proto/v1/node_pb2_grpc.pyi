@@ -31,7 +31,8 @@ class NodeStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
     INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
+    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @_typing.overload
@@ -50,7 +51,8 @@ class NodeAsyncStub(NodeStub):
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
     INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
+    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -65,7 +67,8 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
     INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
+    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @_abc_1.abstractmethod
