@@ -138,8 +138,10 @@ class CoordinatorCall:
 class CoordinatorGenerator:
     """A Generator over coordinators: `i2v generate --target ADDR[,ADDR...]`."""
 
-    def __init__(self, targets: str | Sequence[str], *, policy: RetryPolicy | None = None) -> None:
-        self.client = CoordinatorClient(targets, policy=policy)
+    def __init__(
+        self, targets: str | Sequence[str], *, policy: RetryPolicy | None = None, token: str | None = None
+    ) -> None:
+        self.client = CoordinatorClient(targets, policy=policy, token=token)
 
     def generate(
         self, request: common_pb2.GenerationRequest, *, timeout: float | None = None

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -24,6 +25,7 @@ from i2v_common.etcd_kv import EtcdKV
 from i2v_common.kv_metrics import EtcdMetrics
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2
+from i2v_coordinator.access import Access
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.entry import FrontDoor, install
@@ -53,6 +55,8 @@ class InProcessCoordinator:
     config: DispatchConfig = field(default_factory=DispatchConfig)
     timings: ElectionTimings = field(default_factory=ElectionTimings)
     addr: str = ""
+    access: Access | None = None  # tokens and per-client limits (none: no authentication)
+    node_metadata: Callable[[], Sequence[tuple[str, str]]] | None = None  # on calls to nodes
 
     async def start(self) -> InProcessCoordinator:
         self.etcd_health = EtcdHealth(self.endpoints)
@@ -72,7 +76,7 @@ class InProcessCoordinator:
         self.registry = NodeRegistry(self.kv, self.keys)
         self.store = JobStore(self.kv, self.keys)
         self.hub = ProgressHub()
-        self.calls = GrpcNodeCalls()
+        self.calls = GrpcNodeCalls(metadata=self.node_metadata)
         self.dispatcher = Dispatcher(
             self.store,
             self.leadership,
@@ -91,8 +95,9 @@ class InProcessCoordinator:
             self.hub,
             self.artifacts,
             etcd=self.etcd_health,
+            access=self.access,
         )
-        self.door = FrontDoor(self.leadership, self.dispatcher, self.etcd_health)
+        self.door = FrontDoor(self.leadership, self.dispatcher, self.etcd_health, self.access)
         install(self.server, self.servicer, self.door)
         await self.server.start()
         await self.registry.start()
@@ -129,6 +134,7 @@ class InProcessNode:
     node_id: str
     artifacts: ArtifactStore
     cache_dir: Path
+    tokens_file: str = ""
 
     async def start(self) -> InProcessNode:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -148,6 +154,7 @@ class InProcessNode:
             fault_inject_oom=None,
             log_level="INFO",
             offline=True,
+            tokens_file=self.tokens_file,
         )
         self.server = NodeServer(config, artifacts=self.artifacts)
         await self.server.start()

@@ -9,12 +9,14 @@
     i2v watch   JOB --target ... [--timeout S]   progress until the job ends
     i2v up      [--detach] [--state-dir DIR]     a whole cluster on this machine, and a first video
     i2v down    [--state-dir DIR]                stop it
+    i2v token new --name NAME [--role admin]     a bearer token and its line for the tokens file
     i2v --version
 
 `--node` calls one node directly; `--target` goes through the coordinators (any of them: the client
 follows the leader and re-attaches across failovers). Without either, `--target` comes from the
 I2V_TARGETS environment variable. `status`, `jobs`, `get` and `cancel` take `--json`; `status` and
-`jobs` take `--wide`.
+`jobs` take `--wide`. Servers started with --tokens-file need a token: `--token`, `--token-file`,
+or $I2V_TOKEN / $I2V_TOKEN_FILE.
 
 Exit status: 0 done; 1 the server refused, the job failed or was cancelled elsewhere (`error: CODE:
 message`); 2 bad usage or a local problem, said before anything is sent where it can be (an
@@ -26,6 +28,7 @@ cannot be written, a node where a coordinator was meant or the other way round);
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -65,5 +68,7 @@ def main(
             resolve_where(args, os.environ if env is None else env)
         except ValueError as exc:
             args.subparser.error(str(exc))
+    if connector is None:
+        ctx = dataclasses.replace(ctx, connector=GrpcConnector(args.token))
     code: int = args.run(args, ctx)
     return code

@@ -16,6 +16,8 @@ from i2v_client.cli import types
 from i2v_client.cli.cluster import cmd_cancel, cmd_get, cmd_jobs, cmd_status, cmd_watch
 from i2v_client.cli.context import Listing
 from i2v_client.cli.generate import cmd_generate
+from i2v_client.cli.tokens import add_command as add_token_command
+from i2v_client.cli.tokens import add_token_flags, resolve_token
 from i2v_client.local import commands as local
 from i2v_client.text import clip
 from i2v_contract.version import package_version
@@ -46,6 +48,7 @@ def _cluster_parent(*, tables: bool = False, timeout: bool = False) -> Parser:
     parent = Parser(add_help=False)
     connection = parent.add_argument_group("connection")
     _add_target(connection)
+    add_token_flags(connection)
     if timeout:
         connection.add_argument(
             "--timeout", type=types.seconds, default=None, metavar="S", help="give up after S seconds"
@@ -147,6 +150,7 @@ def _add_generate(sub: argparse._SubParsersAction[Parser]) -> None:
     either = connection.add_mutually_exclusive_group()
     either.add_argument("--node", metavar="HOST:PORT", default=None, help="call this node directly")
     _add_target(either)
+    add_token_flags(connection)
     connection.add_argument(
         "--timeout",
         type=types.seconds,
@@ -227,13 +231,17 @@ def build_parser(listing: Listing | None = None) -> Parser:
     _add_jobs(sub, listing)
     _add_one_job(sub)
     local.add_commands(sub)
+    add_token_command(sub)
     return parser
 
 
 def resolve_where(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     """Sets args.targets (a list, or None with --node) from checked addresses; ValueError says what
-    to pass instead."""
+    to pass instead; args.token from the token flags or environment."""
     args.targets = None
+    resolve_token(args, env)
+    if getattr(args, "command", "") == "token":
+        return
     if getattr(args, "local", False):  # up, down: a state dir, no addresses
         local.resolve(args, env)
         return

@@ -65,16 +65,19 @@ class Connector(Protocol):
 
 
 class GrpcConnector:
-    """The real servers, over gRPC."""
+    """The real servers, over gRPC, presenting `token` (when given) on every call."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
 
     def node(self, address: str) -> Generator:
-        return NodeClient(address)
+        return NodeClient(address, token=self.token)
 
     def cluster_generator(self, targets: Sequence[str]) -> Generator:
-        return CoordinatorGenerator(targets)
+        return CoordinatorGenerator(targets, token=self.token)
 
     def cluster(self, targets: Sequence[str]) -> Cluster:
-        return CoordinatorClient(targets)
+        return CoordinatorClient(targets, token=self.token)
 
     def kind(self, address: str) -> str:
         return server_kind(address)

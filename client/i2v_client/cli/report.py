@@ -54,7 +54,20 @@ def explain(exc: CallError, args: argparse.Namespace, ctx: Context) -> tuple[str
         return capped(
             f"job {exc.job_id} was cancelled: {exc.message.partition(': ')[2]}", echoes
         ), EXIT_FAILED
-    return capped(f"error: {exc}", echoes), EXIT_FAILED
+    return capped(f"error: {exc}{_access_hint(exc, args)}", echoes), EXIT_FAILED
+
+
+def _access_hint(exc: CallError, args: argparse.Namespace) -> str:
+    """What to do about a refused token or a job that is not the caller's."""
+    sent = getattr(args, "token_from", "")
+    if exc.code is grpc.StatusCode.UNAUTHENTICATED:
+        if sent:
+            return f" (the token from {sent} was refused: ask the operator for a current one)"
+        return " (no token was sent: pass --token-file PATH or set I2V_TOKEN)"
+    if exc.code is grpc.StatusCode.PERMISSION_DENIED:
+        who = f"the token from {sent}" if sent else "no token"
+        return f" ({who} does not allow this: use the submitting client's token, or an admin's)"
+    return ""
 
 
 def report(exc: CallError, args: argparse.Namespace, ctx: Context) -> int:
