@@ -136,6 +136,8 @@ def read_token(path: str | Path) -> str:
         token = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeError) as exc:
         raise ValueError(f"cannot read the token file {path}: {exc}") from None
+    if not token:
+        raise ValueError(f"the token file {path} is empty; put the token (from `i2v token new`) in it")
     _, problem = auth.bearer_token([f"Bearer {token}"])
     if problem:
         raise ValueError(f"the token file {path} holds no usable token: {problem}")

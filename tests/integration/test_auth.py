@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import generate_latest
 
 from i2v_client import CallError, CoordinatorClient, NodeClient, build_request
 from i2v_common.errors import details_of
@@ -28,6 +30,7 @@ from i2v_contract import auth
 from i2v_contract.keys import Keys
 from i2v_contract.wire import common_pb2, coordinator_pb2
 from i2v_coordinator.access import Access
+from i2v_coordinator.metrics import CoordinatorMetrics
 from i2v_coordinator.quotas import ClientLimits, Quotas
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.coordinator_cluster import InProcessCoordinator, InProcessNode, artifact_store
@@ -64,13 +67,15 @@ class Cluster:
         write_tokens(self.tokens_path, LINES)
         self.etcd, self.cache_dir = etcd, cache_dir
         self.coordinators: list[InProcessCoordinator] = []
+        self.metrics: list[CoordinatorMetrics] = []
 
     async def start(self) -> Cluster:
         self.node = await InProcessNode(
             self.etcd.endpoints, self.keys, "n1", self.artifacts, self.cache_dir, str(self.tokens_path)
         ).start()
         for name in ("c1", "c2"):
-            access = Access(TokensFile(self.tokens_path), Quotas())
+            self.metrics.append(CoordinatorMetrics())
+            access = Access(TokensFile(self.tokens_path), Quotas(), self.metrics[-1])
             coordinator = InProcessCoordinator(
                 self.etcd.endpoints,
                 self.keys,
@@ -205,7 +210,12 @@ async def test_a_refused_cancel_leaves_the_running_job_alone_and_an_admin_may_ca
     assert cancelled.state == coordinator_pb2.JOB_STATE_CANCELLED
 
 
-async def test_no_or_an_unknown_token_is_unauthenticated_and_says_how_to_pass_one(cluster: Cluster) -> None:
+async def test_no_or_an_unknown_token_is_unauthenticated_and_says_how_to_pass_one(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with cluster.client(ALICE) as alice:  # a whole job, dispatched with the coordinators' token
+        await asyncio.to_thread(alice.generate, request(), request_id="u-1")
     for coordinator in cluster.coordinators:
         for token in (None, "not-a-known-token"):
             with cluster.client(token, coordinator.addr) as client:
@@ -227,6 +237,18 @@ async def test_no_or_an_unknown_token_is_unauthenticated_and_says_how_to_pass_on
         err = await refused(anonymous.status)
         status = await asyncio.to_thread(bob.status)
     assert err.code is grpc.StatusCode.UNAUTHENTICATED and status.node_id == "n1"
+    for metrics in cluster.metrics:  # counted by reason, never by client or token
+        refusals = metrics.registry.get_sample_value(
+            "i2v_coordinator_access_refusals_total", {"reason": "unauthenticated"}
+        )
+        assert refusals is not None and refusals >= 10
+        scraped = generate_latest(metrics.registry).decode()
+        assert not any(
+            secret in scraped for secret in (ALICE, BOB, ROOT, DISPATCH, "alice", "not-a-known-token")
+        )
+    logged = caplog.text
+    assert "refused an unauthenticated call" in logged
+    assert not any(secret in logged for secret in (ALICE, BOB, ROOT, DISPATCH, "not-a-known-token"))
 
 
 async def test_tokens_file_changes_take_effect_without_a_restart(cluster: Cluster) -> None:

@@ -40,12 +40,13 @@ def add_token_flags(group: argparse._ActionsContainer) -> None:
 def resolve_token(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     """Sets args.token (None = send none) and args.token_from (where it came from, for messages);
     ValueError when the named file holds no token."""
+    flag, flag_file = getattr(args, "token", None), getattr(args, "token_file", None)
     args.token, args.token_from = None, ""
     if not hasattr(args, "token_file"):
         return
     for value, kind, name in (
-        (args.token, "token", "--token"),
-        (args.token_file, "file", "--token-file"),
+        (flag, "token", "--token"),
+        (flag_file, "file", "--token-file"),
         (env.get(TOKEN_ENV), "token", f"${TOKEN_ENV}"),
         (env.get(TOKEN_FILE_ENV), "file", f"${TOKEN_FILE_ENV}"),
     ):

@@ -13,7 +13,7 @@ from i2v_contract.tiers import GIB
 from i2v_contract.wire import common_pb2
 from i2v_coordinator.fleet_metrics import QueueCollector
 from i2v_coordinator.jobs import JobView
-from i2v_coordinator.metrics import REJECTIONS, CoordinatorMetrics
+from i2v_coordinator.metrics import ACCESS_REFUSALS, REJECTIONS, CoordinatorMetrics
 from i2v_coordinator.routing import NodeView
 
 
@@ -43,6 +43,15 @@ def test_rejections_are_counted_by_reason_and_present_from_the_start(reason: str
     assert sample("i2v_coordinator_submit_rejections_total", {"reason": reason}) == 0
     metrics.rejected(reason)
     assert sample("i2v_coordinator_submit_rejections_total", {"reason": reason}) == 1
+
+
+@pytest.mark.parametrize("reason", ACCESS_REFUSALS)
+def test_access_refusals_are_counted_by_reason_and_present_from_the_start(reason: str) -> None:
+    metrics = CoordinatorMetrics()
+    sample = metrics.registry.get_sample_value
+    assert sample("i2v_coordinator_access_refusals_total", {"reason": reason}) == 0
+    metrics.access_refused(reason)
+    assert sample("i2v_coordinator_access_refusals_total", {"reason": reason}) == 1
 
 
 def test_retention_settings_and_the_last_sweep() -> None:
