@@ -104,9 +104,9 @@ def _wait_node(targets: str, node_id: str, timeout: float = 60.0) -> None:
 
 @contextmanager
 def gateway_cluster(
-    etcd: Sequence[str], workdir: Path, cache: Path, *gateway_flags: str
+    etcd: Sequence[str], workdir: Path, cache: Path, *gateway_flags: str, prefix: str = ""
 ) -> Iterator[GatewayCluster]:
-    prefix = f"/gw-{uuid.uuid4().hex[:8]}/"
+    prefix = prefix or f"/gw-{uuid.uuid4().hex[:8]}/"
     group = CoordinatorGroup(etcd, workdir, 2, prefix=prefix)
     node_id = f"gw-node-{uuid.uuid4().hex[:4]}"
     node = NodeProcess(
