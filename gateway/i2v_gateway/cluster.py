@@ -57,11 +57,9 @@ class Cluster:
         self.shared = CoordinatorClient(targets, policy=policy)
 
     def client_for(self, token: str | None) -> CoordinatorClient:
-        """The client one request calls through. Every route comes here, so per-request credentials
-        (the caller's bearer token, on the shared channels) are decided in this one place; today
-        the coordinators take the call on the gateway's own connection."""
-        del token
-        return self.shared
+        """The client one request calls through: the caller's bearer token on the shared channels,
+        so the coordinators check ownership against the caller, never against the gateway."""
+        return self.shared if token is None else self.shared.with_token(token)
 
     async def call(self, fn: Callable[[], T], renames: Mapping[str, str] | None = None) -> T:
         """`fn()` (a blocking SDK call) in a worker thread; a CallError becomes its ApiError."""
