@@ -45,6 +45,7 @@ from i2v_client.failover import Failover
 from i2v_client.paging import JobPage, next_token
 from i2v_client.retry import RetryPolicy
 from i2v_client.streams import EventCallback, PauseCallback, follow
+from i2v_common.tls import ClientTls
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
 
@@ -57,11 +58,14 @@ class CoordinatorClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         stubs: StubSource | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
-        """`stubs` says how to reach one address (default: a keepalive gRPC channel each)."""
+        """`stubs` says how to reach one address (default: a keepalive gRPC channel each, over TLS
+        with `tls`: the CA that signed the coordinators' certificates, and a client certificate for
+        coordinators that require one)."""
         self.policy = policy or RetryPolicy()
         self._clock = clock
-        self._stubs = stubs or CoordinatorChannels()
+        self._stubs = stubs or CoordinatorChannels(tls)
         self._failover = Failover(
             parse_targets(targets, "coordinator address"), self.policy, self._stubs, sleep, clock
         )

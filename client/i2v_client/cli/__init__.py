@@ -26,13 +26,14 @@ cannot be written, a node where a coordinator was meant or the other way round);
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
-from i2v_client.cli.args import build_parser, resolve_where
+from i2v_client.cli.args import build_parser, resolve_tls, resolve_where
 from i2v_client.cli.context import Cluster, Connector, Context, GrpcConnector, Listing
 
 __all__ = ["Cluster", "Connector", "GrpcConnector", "Listing", "main"]
@@ -61,9 +62,13 @@ def main(
     )
     with contextlib.redirect_stdout(ctx.out), contextlib.redirect_stderr(ctx.err):
         args = build_parser(ctx.listing).parse_args(argv)
+        environ = os.environ if env is None else env
         try:
-            resolve_where(args, os.environ if env is None else env)
+            resolve_where(args, environ)
+            tls = resolve_tls(args, environ)
         except ValueError as exc:
             args.subparser.error(str(exc))
+    if connector is None:
+        ctx = dataclasses.replace(ctx, connector=GrpcConnector(tls))
     code: int = args.run(args, ctx)
     return code

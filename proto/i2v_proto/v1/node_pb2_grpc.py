@@ -29,8 +29,10 @@ if _version_not_supported:
 class NodeStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def __init__(self, channel):
@@ -59,8 +61,10 @@ class NodeStub:
 class NodeServicer:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     def Generate(self, request, context):
@@ -112,8 +116,10 @@ def add_NodeServicer_to_server(servicer, server):
 class Node:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); BadRequest naming the field for
+    INVALID_ARGUMENT; RetryInfo where waiting helps.
     """
 
     @staticmethod
