@@ -75,6 +75,18 @@ def _check_pair(cert: Path, key: Path) -> None:
         raise TlsConfigError(f"{cert} and {key} are not a certificate and its key: {err}") from None
 
 
+def _check_ca(path: Path, what: str) -> bytes:
+    """The CA file's bytes; TlsConfigError unless it holds PEM certificates."""
+    data = _read(path, what)
+    try:
+        if not data.strip():
+            raise ValueError("the file is empty")
+        ssl.create_default_context(cadata=data.decode("ascii", errors="replace"))
+    except (ssl.SSLError, ValueError) as err:
+        raise TlsConfigError(f"{what} {path} holds no PEM certificate: {err}") from None
+    return data
+
+
 def signature(files: Sequence[Path]) -> tuple[tuple[int, int, int], ...]:
     """What changes when any of `files` is replaced or rewritten (inode, size, mtime)."""
     out = []
@@ -102,7 +114,7 @@ class _ServerFiles:
     def _load(self) -> tuple[bytes, bytes, bytes | None]:
         tls = self._tls
         _check_pair(tls.cert, tls.key)
-        ca = _read(tls.client_ca, "client CA") if tls.client_ca else None
+        ca = _check_ca(tls.client_ca, "client CA") if tls.client_ca else None
         return _read(tls.cert, "certificate"), _read(tls.key, "key"), ca
 
     @staticmethod
@@ -118,7 +130,7 @@ class _ServerFiles:
             self._seen = now
             try:
                 contents = self._load()
-            except TlsConfigError as err:
+            except Exception as err:  # never into gRPC's handshake: keep serving the old pair
                 log.warning("certificate files changed but cannot be used (keeping the old ones): %s", err)
                 return None
             if contents == self._contents:
@@ -141,7 +153,7 @@ def channel_credentials(tls: ClientTls) -> grpc.ChannelCredentials:
     if tls.cert is not None and tls.key is not None:
         _check_pair(tls.cert, tls.key)
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(tls.ca, "CA") if tls.ca else None,
+        root_certificates=_check_ca(tls.ca, "CA") if tls.ca else None,
         private_key=_read(tls.key, "key") if tls.key else None,
         certificate_chain=_read(tls.cert, "certificate") if tls.cert else None,
     )

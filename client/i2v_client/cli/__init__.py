@@ -14,7 +14,8 @@
 `--node` calls one node directly; `--target` goes through the coordinators (any of them: the client
 follows the leader and re-attaches across failovers). Without either, `--target` comes from the
 I2V_TARGETS environment variable. `status`, `jobs`, `get` and `cancel` take `--json`; `status` and
-`jobs` take `--wide`.
+`jobs` take `--wide`. Against TLS servers: `--tls-ca` (and `--tls-cert`/`--tls-key` for mTLS), or
+I2V_TLS_CA, I2V_TLS_CERT and I2V_TLS_KEY.
 
 Exit status: 0 done; 1 the server refused, the job failed or was cancelled elsewhere (`error: CODE:
 message`); 2 bad usage or a local problem, said before anything is sent where it can be (an

@@ -4,7 +4,6 @@ kept out), the caller's certificate names, and channels rebuilt after the files 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
@@ -16,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from i2v_common.channels import ChannelFactory, ChannelPool
+from i2v_common.channels import ChannelFactory
 from i2v_common.serving import RpcServer
 from i2v_common.tls import (
     ClientTls,
@@ -50,6 +49,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     root = tmp_path_factory.mktemp("pki")
     ca = TestCA(root / "ca")
     other = TestCA(root / "other", "other CA")
+    (ca.directory / "garbage.pem").write_text("not a certificate\n")
+    (ca.directory / "empty.pem").write_text("")
     return Pki(ca, ca.issue("node-1"), ca.issue("i2v-coordinator"), other, other.issue("i2v-coordinator"))
 
 
@@ -63,6 +64,8 @@ def _paths(pki: Pki, names: tuple[str, ...]) -> list[Path | None]:
         "ca": pki.ca.cert,
         "other-key": pki.coordinator.key,
         "missing": pki.ca.directory / "missing.pem",
+        "garbage": pki.ca.directory / "garbage.pem",
+        "empty": pki.ca.directory / "empty.pem",
     }
     return [files[n] if n else None for n in names]
 
@@ -79,6 +82,8 @@ def _paths(pki: Pki, names: tuple[str, ...]) -> list[Path | None]:
         pytest.param("cert", "other-key", "", "not a certificate and its key", id="mismatched-pair"),
         pytest.param("missing", "key", "", "missing.pem", id="missing-file"),
         pytest.param("cert", "key", "missing", "cannot read client CA", id="missing-client-ca"),
+        pytest.param("cert", "key", "garbage", "holds no PEM certificate", id="garbage-client-ca"),
+        pytest.param("cert", "key", "empty", "the file is empty", id="empty-client-ca"),
     ],
 )
 def test_server_settings(pki: Pki, cert: str, key: str, client_ca: str, error: str | None) -> None:
@@ -138,6 +143,11 @@ def test_client_settings_from_flags_then_environment(
     env_paths = {k: str(path(v)) for k, v in env.items()}
     tls = client_tls_from_env(path(given.get("ca")), None, None, env_paths)
     assert tls == (None if expected is None else ClientTls(*(path(n) for n in expected)))
+
+
+def test_a_client_ca_must_hold_certificates(pki: Pki) -> None:
+    with pytest.raises(TlsConfigError, match="holds no PEM certificate"):
+        client_tls_from(pki.ca.directory / "garbage.pem", None, None)
 
 
 def test_a_client_certificate_needs_its_key(pki: Pki) -> None:
@@ -298,92 +308,6 @@ class _Context:
 )
 def test_peer_names(auth: dict[str, list[bytes]], names: tuple[str, ...]) -> None:
     assert peer_names(_Context(auth)) == names
-
-
-# --- channels follow the files ------------------------------------------------------------------------
-
-
-def test_the_factory_sees_a_change_of_its_files(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path)
-    issued = ca.issue("i2v-coordinator")
-    now = [0.0]
-    factory = ChannelFactory(
-        ClientTls(ca.cert, issued.cert, issued.key), check_interval_s=1.0, clock=lambda: now[0]
-    )
-    assert factory.generation == 0
-    ca.issue("i2v-coordinator")
-    assert factory.generation == 0  # not looked at again within the interval
-    now[0] = 1.0
-    assert factory.generation == 1
-    now[0] = 2.0
-    assert factory.generation == 1
-
-
-def test_a_plaintext_factory_never_changes() -> None:
-    factory = ChannelFactory(None, check_interval_s=0)
-    assert not factory.secure
-    assert factory.generation == 0
-
-
-class _FakeChannel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.closed = 0
-
-    async def close(self) -> None:
-        self.closed += 1
-
-
-class _FakeFactory:
-    def __init__(self) -> None:
-        self.generation = 0
-        self.made: list[_FakeChannel] = []
-
-    def aio(self, target: str, options: object = ()) -> _FakeChannel:
-        self.made.append(_FakeChannel(target))
-        return self.made[-1]
-
-
-async def _settle() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
-async def test_a_rotation_rebuilds_the_channel_and_closes_the_old_once_its_calls_end() -> None:
-    factory = _FakeFactory()
-    pool = ChannelPool(factory, ())  # type: ignore[arg-type]
-    async with pool.hold("n1") as first:
-        factory.generation = 1
-        async with pool.hold("n1") as second:
-            assert second is not first
-        await _settle()
-        assert first.closed == 0  # a call is still on it
-    await _settle()
-    assert (first.closed, second.closed) == (1, 0)
-    await pool.close()
-    assert second.closed == 1
-
-
-async def test_reset_closes_at_once_and_the_next_call_opens_a_new_channel() -> None:
-    factory = _FakeFactory()
-    pool = ChannelPool(factory, ())  # type: ignore[arg-type]
-    async with pool.hold("n1") as first:
-        await pool.reset("n1")
-        assert first.closed == 1
-    await _settle()
-    assert first.closed == 1  # not twice
-    async with pool.hold("n1") as second:
-        assert second is not first
-
-
-async def test_the_least_recently_used_channel_goes_first() -> None:
-    factory = _FakeFactory()
-    pool = ChannelPool(factory, (), max_open=2)  # type: ignore[arg-type]
-    for addr in ("a", "b", "a", "c"):
-        async with pool.hold(addr):
-            pass
-    await _settle()
-    assert {ch.name: ch.closed for ch in factory.made} == {"a": 0, "b": 1, "c": 0}
 
 
 def test_channel_credentials_read_the_files_now(pki: Pki) -> None:
