@@ -16,7 +16,7 @@ from i2v_client.text import clip
 from i2v_common import keepalive
 from i2v_common.channels import ChannelFactory
 from i2v_common.rpc import coordinator_pb2_grpc
-from i2v_common.tls import ClientTls
+from i2v_common.tls import ClientTls, tls_failure_hint
 from i2v_contract.addresses import parse_address
 
 MIB = 1024 * 1024
@@ -60,22 +60,6 @@ _FAILURES = (
     ("lookup", "has a host name that does not resolve"),
     ("HTTP/2", "answered, but is not a gRPC server"),
 )
-
-
-# gRPC's words for a failed TLS connection -> what to do.
-_TLS_FAILURES = (
-    ("WRONG_VERSION_NUMBER", "speaks plaintext, not TLS: drop --tls-ca (or give the server --tls-cert)"),
-    (
-        "CERTIFICATE_VERIFY_FAILED",
-        "has a certificate that the CA in --tls-ca did not sign: pass the CA that signed it",
-    ),
-    ("not in peer certificate", "has a certificate that does not name this address: dial a name it has"),
-    (
-        "Socket closed",
-        "ended the TLS connection: it requires a client certificate that its client CA signed "
-        "(pass --tls-cert and --tls-key)",
-    ),
-)
 _PLAIN_TO_TLS = "speaks TLS: pass --tls-ca with the CA that signed its certificate"
 
 
@@ -96,11 +80,11 @@ def speaks_tls(target: str, timeout: float = 1.0) -> bool:
 
 
 def _failed(details: str, target: str = "", secure: bool = False) -> str:
-    if secure:
-        hint = next((ours for theirs, ours in _TLS_FAILURES if theirs in details), None)
-        if hint is not None:
-            return hint
-    elif "Socket closed" in details and target and speaks_tls(target):
+    hint = tls_failure_hint(details, secure)
+    if secure and hint is not None:
+        return hint
+    # Plaintext: a hang-up is a TLS server only if it completes a TLS handshake.
+    if hint is not None and target and speaks_tls(target):
         return _PLAIN_TO_TLS
     return next(
         (ours for theirs, ours in _FAILURES if theirs in details), f"could not connect ({clip(details)})"

@@ -159,6 +159,32 @@ def channel_credentials(tls: ClientTls) -> grpc.ChannelCredentials:
     )
 
 
+# gRPC's words for a failed TLS connection -> what to do (the flags are the same on every process).
+_TLS_FAILURES = (
+    ("WRONG_VERSION_NUMBER", "speaks plaintext, not TLS: drop --tls-ca (or give the server --tls-cert)"),
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "has a certificate that the CA in --tls-ca did not sign: pass the CA that signed it",
+    ),
+    ("not in peer certificate", "has a certificate that does not name this address: dial a name it has"),
+    (
+        "Socket closed",
+        "ended the TLS connection: it requires a client certificate that its client CA signed "
+        "(pass --tls-cert and --tls-key)",
+    ),
+)
+_MAYBE_TLS = "may speak TLS (it hung up on plaintext): pass --tls-ca with the CA that signed its certificate"
+
+
+def tls_failure_hint(details: str, secure: bool) -> str | None:
+    """What to do about a failed connection whose gRPC details are `details`, from a channel that
+    speaks TLS (`secure`) or not; None when the words are not about TLS."""
+    if secure:
+        return next((ours for theirs, ours in _TLS_FAILURES if theirs in details), None)
+    # A TLS server hangs up on a plaintext hello; so does a server going away, hence "may".
+    return _MAYBE_TLS if "Socket closed" in details else None
+
+
 def peer_names(context: Any) -> tuple[str, ...]:
     """The names (CN and subject alternative names) in the verified certificate of the caller on
     `context` (a grpc ServicerContext); () when it presented none."""

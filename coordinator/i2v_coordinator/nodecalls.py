@@ -20,6 +20,7 @@ import grpc
 from i2v_common import keepalive
 from i2v_common.channels import ChannelFactory, ChannelPool
 from i2v_common.rpc import node_pb2_grpc
+from i2v_common.tls import tls_failure_hint
 from i2v_contract.wire import common_pb2, node_pb2
 
 MIB = 1024 * 1024
@@ -30,6 +31,13 @@ class NodeCallError(Exception):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+    @classmethod
+    def of(cls, err: grpc.aio.AioRpcError, secure: bool) -> NodeCallError:
+        """The call's failure; a connection that failed over TLS (or for want of it) says what to do."""
+        details = err.details() or ""
+        hint = tls_failure_hint(details, secure) if err.code() == grpc.StatusCode.UNAVAILABLE else None
+        return cls(err.code(), f"{details}: the node {hint}" if hint else details)
 
 
 class NodeCalls(Protocol):
@@ -55,8 +63,10 @@ class GrpcNodeCalls:
     made by `channels` (default: plaintext)."""
 
     def __init__(self, cancel_timeout_s: float = 3.0, channels: ChannelFactory | None = None) -> None:
+        channels = channels or ChannelFactory()
+        self._secure = channels.secure
         self._pool = ChannelPool(
-            channels or ChannelFactory(),
+            channels,
             [("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS],
         )
         self._cancel_timeout_s = cancel_timeout_s
@@ -70,7 +80,7 @@ class GrpcNodeCalls:
                 async for event in call:
                     yield event
             except grpc.aio.AioRpcError as err:
-                raise NodeCallError(err.code(), err.details() or "") from None
+                raise NodeCallError.of(err, self._secure) from None
             finally:
                 call.cancel()
 
@@ -81,7 +91,7 @@ class GrpcNodeCalls:
                     node_pb2.NodeCancelRequest(job_id=job_id), timeout=self._cancel_timeout_s
                 )
             except grpc.aio.AioRpcError as err:
-                raise NodeCallError(err.code(), err.details() or "") from None
+                raise NodeCallError.of(err, self._secure) from None
         return bool(response.cancelled)
 
     async def reset(self, addr: str) -> None:

@@ -23,6 +23,7 @@ import grpc
 
 from i2v_common import errors
 from i2v_common.artifacts import ArtifactStore
+from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import node_pb2_grpc
 from i2v_common.tls import peer_names
 from i2v_contract.limits import FieldError, Limits
@@ -64,6 +65,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         """`dispatchers`: the certificate names that may dispatch (None: no check, mTLS is off)."""
         self.node_id = node_id
         self.dispatchers = dispatchers
+        self._refusals = RateLimitedLog(log)  # any caller with a certificate can repeat them
         self.metrics = metrics
         self.limits = limits
         self.heartbeat_interval = heartbeat_interval
@@ -222,7 +224,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             return
         refusal = dispatcher_refusal(peer_names(context), self.dispatchers, what)
         if refusal is not None:
-            log.warning("refused a %s of job %s: %s", what, job_id or "(any)", refusal)
+            shown = repr(job_id[:64]) if job_id else "(any)"
+            self._refusals.log(what, "refused a %s of job %s: %s", what, shown, refusal)
             await errors.abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,

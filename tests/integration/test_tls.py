@@ -24,6 +24,7 @@ from i2v_client import ClientTls, CoordinatorClient
 from i2v_common.channels import ChannelFactory
 from i2v_common.rpc import node_pb2_grpc
 from i2v_contract.wire import common_pb2, node_pb2
+from i2v_coordinator.nodecalls import GrpcNodeCalls, NodeCallError
 from tests.chaos.coordinator_procs import CoordinatorGroup, CoordinatorProcess
 from tests.etcd_cluster import EtcdCluster
 from tests.integration.node_process import BIN, NodeProcess, node_env
@@ -214,3 +215,16 @@ def test_rotated_certificates_reach_new_connections_without_a_restart(cluster: C
     assert done.returncode == 0, f"{done.stderr}\n--- leader log\n{cluster.leader.log()}"
     assert decode((cluster.workdir / "out" / "after-rotation.mp4").read_bytes()) == (3, 6.0, 64, 72)
     assert (cluster.leader.pid, cluster.node.proc.pid) == pids and cluster.leader.alive()
+
+
+async def test_a_coordinator_without_tls_settings_is_told_the_node_may_speak_tls(cluster: Cluster) -> None:
+    calls = GrpcNodeCalls()  # plaintext, as a coordinator started without --tls-ca
+    try:
+        with pytest.raises(NodeCallError) as err:
+            await calls.cancel(cluster.node.address, "j")
+    finally:
+        await calls.close()
+    assert err.value.code is grpc.StatusCode.UNAVAILABLE
+    assert (
+        "Socket closed: the node may speak TLS (it hung up on plaintext): pass --tls-ca" in err.value.message
+    )

@@ -28,6 +28,7 @@ from i2v_common.tls import (
     coordinator_tls,
     peer_names,
     server_tls_from,
+    tls_failure_hint,
 )
 from i2v_contract.wire import node_pb2
 from tests.pki import Issued, TestCA
@@ -314,3 +315,24 @@ def test_channel_credentials_read_the_files_now(pki: Pki) -> None:
     assert channel_credentials(ClientTls(pki.ca.cert)) is not None
     with pytest.raises(TlsConfigError, match="cannot read CA"):
         channel_credentials(ClientTls(pki.ca.directory / "gone.pem"))
+
+
+@pytest.mark.parametrize(
+    ("details", "secure", "words"),
+    [
+        pytest.param(
+            "...: Socket closed",
+            False,
+            "may speak TLS (it hung up on plaintext): pass --tls-ca",
+            id="plain-hung-up",
+        ),
+        pytest.param("...: WRONG_VERSION_NUMBER: ...", True, "speaks plaintext, not TLS", id="tls-to-plain"),
+        pytest.param("...: CERTIFICATE_VERIFY_FAILED: ...", True, "did not sign", id="wrong-ca"),
+        pytest.param("...: Socket closed", True, "pass --tls-cert and --tls-key", id="tls-hung-up"),
+        pytest.param("...: Connection refused", True, None, id="not-about-tls"),
+        pytest.param("...: Connection refused", False, None, id="plain-not-about-tls"),
+    ],
+)
+def test_tls_failure_hints(details: str, secure: bool, words: str | None) -> None:
+    hint = tls_failure_hint(details, secure)
+    assert hint == words if words is None else (hint is not None and words in hint)
