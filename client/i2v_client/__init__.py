@@ -27,6 +27,7 @@ from i2v_client.text import (
     parse_states,
     shorten_uri,
 )
+from i2v_common.tls import ClientTls
 
 __all__ = [
     "COORDINATOR",
@@ -34,6 +35,7 @@ __all__ = [
     "RETRYABLE",
     "Call",
     "CallError",
+    "ClientTls",
     "Connection",
     "CoordinatorCall",
     "CoordinatorClient",

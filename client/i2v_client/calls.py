@@ -15,6 +15,7 @@ from i2v_client.request import checked
 from i2v_client.retry import RetryPolicy
 from i2v_client.streams import PauseCallback
 from i2v_common.status import to_grpc
+from i2v_common.tls import ClientTls
 from i2v_contract.states import state_name
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
@@ -139,9 +140,14 @@ class CoordinatorGenerator:
     """A Generator over coordinators: `i2v generate --target ADDR[,ADDR...]`."""
 
     def __init__(
-        self, targets: str | Sequence[str], *, policy: RetryPolicy | None = None, token: str | None = None
+        self,
+        targets: str | Sequence[str],
+        *,
+        policy: RetryPolicy | None = None,
+        token: str | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
-        self.client = CoordinatorClient(targets, policy=policy, token=token)
+        self.client = CoordinatorClient(targets, policy=policy, token=token, tls=tls)
 
     def generate(
         self, request: common_pb2.GenerationRequest, *, timeout: float | None = None

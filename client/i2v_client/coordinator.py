@@ -51,6 +51,7 @@ from i2v_client.paging import JobPage, next_token
 from i2v_client.ranged import read_range
 from i2v_client.retry import RetryPolicy
 from i2v_client.streams import EventCallback, PauseCallback, follow
+from i2v_common.tls import ClientTls
 from i2v_contract.wire import common_pb2, coordinator_pb2
 
 
@@ -64,13 +65,16 @@ class CoordinatorClient:
         clock: Callable[[], float] = time.monotonic,
         stubs: StubSource | None = None,
         token: str | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
-        """`stubs` says how to reach one address (default: a keepalive gRPC channel each); `token`
-        is presented on every call (ValueError if it cannot be a token)."""
+        """`stubs` says how to reach one address (default: a keepalive gRPC channel each, over TLS
+        with `tls`: the CA that signed the coordinators' certificates, and a client certificate for
+        coordinators that require one); `token` is presented on every call (ValueError if it
+        cannot be a token)."""
         self.policy = policy or RetryPolicy()
         self._clock = clock
         self._sleep = sleep
-        self._stubs = TokenStubs(stubs or CoordinatorChannels(), token_metadata(token), owns=True)
+        self._stubs = TokenStubs(stubs or CoordinatorChannels(tls), token_metadata(token), owns=True)
         self._failover = Failover(
             parse_targets(targets, "coordinator address"), self.policy, self._stubs, sleep, clock
         )

@@ -22,6 +22,7 @@ from i2v_client.reassembly import Reassembly
 from i2v_client.request import checked
 from i2v_client.streams import PauseCallback
 from i2v_common.rpc import node_pb2_grpc
+from i2v_common.tls import ClientTls
 from i2v_contract.wire import common_pb2, coordinator_pb2, node_pb2
 
 ProgressCallback = Callable[[common_pb2.Progress], None]
@@ -92,17 +93,26 @@ class NodeClient:
     """Direct calls to one node (no coordinator). The address is checked at once (ValueError); a call
     to a node that does not connect within `connect_timeout_s` fails UNAVAILABLE saying so."""
 
-    def __init__(self, target: str, *, connect_timeout_s: float = 2.0, token: str | None = None) -> None:
-        """`token` is presented on every call, for nodes started with --tokens-file."""
+    def __init__(
+        self,
+        target: str,
+        *,
+        connect_timeout_s: float = 2.0,
+        token: str | None = None,
+        tls: ClientTls | None = None,
+    ) -> None:
+        """`token` is presented on every call, for nodes started with --tokens-file; `tls`: speak TLS
+        (and present a client certificate, if it has one)."""
         self.target = check_address(target, "node address")
         self._metadata = token_metadata(token)
         self._connect_timeout_s = connect_timeout_s
-        self._channel = open_channel(self.target)
+        self._secure = tls is not None
+        self._channel = open_channel(self.target, tls=tls)
         self._stub = node_pb2_grpc.NodeStub(self._channel)
 
     def _connect(self, timeout: float | None) -> None:
         limit = self._connect_timeout_s if timeout is None else min(self._connect_timeout_s, timeout)
-        reach, why = wait_connected(self._channel, limit)
+        reach, why = wait_connected(self._channel, limit, target=self.target, secure=self._secure)
         if reach is not Reach.CONNECTED:
             raise CallError(grpc.StatusCode.UNAVAILABLE, f"node {self.target} {why}")
 

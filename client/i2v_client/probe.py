@@ -9,6 +9,7 @@ import grpc
 
 from i2v_client.channels import open_channel
 from i2v_common.rpc import coordinator_pb2_grpc, node_pb2_grpc
+from i2v_common.tls import ClientTls
 from i2v_contract.wire import coordinator_pb2, node_pb2
 
 NODE, COORDINATOR = "node", "coordinator"
@@ -18,9 +19,9 @@ _NO_SIGN = frozenset(
 )
 
 
-def server_kind(address: str, timeout: float = 1.0) -> str:
+def server_kind(address: str, timeout: float = 1.0, tls: ClientTls | None = None) -> str:
     """NODE or COORDINATOR, by which service's cheapest call `address` answers; "" when neither."""
-    channel = open_channel(address)
+    channel = open_channel(address, tls=tls)
     asks: list[tuple[str, Callable[[], object]]] = [
         (NODE, lambda: node_pb2_grpc.NodeStub(channel).Status(node_pb2.NodeStatusRequest(), timeout=timeout)),
         (

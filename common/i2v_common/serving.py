@@ -16,6 +16,7 @@ from i2v_common import reflection
 from i2v_common.handlers import HandlerWrap, add_servicer
 from i2v_common.ratelog import RateLimitedLog
 from i2v_common.sdnotify import Notifier
+from i2v_common.tls import ServerTls, server_credentials
 from i2v_contract.addresses import format_address, parse_address
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -45,17 +46,22 @@ class RpcServer:
         # systemd hears "ready" the first time the server serves and "stopping" when it stops serving.
         self._notifier = notifier if notifier is not None else Notifier.from_env()
         self._ready = False
-        self.server = grpc.aio.server(options=list(options), interceptors=list(interceptors))
+        # No port sharing: a second process on our port must fail to bind, never split the traffic.
+        options = [("grpc.so_reuseport", 0), *options]
+        self.server = grpc.aio.server(options=options, interceptors=list(interceptors))
         self.health = health.aio.HealthServicer()
         self._extra: set[str] = set()
         self._limiter = RateLimitedLog(logging.getLogger("i2v_common.handlers"))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(self.server, (service, HEALTH_SERVICE))
 
-    def bind(self, listen: str) -> str:
-        """Listen on `listen` (port 0 picks one); the bound address. RuntimeError if it cannot."""
+    def bind(self, listen: str, tls: ServerTls | None = None) -> str:
+        """Listen on `listen` (port 0 picks one), over TLS when `tls` is given (then only over TLS);
+        the bound address. RuntimeError if it cannot, TlsConfigError if the files cannot be used."""
         host, _ = parse_address(listen)
-        return format_address(host, self.server.add_insecure_port(listen))
+        if tls is None:
+            return format_address(host, self.server.add_insecure_port(listen))
+        return format_address(host, self.server.add_secure_port(listen, server_credentials(tls)))
 
     def add_servicer(
         self, add: Callable[[Any, Any], None], servicer: object, *, wrap: HandlerWrap | None = None

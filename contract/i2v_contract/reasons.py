@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     NODE_DRAINING = "NODE_DRAINING"  # UNAVAILABLE: shutting down; use another node
     NODE_BUSY = "NODE_BUSY"  # RESOURCE_EXHAUSTED: running another job (metadata job_id)
     INVALID_DISPATCH = "INVALID_DISPATCH"  # INVALID_ARGUMENT: job_id, attempt, epoch or revision
+    NOT_A_DISPATCHER = "NOT_A_DISPATCHER"  # PERMISSION_DENIED: the caller's certificate may not dispatch
     STALE_DISPATCH = "STALE_DISPATCH"  # FAILED_PRECONDITION: the claim lost (leader or job moved on)
     CLAIM_GONE = "CLAIM_GONE"  # UNAVAILABLE: the claim went while the job ran; no result written
     OUT_OF_MEMORY = "OUT_OF_MEMORY"  # RESOURCE_EXHAUSTED: out of memory at every profile (metadata stage)

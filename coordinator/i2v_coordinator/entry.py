@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from i2v_common.channels import ChannelFactory
 from i2v_common.handlers import Handler, add_servicer, rebuild
 from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import coordinator_pb2_grpc
@@ -75,13 +76,18 @@ def _passthrough(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
 
 class FrontDoor:
     def __init__(
-        self, leadership: DoorLeadership, dispatcher: InTerm, etcd: EtcdHealth, access: Access | None = None
+        self,
+        leadership: DoorLeadership,
+        dispatcher: InTerm,
+        etcd: EtcdHealth,
+        access: Access | None = None,
+        channels: ChannelFactory | None = None,
     ) -> None:
         self._leadership = leadership
         self._access = access or Access()
         self._dispatcher = dispatcher
         self._etcd = etcd
-        self.forwarder = Forwarder(leadership, leadership.member_id)
+        self.forwarder = Forwarder(leadership, leadership.member_id, channels)
 
     def leading(self) -> bool:
         """Leading and dispatching in the term (what the servicer serves job calls in)."""

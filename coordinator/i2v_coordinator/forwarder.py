@@ -17,12 +17,14 @@ the new leader, so a client re-attaches instead of waiting on a leader that is g
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from i2v_common import keepalive
+from i2v_common.channels import ChannelFactory, ChannelPool
 from i2v_coordinator.frontdoor import (
     Routing,
     moved,
@@ -35,7 +37,7 @@ from i2v_coordinator.frontdoor import (
 
 T = TypeVar("T")
 MIB = 1024 * 1024
-MAX_CHANNELS = 8  # leader addresses kept open; the oldest goes first
+MAX_CHANNELS = 8  # leader addresses kept open; the least recently used goes first
 
 CHANNEL_OPTIONS = (
     *keepalive.CHANNEL_OPTIONS,
@@ -59,27 +61,15 @@ _MOVED = _Moved()
 
 
 class Forwarder:
-    def __init__(self, leadership: SeesLeader, member_id: str) -> None:
+    def __init__(
+        self, leadership: SeesLeader, member_id: str, channels: ChannelFactory | None = None
+    ) -> None:
         self._leadership = leadership
         self._me = member_id
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def _channel(self, addr: str) -> grpc.aio.Channel:
-        channel = self._channels.pop(addr, None) or grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
-        self._channels[addr] = channel  # most recently used last
-        while len(self._channels) > MAX_CHANNELS:
-            oldest = self._channels.pop(next(iter(self._channels)))
-            task = asyncio.create_task(oldest.close(), name="forwarder-channel-close")
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        return channel
+        self._pool = ChannelPool(channels or ChannelFactory(), CHANNEL_OPTIONS, max_open=MAX_CHANNELS)
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
-        await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._pool.close()
 
     async def _leader_moved(self, routing: Routing) -> None:
         """Returns once the leader key names another leader than `routing`'s (or none)."""
@@ -126,7 +116,17 @@ class Forwarder:
     async def unary(
         self, method: str, path: str, request: bytes, context: grpc.aio.ServicerContext, routing: Routing
     ) -> bytes:
-        rpc = self._channel(routing.leader_addr).unary_unary(path)
+        async with self._pool.hold(routing.leader_addr) as channel:
+            return await self._unary(method, channel.unary_unary(path), request, context, routing)
+
+    async def _unary(
+        self,
+        method: str,
+        rpc: grpc.aio.UnaryUnaryMultiCallable,
+        request: bytes,
+        context: grpc.aio.ServicerContext,
+        routing: Routing,
+    ) -> bytes:
         call = rpc(request, **self._call_options(context))
         try:
             answer = await self._unless_moved(call, routing)
@@ -149,7 +149,23 @@ class Forwarder:
     async def stream(
         self, method: str, path: str, request: bytes, context: grpc.aio.ServicerContext, routing: Routing
     ) -> AsyncIterator[bytes]:
-        rpc = self._channel(routing.leader_addr).unary_stream(path)
+        async with (
+            self._pool.hold(routing.leader_addr) as channel,
+            contextlib.aclosing(
+                self._stream(method, channel.unary_stream(path), request, context, routing)
+            ) as relayed,
+        ):
+            async for message in relayed:
+                yield message
+
+    async def _stream(
+        self,
+        method: str,
+        rpc: grpc.aio.UnaryStreamMultiCallable,
+        request: bytes,
+        context: grpc.aio.ServicerContext,
+        routing: Routing,
+    ) -> AsyncGenerator[bytes, None]:
         call = rpc(request, **self._call_options(context))
         first = True
         try:

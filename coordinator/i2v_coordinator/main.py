@@ -23,12 +23,14 @@ from functools import partial
 
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
+from i2v_common.channels import ChannelFactory
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.kv_metrics import TimedKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_common.serving import MetricsHttp, RpcServer
 from i2v_common.store_identity import StoreMismatch, publish
+from i2v_common.tls import ClientTls, ServerTls, TlsConfigError, add_server_flags, coordinator_tls
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVUnavailable
@@ -73,6 +75,8 @@ class CoordinatorConfig:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_interval_s: float = 60.0
     access: authflags.AccessConfig = field(default_factory=authflags.AccessConfig)
+    tls: ServerTls | None = None  # its client port; None = plaintext
+    peer_tls: ClientTls | None = None  # its calls to nodes and peer coordinators
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -147,7 +151,12 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         "full batch was due)",
     )
     authflags.add_arguments(p)
+    add_server_flags(p, peer_ca=True)
     a = p.parse_args(argv)
+    try:
+        tls, peer_tls = coordinator_tls(a.tls_cert, a.tls_key, a.tls_client_ca, a.tls_ca)
+    except TlsConfigError as err:
+        p.error(str(err))
     if not a.retention_interval > 0:
         p.error(f"--retention-interval must be > 0, got {a.retention_interval:g}")
     try:
@@ -178,6 +187,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         retention=RetentionPolicy(a.retention_max_age, a.retention_max_jobs),
         retention_interval_s=a.retention_interval,
         access=authflags.from_args(a),
+        tls=tls,
+        peer_tls=peer_tls,
     )
 
 
@@ -216,16 +227,11 @@ def _open_edges(
         artifacts = open_store(config.artifacts)
     except (ArtifactError, OSError) as err:
         raise StartupError(f"cannot open artifact store {config.artifacts}: {err}") from None
-    # No port sharing: a second process on our port must fail to bind, never split the traffic.
-    options = [
-        ("grpc.so_reuseport", 0),
-        ("grpc.max_receive_message_length", 64 * MIB),
-        *keepalive.SERVER_OPTIONS,
-    ]
+    options = [("grpc.max_receive_message_length", 64 * MIB), *keepalive.SERVER_OPTIONS]
     rpc = RpcServer(SERVICE, options, [metrics.rpc.interceptor()])
     try:
-        port = parse_address(rpc.bind(config.listen))[1]
-    except RuntimeError as err:
+        port = parse_address(rpc.bind(config.listen, config.tls))[1]
+    except (RuntimeError, TlsConfigError) as err:
         raise StartupError(f"cannot listen on {config.listen}: {err}") from None
     member_id = config.member_id or f"{socket.gethostname()}-{port}"
     cleanup.callback(log.info, "coordinator %s stopped", member_id)
@@ -264,7 +270,8 @@ def _control_plane(
         access, dispatch_token = authflags.open_access(config.access, metrics)
     except ValueError as err:
         raise StartupError(str(err)) from None
-    calls = GrpcNodeCalls(metadata=dispatch_token.metadata if dispatch_token else None)
+    channels = ChannelFactory(config.peer_tls)
+    calls = GrpcNodeCalls(channels=channels, metadata=dispatch_token.metadata if dispatch_token else None)
     cleanup.push_async_callback(calls.close)
     registry = NodeRegistry(kv, keys)
     cleanup.push_async_callback(registry.stop)
@@ -301,7 +308,7 @@ def _control_plane(
         metrics=metrics,
         access=access,
     )
-    door = FrontDoor(leadership, dispatcher, etcd, access)
+    door = FrontDoor(leadership, dispatcher, etcd, access, channels)
     cleanup.push_async_callback(door.forwarder.close)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer, door)
 

@@ -1,7 +1,8 @@
 """The coordinator's calls to nodes: the `NodeCalls` port, its grpc.aio adapter, and the bounded read
 of one dispatch's event stream.
 
-One cached channel per node address, with keepalive, until `reset`: gRPC keepalive finds a dead
+One cached channel per node address, with keepalive, until `reset` (or until the certificate files
+change: i2v_common.channels): gRPC keepalive finds a dead
 connection between calls, the stream bounds find one during a call. A node sends its first event at
 once after accepting a dispatch and a heartbeat every 2 s of silence, so a stream with no event for
 `first_event_s` after it started, or for `idle_s` later, is cancelled, counts as failed, and that
@@ -17,7 +18,9 @@ from typing import Protocol
 import grpc
 
 from i2v_common import keepalive
+from i2v_common.channels import ChannelFactory, ChannelPool
 from i2v_common.rpc import node_pb2_grpc
+from i2v_common.tls import tls_failure_hint
 from i2v_contract.wire import common_pb2, node_pb2
 
 MIB = 1024 * 1024
@@ -28,6 +31,13 @@ class NodeCallError(Exception):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+    @classmethod
+    def of(cls, err: grpc.aio.AioRpcError, secure: bool) -> NodeCallError:
+        """The call's failure; a connection that failed over TLS (or for want of it) says what to do."""
+        details = err.details() or ""
+        hint = tls_failure_hint(details, secure) if err.code() == grpc.StatusCode.UNAVAILABLE else None
+        return cls(err.code(), f"{details}: the node {hint}" if hint else details)
 
 
 class NodeCalls(Protocol):
@@ -49,65 +59,56 @@ class NodeCalls(Protocol):
 
 
 class GrpcNodeCalls:
-    """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive."""
+    """grpc.aio calls to nodes, one cached channel per node address until `reset`, with keepalive;
+    made by `channels` (default: plaintext)."""
 
     def __init__(
         self,
         cancel_timeout_s: float = 3.0,
+        channels: ChannelFactory | None = None,
         *,
         metadata: Callable[[], Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         """`metadata`: what every call presents (the dispatch token for nodes with --tokens-file)."""
         self._metadata = metadata or (lambda: ())
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
+        channels = channels or ChannelFactory()
+        self._secure = channels.secure
+        self._pool = ChannelPool(
+            channels,
+            [("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS],
+        )
         self._cancel_timeout_s = cancel_timeout_s
-
-    def _stub(self, addr: str) -> node_pb2_grpc.NodeStub:
-        stub = self._stubs.get(addr)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(
-                addr, options=[("grpc.max_receive_message_length", 128 * MIB), *keepalive.CHANNEL_OPTIONS]
-            )
-            self._channels[addr] = channel
-            stub = self._stubs[addr] = node_pb2_grpc.NodeStub(channel)
-        return stub
 
     async def generate(
         self, addr: str, request: node_pb2.NodeGenerateRequest
     ) -> AsyncGenerator[common_pb2.GenerateEvent, None]:
-        call = self._stub(addr).Generate(request, metadata=tuple(self._metadata()))
-        try:
-            async for event in call:
-                yield event
-        except grpc.aio.AioRpcError as err:
-            raise NodeCallError(err.code(), err.details() or "") from None
-        finally:
-            call.cancel()
+        async with self._pool.hold(addr) as channel:
+            call = node_pb2_grpc.NodeStub(channel).Generate(request, metadata=tuple(self._metadata()))
+            try:
+                async for event in call:
+                    yield event
+            except grpc.aio.AioRpcError as err:
+                raise NodeCallError.of(err, self._secure) from None
+            finally:
+                call.cancel()
 
     async def cancel(self, addr: str, job_id: str) -> bool:
-        try:
-            response = await self._stub(addr).Cancel(
-                node_pb2.NodeCancelRequest(job_id=job_id),
-                timeout=self._cancel_timeout_s,
-                metadata=tuple(self._metadata()),
-            )
-        except grpc.aio.AioRpcError as err:
-            raise NodeCallError(err.code(), err.details() or "") from None
+        async with self._pool.hold(addr) as channel:
+            try:
+                response = await node_pb2_grpc.NodeStub(channel).Cancel(
+                    node_pb2.NodeCancelRequest(job_id=job_id),
+                    timeout=self._cancel_timeout_s,
+                    metadata=tuple(self._metadata()),
+                )
+            except grpc.aio.AioRpcError as err:
+                raise NodeCallError.of(err, self._secure) from None
         return bool(response.cancelled)
 
     async def reset(self, addr: str) -> None:
-        self._stubs.pop(addr, None)
-        channel = self._channels.pop(addr, None)
-        if channel is not None:
-            await channel.close()
+        await self._pool.reset(addr)
 
     async def close(self) -> None:
-        channels = list(self._channels.values())
-        self._channels.clear()
-        self._stubs.clear()
-        for channel in channels:
-            await channel.close()
+        await self._pool.close()
 
 
 async def follow_stream(

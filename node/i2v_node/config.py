@@ -10,9 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from i2v_common.tls import ServerTls, TlsConfigError, add_server_flags, server_tls_from
 from i2v_contract.addresses import parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.units import parse_bytes
+
+DEFAULT_COORDINATOR_IDENTITY = "i2v-coordinator"
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +46,9 @@ class NodeConfig:
     prefix: str = DEFAULT_PREFIX
     lease_ttl: float = 10.0
     tokens_file: str = ""  # "" = every caller is served (no authentication)
+    tls: ServerTls | None = None  # None = plaintext
+    # Certificate names allowed to dispatch, checked when callers must present one (mTLS).
+    coordinator_identities: tuple[str, ...] = (DEFAULT_COORDINATOR_IDENTITY,)
 
 
 def _size_arg(text: str) -> int:
@@ -163,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="registration lease TTL: a crashed node's key and claims vanish this long after (default 10)",
     )
+    add_server_flags(p)
+    p.add_argument(
+        "--coordinator-identity",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="with --tls-client-ca: a certificate name (CN or DNS name) allowed to dispatch jobs; "
+        f"repeatable (default {DEFAULT_COORDINATOR_IDENTITY})",
+    )
     testing = p.add_argument_group("testing only (never in production)")
     testing.add_argument(
         "--simulate-free-vram",
@@ -228,6 +243,12 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
             parser.error(f"{', '.join(given)} only apply in a cluster; add --etcd ENDPOINTS or drop them")
     elif not ns.artifacts:
         parser.error("--etcd needs --artifacts DIR_OR_URL: the artifact store the coordinator uses")
+    try:
+        tls = server_tls_from(ns.tls_cert, ns.tls_key, ns.tls_client_ca)
+    except TlsConfigError as err:
+        parser.error(str(err))
+    if ns.coordinator_identity and (tls is None or tls.client_ca is None):
+        parser.error("--coordinator-identity is checked against client certificates: add --tls-client-ca")
     node_id = ns.node_id or socket.gethostname()
     if "/" in node_id or not node_id:
         parser.error(f"--id {node_id!r} must be non-empty and contain no '/'")
@@ -252,4 +273,6 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         prefix=ns.prefix or DEFAULT_PREFIX,
         lease_ttl=ns.lease_ttl or 10.0,
         tokens_file=ns.tokens_file,
+        tls=tls,
+        coordinator_identities=tuple(ns.coordinator_identity or (DEFAULT_COORDINATOR_IDENTITY,)),
     )

@@ -24,6 +24,7 @@ from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactStore
 from i2v_common.rpc import node_pb2_grpc
 from i2v_common.serving import MetricsHttp, RpcServer
+from i2v_common.tls import TlsConfigError
 from i2v_common.tokens import TokensError, TokensFile
 from i2v_contract.limits import DEFAULT_LIMITS, Limits
 from i2v_contract.tiers import tier_name
@@ -62,6 +63,13 @@ def engine_config(config: NodeConfig) -> EngineConfig:
     )
 
 
+def dispatchers(config: NodeConfig) -> frozenset[str] | None:
+    """The certificate names that may dispatch, when callers must present a certificate; else None."""
+    if config.tls is None or config.tls.client_ca is None:
+        return None
+    return frozenset(config.coordinator_identities)
+
+
 def max_receive_bytes(limits: Limits) -> int:
     return limits.max_image_bytes + MIB
 
@@ -98,6 +106,7 @@ class NodeServer:
             max_result_bytes=MAX_SEND_BYTES,
             hooks=hooks,
             artifacts=artifacts,
+            dispatchers=dispatchers(config),
         )
         self._rpc = RpcServer(
             NODE_SERVICE,
@@ -116,8 +125,8 @@ class NodeServer:
     async def start(self) -> None:
         """Listen with health NOT_SERVING; /metrics up. The model is not loaded yet."""
         try:
-            self.address = self._rpc.bind(self.config.listen)
-        except RuntimeError as err:
+            self.address = self._rpc.bind(self.config.listen, self.config.tls)
+        except (RuntimeError, TlsConfigError) as err:
             raise StartupError(f"cannot listen on {self.config.listen}: {err}") from None
         await self._rpc.start()
         if self.config.metrics_listen:
@@ -127,9 +136,10 @@ class NodeServer:
                 await self._rpc.stop(0)
                 raise StartupError(f"cannot serve metrics on {self.config.metrics_listen}: {err}") from None
         log.info(
-            "node %s listening on %s (NOT_SERVING until the model is loaded)",
+            "node %s listening on %s, %s (NOT_SERVING until the model is loaded)",
             self.config.node_id,
             self.address,
+            transport(self.config),
         )
 
     async def load(self) -> None:
@@ -194,6 +204,15 @@ class NodeServer:
         """Drain, then close: a standalone node's whole shutdown."""
         await self.drain()
         await self.close()
+
+
+def transport(config: NodeConfig) -> str:
+    tls = config.tls
+    if tls is None:
+        return "plaintext"
+    if tls.client_ca is None:
+        return "TLS"
+    return f"mTLS (dispatches from {', '.join(sorted(config.coordinator_identities))})"
 
 
 def _settle(future: asyncio.Future[Engine], engine: Engine) -> None:

@@ -23,7 +23,9 @@ import grpc
 
 from i2v_common import errors
 from i2v_common.artifacts import ArtifactStore
+from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import node_pb2_grpc
+from i2v_common.tls import peer_names
 from i2v_contract.limits import FieldError, Limits
 from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.version import package_version
@@ -31,6 +33,7 @@ from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.chunks import result_events
 from i2v_node.gpu import MemoryMonitor, MemoryReading
 from i2v_node.hooks import JobHooks
+from i2v_node.identity import dispatcher_refusal, is_dispatch
 from i2v_node.metrics import NodeMetrics
 from i2v_node.progress import HEARTBEAT_INTERVAL_S, EventRelay
 from i2v_node.running import DEADLINE, Final, RunningJob
@@ -57,8 +60,12 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         artifacts: ArtifactStore | None = None,
         random_seed: Callable[[], int] = lambda: secrets.randbits(63),
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
+        dispatchers: frozenset[str] | None = None,
     ) -> None:
+        """`dispatchers`: the certificate names that may dispatch (None: no check, mTLS is off)."""
         self.node_id = node_id
+        self.dispatchers = dispatchers
+        self._refusals = RateLimitedLog(log)  # any caller with a certificate can repeat them
         self.metrics = metrics
         self.limits = limits
         self.heartbeat_interval = heartbeat_interval
@@ -161,6 +168,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         """Refuse what cannot run now, in this order: draining, loading, a malformed dispatch, bad
         input (standalone requests only), busy. Returns the engine and a standalone request's checks."""
         engine = self.state.engine
+        if is_dispatch(request):
+            await self._check_dispatcher(context, "dispatch", request.job_id)
         if self.state.draining:
             self.metrics.job_done("unavailable")
             await errors.abort(
@@ -210,9 +219,27 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
         return engine, prepared
 
+    async def _check_dispatcher(self, context: grpc.aio.ServicerContext, what: str, job_id: str) -> None:
+        if self.dispatchers is None:
+            return
+        refusal = dispatcher_refusal(peer_names(context), self.dispatchers, what)
+        if refusal is not None:
+            shown = repr(job_id[:64]) if job_id else "(any)"
+            self._refusals.log(what, "refused a %s of job %s: %s", what, shown, refusal)
+            await errors.abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                refusal,
+                details(Reason.NOT_A_DISPATCHER, node_id=self.node_id),
+            )
+
     async def Cancel(
         self, request: node_pb2.NodeCancelRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.NodeCancelResponse:
+        running = self.slot.job
+        if request.job_id or (running is not None and running.dispatched):
+            # Only a coordinator stops a dispatched job.
+            await self._check_dispatcher(context, "cancel", request.job_id)
         return node_pb2.NodeCancelResponse(cancelled=self.slot.cancel(request.job_id))
 
     async def Status(

@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from i2v_common.channels import ChannelFactory
+from i2v_common.tls import ClientTls
 from tests.etcd_cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +31,15 @@ class NodeProcess:
     """`i2v-node --model tiny` with its log in `log_path`; stop() always ends it (by pid)."""
 
     def __init__(
-        self, cache_dir: Path, log_path: Path, *extra: str, node_id: str = "test-node", port: int = 0
+        self,
+        cache_dir: Path,
+        log_path: Path,
+        *extra: str,
+        node_id: str = "test-node",
+        port: int = 0,
+        tls: ClientTls | None = None,
     ) -> None:
+        """`tls`: how this helper's own channel (health) reaches a node started with TLS flags."""
         self.port = port or free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -42,9 +51,8 @@ class NodeProcess:
         self.proc = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, env=node_env(cache_dir)
         )
-        self.channel = grpc.insecure_channel(
-            self.address,
-            options=[("grpc.max_receive_message_length", 128 * 1024 * 1024)],
+        self.channel = ChannelFactory(tls).sync(
+            self.address, [("grpc.max_receive_message_length", 128 * 1024 * 1024)]
         )
 
     def health(self, service: str = "") -> int | None:

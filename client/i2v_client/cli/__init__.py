@@ -16,7 +16,8 @@
 follows the leader and re-attaches across failovers). Without either, `--target` comes from the
 I2V_TARGETS environment variable. `status`, `jobs`, `get` and `cancel` take `--json`; `status` and
 `jobs` take `--wide`. Servers started with --tokens-file need a token: `--token`, `--token-file`,
-or $I2V_TOKEN / $I2V_TOKEN_FILE.
+or $I2V_TOKEN / $I2V_TOKEN_FILE. Against TLS servers: `--tls-ca` (and `--tls-cert`/`--tls-key` for
+mTLS), or I2V_TLS_CA, I2V_TLS_CERT and I2V_TLS_KEY.
 
 Exit status: 0 done; 1 the server refused, the job failed or was cancelled elsewhere (`error: CODE:
 message`); 2 bad usage or a local problem, said before anything is sent where it can be (an
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
-from i2v_client.cli.args import build_parser, resolve_where
+from i2v_client.cli.args import build_parser, resolve_tls, resolve_where
 from i2v_client.cli.context import Cluster, Connector, Context, GrpcConnector, Listing
 
 __all__ = ["Cluster", "Connector", "GrpcConnector", "Listing", "main"]
@@ -64,11 +65,13 @@ def main(
     )
     with contextlib.redirect_stdout(ctx.out), contextlib.redirect_stderr(ctx.err):
         args = build_parser(ctx.listing).parse_args(argv)
+        environ = os.environ if env is None else env
         try:
-            resolve_where(args, os.environ if env is None else env)
+            resolve_where(args, environ)
+            tls = resolve_tls(args, environ)
         except ValueError as exc:
             args.subparser.error(str(exc))
     if connector is None:
-        ctx = dataclasses.replace(ctx, connector=GrpcConnector(args.token))
+        ctx = dataclasses.replace(ctx, connector=GrpcConnector(args.token, tls))
     code: int = args.run(args, ctx)
     return code

@@ -20,6 +20,8 @@ from i2v_client.cli.tokens import add_command as add_token_command
 from i2v_client.cli.tokens import add_token_flags, resolve_token
 from i2v_client.local import commands as local
 from i2v_client.text import clip
+from i2v_common import tls
+from i2v_common.tls import ClientTls
 from i2v_contract.version import package_version
 
 TARGETS_ENV = "I2V_TARGETS"
@@ -32,6 +34,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {clip(message, ERROR_MAX)} (see {self.prog} --help)\n")
+
+
+def _add_tls(group: argparse._ActionsContainer) -> None:
+    tls.add_client_flags(group)
+
+
+def resolve_tls(args: argparse.Namespace, env: Mapping[str, str]) -> ClientTls | None:
+    """The command's TLS settings from its flags, else the environment; None for plaintext.
+    ValueError (TlsConfigError) names a missing or unreadable file."""
+    if not hasattr(args, "tls_ca"):
+        return None
+    return tls.client_tls_from_env(args.tls_ca, args.tls_cert, args.tls_key, env)
 
 
 def _add_target(group: argparse._ActionsContainer) -> None:
@@ -49,6 +63,7 @@ def _cluster_parent(*, tables: bool = False, timeout: bool = False) -> Parser:
     connection = parent.add_argument_group("connection")
     _add_target(connection)
     add_token_flags(connection)
+    _add_tls(connection)
     if timeout:
         connection.add_argument(
             "--timeout", type=types.seconds, default=None, metavar="S", help="give up after S seconds"
@@ -158,6 +173,7 @@ def _add_generate(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="S",
         help="give up after S seconds, time queued included (the job goes on)",
     )
+    _add_tls(connection)
     gen.set_defaults(run=cmd_generate, subparser=gen)
 
 

@@ -15,6 +15,7 @@ from i2v_client.node_client import Generator, NodeClient
 from i2v_client.paging import REQUESTS_MAX, JobPage
 from i2v_client.probe import server_kind
 from i2v_client.streams import EventCallback, PauseCallback
+from i2v_common.tls import ClientTls
 from i2v_contract.wire import coordinator_pb2
 
 # 0 done; 1 the server refused, the job failed or was cancelled elsewhere; 2 bad usage or a local
@@ -65,22 +66,23 @@ class Connector(Protocol):
 
 
 class GrpcConnector:
-    """The real servers, over gRPC, presenting `token` (when given) on every call."""
+    """The real servers, over gRPC (TLS with `tls`), presenting `token` (when given) on every call."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, tls: ClientTls | None = None) -> None:
         self.token = token
+        self.tls = tls
 
     def node(self, address: str) -> Generator:
-        return NodeClient(address, token=self.token)
+        return NodeClient(address, token=self.token, tls=self.tls)
 
     def cluster_generator(self, targets: Sequence[str]) -> Generator:
-        return CoordinatorGenerator(targets, token=self.token)
+        return CoordinatorGenerator(targets, token=self.token, tls=self.tls)
 
     def cluster(self, targets: Sequence[str]) -> Cluster:
-        return CoordinatorClient(targets, token=self.token)
+        return CoordinatorClient(targets, token=self.token, tls=self.tls)
 
     def kind(self, address: str) -> str:
-        return server_kind(address)
+        return server_kind(address, tls=self.tls)
 
 
 @dataclass(frozen=True)

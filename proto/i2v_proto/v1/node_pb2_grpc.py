@@ -29,9 +29,11 @@ if _version_not_supported:
 class NodeStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
-    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); UNAUTHENTICATED when the node has
+    --tokens-file and the call no known token; BadRequest naming the field for INVALID_ARGUMENT;
+    RetryInfo where waiting helps.
     """
 
     def __init__(self, channel):
@@ -60,9 +62,11 @@ class NodeStub:
 class NodeServicer:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
-    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); UNAUTHENTICATED when the node has
+    --tokens-file and the call no known token; BadRequest naming the field for INVALID_ARGUMENT;
+    RetryInfo where waiting helps.
     """
 
     def Generate(self, request, context):
@@ -114,9 +118,11 @@ def add_NodeServicer_to_server(servicer, server):
 class Node:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
-    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); UNAUTHENTICATED when the node has
+    --tokens-file and the call no known token; BadRequest naming the field for INVALID_ARGUMENT;
+    RetryInfo where waiting helps.
     """
 
     @staticmethod

@@ -30,9 +30,11 @@ GRPC_VERSION: str
 class NodeStub:
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
-    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); UNAUTHENTICATED when the node has
+    --tokens-file and the call no known token; BadRequest naming the field for INVALID_ARGUMENT;
+    RetryInfo where waiting helps.
     """
 
     @_typing.overload
@@ -50,9 +52,11 @@ class NodeStub:
 class NodeAsyncStub(NodeStub):
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
-    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); UNAUTHENTICATED when the node has
+    --tokens-file and the call no known token; BadRequest naming the field for INVALID_ARGUMENT;
+    RetryInfo where waiting helps.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -66,9 +70,11 @@ class NodeAsyncStub(NodeStub):
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     """A failed call keeps its status code and message and carries google.rpc details beside them:
     ErrorInfo (domain "i2v.v1") with reason NODE_LOADING, NODE_DRAINING, NODE_BUSY, INVALID_FIELD,
-    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage) or
-    RESULT_TOO_LARGE; UNAUTHENTICATED when the node has --tokens-file and the call no known token;
-    BadRequest naming the field for INVALID_ARGUMENT; RetryInfo where waiting helps.
+    INVALID_DISPATCH, STALE_DISPATCH, CLAIM_GONE, OUT_OF_MEMORY (metadata stage),
+    RESULT_TOO_LARGE or NOT_A_DISPATCHER (PERMISSION_DENIED: under mTLS, a dispatch or a cancel of a
+    dispatched job from a certificate that is not a coordinator's); UNAUTHENTICATED when the node has
+    --tokens-file and the call no known token; BadRequest naming the field for INVALID_ARGUMENT;
+    RetryInfo where waiting helps.
     """
 
     @_abc_1.abstractmethod
