@@ -44,13 +44,14 @@ from i2v_contract.limits import DEFAULT_LIMITS, RANDOM_SEED_MAX, FieldError, Lim
 from i2v_contract.reasons import Reason, details, field_details
 from i2v_contract.states import FAILED, FINAL_STATES, SUCCEEDED, state_name
 from i2v_contract.wire import LEADER_ADDR_METADATA, common_pb2, coordinator_pb2
-from i2v_coordinator import jobs, listing, statusview, transfer
+from i2v_coordinator import listing, statusview, transfer
 from i2v_coordinator.access import Access
 from i2v_coordinator.admission import Intake, Nodes, Refused, SubmitMetrics
 from i2v_coordinator.dispatcher import Dispatcher
 from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.jobstore import Fenced, JobStore
 from i2v_coordinator.jobtable import job_event
+from i2v_coordinator.messages import finished_message, heartbeat_event, job_message, utc_time
 from i2v_coordinator.progress import HubClosed, ProgressHub
 from i2v_coordinator.records import JobRecord
 from i2v_coordinator.statusview import Roster
@@ -77,50 +78,6 @@ class LeaderInfo(Protocol):
     def leader(self) -> tuple[str, str] | None: ...
 
     async def roster(self) -> Roster: ...
-
-
-def heartbeat_event(last: coordinator_pb2.JobEvent) -> coordinator_pb2.JobEvent:
-    """A keep-alive that repeats the job's state and attempt as last sent, and nothing else."""
-    return coordinator_pb2.JobEvent(
-        job_id=last.job_id, state=last.state, attempt=last.attempt, heartbeat=True
-    )
-
-
-def job_message(record: JobRecord, event: coordinator_pb2.JobEvent) -> coordinator_pb2.Job:
-    view = record.view
-    job = coordinator_pb2.Job(
-        job_id=view.job_id,
-        state=event.state,
-        attempt=view.attempt,
-        node_id=view.node_id,
-        epoch=view.epoch,
-        required_tier=common_pb2.Tier.ValueType(view.required_tier),
-        required_bytes=view.required_bytes,
-        created_at=view.created_at,
-        started_at=view.started_at,
-        finished_at=view.finished_at,
-        error=view.error,
-        error_code=view.error_code,
-        input_uri=record.input_uri,
-        request=record.request,
-        owner=record.owner,
-    )
-    if event.HasField("result"):
-        job.result.CopyFrom(event.result)
-    return job
-
-
-def finished_message(view: jobs.JobView) -> str:
-    """Why a finished job cannot be cancelled, and where its outcome is."""
-    state = state_name(view.state)
-    return (
-        f"job {view.job_id} already {state} (attempt {view.attempt}); there is nothing to cancel: "
-        f"`i2v get {view.job_id}` shows its outcome"
-    )
-
-
-def _utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -226,8 +183,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             tomb = await self._store.tombstone(job_id)
         if tomb is not None:
             message = (
-                f"job {job_id} finished at {_utc(tomb.finished_at)} and was removed by retention at "
-                f"{_utc(tomb.expired_at)} ({tomb.reason}); submit it again for a new result"
+                f"job {job_id} finished at {utc_time(tomb.finished_at)} and was removed by retention at "
+                f"{utc_time(tomb.expired_at)} ({tomb.reason}); submit it again for a new result"
             )
             detail = details(Reason.JOB_EXPIRED, job_id=job_id)
         else:

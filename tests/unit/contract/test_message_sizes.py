@@ -28,8 +28,9 @@ from i2v_coordinator.download import CHUNK_BYTES
 from i2v_coordinator.jobstore import JobStore
 from i2v_coordinator.jobtable import JobTable, job_event
 from i2v_coordinator.listing import LIST_JOBS_MAX
+from i2v_coordinator.messages import job_message
 from i2v_coordinator.records import JobRecord, encode_job
-from i2v_coordinator.servicer import CoordinatorServicer, job_message
+from i2v_coordinator.servicer import CoordinatorServicer
 from i2v_node.chunks import result_events
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV

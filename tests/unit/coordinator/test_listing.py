@@ -28,8 +28,9 @@ from i2v_coordinator.listing import (
     parse_page_token,
     state_filter,
 )
+from i2v_coordinator.messages import finished_message
 from i2v_coordinator.records import JobRecord, encode_job, request_digest
-from i2v_coordinator.servicer import CoordinatorServicer, finished_message
+from i2v_coordinator.servicer import CoordinatorServicer
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_kv import MemoryKV
 
