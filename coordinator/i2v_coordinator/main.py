@@ -24,6 +24,12 @@ from functools import partial
 from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.etcd_security import (
+    EtcdSecurity,
+    EtcdSecurityError,
+    add_etcd_security_args,
+    etcd_security_from_args,
+)
 from i2v_common.kv_metrics import TimedKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
@@ -31,7 +37,7 @@ from i2v_common.serving import MetricsHttp, RpcServer
 from i2v_common.store_identity import StoreMismatch, publish
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
-from i2v_contract.kv import KVUnavailable
+from i2v_contract.kv import KVDenied, KVUnavailable
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
 from i2v_coordinator.entry import SERVICE, FrontDoor, publish_leader_health
@@ -71,6 +77,7 @@ class CoordinatorConfig:
     log_level: str
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_interval_s: float = 60.0
+    etcd_security: EtcdSecurity = field(default_factory=EtcdSecurity)
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -144,7 +151,12 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         help="how often the leader sweeps finished jobs past retention (default 60s; sooner while a "
         "full batch was due)",
     )
+    add_etcd_security_args(p.add_argument_group("etcd security (TLS, authentication)"))
     a = p.parse_args(argv)
+    try:
+        etcd_security = etcd_security_from_args(a)
+    except EtcdSecurityError as err:
+        p.error(str(err))
     if not a.retention_interval > 0:
         p.error(f"--retention-interval must be > 0, got {a.retention_interval:g}")
     try:
@@ -174,6 +186,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         log_level=a.log_level,
         retention=RetentionPolicy(a.retention_max_age, a.retention_max_jobs),
         retention_interval_s=a.retention_interval,
+        etcd_security=etcd_security,
     )
 
 
@@ -252,9 +265,11 @@ def _control_plane(
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
     etcd = EtcdHealth(config.etcd)  # both clients report to it; the lease keepalive every second
-    kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
+    client = partial(EtcdKV, config.etcd, timings.call_timeout_s, security=config.etcd_security)
+    log.info("etcd %s: %s", ",".join(config.etcd), config.etcd_security.describe())
+    kv = metrics.etcd.wrap(client(), observe=etcd.observe)
     cleanup.push_async_callback(kv.close)
-    lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
+    lease_kv = metrics.etcd.wrap(client(), observe=etcd.observe)
     cleanup.push_async_callback(lease_kv.close)
     calls = GrpcNodeCalls()
     cleanup.push_async_callback(calls.close)
@@ -310,7 +325,7 @@ async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextl
     try:
         if not await _start(plane.registry, plane.leadership, stop, agree):
             return 0
-    except (DuplicateMember, StoreMismatch) as err:
+    except (DuplicateMember, StoreMismatch, KVDenied) as err:
         raise StartupError(str(err)) from None
     cleanup.push_async_callback(_cancel, asyncio.create_task(plane.dispatcher.run(), name="dispatcher"))
     lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
@@ -356,6 +371,8 @@ async def _start(
             await registry.start()
             await leadership.start()
             return True
+        except KVDenied:
+            raise
         except KVUnavailable as err:
             log.warning("etcd unreachable at start (%s); retrying in %g s", err, _START_RETRY_S)
             await registry.stop()

@@ -7,9 +7,16 @@ import os
 import re
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from i2v_common.etcd_security import (
+    EtcdSecurity,
+    EtcdSecurityError,
+    add_etcd_security_args,
+    etcd_security_from_args,
+    given_on_command_line,
+)
 from i2v_contract.addresses import parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.units import parse_bytes
@@ -42,6 +49,7 @@ class NodeConfig:
     artifacts: str = ""  # directory or URL of the artifact store shared with the coordinator
     prefix: str = DEFAULT_PREFIX
     lease_ttl: float = 10.0
+    etcd_security: EtcdSecurity = field(default_factory=EtcdSecurity)
 
 
 def _size_arg(text: str) -> int:
@@ -154,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="registration lease TTL: a crashed node's key and claims vanish this long after (default 10)",
     )
+    add_etcd_security_args(cluster)
     testing = p.add_argument_group("testing only (never in production)")
     testing.add_argument(
         "--simulate-free-vram",
@@ -213,12 +222,19 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
     if ns.drain_grace_seconds < 0:
         parser.error("--drain-grace-seconds must be >= 0")
     cluster_only = {"--advertise": ns.advertise, "--prefix": ns.prefix, "--lease-ttl": ns.lease_ttl}
+    security = EtcdSecurity()
     if not ns.etcd:
         given = [flag for flag, value in cluster_only.items() if value is not None]
+        given += given_on_command_line(ns)
         if given:
             parser.error(f"{', '.join(given)} only apply in a cluster; add --etcd ENDPOINTS or drop them")
     elif not ns.artifacts:
         parser.error("--etcd needs --artifacts DIR_OR_URL: the artifact store the coordinator uses")
+    else:
+        try:
+            security = etcd_security_from_args(ns)
+        except EtcdSecurityError as err:
+            parser.error(str(err))
     node_id = ns.node_id or socket.gethostname()
     if "/" in node_id or not node_id:
         parser.error(f"--id {node_id!r} must be non-empty and contain no '/'")
@@ -242,4 +258,5 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         artifacts=ns.artifacts,
         prefix=ns.prefix or DEFAULT_PREFIX,
         lease_ttl=ns.lease_ttl or 10.0,
+        etcd_security=security,
     )
