@@ -25,6 +25,8 @@ from pathlib import Path
 import grpc
 from aetcd import rpc
 
+from i2v_common.etcd_wire import prefix_range
+
 HEARTBEAT_MS = 50
 ELECTION_MS = 250
 AUTO_COMPACTION_REVISIONS = 100_000  # keep this many revisions of history (etcd checks every 5 min)
@@ -242,7 +244,7 @@ class EtcdCluster:
                 stub.UserAdd(rpc.AuthUserAddRequest(name=user.name, password=user.password), timeout=5)
                 stub.RoleAdd(rpc.AuthRoleAddRequest(name=user.name), timeout=5)
                 for prefix in user.prefixes:
-                    start, end = _prefix_range(prefix)
+                    start, end = prefix_range(prefix)
                     perm = rpc.Permission(permType=rpc.Permission.READWRITE, key=start, range_end=end)
                     stub.RoleGrantPermission(
                         rpc.AuthRoleGrantPermissionRequest(name=user.name, perm=perm), timeout=5
@@ -349,9 +351,3 @@ class EtcdCluster:
     def stop_all(self) -> None:
         for i in range(len(self.members)):
             self.kill(i)
-
-
-def _prefix_range(prefix: str) -> tuple[bytes, bytes]:
-    """etcd's [key, range_end) for every key starting with `prefix` (non-empty, last byte < 0xff)."""
-    key = prefix.encode()
-    return key, key[:-1] + bytes([key[-1] + 1])

@@ -42,6 +42,7 @@ class Authenticator:
         self._password = password
         self._token: str | None = None if user else ""
         self._pending: asyncio.Future[str] | None = None
+        self._renewals = 0
 
     def __repr__(self) -> str:
         return f"Authenticator(user={self.user!r})"
@@ -79,8 +80,11 @@ class Authenticator:
             log.warning("etcd has authentication disabled; calling it as user %r without a token", self.user)
             self._token = ""
             return ""
+        # The first time for the startup log; renewals (every idle TTL) only when debugging.
+        level = logging.DEBUG if self._renewals else logging.INFO
+        log.log(level, "authenticated to etcd as user %r", self.user)
+        self._renewals += 1
         self._token = str(response.token)
-        log.info("authenticated to etcd as user %r", self.user)
         return self._token
 
     def refusal(self, what: str, code: grpc.StatusCode, details: str) -> Exception | None:

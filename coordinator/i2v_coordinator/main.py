@@ -160,7 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     if not a.retention_interval > 0:
         p.error(f"--retention-interval must be > 0, got {a.retention_interval:g}")
     try:
-        endpoints = tuple(parse_endpoints(a.etcd))
+        endpoints = tuple(parse_endpoints(a.etcd, tls=etcd_security.tls))
         Keys(a.prefix)
         timings_for_ttl(a.lease_ttl)
         for addr in (a.listen, a.metrics_listen, *([a.advertise] if a.advertise else [])):

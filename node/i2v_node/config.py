@@ -12,7 +12,6 @@ from pathlib import Path
 
 from i2v_common.etcd_security import (
     EtcdSecurity,
-    EtcdSecurityError,
     add_etcd_security_args,
     etcd_security_from_args,
     given_on_command_line,
@@ -65,13 +64,6 @@ def _address_arg(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
-
-
-def _endpoints_arg(text: str) -> tuple[str, ...]:
-    try:
-        return tuple(parse_endpoints(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _prefix_arg(text: str) -> str:
@@ -139,8 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = p.add_argument_group("cluster (join by giving --etcd; without it the node runs standalone)")
     cluster.add_argument(
         "--etcd",
-        type=_endpoints_arg,
-        default=(),
+        default="",
         metavar="ENDPOINTS",
         help="etcd endpoints, comma-separated host:port: register there and take dispatched jobs",
     )
@@ -222,7 +213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
     if ns.drain_grace_seconds < 0:
         parser.error("--drain-grace-seconds must be >= 0")
     cluster_only = {"--advertise": ns.advertise, "--prefix": ns.prefix, "--lease-ttl": ns.lease_ttl}
-    security = EtcdSecurity()
+    security, endpoints = EtcdSecurity(), tuple[str, ...]()
     if not ns.etcd:
         given = [flag for flag, value in cluster_only.items() if value is not None]
         given += given_on_command_line(ns)
@@ -233,7 +224,8 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
     else:
         try:
             security = etcd_security_from_args(ns)
-        except EtcdSecurityError as err:
+            endpoints = tuple(parse_endpoints(ns.etcd, tls=security.tls))
+        except ValueError as err:  # EtcdSecurityError included
             parser.error(str(err))
     node_id = ns.node_id or socket.gethostname()
     if "/" in node_id or not node_id:
@@ -253,7 +245,7 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         fault_inject_oom=ns.fault_inject_oom,
         log_level=ns.log_level,
         offline=not ns.online,
-        etcd=ns.etcd,
+        etcd=endpoints,
         advertise=ns.advertise or "",
         artifacts=ns.artifacts,
         prefix=ns.prefix or DEFAULT_PREFIX,
