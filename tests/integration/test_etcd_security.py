@@ -40,6 +40,7 @@ class Pki:
     ca: Path
     server: Pair
     client: Pair
+    named: Pair  # its common name is an etcd user
     stranger: Pair  # a client certificate from another CA
     stranger_ca: Path
 
@@ -72,6 +73,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         ca=ca.ca,
         server=ca.issue("server", "etcd", server=True),
         client=ca.issue("client", "i2v-client", server=False),
+        named=ca.issue("named", "i2v-by-cert", server=False),
         stranger=other.issue("client", "i2v-client", server=False),
         stranger_ca=other.ca,
     )
@@ -93,6 +95,7 @@ def secured(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secu
         EtcdUser("i2v", PASSWORD, (PREFIX,)),
         EtcdUser("i2v-coordinator", SERVER_PASSWORD, (PREFIX,)),
         EtcdUser("i2v-node", SERVER_PASSWORD, (PREFIX,)),
+        EtcdUser("i2v-by-cert", "never-used-Pw", (PREFIX,)),
     )
     tls = EtcdTLS(pki.ca, pki.server.cert, pki.server.key, client=(pki.client.cert, pki.client.key))
     cluster = EtcdCluster(1, base, tls=tls, auth=EtcdAuth(users=users, token_ttl_s=1))
@@ -145,17 +148,17 @@ async def test_an_expired_token_is_renewed_once_for_concurrent_calls_watches_and
     k = key("b")
     rev = await kv.put(k, b"1")
     lease = await kv.grant_lease(10)
-    await asyncio.sleep(3)  # the 1 s TTL has passed, unused: etcd has forgotten the token
+    await asyncio.sleep(2.5)  # the 1 s TTL has passed, unused: etcd has forgotten the token
     before = caplog.text.count("authenticated to etcd")
     results = await asyncio.gather(*(kv.get(k) for _ in range(20)))
     assert all(r is not None and r.value == b"1" for r in results)
     assert caplog.text.count("authenticated to etcd") == before + 1  # one Authenticate for all 20
-    await asyncio.sleep(3)
+    await asyncio.sleep(2.5)
     events = kv.watch_prefix(k, rev + 1)  # created with the expired token, then renewed
     await kv.put(k, b"2")
     assert (await next_event(events)).kv.value == b"2"
     await events.aclose()
-    await asyncio.sleep(3)
+    await asyncio.sleep(2.5)
     assert await kv.keepalive_once(lease) > 0
     await kv.revoke_lease(lease)  # etcd checks the token here
     assert PASSWORD not in caplog.text
@@ -181,13 +184,22 @@ async def test_keys_outside_the_users_prefix_are_denied_naming_the_user_and_the_
         await anext(kv.watch_prefix("/elsewhere/", 0))
 
 
-async def test_without_a_user_the_certificate_name_is_no_etcd_user(secured: Secured) -> None:
-    client = EtcdKV(secured.etcd.endpoints, security=secured.security(user="", password=""))
+async def test_without_a_user_the_certificates_common_name_is_the_etcd_user(secured: Secured) -> None:
+    named = secured.pki.named
+    by_cert = EtcdKV(
+        secured.etcd.endpoints,
+        security=secured.security(cert=named.cert, key=named.key, user="", password=""),
+    )
+    unknown = EtcdKV(secured.etcd.endpoints, security=secured.security(user="", password=""))
     try:
+        k = key("d")
+        await by_cert.put(k, b"1")
+        assert (await by_cert.get(k)) is not None
         with pytest.raises(KVDenied, match="the client certificate's user"):
-            await client.get(key("d"))
+            await unknown.get(k)
     finally:
-        await client.close()
+        await by_cert.close()
+        await unknown.close()
 
 
 @pytest.mark.parametrize(
