@@ -1,14 +1,27 @@
 """One etcd member's channel and stubs, and the conversions between the KV contract's values and
-etcd's protobuf messages (aetcd's stubs)."""
+etcd's protobuf messages (aetcd's stubs).
+
+A TLS endpoint looks every few seconds whether its certificate files changed (a renewed client
+certificate, a rotated CA); then new calls go through a new channel made from the new files, and
+the old channel is closed after a grace period (a watch on it resumes on the new one).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 from aetcd import rpc
 
 from i2v_common.etcd_security import EtcdSecurity
 from i2v_contract.kv import Compare, Delete, KeyValue, KVUnavailable, Put
+
+log = logging.getLogger(__name__)
+
+RELOAD_CHECK_S = 5.0  # how often a TLS endpoint looks at its certificate files
+_RETIRE_GRACE_S = 30.0  # calls still running on a replaced channel get this long
 
 _CHANNEL_OPTIONS = (
     # Reconnect to a restarted member within a second instead of gRPC's default (up to 120 s).
@@ -80,12 +93,21 @@ class Endpoint:
         self.address = address
         self._security = security
         self._channel: Any = None
+        self._fingerprint = security.fingerprint()
+        self._next_check = 0.0
+        self._retiring: set[asyncio.Task[None]] = set()
         self.kv: Any = None
         self.lease: Any = None
         self.watch: Any = None
         self.auth: Any = None
 
     def connect(self) -> Endpoint:
+        if self._channel is not None and self._security.tls and self._files_changed():
+            log.info("etcd TLS files changed; new calls to %s use them", self.address)
+            retiring = asyncio.create_task(self._retire(self._channel), name=f"retire-etcd-{self.address}")
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
+            self._channel = None
         if self._channel is None:
             self._channel = self._open()
             self.kv = rpc.KVStub(self._channel)
@@ -93,6 +115,15 @@ class Endpoint:
             self.watch = rpc.WatchStub(self._channel)
             self.auth = rpc.AuthStub(self._channel)
         return self
+
+    def _files_changed(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + RELOAD_CHECK_S
+        fingerprint = self._security.fingerprint()
+        changed, self._fingerprint = fingerprint != self._fingerprint, fingerprint
+        return changed
 
     def _open(self) -> Any:
         if not self._security.tls:
@@ -103,7 +134,17 @@ class Endpoint:
             raise KVUnavailable(f"etcd {self.address}: cannot read the TLS files: {err}") from None
         return rpc.secure_channel(self.address, credentials, options=_CHANNEL_OPTIONS)
 
+    @staticmethod
+    async def _retire(channel: Any) -> None:
+        try:
+            await asyncio.sleep(_RETIRE_GRACE_S)
+        finally:
+            await channel.close()
+
     async def close(self) -> None:
+        for retiring in list(self._retiring):
+            retiring.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._channel is not None:
             channel, self._channel = self._channel, None
             await channel.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from i2v_client import CoordinatorClient, build_request
+from i2v_common import etcd_wire
 from i2v_common.etcd_kv import EtcdKV
 from i2v_common.etcd_security import EtcdSecurity
 from i2v_contract.kv import KVDenied, KVUnavailable, LeaseLost, Put, WatchEvent
@@ -200,6 +202,36 @@ async def test_without_a_user_the_certificates_common_name_is_the_etcd_user(secu
     finally:
         await by_cert.close()
         await unknown.close()
+
+
+async def test_renewed_certificate_files_are_used_without_a_restart(
+    secured: Secured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(etcd_wire, "RELOAD_CHECK_S", 0.1)
+    caplog.set_level(logging.INFO, logger="i2v_common.etcd_wire")
+    cert, cert_key = tmp_path / "cert.pem", tmp_path / "key.pem"
+
+    def install(pair: Pair) -> None:
+        shutil.copyfile(pair.cert, cert)
+        shutil.copyfile(pair.key, cert_key)
+
+    install(secured.pki.named)  # its common name is an etcd user: no password involved
+    client = EtcdKV(
+        secured.etcd.endpoints, 0.5, security=secured.security(cert=cert, key=cert_key, user="", password="")
+    )
+    try:
+        k = key("r")
+        await client.put(k, b"1")
+        install(secured.pki.stranger)  # signed by a CA etcd does not trust
+        await asyncio.sleep(0.2)
+        with pytest.raises(KVUnavailable, match="a certificate its CA signed"):
+            await client.get(k)
+        install(secured.pki.named)
+        await asyncio.sleep(0.2)
+        assert (await client.get(k)) is not None
+    finally:
+        await client.close()
+    assert caplog.text.count("etcd TLS files changed") == 2
 
 
 @pytest.mark.parametrize(
