@@ -166,6 +166,32 @@ async def test_an_expired_token_is_renewed_once_for_concurrent_calls_watches_and
     assert PASSWORD not in caplog.text
 
 
+async def test_failover_across_secured_members_keeps_the_token_and_the_watch(
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="i2v_common.etcd_auth")
+    tls = EtcdTLS(pki.ca, pki.server.cert, pki.server.key, client=(pki.client.cert, pki.client.key))
+    auth = EtcdAuth(users=(EtcdUser("i2v", PASSWORD, (PREFIX,)),))
+    for cluster in _started(EtcdCluster(3, tmp_path, tls=tls, auth=auth)):
+        client = EtcdKV(cluster.endpoints, 1.5, security=Secured(cluster, pki, tmp_path).security())
+        try:
+            k = key("f")
+            rev = await client.put(k, b"1")
+            events = client.watch_prefix(k, rev + 1)
+            await client.put(k, b"2")
+            assert (await next_event(events)).kv.value == b"2"
+            cluster.kill(cluster.endpoints.index(client.endpoint))
+            start = time.monotonic()
+            got = await client.get(k)
+            assert got is not None and got.value == b"2" and time.monotonic() - start < 1.5
+            await client.put(k, b"3")
+            assert (await next_event(events)).kv.value == b"3"  # the watch resumed elsewhere
+            assert caplog.text.count("authenticated to etcd") == 1  # the token is valid on every member
+            await events.aclose()
+        finally:
+            await client.close()
+
+
 async def test_the_right_password_works_a_wrong_one_is_refused_without_echoing_it(secured: Secured) -> None:
     wrong = "not-the-Pw-42"
     client = EtcdKV(secured.etcd.endpoints, security=secured.security(password=wrong))
