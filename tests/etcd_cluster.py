@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -114,7 +114,7 @@ class _Member:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    scheme: str = field(default="http")
+    scheme: str = "http"
 
     @property
     def endpoint(self) -> str:

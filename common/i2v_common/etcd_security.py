@@ -96,8 +96,8 @@ class EtcdSecurity:
 
 def add_etcd_security_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     for flag, env, dest, text in _FLAGS:
-        parser.add_argument(flag, dest=dest, default=None, metavar="PATH" if "user" not in dest else "NAME",
-                            help=f"{text} [{env}]")  # fmt: skip
+        metavar = "NAME" if dest == "etcd_user" else "PATH"
+        parser.add_argument(flag, dest=dest, default=None, metavar=metavar, help=f"{text} [{env}]")
 
 
 def given_on_command_line(ns: argparse.Namespace) -> list[str]:
