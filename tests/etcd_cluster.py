@@ -2,7 +2,8 @@
 
 Members run as child processes we own; every kill/stop targets our own pids. Raft timings are
 shortened (heartbeat 50 ms, election 250 ms) so leader failover takes well under a second; with
-those settings etcd's minimum lease TTL is 1 s.
+those settings etcd's minimum lease TTL is 1 s. Optionally the members serve clients over TLS (with
+client certificates required) and run with authentication enabled (EtcdTLS, EtcdAuth).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -19,7 +21,11 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import grpc
+from aetcd import rpc
+
+from i2v_common.etcd_wire import prefix_range
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 250
@@ -57,6 +63,49 @@ def free_port() -> int:
     raise RuntimeError(f"no free loopback port in {_PICK_LOW}-{_PICK_HIGH}")
 
 
+@dataclass(frozen=True)
+class EtcdTLS:
+    """Serve clients over TLS with this server certificate; `client` is the certificate the harness
+    itself presents (its health checks and the auth setup) when client certificates are required."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client: tuple[Path, Path] | None = None  # (cert, key)
+    client_cert_auth: bool = True
+
+    def args(self) -> list[str]:
+        args = ["--cert-file", str(self.cert), "--key-file", str(self.key), "--trusted-ca-file", str(self.ca)]
+        return args + (["--client-cert-auth"] if self.client_cert_auth else [])
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if self.client is not None:
+            context.load_cert_chain(str(self.client[0]), str(self.client[1]))
+        return context
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        cert, key = (p.read_bytes() for p in self.client) if self.client else (None, None)
+        return grpc.ssl_channel_credentials(self.ca.read_bytes(), key, cert)
+
+
+@dataclass(frozen=True)
+class EtcdUser:
+    name: str
+    password: str
+    prefixes: tuple[str, ...] = ("/",)  # read-write on every key under these
+
+
+@dataclass(frozen=True)
+class EtcdAuth:
+    """Enable authentication once the cluster is up: user root (role root) and `users`, each with a
+    role of the same name holding read-write on its prefixes. token_ttl_s: etcd's --auth-token-ttl."""
+
+    root_password: str = "root-secret"
+    users: tuple[EtcdUser, ...] = ()
+    token_ttl_s: int | None = None
+
+
 @dataclass
 class _Member:
     name: str
@@ -65,6 +114,7 @@ class _Member:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def endpoint(self) -> str:
@@ -72,7 +122,7 @@ class _Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.endpoint}"
+        return f"{self.scheme}://{self.endpoint}"
 
     @property
     def peer_url(self) -> str:
@@ -86,6 +136,8 @@ class EtcdCluster:
         tmp_dir: Path,
         *,
         auto_compaction: tuple[str, str] = ("revision", str(AUTO_COMPACTION_REVISIONS)),
+        tls: EtcdTLS | None = None,
+        auth: EtcdAuth | None = None,
     ) -> None:
         """auto_compaction: etcd's (--auto-compaction-mode, --auto-compaction-retention)."""
         if size < 1:
@@ -96,6 +148,9 @@ class EtcdCluster:
         self._binary = binary
         self._token = f"i2v-test-{uuid.uuid4().hex[:12]}"
         self._compaction = auto_compaction
+        self.tls = tls
+        self.auth = auth
+        self._ssl = tls.ssl_context() if tls else None
         self.members = [
             _Member(
                 name=f"m{i}",
@@ -103,6 +158,7 @@ class EtcdCluster:
                 peer_port=free_port(),
                 data_dir=tmp_dir / f"m{i}.etcd",
                 log_path=tmp_dir / f"m{i}.log",
+                scheme="https" if tls else "http",
             )
             for i in range(size)
         ]
@@ -134,9 +190,15 @@ class EtcdCluster:
             # could compact away under a slow machine.
             "--auto-compaction-mode", self._compaction[0],
             "--auto-compaction-retention", self._compaction[1],
+            *(self.tls.args() if self.tls else []),
+            *self._auth_args(),
         ]  # fmt: skip
         with member.log_path.open("ab") as log_file:
             member.proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+
+    def _auth_args(self) -> list[str]:
+        ttl = self.auth.token_ttl_s if self.auth else None
+        return ["--auth-token-ttl", str(ttl)] if ttl else []
 
     def start(self, attempts: int = 3) -> EtcdCluster:
         """Start all members; on a failed start (e.g. a port taken meanwhile) retry on new ports."""
@@ -145,6 +207,8 @@ class EtcdCluster:
                 self._spawn(member, "new")
             try:
                 self.wait_healthy(range(len(self.members)))
+                if self.auth is not None:
+                    self._enable_auth(self.auth)
                 return self
             except (RuntimeError, TimeoutError):
                 self.stop_all()
@@ -169,10 +233,30 @@ class EtcdCluster:
                     )
                 time.sleep(0.05)
 
-    @staticmethod
-    def _healthy(member: _Member) -> bool:
+    def _enable_auth(self, auth: EtcdAuth) -> None:
+        """Users and roles through etcd's Auth API, then AuthEnable (etcdctl is not needed)."""
+        with self._channel(self.members[0]) as channel:
+            stub = rpc.AuthStub(channel)
+            stub.UserAdd(rpc.AuthUserAddRequest(name="root", password=auth.root_password), timeout=5)
+            stub.RoleAdd(rpc.AuthRoleAddRequest(name="root"), timeout=5)
+            stub.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="root", role="root"), timeout=5)
+            for user in auth.users:
+                stub.UserAdd(rpc.AuthUserAddRequest(name=user.name, password=user.password), timeout=5)
+                stub.RoleAdd(rpc.AuthRoleAddRequest(name=user.name), timeout=5)
+                for prefix in user.prefixes:
+                    start, end = prefix_range(prefix)
+                    perm = rpc.Permission(permType=rpc.Permission.READWRITE, key=start, range_end=end)
+                    stub.RoleGrantPermission(
+                        rpc.AuthRoleGrantPermissionRequest(name=user.name, perm=perm), timeout=5
+                    )
+                stub.UserGrantRole(rpc.AuthUserGrantRoleRequest(user=user.name, role=user.name), timeout=5)
+            stub.AuthEnable(rpc.AuthEnableRequest(), timeout=5)
+
+    def _healthy(self, member: _Member) -> bool:
         try:
-            with urllib.request.urlopen(f"{member.client_url}/health", timeout=0.5) as resp:
+            with urllib.request.urlopen(
+                f"{member.client_url}/health", timeout=0.5, context=self._ssl
+            ) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -233,33 +317,36 @@ class EtcdCluster:
         """Index of the current leader, asked of the running members; bounded wait for an election."""
         deadline = time.monotonic() + timeout
         while True:
-            ids: dict[str, int] = {}
-            leaders: set[str] = set()
+            ids: dict[int, int] = {}
+            leaders: set[int] = set()
             for i, member in enumerate(self.members):
                 if not self.running(i):
                     continue
                 status = self._status(member)
                 if status is not None:
-                    ids[status["header"]["member_id"]] = i
-                    if status.get("leader"):
-                        leaders.add(status["leader"])
+                    ids[status[0]] = i
+                    if status[1]:
+                        leaders.add(status[1])
             if len(leaders) == 1 and (leader := leaders.pop()) in ids:
                 return ids[leader]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no agreed etcd leader among running members within {timeout}s")
             time.sleep(0.05)
 
-    @staticmethod
-    def _status(member: _Member) -> dict[str, Any] | None:
-        request = urllib.request.Request(
-            f"{member.client_url}/v3/maintenance/status", data=b"{}", method="POST"
-        )
+    def _status(self, member: _Member) -> tuple[int, int] | None:
+        """(member id, leader id) from Maintenance.Status over gRPC: etcd's HTTP gateway refuses
+        clients that present a certificate."""
         try:
-            with urllib.request.urlopen(request, timeout=0.5) as resp:
-                status: dict[str, Any] = json.loads(resp.read())
-                return status
-        except (OSError, ValueError):
+            with self._channel(member) as channel:
+                status = rpc.MaintenanceStub(channel).Status(rpc.StatusRequest(), timeout=0.5)
+        except grpc.RpcError:
             return None
+        return int(status.header.member_id), int(status.leader)
+
+    def _channel(self, member: _Member) -> grpc.Channel:
+        if self.tls is None:
+            return grpc.insecure_channel(member.endpoint)
+        return grpc.secure_channel(member.endpoint, self.tls.channel_credentials())
 
     def stop_all(self) -> None:
         for i in range(len(self.members)):

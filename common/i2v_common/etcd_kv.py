@@ -10,6 +10,10 @@ leaves time to reach another one. Reads, lease grants, keepalives and revokes ar
 transient error; writes (put, delete, txn, compact) only when the request cannot have been applied
 (no connection, or the member has no leader), otherwise KVUnavailable says the outcome is unknown.
 The endpoint that failed is rotated away from, so the next call starts on another member.
+
+Security (etcd_security.EtcdSecurity): TLS channels when a CA or client certificate is given; with a
+user, every call carries etcd's auth token (etcd_auth), renewed once per call when etcd says it is
+no longer valid. Refused credentials or permissions raise KVDenied, which no retry fixes.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
+from i2v_common.etcd_auth import Authenticator, StaleToken
+from i2v_common.etcd_security import EtcdSecurity, transport_hint
+from i2v_common.etcd_wire import Endpoint, compare, key_value, prefix_range, request_op
 from i2v_common.logs import summarize
 from i2v_contract.kv import (
     Compacted,
     Compare,
     Delete,
     KeyValue,
+    KVDenied,
     KVUnavailable,
     LeaseLost,
     Page,
@@ -45,18 +53,6 @@ DEFAULT_TIMEOUT_S = 1.5  # etcd call timeout (docs/architecture.md, timings)
 _MIN_ATTEMPT_S = 0.3  # no attempt gets less than this while more is left, so a healthy member can answer
 _ROUND_BACKOFF_S = 0.05  # pause after every endpoint failed fast, before the next round
 
-_CHANNEL_OPTIONS = (
-    # Reconnect to a restarted member within a second instead of gRPC's default (up to 120 s).
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # Detect a hung member under a long-lived watch; etcd refuses pings more often than every 5 s.
-    ("grpc.keepalive_time_ms", 6000),
-    ("grpc.keepalive_timeout_ms", 3000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-)
-
 # With this metadata a member without a leader answers "no leader" at once (a safe retry elsewhere)
 # instead of queueing the request, and closes watches instead of letting them go silently stale.
 _REQUIRE_LEADER = (("hasleader", "true"),)
@@ -65,19 +61,6 @@ _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
 
 # UNAVAILABLE details that prove a write was never proposed: safe to send it elsewhere.
 _NOT_SENT_MARKERS = ("failed to connect", "connection refused", "etcdserver: no leader", "too many requests")
-
-_TARGETS = {
-    "create": (rpc.Compare.CREATE, "create_revision"),
-    "mod": (rpc.Compare.MOD, "mod_revision"),
-    "version": (rpc.Compare.VERSION, "version"),
-    "value": (rpc.Compare.VALUE, "value"),
-}
-_RESULTS = {
-    "==": rpc.Compare.EQUAL,
-    "!=": rpc.Compare.NOT_EQUAL,
-    "<": rpc.Compare.LESS,
-    ">": rpc.Compare.GREATER,
-}
 
 
 def retry_safe(code: grpc.StatusCode, details: str, *, mutating: bool) -> bool:
@@ -90,73 +73,12 @@ def retry_safe(code: grpc.StatusCode, details: str, *, mutating: bool) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and any(m in lowered for m in _NOT_SENT_MARKERS)
 
 
-def _prefix_range(prefix: str) -> tuple[bytes, bytes]:
-    key = prefix.encode()
-    if not key:
-        return b"\0", b"\0"  # etcd: from the smallest key to the end
-    end = bytearray(key)
-    for i in reversed(range(len(end))):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return key, bytes(end[: i + 1])
-    return key, b"\0"
-
-
-def _kv(pb: Any) -> KeyValue:
-    return KeyValue(
-        key=bytes(pb.key).decode(),
-        value=bytes(pb.value),
-        create_revision=int(pb.create_revision),
-        mod_revision=int(pb.mod_revision),
-        version=int(pb.version),
-        lease=int(pb.lease),
-    )
-
-
-def _compare(c: Compare) -> Any:
-    target, field = _TARGETS[c.target]
-    return rpc.Compare(key=c.key.encode(), target=target, result=_RESULTS[c.op], **{field: c.value})
-
-
-def _request_op(op: Put | Delete) -> Any:
-    if isinstance(op, Put):
-        return rpc.RequestOp(request_put=rpc.PutRequest(key=op.key.encode(), value=op.value, lease=op.lease))
-    if op.prefix:
-        start, end = _prefix_range(op.key)
-        return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=start, range_end=end))
-    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=op.key.encode()))
-
-
 def _map_error(what: str, code: grpc.StatusCode, details: str) -> Exception:
     if code == grpc.StatusCode.NOT_FOUND and "lease not found" in details:
         return LeaseLost(f"{what}: {details}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
         return ValueError(f"{what}: etcd rejected the request: {details}")
     return KVUnavailable(f"{what}: etcd answered {code.name}: {details}")
-
-
-class _Endpoint:
-    """One member's channel and stubs, created on first use inside the running loop."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self._channel: Any = None
-        self.kv: Any = None
-        self.lease: Any = None
-        self.watch: Any = None
-
-    def connect(self) -> _Endpoint:
-        if self._channel is None:
-            self._channel = rpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
-            self.kv = rpc.KVStub(self._channel)
-            self.lease = rpc.LeaseStub(self._channel)
-            self.watch = rpc.WatchStub(self._channel)
-        return self
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
-            await channel.close()
 
 
 class EtcdKV:
@@ -166,12 +88,16 @@ class EtcdKV:
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         watch_reconnect_s: float = 10.0,
+        security: EtcdSecurity | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("EtcdKV needs at least one endpoint (host:port)")
         if timeout <= 0:
             raise ValueError(f"EtcdKV timeout must be > 0 seconds, got {timeout}")
-        self._endpoints = [_Endpoint(address) for address in endpoints]
+        security = security or EtcdSecurity()
+        self._endpoints = [Endpoint(address, security) for address in endpoints]
+        self._tls = security.tls
+        self._auth = Authenticator(security.user, security.password)
         self._timeout = timeout
         self._watch_reconnect_s = watch_reconnect_s
         self._current = 0
@@ -194,20 +120,26 @@ class EtcdKV:
             )
 
     async def _call(
-        self, what: str, attempt: Callable[[_Endpoint, _Opts], Awaitable[T]], *, mutating: bool
+        self, what: str, attempt: Callable[[Endpoint, _Opts], Awaitable[T]], *, mutating: bool
     ) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         failures: list[str] = []
         count = len(self._endpoints)
+        renewed = False  # the token is renewed at most once per call
         while (remaining := deadline - loop.time()) > 0:
             index = self._current
-            endpoint = self._endpoints[index]
+            endpoint = self._endpoints[index].connect()
             budget = remaining if count == 1 else min(remaining, max(_MIN_ATTEMPT_S, remaining / 2))
+            attempt_end, token = loop.time() + budget, ""
             try:
-                return await attempt(endpoint.connect(), {"timeout": budget, "metadata": _REQUIRE_LEADER})
+                token = await self._auth.token(endpoint.auth, budget)
+                return await attempt(endpoint, self._opts(token, attempt_end - loop.time()))
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
+                if self._renew(what, code, details, token, renewed):
+                    renewed = True
+                    continue
                 if code not in _TRANSIENT:
                     raise _map_error(what, code, details) from exc
                 failures.append(f"{endpoint.address} {code.name} {details}")
@@ -217,26 +149,45 @@ class EtcdKV:
                         f"{what}: {endpoint.address} answered {code.name} ({details}) after the write may "
                         f"have been sent; its outcome is unknown, re-read before retrying"
                     ) from exc
+            except TimeoutError:  # waiting for another call's authentication
+                failures.append(f"{endpoint.address} authentication timed out")
+                self._rotate_from(index, "authentication timed out")
             if len(failures) % count == 0:
                 await asyncio.sleep(min(_ROUND_BACKOFF_S, max(0.0, deadline - loop.time())))
         raise KVUnavailable(
             f"{what}: no etcd endpoint answered within {self._timeout}s "
             f"({summarize(failures, 'attempt') if failures else 'no attempt fitted in the timeout'})"
+            f"{transport_hint(failures, tls=self._tls)}"
         )
 
+    def _opts(self, token: str, budget: float) -> _Opts:
+        return {"timeout": max(budget, 0.001), "metadata": _REQUIRE_LEADER + self._auth.metadata(token)}
+
+    def _renew(self, what: str, code: grpc.StatusCode, details: str, token: str, renewed: bool) -> bool:
+        """True when the call should run again with a new token; raises KVDenied on a refusal."""
+        refusal = self._auth.refusal(what, code, details)
+        if refusal is None:
+            return False
+        if isinstance(refusal, StaleToken) and not renewed:
+            self._auth.drop(token)
+            return True
+        if isinstance(refusal, StaleToken):
+            raise KVDenied(f"{what}: etcd refused a fresh token for user {self._auth.user!r}: {details}")
+        raise refusal
+
     async def get(self, key: str) -> KeyValue | None:
-        async def attempt(ep: _Endpoint, opts: _Opts) -> KeyValue | None:
+        async def attempt(ep: Endpoint, opts: _Opts) -> KeyValue | None:
             resp = await ep.kv.Range(rpc.RangeRequest(key=key.encode()), **opts)
-            return _kv(resp.kvs[0]) if resp.kvs else None
+            return key_value(resp.kvs[0]) if resp.kvs else None
 
         return await self._call(f"get {key}", attempt, mutating=False)
 
     async def range_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        start, end = _prefix_range(prefix)
+        start, end = prefix_range(prefix)
 
-        async def attempt(ep: _Endpoint, opts: _Opts) -> tuple[list[KeyValue], int]:
+        async def attempt(ep: Endpoint, opts: _Opts) -> tuple[list[KeyValue], int]:
             resp = await ep.kv.Range(rpc.RangeRequest(key=start, range_end=end), **opts)
-            return [_kv(kv) for kv in resp.kvs], int(resp.header.revision)
+            return [key_value(kv) for kv in resp.kvs], int(resp.header.revision)
 
         return await self._call(f"range {prefix}", attempt, mutating=False)
 
@@ -246,16 +197,16 @@ class EtcdKV:
         # No sort_order: even an explicit ASCEND by key makes etcd 3.4 read the whole range first.
         request = rpc.RangeRequest(key=start.encode(), range_end=end.encode(), limit=limit)
 
-        async def attempt(ep: _Endpoint, opts: _Opts) -> Page:
+        async def attempt(ep: Endpoint, opts: _Opts) -> Page:
             resp = await ep.kv.Range(request, **opts)
-            return Page([_kv(kv) for kv in resp.kvs], int(resp.header.revision), bool(resp.more))
+            return Page([key_value(kv) for kv in resp.kvs], int(resp.header.revision), bool(resp.more))
 
         return await self._call(f"range [{start}, {end}) limit {limit}", attempt, mutating=False)
 
     async def count_range(self, start: str, end: str) -> int:
         request = rpc.RangeRequest(key=start.encode(), range_end=end.encode(), count_only=True)
 
-        async def attempt(ep: _Endpoint, opts: _Opts) -> int:
+        async def attempt(ep: Endpoint, opts: _Opts) -> int:
             resp = await ep.kv.Range(request, **opts)
             return int(resp.count)
 
@@ -268,12 +219,12 @@ class EtcdKV:
         failure: Sequence[Put | Delete] = (),
     ) -> TxnResult:
         request = rpc.TxnRequest(
-            compare=[_compare(c) for c in compares],
-            success=[_request_op(op) for op in success],
-            failure=[_request_op(op) for op in failure],
+            compare=[compare(c) for c in compares],
+            success=[request_op(op) for op in success],
+            failure=[request_op(op) for op in failure],
         )
 
-        async def attempt(ep: _Endpoint, opts: _Opts) -> TxnResult:
+        async def attempt(ep: Endpoint, opts: _Opts) -> TxnResult:
             resp = await ep.kv.Txn(request, **opts)
             return TxnResult(bool(resp.succeeded), int(resp.header.revision))
 
@@ -283,14 +234,14 @@ class EtcdKV:
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         request = rpc.PutRequest(key=key.encode(), value=value, lease=lease)
 
-        async def attempt(ep: _Endpoint, opts: _Opts) -> int:
+        async def attempt(ep: Endpoint, opts: _Opts) -> int:
             resp = await ep.kv.Put(request, **opts)
             return int(resp.header.revision)
 
         return await self._call(f"put {key}", attempt, mutating=True)
 
     async def delete(self, key: str) -> int:
-        async def attempt(ep: _Endpoint, opts: _Opts) -> int:
+        async def attempt(ep: Endpoint, opts: _Opts) -> int:
             resp = await ep.kv.DeleteRange(rpc.DeleteRangeRequest(key=key.encode()), **opts)
             return int(resp.header.revision)
 
@@ -299,14 +250,14 @@ class EtcdKV:
     async def compact(self, revision: int) -> None:
         """Drop history before `revision` (watches starting earlier then raise Compacted)."""
 
-        async def attempt(ep: _Endpoint, opts: _Opts) -> None:
+        async def attempt(ep: Endpoint, opts: _Opts) -> None:
             await ep.kv.Compact(rpc.CompactionRequest(revision=revision), **opts)
 
         await self._call(f"compact {revision}", attempt, mutating=True)
 
     async def grant_lease(self, ttl: int) -> int:
         # A retried grant at worst leaves an unused lease that expires by itself.
-        async def attempt(ep: _Endpoint, opts: _Opts) -> int:
+        async def attempt(ep: Endpoint, opts: _Opts) -> int:
             resp = await ep.lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl), **opts)
             if resp.error:
                 raise KVUnavailable(f"lease grant ttl={ttl}: {resp.error}")
@@ -315,7 +266,7 @@ class EtcdKV:
         return await self._call(f"grant lease ttl={ttl}", attempt, mutating=False)
 
     async def keepalive_once(self, lease_id: int) -> int:
-        async def attempt(ep: _Endpoint, opts: _Opts) -> int:
+        async def attempt(ep: Endpoint, opts: _Opts) -> int:
             call = ep.lease.LeaseKeepAlive(**opts)
             try:
                 await call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
@@ -331,7 +282,7 @@ class EtcdKV:
         return await self._call(f"keepalive lease {lease_id:x}", attempt, mutating=False)
 
     async def revoke_lease(self, lease_id: int) -> None:
-        async def attempt(ep: _Endpoint, opts: _Opts) -> None:
+        async def attempt(ep: Endpoint, opts: _Opts) -> None:
             await ep.lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id), **opts)
 
         try:
@@ -340,54 +291,57 @@ class EtcdKV:
             log.info("lease %x was already gone when revoked", lease_id)
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
-        start, end = _prefix_range(prefix)
+        start, end = prefix_range(prefix)
         loop = asyncio.get_running_loop()
         next_rev = start_revision
         give_up_at: float | None = None
+        renewed = False  # the token is renewed at most once per creation
         while True:
             index = self._current
             endpoint = self._endpoints[index].connect()
-            call = endpoint.watch.Watch(metadata=_REQUIRE_LEADER)
+            call: Any = None
             try:
                 create = rpc.WatchCreateRequest(key=start, range_end=end, start_revision=max(next_rev, 0))
-                await call.write(rpc.WatchRequest(create_request=create))
-                async with asyncio.timeout(self._timeout):  # not wait_for: it can swallow a cancel
-                    created = await call.read()
-                if created is grpc.aio.EOF or not created.created:
-                    raise KVUnavailable(f"watch {prefix}: {endpoint.address} did not create the watch")
-                if created.compact_revision:
-                    raise Compacted(int(created.compact_revision))
+                call, created = await self._create_watch(endpoint, f"watch {prefix}", create)
                 if next_rev <= 0:
                     next_rev = int(created.header.revision) + 1
                 if give_up_at is not None:
                     log.info("watch %s resumed on %s from revision %d", prefix, endpoint.address, next_rev)
-                give_up_at = None
+                give_up_at, renewed = None, False
                 while (resp := await call.read()) is not grpc.aio.EOF:
                     if resp.compact_revision:
                         raise Compacted(int(resp.compact_revision))
                     for ev in resp.events:
-                        yield WatchEvent("delete" if ev.type == rpc.Event.DELETE else "put", _kv(ev.kv))
+                        yield WatchEvent("delete" if ev.type == rpc.Event.DELETE else "put", key_value(ev.kv))
                         next_rev = int(ev.kv.mod_revision) + 1
                     if resp.canceled:
                         raise KVUnavailable(
                             f"watch {prefix} canceled by {endpoint.address}: {resp.cancel_reason}"
                         )
                 raise KVUnavailable(f"watch {prefix}: {endpoint.address} ended the stream")
+            except StaleToken as exc:
+                if renewed:
+                    raise KVDenied(f"watch {prefix}: etcd refused a fresh token ({exc})") from None
+                renewed = True
+                continue
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in _TRANSIENT:
                     raise _map_error(f"watch {prefix}", exc.code(), exc.details() or "") from exc
                 why = f"{exc.code().name} {exc.details()}"
+            except KVDenied:
+                raise
             except (KVUnavailable, TimeoutError) as exc:
                 why = str(exc) or "watch create timed out"
             finally:
-                call.cancel()
+                if call is not None:
+                    call.cancel()
             self._rotate_from(index, why)
             now = loop.time()
             give_up_at = give_up_at if give_up_at is not None else now + self._watch_reconnect_s
             if now >= give_up_at:
                 raise KVUnavailable(
                     f"watch {prefix}: could not re-establish on any endpoint for {self._watch_reconnect_s}s "
-                    f"(last: {why}); resume from revision {next_rev}"
+                    f"(last: {why}); resume from revision {next_rev}{transport_hint([why], tls=self._tls)}"
                 )
             log.warning(
                 "watch %s broke on %s (%s); resuming from revision %d",
@@ -397,6 +351,38 @@ class EtcdKV:
                 next_rev,
             )
             await asyncio.sleep(_ROUND_BACKOFF_S)
+
+    def _refused(self, refusal: Exception, token: str) -> Exception:
+        if isinstance(refusal, StaleToken):
+            self._auth.drop(token)
+        return refusal
+
+    async def _create_watch(self, endpoint: Endpoint, what: str, create: Any) -> tuple[Any, Any]:
+        """The open watch stream and etcd's creation answer; StaleToken after dropping the token."""
+        token = await self._auth.token(endpoint.auth, self._timeout)
+        call = endpoint.watch.Watch(metadata=_REQUIRE_LEADER + self._auth.metadata(token))
+        try:
+            await call.write(rpc.WatchRequest(create_request=create))
+            async with asyncio.timeout(self._timeout):  # not wait_for: it can swallow a cancel
+                created = await call.read()
+            if created is grpc.aio.EOF or not created.created:
+                raise KVUnavailable(f"{what}: {endpoint.address} did not create the watch")
+            if created.compact_revision:
+                raise Compacted(int(created.compact_revision))
+            if created.canceled:  # etcd refuses a watch in its creation answer, not with a status
+                raise self._refused(
+                    self._auth.watch_refusal(what, endpoint.address, created.cancel_reason), token
+                )
+        except grpc.aio.AioRpcError as exc:
+            call.cancel()
+            refusal = self._auth.refusal(what, exc.code(), exc.details() or "")
+            if refusal is None:
+                raise
+            raise self._refused(refusal, token) from exc
+        except BaseException:
+            call.cancel()
+            raise
+        return call, created
 
     async def close(self) -> None:
         for endpoint in self._endpoints:

@@ -29,24 +29,35 @@ def advertise(listen: str, port: int | None, hostname: str) -> str:
     return format_address(host, listen_port if port is None else port)
 
 
-def parse_endpoints(text: str) -> list[str]:
+def parse_endpoints(text: str, *, tls: bool = False) -> list[str]:
     """'127.0.0.1:2379,http://10.0.0.2:2379' -> ['127.0.0.1:2379', '10.0.0.2:2379'].
 
+    With tls (the process has TLS settings for etcd) entries may be https://host:port, not http://.
     Raises ValueError naming the bad entry and the expected form.
     """
-    endpoints = [_endpoint(raw.strip()) for raw in text.split(",") if raw.strip()]
+    endpoints = [_endpoint(raw.strip(), tls) for raw in text.split(",") if raw.strip()]
     if not endpoints:
         raise ValueError(f"no etcd endpoints in {text!r}: give a comma-separated list such as 127.0.0.1:2379")
     return endpoints
 
 
-def _endpoint(entry: str) -> str:
-    hint = f"etcd endpoint {entry!r}: expected host:port or http://host:port, e.g. 127.0.0.1:2379"
+def _endpoint(entry: str, tls: bool) -> str:
+    scheme_ok = "https" if tls else "http"
+    hint = f"etcd endpoint {entry!r}: expected host:port or {scheme_ok}://host:port, e.g. 127.0.0.1:2379"
     address = entry
     if "://" in address:
         scheme, _, address = address.partition("://")
-        if scheme.lower() != "http":
-            raise ValueError(f"{hint}; scheme {scheme!r} is not supported (plain http only)")
+        if scheme.lower() == "https" and not tls:
+            raise ValueError(
+                f"{hint}; scheme 'https' is not supported without TLS settings for etcd: give --etcd-ca "
+                "(and --etcd-cert/--etcd-key when etcd requires client certificates)"
+            )
+        if scheme.lower() == "http" and tls:
+            raise ValueError(
+                f"{hint}; 'http' is plaintext, but TLS to etcd is configured (--etcd-ca/--etcd-cert)"
+            )
+        if scheme.lower() not in ("http", "https"):
+            raise ValueError(f"{hint}; scheme {scheme!r} is not supported (http, or https with TLS)")
     address = address.rstrip("/")
     host, sep, port_text = address.rpartition(":")
     if not sep or not host or "/" in address:

@@ -102,6 +102,11 @@ class KVUnavailable(Exception):
     """No endpoint answered within the call timeout. For a write the outcome is unknown: re-read."""
 
 
+class KVDenied(KVUnavailable):
+    """etcd refused this process's credentials or permissions (wrong password, no role on the key
+    prefix, no client certificate): retrying does not help until an operator fixes them."""
+
+
 class LeaseLost(Exception):
     """The lease no longer exists (expired or revoked); keys written with it are gone."""
 

@@ -25,6 +25,12 @@ from i2v_common import keepalive
 from i2v_common.artifacts import ArtifactError, ArtifactStore, open_store
 from i2v_common.channels import ChannelFactory
 from i2v_common.etcd_kv import EtcdKV
+from i2v_common.etcd_security import (
+    EtcdSecurity,
+    EtcdSecurityError,
+    add_etcd_security_args,
+    etcd_security_from_args,
+)
 from i2v_common.kv_metrics import TimedKV
 from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
@@ -33,7 +39,7 @@ from i2v_common.store_identity import StoreMismatch, publish
 from i2v_common.tls import ClientTls, ServerTls, TlsConfigError, add_server_flags, coordinator_tls
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
-from i2v_contract.kv import KVUnavailable
+from i2v_contract.kv import KVDenied, KVUnavailable
 from i2v_coordinator import authflags
 from i2v_coordinator.dispatcher import DispatchConfig, Dispatcher
 from i2v_coordinator.election import ElectionTimings
@@ -77,6 +83,7 @@ class CoordinatorConfig:
     access: authflags.AccessConfig = field(default_factory=authflags.AccessConfig)
     tls: ServerTls | None = None  # its client port; None = plaintext
     peer_tls: ClientTls | None = None  # its calls to nodes and peer coordinators
+    etcd_security: EtcdSecurity = field(default_factory=EtcdSecurity)
 
 
 def timings_for_ttl(ttl_s: float) -> ElectionTimings:
@@ -152,15 +159,17 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     )
     authflags.add_arguments(p)
     add_server_flags(p, peer_ca=True)
+    add_etcd_security_args(p.add_argument_group("etcd security (TLS, authentication)"))
     a = p.parse_args(argv)
     try:
         tls, peer_tls = coordinator_tls(a.tls_cert, a.tls_key, a.tls_client_ca, a.tls_ca)
-    except TlsConfigError as err:
+        etcd_security = etcd_security_from_args(a)
+    except (TlsConfigError, EtcdSecurityError) as err:
         p.error(str(err))
     if not a.retention_interval > 0:
         p.error(f"--retention-interval must be > 0, got {a.retention_interval:g}")
     try:
-        endpoints = tuple(parse_endpoints(a.etcd))
+        endpoints = tuple(parse_endpoints(a.etcd, tls=etcd_security.tls))
         Keys(a.prefix)
         timings_for_ttl(a.lease_ttl)
         for addr in (a.listen, a.metrics_listen, *([a.advertise] if a.advertise else [])):
@@ -189,6 +198,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         access=authflags.from_args(a),
         tls=tls,
         peer_tls=peer_tls,
+        etcd_security=etcd_security,
     )
 
 
@@ -262,9 +272,11 @@ def _control_plane(
     keys = Keys(config.prefix)
     timings = timings_for_ttl(config.lease_ttl)
     etcd = EtcdHealth(config.etcd)  # both clients report to it; the lease keepalive every second
-    kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
+    client = partial(EtcdKV, config.etcd, timings.call_timeout_s, security=config.etcd_security)
+    log.info("etcd %s: %s", ",".join(config.etcd), config.etcd_security.describe())
+    kv = metrics.etcd.wrap(client(), observe=etcd.observe)
     cleanup.push_async_callback(kv.close)
-    lease_kv = metrics.etcd.wrap(EtcdKV(config.etcd, timings.call_timeout_s), observe=etcd.observe)
+    lease_kv = metrics.etcd.wrap(client(), observe=etcd.observe)
     cleanup.push_async_callback(lease_kv.close)
     try:
         access, dispatch_token = authflags.open_access(config.access, metrics)
@@ -333,7 +345,7 @@ async def _run(config: CoordinatorConfig, stop: asyncio.Event, cleanup: contextl
     try:
         if not await _start(plane.registry, plane.leadership, stop, agree):
             return 0
-    except (DuplicateMember, StoreMismatch) as err:
+    except (DuplicateMember, StoreMismatch, KVDenied) as err:
         raise StartupError(str(err)) from None
     cleanup.push_async_callback(_cancel, asyncio.create_task(plane.dispatcher.run(), name="dispatcher"))
     lag = asyncio.create_task(monitor_loop_lag(metrics.loop_lag.observe), name="loop-lag")
@@ -379,6 +391,8 @@ async def _start(
             await registry.start()
             await leadership.start()
             return True
+        except KVDenied:
+            raise
         except KVUnavailable as err:
             log.warning("etcd unreachable at start (%s); retrying in %g s", err, _START_RETRY_S)
             await registry.stop()

@@ -7,9 +7,15 @@ import os
 import re
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from i2v_common.etcd_security import (
+    EtcdSecurity,
+    add_etcd_security_args,
+    etcd_security_from_args,
+    given_on_command_line,
+)
 from i2v_common.tls import ServerTls, TlsConfigError, add_server_flags, server_tls_from
 from i2v_contract.addresses import parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
@@ -49,6 +55,7 @@ class NodeConfig:
     tls: ServerTls | None = None  # None = plaintext
     # Certificate names allowed to dispatch, checked when callers must present one (mTLS).
     coordinator_identities: tuple[str, ...] = (DEFAULT_COORDINATOR_IDENTITY,)
+    etcd_security: EtcdSecurity = field(default_factory=EtcdSecurity)
 
 
 def _size_arg(text: str) -> int:
@@ -64,13 +71,6 @@ def _address_arg(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
-
-
-def _endpoints_arg(text: str) -> tuple[str, ...]:
-    try:
-        return tuple(parse_endpoints(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _prefix_arg(text: str) -> str:
@@ -146,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = p.add_argument_group("cluster (join by giving --etcd; without it the node runs standalone)")
     cluster.add_argument(
         "--etcd",
-        type=_endpoints_arg,
-        default=(),
+        default="",
         metavar="ENDPOINTS",
         help="etcd endpoints, comma-separated host:port: register there and take dispatched jobs",
     )
@@ -178,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --tls-client-ca: a certificate name (CN or DNS name) allowed to dispatch jobs; "
         f"repeatable (default {DEFAULT_COORDINATOR_IDENTITY})",
     )
+    add_etcd_security_args(cluster)
     testing = p.add_argument_group("testing only (never in production)")
     testing.add_argument(
         "--simulate-free-vram",
@@ -237,12 +237,20 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
     if ns.drain_grace_seconds < 0:
         parser.error("--drain-grace-seconds must be >= 0")
     cluster_only = {"--advertise": ns.advertise, "--prefix": ns.prefix, "--lease-ttl": ns.lease_ttl}
+    security, endpoints = EtcdSecurity(), tuple[str, ...]()
     if not ns.etcd:
         given = [flag for flag, value in cluster_only.items() if value is not None]
+        given += given_on_command_line(ns)
         if given:
             parser.error(f"{', '.join(given)} only apply in a cluster; add --etcd ENDPOINTS or drop them")
     elif not ns.artifacts:
         parser.error("--etcd needs --artifacts DIR_OR_URL: the artifact store the coordinator uses")
+    else:
+        try:
+            security = etcd_security_from_args(ns)
+            endpoints = tuple(parse_endpoints(ns.etcd, tls=security.tls))
+        except ValueError as err:  # EtcdSecurityError included
+            parser.error(str(err))
     try:
         tls = server_tls_from(ns.tls_cert, ns.tls_key, ns.tls_client_ca)
     except TlsConfigError as err:
@@ -267,7 +275,7 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         fault_inject_oom=ns.fault_inject_oom,
         log_level=ns.log_level,
         offline=not ns.online,
-        etcd=ns.etcd,
+        etcd=endpoints,
         advertise=ns.advertise or "",
         artifacts=ns.artifacts,
         prefix=ns.prefix or DEFAULT_PREFIX,
@@ -275,4 +283,5 @@ def parse_args(argv: Sequence[str] | None = None) -> NodeConfig:
         tokens_file=ns.tokens_file,
         tls=tls,
         coordinator_identities=tuple(ns.coordinator_identity or (DEFAULT_COORDINATOR_IDENTITY,)),
+        etcd_security=security,
     )

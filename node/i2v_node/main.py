@@ -42,7 +42,7 @@ class Parts:
     """How serve() makes the server, the etcd client and the cluster membership (tests pass fakes)."""
 
     server: Callable[..., NodeServer] = NodeServer
-    etcd: Callable[[tuple[str, ...]], KV] = EtcdKV
+    etcd: Callable[..., KV] = EtcdKV  # (endpoints, security=EtcdSecurity)
     join: Callable[..., Coroutine[Any, Any, Leaver]] = join_cluster
 
 
@@ -64,8 +64,9 @@ async def _run(
     """Open the parts in order; each registers its undo as it comes up, and the exit stack undoes
     them in reverse: drain, leave the cluster, stop gRPC, close etcd."""
     store = _open_store(config)
-    kv = parts.etcd(config.etcd) if config.etcd else None
+    kv = parts.etcd(config.etcd, security=config.etcd_security) if config.etcd else None
     if kv is not None:
+        log.info("etcd %s: %s", ",".join(config.etcd), config.etcd_security.describe())
         cleanup.push_async_callback(kv.close)
     server = parts.server(config, artifacts=store)
     await server.start()

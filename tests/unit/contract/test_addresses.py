@@ -103,3 +103,22 @@ def test_etcd_endpoint_lists_parse_to_host_port(text: str, expected: list[str]) 
 def test_bad_etcd_endpoints_are_refused_with_the_fix(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_endpoints(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "tls", "outcome"),
+    [
+        pytest.param(
+            "https://etcd-0:2379,etcd-1:2379", True, ["etcd-0:2379", "etcd-1:2379"], id="https-with-tls"
+        ),
+        pytest.param("https://etcd-0:2379", False, "give --etcd-ca", id="https-without-tls"),
+        pytest.param("http://etcd-0:2379", True, "'http' is plaintext", id="http-with-tls"),
+        pytest.param("ftp://etcd-0:2379", True, "not supported", id="other-scheme-with-tls"),
+    ],
+)
+def test_https_endpoints_need_tls_settings(text: str, tls: bool, outcome: list[str] | str) -> None:
+    if isinstance(outcome, list):
+        assert parse_endpoints(text, tls=tls) == outcome
+        return
+    with pytest.raises(ValueError, match=outcome):
+        parse_endpoints(text, tls=tls)

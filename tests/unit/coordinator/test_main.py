@@ -53,6 +53,8 @@ def test_retention_interval_flag() -> None:
         (["--retention-max-jobs", "1.5"], "whole number >= 0"),
         (["--retention-max-jobs=-3"], "whole number >= 0"),
         (["--retention-interval", "0"], "--retention-interval must be > 0"),
+        (["--etcd-user", "c"], "--etcd-user needs --etcd-password-file"),
+        (["--etcd-key", "/nonexistent/key.pem"], "--etcd-key /nonexistent/key.pem: cannot read it"),
     ],
 )
 def test_bad_flags_exit_2(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

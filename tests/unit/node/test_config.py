@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from i2v_common.etcd_security import EtcdSecurity
 from i2v_node.config import parse_args
 
 GIB = 1024**3
@@ -74,6 +75,17 @@ def test_the_node_takes_the_coordinator_s_names_for_the_same_flags() -> None:
         pytest.param(["--etcd", "ftp://h:1", "--artifacts", "d"], "expected host:port", id="etcd-bad-scheme"),
         pytest.param(["--etcd", ",", "--artifacts", "d"], "no etcd endpoints", id="etcd-empty-list"),
         pytest.param(["--node-id", "a/b"], "contain no '/'", id="node-id-with-slash"),
+        pytest.param(
+            ["--etcd-user", "i2v"], "--etcd-user only apply in a cluster", id="etcd-user-standalone"
+        ),
+        pytest.param(
+            [*CLUSTER, "--etcd-ca", "/nonexistent/ca.pem"],
+            "--etcd-ca /nonexistent/ca.pem: cannot read",
+            id="etcd-ca-missing",
+        ),
+        pytest.param(
+            [*CLUSTER, "--etcd-user", "i2v"], "needs --etcd-password-file", id="etcd-user-no-password"
+        ),
     ],
 )
 def test_cluster_args_rejected(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,6 +106,23 @@ def test_cluster_args_parsed() -> None:
         "/c1/",
         4.0,
     )
+
+
+def test_etcd_security_flags_parsed(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "password").write_text("pw\n")
+    argv = [
+        *BASE,
+        "--etcd",
+        "https://etcd-0:2379",
+        "--artifacts",
+        "/srv/a",
+        "--etcd-ca",
+        str(tmp_path / "ca.pem"),
+    ]
+    config = parse_args([*argv, "--etcd-user", "node", "--etcd-password-file", str(tmp_path / "password")])
+    assert config.etcd == ("etcd-0:2379",)
+    assert config.etcd_security == EtcdSecurity(ca=tmp_path / "ca.pem", user="node", password="pw")
 
 
 def test_standalone_defaults() -> None:

@@ -48,7 +48,7 @@ def fakes(plan: Plan) -> main.Parts:
             plan.events.append("close")
 
     class Kv:
-        def __init__(self, endpoints: tuple[str, ...]) -> None:
+        def __init__(self, endpoints: tuple[str, ...], security: object = None) -> None:
             pass
 
         async def close(self) -> None:
