@@ -9,9 +9,9 @@ export PATH="$root/.venv/bin:$PATH"
 PYTHON=.venv/bin/python scripts/gen_proto.sh --check
 ruff check .
 ruff format --check .
-mypy contract/i2v_contract common/i2v_common client/i2v_client node/i2v_node coordinator/i2v_coordinator
+mypy contract/i2v_contract common/i2v_common client/i2v_client node/i2v_node coordinator/i2v_coordinator gateway/i2v_gateway
 # The package dependency rules (pyproject.toml, [tool.importlinter]).
-PYTHONPATH="proto:contract:common:client:node:coordinator" lint-imports --no-cache
+PYTHONPATH="proto:contract:common:client:node:coordinator:gateway" lint-imports --no-cache
 # The wire contract: buf lint, and breaking changes against the previous commit.
 source scripts/check_proto.sh
 check_proto

@@ -43,6 +43,7 @@ from i2v_client.channels import CoordinatorChannels, StubSource
 from i2v_client.download import Destination, Downloaded, ProgressCallback, download
 from i2v_client.failover import Failover
 from i2v_client.paging import JobPage, next_token
+from i2v_client.ranged import read_range
 from i2v_client.retry import RetryPolicy
 from i2v_client.streams import EventCallback, PauseCallback, follow
 from i2v_contract.wire import common_pb2, coordinator_pb2
@@ -167,6 +168,13 @@ class CoordinatorClient:
         return download(
             self._failover, job_id, dest, what=what, frame=frame, resume=resume, on_progress=on_progress
         )
+
+    def read(
+        self, job_id: str, *, offset: int = 0, limit: int = 0, what: str = "video", sha256: str = ""
+    ) -> Iterator[bytes]:
+        """`limit` bytes (0 = to the end) of the job's video from `offset`, as they arrive, resumed
+        across broken streams (ranged.py); `sha256`, the job's digest, guards against other bytes."""
+        return read_range(self._failover, job_id, offset=offset, limit=limit, what=what, sha256=sha256)
 
     def cancel(self, job_id: str, *, timeout: float | None = None) -> coordinator_pb2.Job:
         request = coordinator_pb2.CancelRequest(job_id=job_id)

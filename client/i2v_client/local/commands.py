@@ -27,6 +27,7 @@ from i2v_client.local.plan import (
     COORDINATOR,
     DEFAULT_CPU_NODES,
     ETCD,
+    GATEWAY,
     NODE,
     PROMETHEUS,
     TINY,
@@ -143,7 +144,7 @@ def _start_all(launcher: Launcher, plan_: Plan, deadline: float, ctx: Context) -
     say(f"starting etcd on {etcd.addr}\n")
     launcher.start(etcd)
     launcher.wait("etcd", lambda: launch.etcd_ready(etcd.addr), deadline, ctx.out)
-    for proc in (*plan_.of(COORDINATOR), *plan_.of(NODE), *plan_.of(PROMETHEUS)):
+    for proc in (*plan_.of(COORDINATOR), *plan_.of(GATEWAY), *plan_.of(NODE), *plan_.of(PROMETHEUS)):
         say(f"starting {proc.name:<10} {proc.addr:<22} {proc.detail}\n")
         launcher.start(proc)
     ctx.out.flush()
@@ -153,6 +154,11 @@ def _start_all(launcher: Launcher, plan_: Plan, deadline: float, ctx: Context) -
         say("coordinators up, a leader elected; waiting for the nodes to load the model\n")
         ctx.out.flush()
         launcher.wait("the nodes", lambda: launch.nodes_ready(client, names), deadline, ctx.out)
+    if plan_.gateway_url:
+        url = f"{plan_.gateway_url}/readyz"
+        launcher.wait(
+            "the gateway", lambda: None if launch.http_ok(url) else f"{url} not ready", deadline, ctx.out
+        )
     if plan_.prometheus_url:
         launcher.wait("Prometheus", lambda: launch.prometheus_ready(plan_.prometheus_url), deadline, ctx.out)
 

@@ -83,12 +83,14 @@ def binary(name: str, env: Mapping[str, str], how: str) -> str:
 
 
 def host(env: Mapping[str, str], *, device: str, want_prometheus: bool) -> Host:
-    """Everything the plan needs to know; Missing when etcd or the i2v servers are not installed."""
+    """Everything the plan needs to know; Missing when etcd or the i2v servers (the gateway too) are
+    not installed."""
     etcd = env.get("ETCD_BIN") or binary(
         "etcd", env, "install it (apt-get install etcd-server) or set ETCD_BIN"
     )
     node = binary("i2v-node", env, "install the project (scripts/setup.sh, or pip install -e .)")
     binary("i2v-coordinator", env, "install the project (scripts/setup.sh, or pip install -e .)")
+    binary("i2v-gateway", env, "install the project (scripts/setup.sh, or pip install -e .)")
     prometheus = None
     if want_prometheus:
         prometheus = shutil.which("prometheus", path=env.get("PATH")) or (

@@ -14,11 +14,12 @@ from i2v_contract.tiers import tier_for_free_bytes, tier_name
 
 GIB = 1024**3
 ETCD, COORDINATOR, NODE, PROMETHEUS = "etcd", "coordinator", "node", "prometheus"
-# Stop order: nodes drain first (they finish a running job), then the control plane, then the
-# scraper, etcd last (everything above it writes there until it exits).
-STOP_ORDER = (NODE, COORDINATOR, PROMETHEUS, ETCD)
+GATEWAY = "gateway"
+# Stop order: nodes drain first (they finish a running job), then the HTTP gateway and the control
+# plane, then the scraper, etcd last (everything above it writes there until it exits).
+STOP_ORDER = (NODE, GATEWAY, COORDINATOR, PROMETHEUS, ETCD)
 # How long each kind gets after SIGTERM before SIGKILL: a node finishes its job (drain grace 30 s).
-STOP_GRACE_S = {NODE: 45.0, COORDINATOR: 15.0, PROMETHEUS: 15.0, ETCD: 15.0}
+STOP_GRACE_S = {NODE: 45.0, GATEWAY: 15.0, COORDINATOR: 15.0, PROMETHEUS: 15.0, ETCD: 15.0}
 DEFAULT_CPU_NODES = (10 * GIB, 14 * GIB, 20 * GIB)  # three tiers, so routing shows
 COORDINATOR_IDS = ("c1", "c2")
 TINY = "tiny"
@@ -37,7 +38,7 @@ class Host:
     """What `i2v up` found on this machine."""
 
     etcd: str  # the etcd binary
-    bin_dir: Path  # where i2v-node and i2v-coordinator are
+    bin_dir: Path  # where i2v-node, i2v-coordinator and i2v-gateway are
     cpus: int
     gpus: tuple[Gpu, ...] = ()
     gpu_note: str = ""  # why no GPU is used, when none is ("torch sees no CUDA device")
@@ -109,6 +110,10 @@ class Plan:
     @property
     def prometheus_url(self) -> str:
         return next((p.addr for p in self.of(PROMETHEUS)), "")
+
+    @property
+    def gateway_url(self) -> str:
+        return next((p.addr for p in self.of(GATEWAY)), "")
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def _server(kind: str, name: str, argv: tuple[str, ...], port: int, mport: int, 
 def prometheus_config(procs: tuple[Proc, ...]) -> str:
     """prometheus.yml scraping every process (JSON is YAML); jobs named as in deploy/k8s."""
     jobs = []
-    for kind in (COORDINATOR, NODE, ETCD):
+    for kind in (COORDINATOR, NODE, GATEWAY, ETCD):
         targets = [
             {"targets": [p.metrics.split("/")[2]], "labels": {"name": p.name}}
             for p in procs
@@ -226,6 +231,7 @@ def plan(options: Options, host: Host, port: Callable[[], int]) -> Plan:
     for cid in COORDINATOR_IDS:
         argv = (str(host.bin_dir / "i2v-coordinator"), "--etcd", etcd.addr, "--artifacts", store, "--id", cid)
         procs.append(_server(COORDINATOR, cid, argv, port(), port(), "coordinator"))
+    procs.append(_gateway(host.bin_dir, [p.addr for p in procs[1:]], port()))
     online = ("--online",) if options.online else ()
     for node in nodes:
         argv = (str(host.bin_dir / "i2v-node"), "--model", model, "--etcd", etcd.addr, "--artifacts", store)
@@ -237,6 +243,20 @@ def plan(options: Options, host: Host, port: Callable[[], int]) -> Plan:
     files = {"prometheus.yml": prometheus_config(tuple(procs))}
     procs.append(_prometheus(host.prometheus, state, port()))
     return Plan(tuple(procs), model, why, first_video(model), files)
+
+
+def _gateway(bin_dir: Path, targets: list[str], port: int) -> Proc:
+    url = f"http://127.0.0.1:{port}"
+    argv = (
+        str(bin_dir / "i2v-gateway"),
+        "--coordinators",
+        ",".join(targets),
+        "--listen",
+        f"127.0.0.1:{port}",
+    )
+    return Proc(
+        GATEWAY, GATEWAY, argv, url, f"{url}/metrics", "HTTP gateway: the web page and the videos API"
+    )
 
 
 def _prometheus(binary: str, state_dir: Path, port: int) -> Proc:

@@ -67,6 +67,11 @@ def ready(
         "",
         *table(record.procs, leader),
     ]
+    if plan.gateway_url:
+        lines.append(
+            f"  web page: {plan.gateway_url}/  (OpenAI-compatible videos API under {plan.gateway_url}/v1, "
+            f"its docs at {plan.gateway_url}/docs)"
+        )
     if plan.prometheus_url:
         lines.append(f"  Prometheus: {plan.prometheus_url}/targets lists what it scrapes")
     lines += [

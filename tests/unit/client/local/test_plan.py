@@ -13,6 +13,7 @@ import pytest
 from i2v_client.local.plan import (
     COORDINATOR,
     ETCD,
+    GATEWAY,
     GIB,
     NODE,
     PROMETHEUS,
@@ -129,25 +130,39 @@ def test_gpu_nodes_each_see_their_own_device() -> None:
 
 def test_the_plan_starts_etcd_then_coordinators_then_nodes_then_prometheus() -> None:
     p = plan(Options(STATE), host(prometheus="/usr/bin/prometheus"), ports().__next__)
-    assert [x.kind for x in p.procs] == [ETCD, COORDINATOR, COORDINATOR, NODE, NODE, NODE, PROMETHEUS]
+    assert [x.kind for x in p.procs] == [
+        ETCD,
+        COORDINATOR,
+        COORDINATOR,
+        GATEWAY,
+        NODE,
+        NODE,
+        NODE,
+        PROMETHEUS,
+    ]
     # etcd and Prometheus serve /metrics on their own port; the servers have a second one for it
     used = [
         port for x in p.procs for port in {a.rsplit(":", 1)[1] for a in (x.addr, x.metrics.split("/")[2])}
     ]
-    assert len(used) == len(set(used)) == 12
+    assert len(used) == len(set(used)) == 13  # the gateway serves /metrics on its own port
     etcd = p.procs[0]
     assert flag(etcd.argv, "--data-dir") == "/state/etcd"
-    for proc in p.procs[1:6]:
+    for proc in (*p.of(COORDINATOR), *p.of(NODE)):
         assert flag(proc.argv, "--etcd") == etcd.addr
         assert flag(proc.argv, "--artifacts") == "/state/artifacts"
         assert flag(proc.argv, "--listen") == proc.addr
-    assert p.procs[1].argv[0] == "/venv/bin/i2v-coordinator" and p.procs[3].argv[0] == "/venv/bin/i2v-node"
+    assert p.procs[1].argv[0] == "/venv/bin/i2v-coordinator" and p.of(NODE)[0].argv[0] == "/venv/bin/i2v-node"
     assert [flag(x.argv, "--id") for x in p.of(COORDINATOR)] == ["c1", "c2"]
     assert [flag(x.argv, "--node-id") for x in p.of(NODE)] == ["n1-10g", "n2-14g", "n3-20g"]
     assert p.targets == (p.procs[1].addr, p.procs[2].addr)
     assert p.prometheus_url.startswith("http://127.0.0.1:") and "prometheus.yml" in p.files
-    assert "--online" not in p.procs[3].argv
-    assert "--online" in plan(Options(STATE, online=True), host(), ports().__next__).procs[3].argv
+    assert "--online" not in p.of(NODE)[0].argv
+    assert "--online" in plan(Options(STATE, online=True), host(), ports().__next__).of(NODE)[0].argv
+    (gateway,) = p.of(GATEWAY)
+    assert gateway.argv[0] == "/venv/bin/i2v-gateway" and flag(gateway.argv, "--coordinators") == ",".join(
+        p.targets
+    )
+    assert p.gateway_url == gateway.addr == f"http://{flag(gateway.argv, '--listen')}"
 
 
 @pytest.mark.parametrize(
@@ -173,7 +188,7 @@ def test_prometheus_scrapes_every_process_under_the_deploy_job_names() -> None:
         for sc in job["static_configs"]
     }
     want = {(f"i2v-{x.kind}", x.name, x.metrics.split("/")[2]) for x in p.procs if x.kind != PROMETHEUS}
-    assert scraped == want and len(want) == 6
+    assert scraped == want and len(want) == 7
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")

@@ -75,6 +75,7 @@ def test_the_ready_report_names_every_address_and_the_next_commands(detached: bo
     for proc in p.procs:
         assert proc.addr in text and (proc.metrics in text or proc.kind == "prometheus")
     assert "coordinator (leader)" in text and f"{p.prometheus_url}/targets" in text
+    assert f"  web page: {p.gateway_url}/  (OpenAI-compatible videos API under {p.gateway_url}/v1" in text
     assert f"  .venv/bin/i2v status --target {targets}\n" in text
     size = "--width 64 --height 64 --frames 8 --steps 10 --fps 8"
     generate = (
@@ -90,7 +91,7 @@ def test_a_second_up_is_told_what_runs_and_how_to_stop_it() -> None:
     me = state.me()
     record.procs[0] = Started("etcd", "etcd", me.pid, me.start, "127.0.0.1:1")  # one still alive
     text = report.already_running(record, ".i2v", "i2v", "")
-    assert "already running from .i2v (still starting): 1 of 7 processes alive (etcd)" in text
+    assert "already running from .i2v (still starting): 1 of 8 processes alive (etcd)" in text
     assert text.endswith("stop it with: i2v down\n")
 
 

@@ -1,0 +1,76 @@
+"""The gateway's way into the cluster: one CoordinatorClient (its channels shared by every request),
+the one place a request picks the client it calls through, and the SDK's blocking calls run off the
+event loop with their CallErrors turned into HTTP errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+import anyio.to_thread
+import grpc
+
+from i2v_client import CallError, CoordinatorClient, RetryPolicy
+from i2v_gateway.errors import ApiError, Failure, from_failure
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A request waits this long for a leader (an election takes a few seconds), then gets 503.
+POLICY = RetryPolicy(reconnect_s=10.0, call_timeout_s=10.0)
+
+
+def failure_of(err: CallError) -> Failure:
+    return Failure(
+        err.code.name, err.message, err.reason, err.field_violations, err.retry_after, err.metadata
+    )
+
+
+def api_error(err: CallError, renames: Mapping[str, str] | None = None) -> ApiError:
+    error = from_failure(failure_of(err), renames)
+    if error.status >= 500:
+        log.info("coordinator call failed: %s %s", err.code.name, err.message)
+    return error
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None without one."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "Authorization: send 'Bearer <token>'",
+            type="authentication_error",
+            code="invalid_authorization",
+        )
+    return token.strip()
+
+
+class Cluster:
+    """The coordinators, as this gateway reaches them."""
+
+    def __init__(self, targets: str | Sequence[str], *, policy: RetryPolicy = POLICY) -> None:
+        self.shared = CoordinatorClient(targets, policy=policy)
+
+    def client_for(self, token: str | None) -> CoordinatorClient:
+        """The client one request calls through. Every route comes here, so per-request credentials
+        (the caller's bearer token, on the shared channels) are decided in this one place; today
+        the coordinators take the call on the gateway's own connection."""
+        del token
+        return self.shared
+
+    async def call(self, fn: Callable[[], T], renames: Mapping[str, str] | None = None) -> T:
+        """`fn()` (a blocking SDK call) in a worker thread; a CallError becomes its ApiError."""
+        try:
+            return await anyio.to_thread.run_sync(fn)
+        except CallError as err:
+            raise api_error(err, renames) from None
+        except grpc.RpcError as err:  # a raw failure the SDK passed on
+            raise ApiError(502, f"coordinator call failed: {err}", type="server_error") from None
+
+    def close(self) -> None:
+        self.shared.close()
