@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -20,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = os.environ.get("I2V_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("I2V_CHROMEDRIVER", "/usr/bin/chromedriver")
-WINDOW = (1280, 1100)
+WINDOW = (1280, 1500)
 T = TypeVar("T")
 
 
@@ -51,7 +52,11 @@ def start_chromium(download_dir: Path) -> webdriver.Chrome:
 def wait_for(driver: webdriver.Chrome, what: Callable[[webdriver.Chrome], T], timeout: float = 30) -> T:
     """`what(driver)` once it is truthy, failing with the page's visible errors otherwise."""
     try:
-        result: T = WebDriverWait(driver, timeout, poll_frequency=0.05).until(what)
+        # a table redrawn by its refresh leaves stale references: try again
+        wait = WebDriverWait(
+            driver, timeout, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException]
+        )
+        result: T = wait.until(what)
     except Exception as exc:
         raise AssertionError(
             f"timed out after {timeout} s; page errors: {page_errors(driver)}; console: {console(driver)}"

@@ -3,9 +3,11 @@ upload, generate, watch progress, play and download the video, cancel, history, 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -74,6 +76,31 @@ def choose_custom_size(browser: webdriver.Chrome, width: int, height: int) -> No
     fill(browser, Width=width, Height=height)
 
 
+DROP = """
+const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+const zone = document.getElementById("dropzone");
+zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+"""
+
+
+def size(browser: webdriver.Chrome) -> tuple[str | None, str | None]:
+    return by_id(browser, "width").get_attribute("value"), by_id(browser, "height").get_attribute("value")
+
+
+def history_row(browser: webdriver.Chrome, job: str) -> dict[str, Any] | None:
+    """A history row in one read: state, text and buttons."""
+    row: dict[str, Any] | None = js(
+        browser,
+        "const r = document.getElementById('history-' + arguments[0]); return r && {status: r.dataset.status,"
+        " text: r.innerText, buttons: [...r.querySelectorAll('button')].map((b) => b.textContent)}",
+        job,
+    )
+    return row
+
+
 def wait_status(browser: webdriver.Chrome, want: str, timeout: float = 60) -> None:
     wait_for(browser, lambda d: by_id(d, "job-panel").get_attribute("data-status") == want, timeout)
 
@@ -84,17 +111,14 @@ def test_page_loads_limits_presets_and_cluster(
     open_page(browser, site)
     assert "1–64" in text(browser, "frames-hint") and "default 16" in text(browser, "frames-hint")
     assert by_id(browser, "steps").get_attribute("max") == "200"
-    by_label(browser, "Input image").send_keys(str(images["gradient"]))
+    assert size(browser) == ("512", "512")  # the 512p preset, before any image
+    # dropped onto the drop zone (a synthetic drop: selenium cannot drag files from the desktop)
+    js(browser, DROP, base64.b64encode(images["gradient"].read_bytes()).decode())
     wait_for(browser, lambda d: js(d, "return document.getElementById('preview').naturalWidth") == 96)
+    assert text(browser, "dropzone-text") == "dropped.png"
     by_id(browser, "preset-768").click()
     # 768p keeps the image's 3:2 shape at about 768x768 pixels, on the 8-pixel grid
-    assert (
-        by_id(browser, "width").get_attribute("value"),
-        by_id(browser, "height").get_attribute("value"),
-    ) == (
-        "944",
-        "624",
-    )
+    assert size(browser) == ("944", "624")
     assert by_id(browser, "width").get_attribute("readonly")
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#cluster-nodes tbody tr"))
     assert text(browser, "cluster-leader") not in ("-", "none")
@@ -120,10 +144,12 @@ def test_errors_show_beside_their_field(
     assert not by_id(browser, "steps-error").is_displayed()
 
 
-def generate(browser: webdriver.Chrome, image: Path, **values: object) -> str:
-    """Fills the form (64x64 unless told), submits, and returns the new job's id."""
+def generate(
+    browser: webdriver.Chrome, image: Path, width: int = 64, height: int = 64, **values: object
+) -> str:
+    """Fills the form, submits, and returns the new job's id."""
     by_label(browser, "Input image").send_keys(str(image))
-    choose_custom_size(browser, int(values.pop("Width", 64)), int(values.pop("Height", 64)))
+    choose_custom_size(browser, width, height)
     fill(browser, **values)
     before = text(browser, "job-id")
     by_id(browser, "generate").click()
@@ -139,6 +165,7 @@ def test_generate_watch_play_and_download(
         browser, images["gradient"], Prompt="a drifting gradient", Frames=6, FPS=6, Steps=6, Seed=7
     )
     wait_status(browser, "completed")
+    wait_for(browser, lambda d: by_id(d, "result").is_displayed())
     seen = js(browser, "return window.__seen")
     steps = [p for p in seen["progress"] if "step " in p]
     assert any("step 1/6" in p for p in steps) and any("step 6/6" in p for p in steps), seen
@@ -167,30 +194,41 @@ def test_cancel_history_and_rerun(
     browser: webdriver.Chrome, site: str, images: dict[str, Path], shots: Path
 ) -> None:
     open_page(browser, site)
-    done = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#history tr[data-status=completed]"))
-    done_id = done[0].get_attribute("id").removeprefix("history-")
+    done_id = generate(browser, images["gradient"], Prompt="quick", Frames=2, FPS=2, Steps=2, Seed=7)
+    wait_status(browser, "completed")
     long_job = generate(browser, images["gradient"], Prompt="a long one", Frames=16, FPS=8, Steps=200)
+    # the cluster view, refreshed on its own, shows the node busy with it
+    # (the job's id where the answering coordinator knows it: a standby knows only "busy")
     wait_for(
-        browser, lambda d: by_id(d, "job-panel").get_attribute("data-status") in ("queued", "in_progress")
+        browser,
+        lambda d: (
+            {long_job, "busy"}
+            & set(js(d, "return document.getElementById('cluster-nodes').innerText").split())
+        ),
+        15,
     )
+    assert by_id(browser, "job-panel").get_attribute("data-status") == "in_progress"
     by_id(browser, "cancel").click()
     wait_status(browser, "failed")
     wait_for(browser, lambda d: "cancel" in text(d, "job-error").lower())
-    row = wait_for(
-        browser,
-        lambda d: (
-            d.find_element(By.ID, "history-" + long_job).get_attribute("data-status") == "failed"
-            and d.find_element(By.ID, "history-" + long_job)
-        ),
-    )
-    assert "cancelled" in row.text and "64x64" in row.text
-    assert not row.find_elements(By.ID, "cancel-" + long_job)  # nothing left to cancel
+    wait_for(browser, lambda d: (history_row(d, long_job) or {}).get("status") == "failed")
+    row = history_row(browser, long_job) or {}
+    assert "cancelled" in row["text"] and "64x64" in row["text"], row
+    assert row["buttons"] == ["Re-run"], row  # nothing left to cancel or show
     screenshot(browser, shots / "03-cancelled.png")
     # re-run the finished job: same parameters (seed 7), a new job, the same seed reported
     by_id(browser, "rerun-" + done_id).click()
     wait_for(browser, lambda d: text(d, "job-id") not in (long_job, done_id))
     wait_status(browser, "completed")
+    wait_for(browser, lambda d: by_id(d, "result").is_displayed())
     assert text(browser, "result-seed") == "7"
+    rerun = text(browser, "job-id")
+    wait_for(browser, lambda d: d.find_elements(By.ID, "show-" + done_id))
+    # a finished job from the history back into the player
+    by_id(browser, "show-" + done_id).click()
+    wait_for(browser, lambda d: text(d, "job-id") == done_id)
+    wait_for(browser, lambda d: js(d, "return document.getElementById('video').readyState >= 2"))
+    assert rerun != done_id
 
 
 # Wraps the page's fetch of a job's event stream: records each request's Last-Event-ID and either

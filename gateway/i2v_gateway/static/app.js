@@ -60,7 +60,8 @@ function showProgress(data) {
   }
   const step = data.step;
   const steps = data.total_steps;
-  let percent = data.progress;
+  // a failed job's object says 0%; the bar keeps how far it got
+  let percent = data.status === "failed" ? undefined : data.progress;
   if (typeof percent !== "number" && step && steps) percent = (100 * step) / steps;
   if (typeof percent === "number") $("progress").value = Math.min(100, Math.max(0, percent));
   const parts = [];

@@ -37,31 +37,54 @@ export function stateText(video) {
   return video.status;
 }
 
-// actions: {show(video), cancel(video), rerun(video)}
+function newHistoryRow(video) {
+  const row = document.createElement("tr");
+  row.id = "history-" + video.id;
+  const code = document.createElement("code");
+  code.textContent = shortId(video.id);
+  code.title = video.id;
+  cell(row, code);
+  for (let i = 0; i < 4; i += 1) cell(row, "");
+  return row;
+}
+
+function setCell(td, value) {
+  const shown = value === undefined || value === null || value === "" ? "-" : String(value);
+  if (td.textContent !== shown) td.textContent = shown;
+}
+
+function updateHistoryRow(row, video, actions) {
+  row.video = video;
+  row.dataset.status = video.status;
+  const [, state, size, created, tools] = row.cells;
+  setCell(state, stateText(video));
+  state.className = "state-" + video.status;
+  setCell(size, video.size);
+  setCell(created, formatTime(video.created_at));
+  const wanted = [];
+  if (video.status === "completed") wanted.push(["Show", "show", actions.show]);
+  if (video.status === "queued" || video.status === "in_progress") wanted.push(["Cancel", "cancel", actions.cancel]);
+  wanted.push(["Re-run", "rerun", actions.rerun]);
+  const names = wanted.map(([, name]) => name).join(" ");
+  if (tools.dataset.actions === names) return;
+  tools.dataset.actions = names;
+  tools.replaceChildren(
+    ...wanted.map(([label, name, act]) => button(label, `${name}-${video.id}`, () => act(row.video))),
+  );
+}
+
+// actions: {show(video), cancel(video), rerun(video)}. Rows and their buttons are updated in
+// place, so a refresh never swaps a button from under a click.
 export function renderHistory(videos, actions) {
   const body = $("history").tBodies[0];
-  const rows = [];
-  for (const video of videos) {
-    const row = document.createElement("tr");
-    row.id = "history-" + video.id;
-    row.dataset.status = video.status;
-    const code = document.createElement("code");
-    code.textContent = shortId(video.id);
-    code.title = video.id;
-    cell(row, code);
-    cell(row, stateText(video)).className = "state-" + video.status;
-    cell(row, video.size);
-    cell(row, formatTime(video.created_at));
-    const tools = cell(row, "");
-    tools.textContent = "";
-    if (video.status === "completed") tools.append(button("Show", "show-" + video.id, () => actions.show(video)));
-    if (video.status === "queued" || video.status === "in_progress") {
-      tools.append(button("Cancel", "cancel-" + video.id, () => actions.cancel(video)));
-    }
-    tools.append(button("Re-run", "rerun-" + video.id, () => actions.rerun(video)));
-    rows.push(row);
-  }
-  body.replaceChildren(...rows);
+  const existing = new Map([...body.rows].map((row) => [row.id, row]));
+  videos.forEach((video, index) => {
+    const row = existing.get("history-" + video.id) || newHistoryRow(video);
+    existing.delete(row.id);
+    updateHistoryRow(row, video, actions);
+    if (body.rows[index] !== row) body.insertBefore(row, body.rows[index] || null);
+  });
+  for (const gone of existing.values()) gone.remove();
 }
 
 export function formatBytes(bytes) {
@@ -91,13 +114,19 @@ function healthText(node) {
   return "ok";
 }
 
+let shownNodes = "";
+
 export function renderCluster(cluster) {
   $("cluster-leader").textContent = leaderText(cluster);
   $("cluster-coordinators").textContent = String((cluster.coordinators || []).length || "-");
   const queue = cluster.queue || {};
   $("cluster-queue").textContent = String(queue.queued ?? "-");
   $("cluster-running").textContent = String(queue.running ?? "-");
-  const rows = (cluster.nodes || []).map((node) => {
+  const nodes = cluster.nodes || [];
+  const signature = JSON.stringify(nodes);
+  if (signature === shownNodes) return;
+  shownNodes = signature;
+  const rows = nodes.map((node) => {
     const row = document.createElement("tr");
     const id = node.id;
     row.id = "node-" + id;
