@@ -115,12 +115,12 @@ def screenshot(driver: webdriver.Chrome, path: Path) -> Path:
     return path
 
 
-def wait_file(directory: Path, suffix: str, timeout: float = 20) -> Path:
-    """The first finished download in `directory` ending in `suffix`."""
+def wait_file(path: Path, timeout: float = 20) -> Path:
+    """`path` once chromium has finished downloading it."""
     deadline = time.monotonic() + timeout
+    partial = path.with_name(path.name + ".crdownload")
     while time.monotonic() < deadline:
-        done = [p for p in directory.iterdir() if p.name.endswith(suffix)]
-        if done and not any(p.name.endswith(".crdownload") for p in directory.iterdir()):
-            return done[0]
+        if path.exists() and not partial.exists():
+            return path
         time.sleep(0.05)
-    raise AssertionError(f"no *{suffix} downloaded into {directory}: {sorted(os.listdir(directory))}")
+    raise AssertionError(f"{path.name} not downloaded into {path.parent}: {sorted(os.listdir(path.parent))}")

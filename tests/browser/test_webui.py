@@ -181,11 +181,12 @@ def test_generate_watch_play_and_download(
     start = js(browser, video + "return v.currentTime")
     wait_for(browser, lambda d: js(d, video + "return v.ended || v.currentTime != arguments[0]", start))
     assert js(browser, video + "return v.error") is None
+    # without a token the player streams the content URL itself, in byte ranges
+    content = [h for url, h in requests_sent(browser) if url.endswith(f"/v1/videos/{job}/content")]
+    assert content and all("bytes=" in lower(h).get("range", "") for h in content), content
     screenshot(browser, shots / "02-done.png")
     by_id(browser, "download").click()
-    saved = wait_file(download_dir, ".mp4")
-    assert saved.name == f"{job}.mp4"
-    data = saved.read_bytes()
+    data = wait_file(download_dir / f"{job}.mp4").read_bytes()
     assert data[4:8] == b"ftyp"
     assert decode(data) == (6, 6.0, 64, 64)
 
@@ -285,7 +286,9 @@ def test_progress_survives_a_broken_event_stream(
     wait_for(browser, lambda d: js(d, "return document.getElementById('video').readyState >= 2"))
 
 
-def test_token_is_kept_and_sent_as_bearer(browser: webdriver.Chrome, site: str) -> None:
+def test_token_is_kept_and_sent_as_bearer(
+    browser: webdriver.Chrome, site: str, images: dict[str, Path], download_dir: Path
+) -> None:
     open_page(browser, site)
     token = by_label(browser, "API token")
     token.send_keys("webui-test-token", Keys.ENTER)
@@ -295,12 +298,25 @@ def test_token_is_kept_and_sent_as_bearer(browser: webdriver.Chrome, site: str) 
     assert by_id(browser, "token").get_attribute("value") == "webui-test-token"
     wait_for(browser, lambda d: text(d, "cluster-leader") not in ("-", ""))
     sent = requests_sent(browser)
-    api_calls = {url: {k.lower(): v for k, v in headers.items()} for url, headers in sent if "/v1/" in url}
+    api_calls = {url: lower(headers) for url, headers in sent if "/v1/" in url}
     assert {"limits", "cluster", "videos?limit=20"} <= {url.rsplit("/", 1)[1] for url in api_calls}, api_calls
     assert all(h.get("authorization") == "Bearer webui-test-token" for h in api_calls.values()), api_calls
+    # with a token the video comes through fetch (a header a <video> cannot send), played from a blob
+    job = generate(browser, images["gradient"], Prompt="with a token", Frames=2, FPS=2, Steps=2)
+    wait_status(browser, "completed")
+    wait_for(browser, lambda d: js(d, "return document.getElementById('video').readyState >= 2"))
+    assert str(by_id(browser, "video").get_attribute("src")).startswith("blob:")
+    by_id(browser, "download").click()
+    assert decode(wait_file(download_dir / f"{job}.mp4").read_bytes())[0] == 2
+    fetched = [lower(h) for url, h in requests_sent(browser) if url.endswith(f"/v1/videos/{job}/content")]
+    assert fetched and all(h.get("authorization") == "Bearer webui-test-token" for h in fetched), fetched
     by_id(browser, "token").clear()
     by_id(browser, "token").send_keys(Keys.ENTER)
     assert js(browser, "return localStorage.getItem('i2v.token')") is None
+
+
+def lower(headers: dict[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def requests_sent(browser: webdriver.Chrome) -> list[tuple[str, dict[str, str]]]:
