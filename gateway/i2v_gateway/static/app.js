@@ -52,6 +52,16 @@ function setText(id, value) {
   if (value !== undefined && value !== null && value !== "") $(id).textContent = String(value);
 }
 
+// The bar moves back only for a new attempt: a state event or a failed job's object says 0%.
+let shown = { attempt: 0, percent: 0 };
+
+function barPercent(data) {
+  if (typeof data.progress !== "number") return undefined;
+  if (data.attempt > shown.attempt) shown = { attempt: data.attempt, percent: 0 };
+  shown.percent = Math.max(shown.percent, data.progress);
+  return shown.percent;
+}
+
 // One event (SSE or a polled Video object) onto the job panel.
 function showProgress(data) {
   if (data.status) {
@@ -60,8 +70,7 @@ function showProgress(data) {
   }
   const step = data.step;
   const steps = data.total_steps;
-  // a failed job's object says 0%; the bar keeps how far it got
-  let percent = data.status === "failed" ? undefined : data.progress;
+  let percent = barPercent(data);
   if (typeof percent !== "number" && step && steps) percent = (100 * step) / steps;
   if (typeof percent === "number") $("progress").value = Math.min(100, Math.max(0, percent));
   const parts = [];
@@ -83,6 +92,7 @@ function resetPanel(video) {
   $("job-panel").hidden = false;
   $("job-id").textContent = video.id;
   $("progress").value = 0;
+  shown = { attempt: 0, percent: 0 };
   for (const id of ["progress-text", "eta", "watch-mode"]) $(id).textContent = "";
   for (const id of ["stage", "node", "profile"]) $(id).textContent = "-";
   for (const id of ["retries", "failovers"]) $(id).textContent = "0";
@@ -224,6 +234,7 @@ async function refreshCluster() {
 async function loadLimits() {
   try {
     form.applyLimits(await api("/v1/limits"));
+    form.clearError("form");
   } catch (err) {
     form.applyLimits({});
     form.showError(null, `could not read the server's limits: ${err.message}`);
