@@ -23,6 +23,12 @@ from tests.integration.node_process import NodeProcess, node_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def gateway_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment to run the gateway module in: this interpreter's import path (the project's
+    source folders as pytest set them up), whether or not the project is installed."""
+    return {**(env or os.environ), "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
+
+
 class GatewayProcess:
     """`python -m i2v_gateway.main` (what the `i2v-gateway` script runs) with its log in `log_path`."""
 
@@ -37,7 +43,7 @@ class GatewayProcess:
             args,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env or dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=gateway_env(env),
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -98,9 +104,9 @@ def _wait_node(targets: str, node_id: str, timeout: float = 60.0) -> None:
 
 @contextmanager
 def gateway_cluster(
-    etcd: Sequence[str], workdir: Path, cache: Path, *gateway_flags: str
+    etcd: Sequence[str], workdir: Path, cache: Path, *gateway_flags: str, prefix: str = ""
 ) -> Iterator[GatewayCluster]:
-    prefix = f"/gw-{uuid.uuid4().hex[:8]}/"
+    prefix = prefix or f"/gw-{uuid.uuid4().hex[:8]}/"
     group = CoordinatorGroup(etcd, workdir, 2, prefix=prefix)
     node_id = f"gw-node-{uuid.uuid4().hex[:4]}"
     node = NodeProcess(

@@ -456,8 +456,61 @@ def test_unit_flags_exist_and_parse(help_flags: dict[str, set[str]]) -> None:
     for unit in UNITS:
         entries = unit_entries(SYSTEMD / unit)
         argv = exec_start(entries, unit_environment(entries))
-        role = next(r for r, s in SCRIPTS.items() if Path(argv[0]).name == s)
+        role = next((r for r, s in SCRIPTS.items() if Path(argv[0]).name == s), None)
+        if role is None:
+            assert Path(argv[0]).name == GATEWAY, unit  # its own test below
+            continue
         unknown = used_flags(argv[1:]) - help_flags[role]
         assert not unknown, f"{unit}: {SCRIPTS[role]} has no {sorted(unknown)}"
         result = parses(SCRIPTS[role], argv[1:])
         assert result.returncode == 0, (unit, argv, result.stderr)
+
+
+# ---- the HTTP gateway (an HTTP server, not a gRPC one: probes on /healthz and /readyz) ----
+
+GATEWAY = "i2v-gateway"
+
+
+def gateway_parses(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`i2v-gateway ARGS --help` as the module, so the check needs no installed script."""
+    from tests.integration.gateway_process import gateway_env
+
+    return subprocess.run(
+        [sys.executable, "-m", "i2v_gateway.main", *argv, "--help"],
+        capture_output=True, text=True, timeout=120, env=gateway_env(),
+    )  # fmt: skip
+
+
+def gateway_containers(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for _, spec in pod_templates(docs):
+        for c in spec["containers"]:
+            if c.get("command", [None])[0] == GATEWAY:
+                yield spec, c
+
+
+def test_every_overlay_runs_the_gateway_behind_a_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    known = set(re.findall(r"--[a-z][a-z-]*", gateway_parses([]).stdout))
+    for overlay in OVERLAYS:
+        docs = rendered[overlay]
+        ((spec, c),) = list(gateway_containers(docs))
+        args = expand_k8s(c["args"], container_env(c, configmaps(docs)))
+        port = int(flag_value(args, "--listen").rsplit(":", 1)[1])
+        assert [p["containerPort"] for p in c["ports"]] == [port], overlay
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", overlay
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", overlay
+        assert spec["terminationGracePeriodSeconds"] >= float(flag_value(args, "--drain-grace")) + 5, overlay
+        services = by_kind(docs, "Service")
+        coordinators = flag_value(args, "--coordinators").split(",")
+        assert all(t.split(":")[0] in services for t in coordinators), (overlay, coordinators)
+        assert "metrics" in [p["name"] for p in services["i2v-gateway"]["spec"]["ports"]], overlay
+        assert not used_flags(args) - known, overlay
+        result = gateway_parses(args)
+        assert result.returncode == 0, (overlay, args, result.stderr)
+
+
+def test_the_gateway_unit_flags_parse() -> None:
+    entries = unit_entries(SYSTEMD / "i2v-gateway.service")
+    argv = exec_start(entries, unit_environment(entries))
+    assert Path(argv[0]).name == GATEWAY
+    result = gateway_parses(argv[1:])
+    assert result.returncode == 0, (argv, result.stderr)

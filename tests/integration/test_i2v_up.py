@@ -1,6 +1,7 @@
-"""`i2v up --detach` for real: etcd, two coordinators, three tiny CPU nodes on simulated VRAM tiers
-and Prometheus (when installed) on free loopback ports; the first video, `i2v status` against it,
-a second `up` refused, then `i2v down` leaves none of the recorded processes running."""
+"""`i2v up --detach` for real: etcd, two coordinators, the HTTP gateway, three tiny CPU nodes on
+simulated VRAM tiers and Prometheus (when installed) on free loopback ports; the first video,
+`i2v status` against it, the gateway's page and cluster view, a second `up` refused, then
+`i2v down` leaves none of the recorded processes running."""
 
 from __future__ import annotations
 
@@ -83,6 +84,15 @@ def test_up_detached_makes_a_video_serves_status_and_down_leaves_nothing(
     made = i2v(env, workdir, *shlex.split(line)[1:], timeout=120)
     assert made.returncode == 0, made.stderr
     assert decode((workdir / "out.mp4").read_bytes()) == (8, 8.0, 64, 64)
+
+    # the gateway: its URL printed, the page and the API answering, the cluster seen through it
+    (gateway,) = [p for p in record.procs if p.name == "gateway"]
+    assert f"web page: {gateway.addr}/" in up.stdout
+    with urllib.request.urlopen(f"{gateway.addr}/v1/cluster", timeout=10) as r:
+        seen = json.load(r)
+    assert {n["id"] for n in seen["nodes"]} == {"n1-10g", "n2-14g", "n3-20g"} and seen["leader"]["id"]
+    with urllib.request.urlopen(f"{gateway.addr}/", timeout=10) as r:
+        assert r.status == 200 and "text/html" in r.headers["content-type"]
 
     if "prometheus" in names:
         url = next(p.addr for p in record.procs if p.name == "prometheus")

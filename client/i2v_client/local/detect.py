@@ -90,7 +90,7 @@ def host(env: Mapping[str, str], *, device: str, want_prometheus: bool) -> Host:
     )
     node = binary("i2v-node", env, "install the project (scripts/setup.sh, or pip install -e .)")
     binary("i2v-coordinator", env, "install the project (scripts/setup.sh, or pip install -e .)")
-    binary("i2v-gateway", env, "install the project (scripts/setup.sh, or pip install -e .)")
+    gateway = binary("i2v-gateway", env, "install the project (scripts/setup.sh, or pip install -e .)")
     prometheus = None
     if want_prometheus:
         prometheus = shutil.which("prometheus", path=env.get("PATH")) or (
@@ -105,4 +105,5 @@ def host(env: Mapping[str, str], *, device: str, want_prometheus: bool) -> Host:
         gpu_note=note,
         prometheus=prometheus,
         cached_model=cached_model(env, Path.home()) if gpus else None,
+        gateway=gateway,
     )

@@ -44,6 +44,7 @@ class Host:
     gpu_note: str = ""  # why no GPU is used, when none is ("torch sees no CUDA device")
     prometheus: str | None = None  # the prometheus binary, None when absent
     cached_model: str | None = None  # full-size weights found in the hub cache
+    gateway: str = ""  # the i2v-gateway binary; "" = beside i2v-node
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ def plan(options: Options, host: Host, port: Callable[[], int]) -> Plan:
     for cid in COORDINATOR_IDS:
         argv = (str(host.bin_dir / "i2v-coordinator"), "--etcd", etcd.addr, "--artifacts", store, "--id", cid)
         procs.append(_server(COORDINATOR, cid, argv, port(), port(), "coordinator"))
-    procs.append(_gateway(host.bin_dir, [p.addr for p in procs[1:]], port()))
+    gateway = host.gateway or str(host.bin_dir / "i2v-gateway")
+    procs.append(_gateway(gateway, [p.addr for p in procs[1:]], port()))
     online = ("--online",) if options.online else ()
     for node in nodes:
         argv = (str(host.bin_dir / "i2v-node"), "--model", model, "--etcd", etcd.addr, "--artifacts", store)
@@ -245,15 +247,9 @@ def plan(options: Options, host: Host, port: Callable[[], int]) -> Plan:
     return Plan(tuple(procs), model, why, first_video(model), files)
 
 
-def _gateway(bin_dir: Path, targets: list[str], port: int) -> Proc:
+def _gateway(binary: str, targets: list[str], port: int) -> Proc:
     url = f"http://127.0.0.1:{port}"
-    argv = (
-        str(bin_dir / "i2v-gateway"),
-        "--coordinators",
-        ",".join(targets),
-        "--listen",
-        f"127.0.0.1:{port}",
-    )
+    argv = (binary, "--coordinators", ",".join(targets), "--listen", f"127.0.0.1:{port}")
     return Proc(
         GATEWAY, GATEWAY, argv, url, f"{url}/metrics", "HTTP gateway: the web page and the videos API"
     )
