@@ -147,6 +147,7 @@ async function streamOnce(id, state, signal, onEvent) {
   }
   try {
     for await (const message of readEvents(response, state)) {
+      if (message.event === "error") return watchFailed(message.data, state, onEvent);
       state.failures = 0;
       onEvent(message.event, message.data);
       if (isTerminal(message.data.status)) return true;
@@ -155,6 +156,15 @@ async function streamOnce(id, state, signal, onEvent) {
     // the connection broke: reconnect below
   }
   state.failures += 1;
+  return false;
+}
+
+// The gateway's `error` event: {error, status} with an HTTP status. A client error (the job is
+// gone, the token is refused) will not heal by reconnecting: polling reports it and stops.
+function watchFailed(data, state, onEvent) {
+  const status = Number(data.status) || 500;
+  onEvent("error", { message: (data.error && data.error.message) || "the event stream failed", status });
+  state.failures = status < 500 ? Infinity : state.failures + 1;
   return false;
 }
 
