@@ -17,7 +17,7 @@ from selenium.webdriver.common.keys import Keys
 from tests.browser.browser import by_id, by_label, js, screenshot, start_chromium, text, wait_file, wait_for
 from tests.media import decode, png, png_claiming
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 # Records what the job panel showed, so a quick job's progress is not missed between polls.
 RECORD = """
@@ -125,6 +125,30 @@ def test_page_loads_limits_presets_and_cluster(
     row = browser.find_element(By.CSS_SELECTOR, "#cluster-nodes tbody tr")
     assert "tiny" in row.text.lower() or "cpu" in row.text.lower(), row.text
     screenshot(browser, shots / "01-form.png")
+
+
+@pytest.mark.parametrize(
+    ("preset", "aspect", "want"),
+    [
+        pytest.param(512, 1.0, [512, 512], id="square-512p"),
+        pytest.param(768, 1.5, [944, 624], id="landscape-3-2"),
+        pytest.param(512, 9 / 16, [384, 680], id="portrait-9-16"),
+        pytest.param(1024, 16 / 9, [1280, 768], id="wide-1024p-clamped-to-max-width"),
+        pytest.param(512, 100.0, [1280, 64], id="panorama-clamped-both-ways"),
+    ],
+)
+def test_preset_sizes(
+    browser: webdriver.Chrome, site: str, preset: int, aspect: float, want: list[int]
+) -> None:
+    if not browser.current_url.startswith(site):
+        open_page(browser, site)
+    got = browser.execute_async_script(
+        "const done = arguments[2];"
+        " import('/static/form.js').then((m) => done(m.presetSize(arguments[0], arguments[1])));",
+        preset,
+        aspect,
+    )
+    assert got == want
 
 
 def test_errors_show_beside_their_field(
