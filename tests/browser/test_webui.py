@@ -305,6 +305,8 @@ def test_progress_survives_a_broken_event_stream(
     assert all(mode in seen["mode"] for mode in modes), seen["mode"]
     if breakage == "cut":
         assert sse[0] is None and sse[1], sse  # the reconnect named the last event it had
+        assert any(e.startswith("ETA ") for e in seen["eta"]), seen["eta"]
+        assert any("steps/s" in p for p in seen["progress"]), seen["progress"]
     else:
         assert len(sse) == 3, sse  # three tries, then polling only
     wait_for(browser, lambda d: js(d, "return document.getElementById('video').readyState >= 2"))
