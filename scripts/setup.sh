@@ -12,6 +12,9 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # npm: buf (scripts/check_proto.sh) ships through it
 command -v npm >/dev/null || need_apt+=(npm)
+# the web page's tests (tests/browser) drive Debian's headless chromium through its driver
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   sudo_cmd=()
   [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
