@@ -1,5 +1,5 @@
-"""What transport security costs: Submit latency and a tiny job end to end, plaintext vs TLS vs
-TLS+mTLS, in the same run on the same machine.
+"""What transport security and authentication cost: Submit latency and a tiny job end to end,
+plaintext vs TLS vs TLS+mTLS vs mTLS with bearer tokens, in the same run on the same machine.
 
 Run from the repository root:
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/tls_overhead.py [--rounds 3 --submits 40 --jobs 4]
@@ -11,6 +11,8 @@ prefix: one real `i2v-coordinator` and one tiny `i2v-node` process, with a throw
 - plaintext: no TLS flags anywhere.
 - tls: the coordinator's and the node's ports speak TLS; the coordinator verifies the node.
 - mtls: every port also requires a client certificate (the client's, the coordinator's).
+- mtls+auth: mtls, and the coordinator and the node take bearer tokens (--tokens-file): the client
+  presents its token, the coordinator its dispatch token; the coordinator checks job ownership.
 
 After an uncounted warm-up per mode, per round, modes in a rotating order (so drift of a shared
 machine spreads over all):
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import secrets
 import statistics
 import sys
 import tempfile
@@ -38,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from i2v_client import ClientTls, CoordinatorClient, build_request
+from i2v_contract import auth
 from i2v_contract.wire import common_pb2
 from i2v_node.config import default_cache_dir
 from tests.chaos.coordinator_procs import CoordinatorProcess
@@ -46,7 +50,7 @@ from tests.integration.node_process import NodeProcess
 from tests.media import png
 from tests.pki import TestCA
 
-MODES = ("plaintext", "tls", "mtls")
+MODES = ("plaintext", "tls", "mtls", "mtls+auth")
 
 
 def request() -> common_pb2.GenerationRequest:
@@ -60,13 +64,34 @@ class Mode:
     client_tls: ClientTls | None
     node_args: tuple[str, ...]
     node_tls: ClientTls | None
+    token: str | None = None
+    admin_token: str | None = None  # for the fleet view (ListNodes), which a client token may not see
     node: NodeProcess | None = None
     samples: dict[str, list[float]] = field(default_factory=lambda: {"warm": [], "cold": [], "e2e": []})
+
+    def client(self, token: str | None = None) -> CoordinatorClient:
+        return CoordinatorClient(self.coordinator.address, tls=self.client_tls, token=token or self.token)
+
+
+def slug(name: str) -> str:
+    """The mode's name as ids and key prefixes may hold it."""
+    return name.replace("+", "-")
 
 
 def _flags(cert: Path, key: Path, client_ca: Path | None) -> tuple[str, ...]:
     flags = ("--tls-cert", str(cert), "--tls-key", str(key))
     return (*flags, "--tls-client-ca", str(client_ca)) if client_ca else flags
+
+
+def _tokens(where: Path) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
+    """A client token, an admin (dispatch) token, and the coordinator's and the node's flags."""
+    client, dispatch = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    tokens = where / "tokens"
+    lines = (auth.token_line(client, "bench"), auth.token_line(dispatch, "dispatch", "admin"))
+    tokens.write_text("".join(f"{line}\n" for line in lines))
+    (where / "dispatch-token").write_text(dispatch)
+    flags = ("--tokens-file", str(tokens))
+    return client, dispatch, (*flags, "--dispatch-token-file", str(where / "dispatch-token")), flags
 
 
 def start_modes(etcd: EtcdCluster, work: Path, ca: TestCA) -> list[Mode]:
@@ -78,17 +103,23 @@ def start_modes(etcd: EtcdCluster, work: Path, ca: TestCA) -> list[Mode]:
             n_flags: tuple[str, ...] = ()
             client_tls, node_tls = None, None
         else:
-            client_ca = ca.cert if name == "mtls" else None
+            client_ca = ca.cert if name.startswith("mtls") else None
             c_flags = (*_flags(coordinator.cert, coordinator.key, client_ca), "--tls-ca", str(ca.cert))
             n_flags = _flags(node.cert, node.key, client_ca)
-            with_cert = name == "mtls"
+            with_cert = client_ca is not None
             client_tls = ClientTls(ca.cert, *((client.cert, client.key) if with_cert else (None, None)))
             node_tls = ClientTls(ca.cert, coordinator.cert, coordinator.key)
-        prefix = f"/bench-{name}-{uuid.uuid4().hex[:6]}/"
+        prefix = f"/bench-{slug(name)}-{uuid.uuid4().hex[:6]}/"
         (work / name).mkdir()
-        proc = CoordinatorProcess(etcd.endpoints, work / name, f"c-{name}", *c_flags, prefix=prefix)
+        token = admin = None
+        if name.endswith("+auth"):
+            token, admin, c_auth, n_auth = _tokens(work / name)
+            c_flags, n_flags = (*c_flags, *c_auth), (*n_flags, *n_auth)
+        proc = CoordinatorProcess(etcd.endpoints, work / name, f"c-{slug(name)}", *c_flags, prefix=prefix)
         node_args = ("--etcd", ",".join(etcd.endpoints), "--artifacts", str(work / name / "artifacts"))
-        modes.append(Mode(name, proc, client_tls, (*node_args, "--prefix", prefix, *n_flags), node_tls))
+        modes.append(
+            Mode(name, proc, client_tls, (*node_args, "--prefix", prefix, *n_flags), node_tls, token, admin)
+        )
     for mode in modes:
         mode.coordinator.wait_started()
     return modes
@@ -102,13 +133,13 @@ def timed(call: Callable[[], object]) -> float:
 
 def submits(mode: Mode, warm: int, cold: int, submitted: list[str]) -> None:
     req = request()
-    with CoordinatorClient(mode.coordinator.address, tls=mode.client_tls) as client:
+    with mode.client() as client:
         submitted.append(client.submit(req).job_id)  # the connection is made before timing
         for _ in range(warm):
             mode.samples["warm"].append(timed(lambda: submitted.append(client.submit(req).job_id)))
 
     def one_cold() -> None:
-        with CoordinatorClient(mode.coordinator.address, tls=mode.client_tls) as fresh:
+        with mode.client() as fresh:
             submitted.append(fresh.submit(req).job_id)
 
     for _ in range(cold):
@@ -117,7 +148,7 @@ def submits(mode: Mode, warm: int, cold: int, submitted: list[str]) -> None:
 
 def end_to_end(mode: Mode, jobs: int) -> None:
     req = request()
-    with CoordinatorClient(mode.coordinator.address, tls=mode.client_tls) as client:
+    with mode.client() as client:
 
         def one() -> None:
             final = client.generate(req)
@@ -131,7 +162,7 @@ def _wait_nodes(modes: list[Mode]) -> None:
     for mode in modes:
         assert mode.node is not None
         mode.node.wait_serving()
-        with CoordinatorClient(mode.coordinator.address, tls=mode.client_tls) as client:
+        with mode.client(mode.admin_token) as client:
             deadline = time.monotonic() + 60
             while not client.list_nodes().nodes:
                 if time.monotonic() > deadline:
@@ -161,7 +192,7 @@ def report(modes: list[Mode]) -> None:
         for mode in modes:
             values = mode.samples[kind]
             ratio = statistics.median(values) / base[kind]
-            print(f"  {mode.name:9s} {spread(values)}  x{ratio:.3f} vs plaintext")
+            print(f"  {mode.name:10s} {spread(values)}  x{ratio:.3f} vs plaintext")
 
 
 def main() -> int:
@@ -187,13 +218,17 @@ def main() -> int:
                 for i in order[r % len(order) :] + order[: r % len(order)]:
                     submits(modes[i], a.submits, a.cold, submitted[modes[i].name])
             for mode in modes:  # nothing queued before the end-to-end phase
-                with CoordinatorClient(mode.coordinator.address, tls=mode.client_tls) as client:
+                with mode.client() as client:
                     for job_id in submitted[mode.name]:
                         client.cancel(job_id)
             for mode in modes:
                 log = work / mode.name / "node.log"
                 mode.node = NodeProcess(
-                    default_cache_dir(), log, *mode.node_args, node_id=f"n-{mode.name}", tls=mode.node_tls
+                    default_cache_dir(),
+                    log,
+                    *mode.node_args,
+                    node_id=f"n-{slug(mode.name)}",
+                    tls=mode.node_tls,
                 )
             _wait_nodes(modes)
             for mode in modes:  # warm-up: each node's first job

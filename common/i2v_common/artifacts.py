@@ -13,7 +13,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import fsspec
 
@@ -83,7 +83,11 @@ class FileStore:
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise ArtifactError(f"{uri!r} is not in this store ({self.root_url})")
-        path = Path(parsed.path).resolve()
+        try:
+            # as_uri() percent-encodes ('+' -> %2B): decode before resolving, then judge the result
+            path = Path(unquote(parsed.path)).resolve()
+        except ValueError:  # an encoded NUL
+            raise ArtifactError(f"{uri!r} is not a file path") from None
         if not path.is_relative_to(self.root):
             raise ArtifactError(f"{uri!r} is outside this store ({self.root_url})")
         return path

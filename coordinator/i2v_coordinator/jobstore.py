@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from i2v_contract.fencing import fence
-from i2v_contract.keys import DoneRecord, ExpiredRecord, Keys
+from i2v_contract.keys import ClaimRecord, DoneRecord, ExpiredRecord, Keys
 from i2v_contract.kv import (
     KV,
     Compacted,
@@ -175,6 +175,21 @@ class JobStore:
         """Why a job is gone: retention removed it (None when no tombstone is left)."""
         kv = await self.kv.get(self.keys.expired_of(job_id))
         return None if kv is None else ExpiredRecord.from_json(kv.value)
+
+    async def running_on(self) -> dict[str, str]:
+        """Node id -> the job it holds a claim for, read from etcd's claims/ (for a standby, whose
+        table is not loaded); the newest attempt wins if a stale claim lingers on its lease."""
+        running: dict[str, tuple[int, str]] = {}
+        async for page in range_pages(self.kv, self.keys.claims, LOAD_PAGE):
+            for kv in page.items:
+                try:
+                    job_id, attempt = self.keys.job_attempt_of(kv.key, self.keys.claims)
+                    node_id = ClaimRecord.from_json(kv.value).node_id
+                except ValueError:
+                    continue  # not ours to judge here: the leader's table logs bad records
+                if attempt >= running.get(node_id, (0, ""))[0]:
+                    running[node_id] = (attempt, job_id)
+        return {node_id: job_id for node_id, (_, job_id) in running.items()}
 
     async def open_records(self) -> list[JobRecord]:
         """Every open job read from etcd in pages (a standby's view; bounded by queue + running)."""

@@ -364,11 +364,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.ListNodesResponse:
         await self._access.fleet(await self._access.who(context), context)
-        running = {r.view.node_id: r.job_id for r in self._store.table.active()}
+        if self._leadership.epoch is not None:
+            running = {r.view.node_id: r.job_id for r in self._store.table.active()}
+        else:
+            running = await self._running_from_etcd()
         nodes = statusview.node_infos(
             self._registry.snapshot(), running, self._dispatcher.node_health, self._registry.records()
         )
         return coordinator_pb2.ListNodesResponse(nodes=nodes)
+
+    async def _running_from_etcd(self) -> dict[str, str]:
+        """A standby's view of which node runs which job; none while etcd is out of reach (the
+        nodes themselves are still listed, from the registry's memory)."""
+        try:
+            return await self._store.running_on()
+        except KVUnavailable as err:
+            log.info("ListNodes without job ids: etcd unreachable (%s)", err)
+            return {}
 
     async def ClusterStatus(
         self, request: coordinator_pb2.ClusterStatusRequest, context: grpc.aio.ServicerContext

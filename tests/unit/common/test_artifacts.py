@@ -47,6 +47,31 @@ def test_file_store_refuses_uris_outside_its_root(tmp_path):
         inner.get(inner.uri_for("missing"))
 
 
+@pytest.mark.parametrize(
+    "directory",
+    [pytest.param("a+b", id="plus"), pytest.param("with space", id="space"), pytest.param("é", id="unicode")],
+)
+def test_a_file_store_under_a_directory_name_that_uris_encode_reads_its_own_uris(tmp_path, directory):
+    store = FileStore(tmp_path / directory / "store")
+    uri = store.put("cluster/store-id", b"id")
+    assert "%" in uri and store.get(uri) == b"id" and store.size(uri) == 2
+
+
+@pytest.mark.parametrize(
+    ("suffix", "refusal"),
+    [
+        pytest.param("/%2e%2e/secret", "outside this store", id="encoded-dotdot"),
+        pytest.param("/..%2Fsecret", "outside this store", id="encoded-slash"),
+        pytest.param("/x%00y", "not a file path", id="encoded-nul"),
+    ],
+)
+def test_encoded_escapes_from_a_file_store_are_refused(tmp_path, suffix, refusal):
+    (tmp_path / "secret").write_bytes(b"s")
+    store = FileStore(tmp_path / "store")
+    with pytest.raises(ArtifactError, match=refusal):
+        store.get(store.root_url + suffix)
+
+
 def test_an_fsspec_store_round_trips_on_the_memory_filesystem():
     store = open_store("memory://i2v-test-store")
     assert isinstance(store, FsspecStore)

@@ -429,6 +429,9 @@ async def test_list_nodes_and_cluster_status_show_node_health(env: Env, tmp_path
     await until(lambda: env.dispatcher.epoch == 0)
     standby = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
     assert [n.consecutive_failures for n in standby.nodes] == [0, 0]
+    await env.kv.put(KEYS.claim("running-job", 1), ClaimRecord(node_id="n2", epoch=env.epoch).to_json())
+    standby = await servicer.ListNodes(coordinator_pb2.ListNodesRequest(), context)
+    assert [n.job_id for n in standby.nodes] == ["", "running-job"]  # from claims/ in etcd
 
 
 async def test_a_cancel_that_lands_with_a_wake_up_still_ends_the_lead_loop_sleep(env: Env) -> None:

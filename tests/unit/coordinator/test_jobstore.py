@@ -370,3 +370,16 @@ async def test_a_legacy_record_that_changed_is_skipped_and_a_past_epoch_is_fence
     await lead(kv, "c2")
     with pytest.raises(Fenced):
         await store.move_legacy(store.table.legacy_finished(), epoch)
+
+
+async def test_running_on_maps_each_node_to_the_job_it_holds_the_newest_claim_for(kv: MemoryKV) -> None:
+    """What a standby shows as the nodes' current jobs: read from claims/, since only a leader
+    loads the job table; a stale claim of an older attempt loses, a bad record is skipped."""
+    store = JobStore(kv, KEYS)
+    await kv.put(KEYS.claim("j1", 1), ClaimRecord(node_id="n1", epoch=3).to_json())
+    await kv.put(KEYS.claim("j2", 1), ClaimRecord(node_id="n2", epoch=3).to_json())
+    await kv.put(KEYS.claim("j3", 2), ClaimRecord(node_id="n2", epoch=4).to_json())
+    await kv.put(KEYS.claim("j4", 1), b"not json")
+    assert await store.running_on() == {"n1": "j1", "n2": "j3"}
+    await kv.delete(KEYS.claim("j1", 1))
+    assert await store.running_on() == {"n2": "j3"}
