@@ -194,6 +194,24 @@ def proto_services() -> set[str]:
     return names
 
 
+PROBE = "i2v-grpc-probe"  # deploy/docker/grpc_probe.py in the image
+
+
+def probe_target(probe: dict[str, Any], tls: bool) -> dict[str, Any]:
+    """The port and health service a probe asks. The kubelet's gRPC probe speaks plaintext only, so
+    a TLS port is probed by i2v-grpc-probe in the container, over TLS with the pod's files."""
+    if not tls:
+        return dict(probe["grpc"])
+    assert "grpc" not in probe, "the kubelet's gRPC probe cannot speak TLS"
+    argv = probe["exec"]["command"]
+    assert argv[0] == PROBE, argv
+    assert flag_value(argv, "--ca"), argv
+    return {
+        "port": int(flag_value(argv, "--addr").rsplit(":", 1)[1]),
+        "service": flag_value(argv, "--service"),
+    }
+
+
 def test_probes_use_the_grpc_health_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
     expected = {"node": "i2v.v1.Node", "coordinator": "i2v.v1.Coordinator"}
     assert set(expected.values()) <= proto_services(), "the health service names follow the .proto services"
@@ -201,11 +219,12 @@ def test_probes_use_the_grpc_health_service(rendered: dict[str, list[dict[str, A
         port = int(flag_value(args, "--listen").rsplit(":", 1)[1])
         assert port in [p["containerPort"] for p in c["ports"]]
         where = (overlay, role)
+        tls = "--tls-cert" in used_flags(args)
         # readiness on the per-service status, liveness on the overall one, all on the gRPC port
-        assert c["readinessProbe"]["grpc"] == {"port": port, "service": expected[role]}, where
-        assert c["livenessProbe"]["grpc"] == {"port": port, "service": ""}, where
+        assert probe_target(c["readinessProbe"], tls) == {"port": port, "service": expected[role]}, where
+        assert probe_target(c["livenessProbe"], tls) == {"port": port, "service": ""}, where
         startup = c["startupProbe"]
-        assert startup["grpc"]["port"] == port, where
+        assert probe_target(startup, tls)["port"] == port, where
         budget = startup["periodSeconds"] * startup["failureThreshold"]
         if role == "node":
             assert budget >= NODE_LOAD_BUDGET_S, (where, "a model load must not be killed as dead")
