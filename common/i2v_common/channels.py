@@ -63,17 +63,22 @@ class ChannelFactory:
             self._credentials = channel_credentials(self.tls)
         return self._credentials
 
+    def _options(self, options: Options) -> list[tuple[str, Any]]:
+        if self.tls is None or self.tls.server_name is None:
+            return list(options)
+        return [*options, ("grpc.ssl_target_name_override", self.tls.server_name)]
+
     def sync(self, target: str, options: Options = ()) -> grpc.Channel:
         creds = self._current()
         if creds is None:
             return grpc.insecure_channel(target, options=list(options))
-        return grpc.secure_channel(target, creds, options=list(options))
+        return grpc.secure_channel(target, creds, options=self._options(options))
 
     def aio(self, target: str, options: Options = ()) -> grpc.aio.Channel:
         creds = self._current()
         if creds is None:
             return grpc.aio.insecure_channel(target, options=list(options))
-        return grpc.aio.secure_channel(target, creds, options=list(options))
+        return grpc.aio.secure_channel(target, creds, options=self._options(options))
 
 
 @dataclass

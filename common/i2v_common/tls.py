@@ -11,6 +11,7 @@ they are made; ChannelFactory (channels.py) notices a change and rebuilds them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import ssl
@@ -25,6 +26,7 @@ import grpc
 log = logging.getLogger(__name__)
 
 CERT_ENV, KEY_ENV, CLIENT_CA_ENV, CA_ENV = "I2V_TLS_CERT", "I2V_TLS_KEY", "I2V_TLS_CLIENT_CA", "I2V_TLS_CA"
+SERVER_NAME_ENV = "I2V_TLS_SERVER_NAME"
 
 
 class TlsConfigError(ValueError):
@@ -51,6 +53,9 @@ class ClientTls:
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    # Verify servers' certificates against this name instead of the address dialed: pods are dialed
+    # by IP, which a certificate shared by every pod of a role cannot name.
+    server_name: str | None = None
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
@@ -159,6 +164,10 @@ def channel_credentials(tls: ClientTls) -> grpc.ChannelCredentials:
     )
 
 
+_NOT_NAMED = (
+    "has a certificate that does not name this address: dial a name it has, or pass the name it has "
+    "with --tls-server-name (a coordinator: --tls-node-name, --tls-peer-name)"
+)
 # gRPC's words for a failed TLS connection -> what to do (the flags are the same on every process).
 _TLS_FAILURES = (
     ("WRONG_VERSION_NUMBER", "speaks plaintext, not TLS: drop --tls-ca (or give the server --tls-cert)"),
@@ -166,7 +175,10 @@ _TLS_FAILURES = (
         "CERTIFICATE_VERIFY_FAILED",
         "has a certificate that the CA in --tls-ca did not sign: pass the CA that signed it",
     ),
-    ("not in peer certificate", "has a certificate that does not name this address: dial a name it has"),
+    *(
+        (words, _NOT_NAMED)
+        for words in ("not in peer certificate", "Hostname Verification Check failed")  # gRPC's two wordings
+    ),
     (
         "Socket closed",
         "ended the TLS connection: it requires a client certificate that its client CA signed "
@@ -234,6 +246,19 @@ def add_server_flags(parser: argparse.ArgumentParser, *, peer_ca: bool = False) 
             help="call nodes and peer coordinators over TLS, verified against this CA, presenting "
             f"--tls-cert as the client certificate (${CA_ENV})",
         )
+        group.add_argument(
+            "--tls-node-name",
+            default=None,
+            metavar="NAME",
+            help="check that nodes' certificates name NAME instead of the address dialed (nodes "
+            "dialed by pod IP, one certificate for all)",
+        )
+        group.add_argument(
+            "--tls-peer-name",
+            default=None,
+            metavar="NAME",
+            help="likewise for peer coordinators' certificates (a standby forwarding to the leader)",
+        )
 
 
 def add_client_flags(group: argparse._ActionsContainer) -> None:
@@ -256,17 +281,30 @@ def add_client_flags(group: argparse._ActionsContainer) -> None:
     group.add_argument(
         "--tls-key", type=Path, default=None, metavar="PATH", help=f"its key (default ${KEY_ENV})"
     )
+    group.add_argument(
+        "--tls-server-name",
+        default=None,
+        metavar="NAME",
+        help="check the servers' certificates name NAME instead of the address dialed (default "
+        f"${SERVER_NAME_ENV})",
+    )
 
 
 def client_tls_from_env(
-    ca: Path | None, cert: Path | None, key: Path | None, env: Mapping[str, str]
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    env: Mapping[str, str],
+    server_name: str | None = None,
 ) -> ClientTls | None:
-    """client_tls_from with each file not given taken from `env` (I2V_TLS_CA, _CERT, _KEY)."""
+    """client_tls_from with each setting not given taken from `env` (I2V_TLS_CA, _CERT, _KEY,
+    _SERVER_NAME)."""
 
     def pick(given: Path | None, name: str) -> Path | None:
         return given if given is not None else (Path(env[name]) if env.get(name) else None)
 
-    return client_tls_from(pick(ca, CA_ENV), pick(cert, CERT_ENV), pick(key, KEY_ENV))
+    tls = client_tls_from(pick(ca, CA_ENV), pick(cert, CERT_ENV), pick(key, KEY_ENV))
+    return named(tls, server_name or env.get(SERVER_NAME_ENV) or None, "--tls-server-name")
 
 
 def server_tls_from(cert: Path | None, key: Path | None, client_ca: Path | None) -> ServerTls | None:
@@ -289,6 +327,15 @@ def client_tls_from(ca: Path | None, cert: Path | None, key: Path | None) -> Cli
     tls = ClientTls(ca, cert, key)
     channel_credentials(tls)  # readable now, or say so at start
     return tls
+
+
+def named(tls: ClientTls | None, server_name: str | None, flag: str) -> ClientTls | None:
+    """`tls` checking servers' certificates against `server_name` (when given)."""
+    if server_name is None:
+        return tls
+    if tls is None:
+        raise TlsConfigError(f"{flag} is checked in the servers' certificates: add --tls-ca")
+    return dataclasses.replace(tls, server_name=server_name)
 
 
 def coordinator_tls(

@@ -36,7 +36,7 @@ from i2v_common.logs import setup_logging
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_common.serving import MetricsHttp, RpcServer
 from i2v_common.store_identity import StoreMismatch, publish
-from i2v_common.tls import ClientTls, ServerTls, TlsConfigError, add_server_flags, coordinator_tls
+from i2v_common.tls import ClientTls, ServerTls, TlsConfigError, add_server_flags, coordinator_tls, named
 from i2v_contract.addresses import advertise, parse_address, parse_endpoints
 from i2v_contract.keys import DEFAULT_PREFIX, Keys
 from i2v_contract.kv import KVDenied, KVUnavailable
@@ -82,7 +82,8 @@ class CoordinatorConfig:
     retention_interval_s: float = 60.0
     access: authflags.AccessConfig = field(default_factory=authflags.AccessConfig)
     tls: ServerTls | None = None  # its client port; None = plaintext
-    peer_tls: ClientTls | None = None  # its calls to nodes and peer coordinators
+    peer_tls: ClientTls | None = None  # its calls to peer coordinators (forwarding)
+    node_tls: ClientTls | None = None  # its calls to nodes
     etcd_security: EtcdSecurity = field(default_factory=EtcdSecurity)
 
 
@@ -163,6 +164,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
     a = p.parse_args(argv)
     try:
         tls, peer_tls = coordinator_tls(a.tls_cert, a.tls_key, a.tls_client_ca, a.tls_ca)
+        node_tls = named(peer_tls, a.tls_node_name, "--tls-node-name")
+        peer_tls = named(peer_tls, a.tls_peer_name, "--tls-peer-name")
         etcd_security = etcd_security_from_args(a)
     except (TlsConfigError, EtcdSecurityError) as err:
         p.error(str(err))
@@ -198,6 +201,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CoordinatorConfig:
         access=authflags.from_args(a),
         tls=tls,
         peer_tls=peer_tls,
+        node_tls=node_tls,
         etcd_security=etcd_security,
     )
 
@@ -282,8 +286,10 @@ def _control_plane(
         access, dispatch_token = authflags.open_access(config.access, metrics)
     except ValueError as err:
         raise StartupError(str(err)) from None
-    channels = ChannelFactory(config.peer_tls)
-    calls = GrpcNodeCalls(channels=channels, metadata=dispatch_token.metadata if dispatch_token else None)
+    calls = GrpcNodeCalls(
+        channels=ChannelFactory(config.node_tls),
+        metadata=dispatch_token.metadata if dispatch_token else None,
+    )
     cleanup.push_async_callback(calls.close)
     registry = NodeRegistry(kv, keys)
     cleanup.push_async_callback(registry.stop)
@@ -320,7 +326,7 @@ def _control_plane(
         metrics=metrics,
         access=access,
     )
-    door = FrontDoor(leadership, dispatcher, etcd, access, channels)
+    door = FrontDoor(leadership, dispatcher, etcd, access, ChannelFactory(config.peer_tls))
     cleanup.push_async_callback(door.forwarder.close)
     return _ControlPlane(kv, registry, leadership, dispatcher, servicer, door)
 

@@ -45,7 +45,7 @@ def resolve_tls(args: argparse.Namespace, env: Mapping[str, str]) -> ClientTls |
     ValueError (TlsConfigError) names a missing or unreadable file."""
     if not hasattr(args, "tls_ca"):
         return None
-    return tls.client_tls_from_env(args.tls_ca, args.tls_cert, args.tls_key, env)
+    return tls.client_tls_from_env(args.tls_ca, args.tls_cert, args.tls_key, env, args.tls_server_name)
 
 
 def _add_target(group: argparse._ActionsContainer) -> None:

@@ -26,6 +26,7 @@ from i2v_common.tls import (
     client_tls_from,
     client_tls_from_env,
     coordinator_tls,
+    named,
     peer_names,
     server_tls_from,
     tls_failure_hint,
@@ -144,6 +145,36 @@ def test_client_settings_from_flags_then_environment(
     env_paths = {k: str(path(v)) for k, v in env.items()}
     tls = client_tls_from_env(path(given.get("ca")), None, None, env_paths)
     assert tls == (None if expected is None else ClientTls(*(path(n) for n in expected)))
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        pytest.param(None, {}, None, id="none-checks-the-address-dialed"),
+        pytest.param("i2v-coordinator", {}, "i2v-coordinator", id="from-the-flag"),
+        pytest.param(None, {"I2V_TLS_SERVER_NAME": "from-env"}, "from-env", id="from-the-environment"),
+        pytest.param("flag", {"I2V_TLS_SERVER_NAME": "from-env"}, "flag", id="flag-over-environment"),
+    ],
+)
+def test_the_name_servers_certificates_are_checked_against(
+    pki: Pki, flag: str | None, env: dict[str, str], expected: str | None
+) -> None:
+    tls = client_tls_from_env(pki.ca.cert, None, None, env, flag)
+    assert tls is not None and tls.server_name == expected
+
+
+def test_a_server_name_without_tls_says_what_to_add() -> None:
+    with pytest.raises(TlsConfigError, match=r"--tls-server-name .* add --tls-ca"):
+        client_tls_from_env(None, None, None, {}, "i2v-coordinator")
+    with pytest.raises(TlsConfigError, match=r"--tls-node-name .* add --tls-ca"):
+        named(None, "i2v-node", "--tls-node-name")
+    assert named(None, None, "--tls-node-name") is None
+
+
+def test_channels_check_the_name_given_instead_of_the_address(pki: Pki) -> None:
+    named_tls = ChannelFactory(ClientTls(pki.ca.cert, server_name="i2v-node"))
+    assert ("grpc.ssl_target_name_override", "i2v-node") in named_tls._options([("a", 1)])
+    assert ChannelFactory(ClientTls(pki.ca.cert))._options([("a", 1)]) == [("a", 1)]
 
 
 def test_a_client_ca_must_hold_certificates(pki: Pki) -> None:
@@ -329,6 +360,15 @@ def test_channel_credentials_read_the_files_now(pki: Pki) -> None:
         pytest.param("...: WRONG_VERSION_NUMBER: ...", True, "speaks plaintext, not TLS", id="tls-to-plain"),
         pytest.param("...: CERTIFICATE_VERIFY_FAILED: ...", True, "did not sign", id="wrong-ca"),
         pytest.param("...: Socket closed", True, "pass --tls-cert and --tls-key", id="tls-hung-up"),
+        pytest.param(
+            "...: Hostname Verification Check failed.",
+            True,
+            "--tls-server-name",
+            id="name-not-in-certificate",
+        ),
+        pytest.param(
+            "...: Peer name x is not in peer certificate", True, "--tls-node-name", id="old-wording"
+        ),
         pytest.param("...: Connection refused", True, None, id="not-about-tls"),
         pytest.param("...: Connection refused", False, None, id="plain-not-about-tls"),
     ],
