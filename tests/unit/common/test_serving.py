@@ -54,6 +54,25 @@ async def test_health_is_not_serving_until_the_owner_says_it_serves(
     assert await _health(channel, service) == NOT_SERVING
 
 
+@pytest.mark.parametrize(
+    ("method", "streaming"),
+    [pytest.param("Check", False, id="check"), pytest.param("Watch", True, id="watch")],
+)
+async def test_a_health_probe_that_does_not_parse_is_invalid_argument(
+    served: tuple[RpcServer, grpc.aio.Channel], method: str, streaming: bool
+) -> None:
+    _, channel = served
+    path = f"/{HEALTH_SERVICE}/{method}"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        if streaming:
+            async for _ in channel.unary_stream(path)(b"\x00", timeout=5):
+                pass
+        else:
+            await channel.unary_unary(path)(b"\x00", timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid grpc.health.v1.HealthCheckRequest message" in (err.value.details() or "")
+
+
 async def test_a_named_status_is_the_owners_and_goes_not_serving_with_the_server(
     served: tuple[RpcServer, grpc.aio.Channel],
 ) -> None:
