@@ -53,7 +53,7 @@ class RpcServer:
         add_servicer(
             self.server, health_pb2_grpc.add_HealthServicer_to_server, self.health, limiter=self._limiter
         )
-        reflection.enable(self.server, (service, HEALTH_SERVICE))
+        reflection.enable(self.server, (service, HEALTH_SERVICE), self._limiter)
 
     def bind(self, listen: str) -> str:
         """Listen on `listen` (port 0 picks one); the bound address. RuntimeError if it cannot."""

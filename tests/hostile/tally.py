@@ -18,7 +18,7 @@ import grpc
 from i2v_common.errors import details_of
 
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
-UNPARSED_SAYS = "request bytes are not a valid i2v.v1."
+UNPARSED_SAYS = "request bytes are not a valid "
 
 
 class Tally:

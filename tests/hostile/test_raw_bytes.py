@@ -18,15 +18,25 @@ from tests.hostile.tally import Tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-NODE = [("/i2v.v1.Node/Generate", True), ("/i2v.v1.Node/Cancel", False), ("/i2v.v1.Node/Status", False)]
+NODE = [
+    ("/i2v.v1.Node/Generate", "stream"),
+    ("/i2v.v1.Node/Cancel", "unary"),
+    ("/i2v.v1.Node/Status", "unary"),
+]
 COORDINATOR = [
-    (f"/i2v.v1.Coordinator/{m}", streaming)
-    for m, streaming in [
-        ("Submit", False), ("Watch", True), ("Generate", True), ("Get", False), ("Cancel", False),
-        ("ListJobs", False), ("ListNodes", False), ("ClusterStatus", False), ("Download", True),
+    (f"/i2v.v1.Coordinator/{m}", kind)
+    for m, kind in [
+        ("Submit", "unary"), ("Watch", "stream"), ("Generate", "stream"), ("Get", "unary"),
+        ("Cancel", "unary"), ("ListJobs", "unary"), ("ListNodes", "unary"), ("ClusterStatus", "unary"),
+        ("Download", "stream"),
     ]
 ]  # fmt: skip
-HEALTH = [("/grpc.health.v1.Health/Check", False)]
+EVERY_SERVER = [
+    ("/grpc.health.v1.Health/Check", "unary"),
+    ("/grpc.health.v1.Health/Watch", "stream"),
+    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "bidi"),
+    ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "bidi"),
+]
 
 
 def varint(n: int) -> bytes:
@@ -84,14 +94,18 @@ def harmless(path: str, raw: bytes) -> bool:
         return True
 
 
-def send(chan: grpc.Channel, path: str, streaming: bool, raw: bytes) -> None:
-    if streaming:
-        call = chan.unary_stream(path)(raw, timeout=10)
-        for _ in call:
-            call.cancel()
-            break
-    else:
+def send(chan: grpc.Channel, path: str, kind: str, raw: bytes) -> None:
+    if kind == "unary":
         chan.unary_unary(path)(raw, timeout=10)
+        return
+    call = (
+        chan.unary_stream(path)(raw, timeout=10)
+        if kind == "stream"
+        else chan.stream_stream(path)(iter([raw]), timeout=10)
+    )
+    for _ in call:
+        call.cancel()
+        break
 
 
 @given(raw=RAW, target=st.sampled_from(["node", "leader", "standby"]), pick=st.integers(0, 100))
@@ -99,12 +113,12 @@ def send(chan: grpc.Channel, path: str, streaming: bool, raw: bytes) -> None:
 def test_unparseable_bytes_are_invalid_argument(
     cluster: HostileCluster, tally: Tally, raw: bytes, target: str, pick: int
 ) -> None:
-    methods = (NODE if target == "node" else COORDINATOR) + HEALTH
-    path, streaming = methods[pick % len(methods)]
+    methods = (NODE if target == "node" else COORDINATOR) + EVERY_SERVER
+    path, kind = methods[pick % len(methods)]
     assume(harmless(path, raw))
     chan = cluster.node_channel if target == "node" else cluster.channels[target]
     try:
-        send(chan, path, streaming, raw)
+        send(chan, path, kind, raw)
         tally.ok(target, "raw-bytes")
     except grpc.RpcError as err:
         if err.code() == grpc.StatusCode.CANCELLED:  # parsed, started streaming, and we hung up
