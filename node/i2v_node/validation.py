@@ -110,9 +110,20 @@ class RequestChecker:
     async def validate(self, request: node_pb2.NodeGenerateRequest, engine: Engine) -> Prepared:
         """The normalised request and its decoded image; FieldError or NodeFault otherwise."""
         req = request.request
+        norm = self.check_fields(request, engine.model_id)
+        data = req.image
+        if not data and req.image_uri:
+            data = await self._read_image(req.image_uri)
+        image = await asyncio.to_thread(decode_image, data, self.limits)
+        return norm, image
+
+    def check_fields(self, request: node_pb2.NodeGenerateRequest, served_model: str) -> Normalized:
+        """Every check that reads nothing: the fields, the model, the output URI (and the image URI's
+        name when the image is to be read from the store)."""
+        req = request.request
         norm = normalize_request(req, self.limits, random_seed=self.random_seed)
         check_model_name(norm.model)
-        check_model(norm.model, engine.model_id)
+        check_model(norm.model, served_model)
         if request.output_uri and self.artifacts is None:
             raise NodeFault(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -121,11 +132,9 @@ class RequestChecker:
             )
         if self.artifacts is not None and request.output_uri:
             check_output_uri(request.output_uri, self.artifacts)
-        data = req.image
-        if not data and req.image_uri:
-            data = await self._read_image(req.image_uri)
-        image = await asyncio.to_thread(decode_image, data, self.limits)
-        return norm, image
+        if self.artifacts is not None and not req.image and req.image_uri:
+            store_name("image_uri", req.image_uri, self.artifacts)
+        return norm
 
     async def _read_image(self, uri: str) -> bytes:
         """The input image at `uri`; a missing one is the caller's fault, an unusable store the node's."""
@@ -136,7 +145,6 @@ class RequestChecker:
                 "image_uri is set but this node has no artifact store: start it with --artifacts, "
                 "or send the image inline",
             )
-        store_name("image_uri", uri, store)
         try:
             size = await asyncio.to_thread(store.size, uri)
             if size > self.limits.max_image_bytes:

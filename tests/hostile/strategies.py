@@ -5,6 +5,7 @@ reach the next."""
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -182,7 +183,10 @@ def job_ids() -> st.SearchStrategy[str]:
 
 
 def page_tokens() -> st.SearchStrategy[str]:
+    """Garbage, and base64 of JSON that is almost a token, or nested past the parser's recursion limit."""
+    shapes = [b'["open"]', b'{"open": 1, "x": 2}', b'["history", "/etc/passwd"]', b'["open", 1]', b"[" * 5000]
     return st.one_of(
         HOSTILE_TEXT,
-        st.sampled_from(["open:", "done:", "open:../../x", "done:\x00", "x:y:z", "open:" + "j" * 5000]),
+        st.sampled_from(shapes).map(lambda raw: base64.urlsafe_b64encode(raw).decode()),
+        st.binary(max_size=64).map(lambda raw: base64.urlsafe_b64encode(raw).decode()),
     )
