@@ -21,7 +21,8 @@ from tests.integration.node_process import NodeProcess
 from tests.media import png
 
 MIB = 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * MIB), ("grpc.max_receive_message_length", 64 * MIB)]
+# Above every server's receive limit, so oversized requests reach the servers and are refused there.
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 128 * MIB), ("grpc.max_receive_message_length", 64 * MIB)]
 SENTINEL_STEPS = 120  # long enough to be running while the first requests land
 
 

@@ -25,6 +25,7 @@ class Tally:
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.tests: set[str] = set()
+        self.notes: dict[str, object] = {}  # other figures for the report (log growth)
         self._lock = threading.Lock()
 
     @property
@@ -53,13 +54,15 @@ class Tally:
         for (_, what), n in self.counts.items():
             by_code[what] += n
         per_server = {f"{s} {w}": n for (s, w), n in sorted(self.counts.items())}
-        return {"requests": self.total, "by_code": dict(by_code.most_common()), "by_server": per_server}
+        by = {"by_code": dict(by_code.most_common()), "by_server": per_server}
+        return {"requests": self.total, **by, **self.notes}
 
     def lines(self) -> list[str]:
         s = self.summary()
         out = [f"hostile requests: {s['requests']}"]
         out += [f"  {code}: {n}" for code, n in s["by_code"].items()]  # type: ignore[attr-defined]
         out += [f"  {key}: {n}" for key, n in s["by_server"].items()]  # type: ignore[attr-defined]
+        out += [f"{key}: {value}" for key, value in self.notes.items()]
         return out
 
     def write(self, path: Path) -> None:

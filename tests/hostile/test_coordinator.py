@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from i2v_contract.wire import coordinator_pb2
+from i2v_contract.limits import DEFAULT_LIMITS as L
+from i2v_contract.wire import common_pb2, coordinator_pb2
 from tests.hostile import strategies as hs
 from tests.hostile.conftest import HOSTILE
-from tests.hostile.servers import HostileCluster
+from tests.hostile.servers import MIB, HostileCluster
 from tests.hostile.tally import Tally
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -128,3 +129,23 @@ def test_list_jobs_refuses_malformed_pages(
         tally.ok(which, "ListJobs")
     except grpc.RpcError as err:
         tally.error(which, "ListJobs", err, request)
+
+
+@pytest.mark.parametrize(
+    ("size", "code"),
+    [
+        pytest.param(L.max_image_bytes + 1, grpc.StatusCode.INVALID_ARGUMENT, id="image-just-over-the-limit"),
+        pytest.param(70 * MIB, grpc.StatusCode.RESOURCE_EXHAUSTED, id="message-over-the-receive-limit"),
+    ],
+)
+def test_oversized_submits_are_refused(
+    cluster: HostileCluster, tally: Tally, size: int, code: grpc.StatusCode
+) -> None:
+    request = coordinator_pb2.SubmitRequest(
+        request=common_pb2.GenerationRequest(image=b"\x89PNG" + b"\0" * size)
+    )
+    for which in ("leader", "standby"):
+        with pytest.raises(grpc.RpcError) as err:
+            cluster.coordinator(which).Submit(request, timeout=60)
+        assert err.value.code() == code, f"{which}: {err.value.code()} {err.value.details()}"
+        tally.error(which, "oversized", err.value, size)

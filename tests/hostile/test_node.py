@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from i2v_contract.limits import DEFAULT_LIMITS as L
 from i2v_contract.wire import common_pb2, node_pb2
 from tests.hostile import strategies as hs
 from tests.hostile.conftest import HOSTILE
-from tests.hostile.servers import HostileCluster
+from tests.hostile.servers import MIB, HostileCluster
 from tests.hostile.tally import Tally
 from tests.integration.node_process import metric_value
 from tests.media import png
@@ -79,3 +80,21 @@ def test_output_uri_escaping_the_store_is_refused_before_any_work(
     invalid_after = metric_value(cluster.node.metrics(), "i2v_jobs_total", outcome="invalid")
     assert invalid_after - invalid_before == len(uris)
     assert not (cluster.workdir / "escaped").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "code"),
+    [
+        pytest.param(L.max_image_bytes + 1, grpc.StatusCode.INVALID_ARGUMENT, id="image-just-over-the-limit"),
+        pytest.param(40 * MIB, grpc.StatusCode.RESOURCE_EXHAUSTED, id="message-over-the-receive-limit"),
+    ],
+)
+def test_oversized_requests_are_refused(
+    cluster: HostileCluster, tally: Tally, size: int, code: grpc.StatusCode
+) -> None:
+    image = common_pb2.GenerationRequest(image=b"\x89PNG" + b"\0" * size)
+    with pytest.raises(grpc.RpcError) as err:
+        for _ in cluster.node_stub().Generate(node_pb2.NodeGenerateRequest(request=image), timeout=60):
+            pass
+    assert err.value.code() == code, err.value.details()
+    tally.error("node", "oversized", err.value, size)

@@ -67,6 +67,7 @@ def test_logs_stay_bounded(cluster: HostileCluster, tally: Tally) -> None:
     before: dict[str, int] = cluster.sizes_before  # type: ignore[attr-defined]
     grown = {name: size - before[name] for name, size in cluster.log_sizes().items()}
     bound = LOG_BYTES_BASE + LOG_BYTES_PER_REQUEST * tally.total
+    tally.notes["log bytes grown"] = grown
     assert sum(grown.values()) <= bound, f"logs grew {grown} for {tally.total} requests (bound {bound})"
     for name, proc in cluster.processes().items():
         longest = max(len(line) for line in proc.log_path.read_text(errors="replace").splitlines())
