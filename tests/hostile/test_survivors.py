@@ -9,9 +9,13 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from i2v_contract.limits import DEFAULT_LIMITS as L
+from i2v_contract.wire import common_pb2, node_pb2
+from tests.hostile import strategies as hs
 from tests.hostile.conftest import EXAMPLES
 from tests.hostile.servers import HostileCluster, serving
 from tests.hostile.tally import Tally
+from tests.media import png
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -61,6 +65,34 @@ def test_the_sentinel_jobs_finished_untouched(cluster: HostileCluster) -> None:
     for job in jobs:
         assert job.attempt == 1, f"{job.job_id} was retried: {job.error}"
         assert job.result.video_size > 0 and len(job.result.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(
+            {"prompt": "\U0001f600" * L.max_prompt_chars, "seed": hs.UINT64_MAX}, id="longest-emoji-prompt"
+        ),
+        pytest.param(
+            {"prompt": "\u202e\u200d\x1b[2J\r\n\t\ufeff", "negative_prompt": "\u0301" * 500}, id="controls"
+        ),
+        pytest.param(
+            {"guidance_scale": L.min_guidance, "frames": 1, "steps": 1, "fps": L.max_fps}, id="least"
+        ),
+        pytest.param({"guidance_scale": L.max_guidance, "width": 64, "height": 256, "seed": 0}, id="most"),
+    ],
+)
+def test_extreme_valid_requests_run_to_the_end(
+    cluster: HostileCluster, tally: Tally, fields: dict[str, object]
+) -> None:
+    """Values at the edges of what is valid reach the pipeline (once the sentinels left the node free)."""
+    cluster.wait_sentinels()
+    request = common_pb2.GenerationRequest(image=png(16, 16), width=64, height=64, frames=2, steps=2)
+    for name, value in fields.items():
+        setattr(request, name, value)
+    events = list(cluster.node_stub().Generate(node_pb2.NodeGenerateRequest(request=request), timeout=120))
+    assert any(e.HasField("result") or e.HasField("chunk") for e in events)
+    tally.ok("node", "extreme-valid")
 
 
 def test_logs_stay_bounded(cluster: HostileCluster, tally: Tally) -> None:
