@@ -9,15 +9,15 @@ INVALID_ARGUMENT naming the method and the message type, logging one line per me
 10 s with the count held back (ratelog.py), then registers the handlers on the real server.
 
 `wrap(method, handler)` sees every handler first (the coordinator's front door uses it); its
-behaviours receive parsed requests only. Methods with streamed requests keep grpc's own parsing:
-no service here has one.
+behaviours receive parsed requests only. A method with streamed requests (reflection's) gets its
+requests through an iterator that ends the call the same way at the first one that does not parse.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,9 +114,12 @@ def unparsed_message(path: str, bad: Unparsed) -> str:
     )
 
 
+Refuse = Callable[[Unparsed, grpc.aio.ServicerContext], Awaitable[None]]
+
+
 def guard_parse(path: str, handler: Handler, limiter: RateLimitedLog) -> Handler:
     """`handler` (method `path`) answering unparseable requests INVALID_ARGUMENT, logged at a bounded rate."""
-    if handler.request_streaming or handler.request_deserializer is None:
+    if handler.request_deserializer is None:
         return handler
 
     async def refuse(bad: Unparsed, context: grpc.aio.ServicerContext) -> None:
@@ -125,7 +128,9 @@ def guard_parse(path: str, handler: Handler, limiter: RateLimitedLog) -> Handler
         )
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, unparsed_message(path, bad))
 
-    if handler.response_streaming:
+    if handler.request_streaming:
+        behavior: Behavior = _streamed_requests(handler, refuse)
+    elif handler.response_streaming:
         inner = handler.unary_stream
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -138,7 +143,7 @@ def guard_parse(path: str, handler: Handler, limiter: RateLimitedLog) -> Handler
             else:  # a coroutine that writes through context.write
                 await answer
 
-        behavior: Behavior = streaming
+        behavior = streaming
     else:
         single = handler.unary_unary
 
@@ -152,6 +157,36 @@ def guard_parse(path: str, handler: Handler, limiter: RateLimitedLog) -> Handler
     return rebuild(
         handler, behavior=behavior, request_deserializer=guarded_deserializer(handler.request_deserializer)
     )
+
+
+def _streamed_requests(handler: Handler, refuse: Refuse) -> Behavior:
+    """The behaviour of a streamed-request `handler`, fed only parsed requests."""
+
+    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, Unparsed):
+                await refuse(request, context)
+            yield request
+
+    if handler.response_streaming:
+        inner = handler.stream_stream
+
+        async def both(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            answer = inner(checked(requests, context), context)
+            if inspect.isasyncgen(answer):
+                async for item in answer:
+                    yield item
+            else:
+                await answer
+
+        return both
+    single = handler.stream_unary
+
+    async def unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        answer = single(checked(requests, context), context)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    return unary
 
 
 def add_servicer(

@@ -16,6 +16,9 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from i2v_common.handlers import add_servicer, guard_parse
+from i2v_common.ratelog import RateLimitedLog
+
 V1_PACKAGE = "grpc.reflection.v1"
 V1_FILE = "grpc/reflection/v1/reflection.proto"
 V1_SERVICE = f"{V1_PACKAGE}.ServerReflection"
@@ -51,20 +54,21 @@ def _add_v1_file(pool: descriptor_pool.DescriptorPool) -> None:
         pool.AddSerializedFile(v1_file().SerializeToString())
 
 
-def enable(server: Any, services: Iterable[str]) -> None:
-    """Reflection v1 and v1alpha on the grpc.aio `server`, listing `services` and themselves."""
+def enable(server: Any, services: Iterable[str], limiter: RateLimitedLog) -> None:
+    """Reflection v1 and v1alpha on the grpc.aio `server`, listing `services` and themselves; a
+    request that does not parse is INVALID_ARGUMENT (handlers.guard_parse), logged through `limiter`."""
     pool = descriptor_pool.Default()
     _add_v1_file(pool)
     servicer = reflection.aio.ReflectionServicer((*services, V1_SERVICE, V1ALPHA_SERVICE), pool=pool)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
-    v1 = grpc.method_handlers_generic_handler(
-        V1_SERVICE,
-        {
-            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                servicer.ServerReflectionInfo,
-                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-            )
-        },
+    add_servicer(
+        server, reflection_pb2_grpc.add_ServerReflectionServicer_to_server, servicer, limiter=limiter
     )
-    server.add_generic_rpc_handlers((v1,))
+    info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    guarded = guard_parse(f"/{V1_SERVICE}/ServerReflectionInfo", info, limiter)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(V1_SERVICE, {"ServerReflectionInfo": guarded}),)
+    )

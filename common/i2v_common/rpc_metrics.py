@@ -39,14 +39,14 @@ def _code_name(context: grpc.aio.ServicerContext, default: str) -> str:
 
 def outcome(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
     """The status code name a handler ended with: what it set or aborted with, CANCELLED when its
-    task was cancelled (the client went away), UNKNOWN for an exception gRPC reports as such."""
+    task was cancelled (the client went away), UNKNOWN for any other exception (gRPC reports it so)."""
     if exc is None:
         return _code_name(context, "OK")
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit) or context.cancelled():
         return "CANCELLED"
-    if isinstance(exc, grpc.aio.AbortError):
-        return _code_name(context, "UNKNOWN")
-    return "UNKNOWN"
+    # An abort sets the code, then sends it; when the client has already hung up the send fails
+    # (grpc raises ExecuteBatchError, not AbortError), and the code is still what the handler answered.
+    return _code_name(context, "UNKNOWN")
 
 
 class RpcMetrics:

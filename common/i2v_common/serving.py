@@ -52,8 +52,11 @@ class RpcServer:
         self.health = health.aio.HealthServicer()
         self._extra: set[str] = set()
         self._limiter = RateLimitedLog(logging.getLogger("i2v_common.handlers"))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable(self.server, (service, HEALTH_SERVICE))
+        # Through add_servicer too: a health probe of bytes that do not parse is INVALID_ARGUMENT.
+        add_servicer(
+            self.server, health_pb2_grpc.add_HealthServicer_to_server, self.health, limiter=self._limiter
+        )
+        reflection.enable(self.server, (service, HEALTH_SERVICE), self._limiter)
 
     def bind(self, listen: str, tls: ServerTls | None = None) -> str:
         """Listen on `listen` (port 0 picks one), over TLS when `tls` is given (then only over TLS);

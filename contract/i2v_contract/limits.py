@@ -53,6 +53,10 @@ class Limits:
     max_model_chars: int = 256  # a hub id or a path; bounded so every message about the job stays small
     max_image_bytes: int = 20 * MIB
     max_image_pixels: int = 4096 * 4096
+    # A job's work grows with width x height x frames x steps (every step denoises every pixel of
+    # every frame). The budget is the largest frame at the most frames at the default 50 steps: the
+    # longest job the fleet takes (hours on a 40 GB card); more steps need a smaller video.
+    max_work: int = 1280 * 1280 * 64 * 50
     image_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
     default_width: int = 512
     default_height: int = 512
@@ -134,7 +138,7 @@ def normalize_request(
             f"{guidance} is out of range; use {limits.min_guidance}..{limits.max_guidance} (0 = default)",
         )
     seed = req.seed if req.HasField("seed") else random_seed()
-    return Normalized(
+    norm = Normalized(
         prompt=_text("prompt", req.prompt, limits),
         negative_prompt=_text("negative_prompt", req.negative_prompt, limits),
         width=_size("width", req.width, limits.default_width, limits, limits.max_width),
@@ -147,6 +151,23 @@ def normalize_request(
         allow_degrade=req.allow_degrade,
         return_frames=req.return_frames,
         model=_model(req.model, limits),
+    )
+    check_work(norm.width, norm.height, norm.frames, norm.steps, limits)
+    return norm
+
+
+def check_work(width: int, height: int, frames: int, steps: int, limits: Limits) -> None:
+    """width x height x frames x steps within the budget (limits.max_work); a FieldError naming
+    steps (the one field that can always bring a valid size within it) and the product otherwise."""
+    work = width * height * frames * steps
+    if work <= limits.max_work:
+        return
+    most_steps = limits.max_work // (width * height * frames)
+    raise FieldError(
+        "steps",
+        f"width x height x frames x steps = {width} x {height} x {frames} x {steps} = {work} is over "
+        f"the budget of {limits.max_work}; use at most {most_steps} steps at this size, or fewer "
+        "frames or pixels",
     )
 
 

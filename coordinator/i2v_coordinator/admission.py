@@ -115,6 +115,17 @@ def stored_request(norm: Normalized, image_uri: str) -> common_pb2.GenerationReq
     return common_pb2.GenerationRequest(image_uri=image_uri, **dataclasses.asdict(norm))
 
 
+def check_submitted(
+    gen: common_pb2.GenerationRequest, limits: Limits, random_seed: Callable[[], int]
+) -> Normalized:
+    """A submitted request's fields, defaults filled; FieldError naming the field. (The image is
+    decoded beside it, in a thread: decode_image.)"""
+    if gen.image_uri:
+        raise FieldError("image_uri", "is set by the coordinator; send the image bytes in `image`")
+    check_model_name(gen.model)
+    return normalize(gen, limits, random_seed=random_seed)
+
+
 class Intake:
     def __init__(
         self,
@@ -199,10 +210,7 @@ class Intake:
 
     async def _normalized(self, job_id: str, gen: common_pb2.GenerationRequest) -> Normalized:
         try:
-            if gen.image_uri:
-                raise FieldError("image_uri", "is set by the coordinator; send the image bytes in `image`")
-            check_model_name(gen.model)
-            norm = normalize(gen, self._limits, random_seed=self._random_seed)
+            norm = check_submitted(gen, self._limits, self._random_seed)
             await asyncio.to_thread(decode_image, gen.image, self._limits)
         except FieldError as err:
             log.info("submit %s rejected: %s", job_id, err)

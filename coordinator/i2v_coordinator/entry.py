@@ -24,10 +24,13 @@ from typing import Any, Protocol
 
 import grpc
 
+from i2v_common import errors
 from i2v_common.channels import ChannelFactory
 from i2v_common.handlers import Handler, add_servicer, rebuild
 from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import coordinator_pb2_grpc
+from i2v_contract.limits import FieldError
+from i2v_contract.reasons import field_details
 from i2v_contract.wire import coordinator_pb2
 from i2v_coordinator.access import Access
 from i2v_coordinator.etcdhealth import EtcdHealth
@@ -94,10 +97,10 @@ class FrontDoor:
         term = self._leadership.term
         return term is not None and self._dispatcher.term is term
 
-    def routing(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Routing | str:
-        """Where the call goes, or the INVALID_ARGUMENT message for a malformed request."""
+    def routing(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Routing | FieldError:
+        """Where the call goes, or what makes the request malformed (INVALID_ARGUMENT)."""
         problem = field_problem(method, request)
-        if problem:
+        if problem is not None:
             return problem
         me = self._leadership
         return route(
@@ -113,9 +116,10 @@ class FrontDoor:
     async def _admit(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Routing:
         await self._access.who(context)
         routing = self.routing(method, request, context)
-        if isinstance(routing, str):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, routing)
-            raise AssertionError("abort returned")
+        if isinstance(routing, FieldError):
+            await errors.abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, routing.message, field_details(routing)
+            )
         if routing.route is Route.REFUSE:
             trailers = refusal_trailers(routing.leader_addr)
             await context.abort(grpc.StatusCode.UNAVAILABLE, routing.message, trailers)

@@ -95,8 +95,8 @@ def route(
     return Routing(Route.REFUSE, message=f"no leader elected yet; retry (coordinator {me} is a standby)")
 
 
-def field_problem(method: str, request: Any) -> str:
-    """Why `request` cannot be served, naming the field ("" when it can); before any work."""
+def field_problem(method: str, request: Any) -> FieldError | None:
+    """Why `request` cannot be served, naming the field (None when it can); before any work."""
     try:
         if method in ("Watch", "Get", "Cancel"):
             check_job_id("job_id", request.job_id)
@@ -104,8 +104,8 @@ def field_problem(method: str, request: Any) -> str:
             check_request_id(request.request_id)
             check_model_name(request.request.model)
     except FieldError as err:
-        return err.message
-    return ""
+        return err
+    return None
 
 
 def forwarded_by(metadata: Iterable[tuple[str, str | bytes]]) -> str:

@@ -26,6 +26,9 @@ from i2v_coordinator.records import JobRecord
 
 LIST_JOBS_DEFAULT, LIST_JOBS_MAX = 100, 1000
 PAGE_BYTES = 3 * 1024 * 1024  # a page's jobs, serialized: under gRPC's default 4 MiB receive limit
+# Tokens this service issues hold a phase and a cursor (a time, a job id, for finished jobs the key
+# prefix too): a few hundred characters. Longer ones are refused before they are decoded.
+PAGE_TOKEN_MAX_CHARS = 4096
 OPEN, HISTORY = "open", "history"  # ListJobs phases: open jobs (bounded), then finished ones
 _OPEN_STATES = frozenset({QUEUED, *ACTIVE_STATES})
 
@@ -79,12 +82,17 @@ def parse_page_token(token: str, keys: Keys) -> tuple[str, str]:
     if not token:
         return OPEN, ""
     try:
-        phase, after = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if len(token) > PAGE_TOKEN_MAX_CHARS:
+            raise ValueError(len(token))
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            raise ValueError(decoded)
+        phase, after = decoded
         if not isinstance(after, str) or phase not in (OPEN, HISTORY):
             raise ValueError(phase)
         if phase == HISTORY and after:
             keys.history_of(after)
-    except (ValueError, TypeError, binascii.Error, UnicodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeError, RecursionError):
         raise FieldError(
             "page_token",
             f"{token[:40]!r} is not a token this service issued; pass a "

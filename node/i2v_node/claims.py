@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from i2v_common.artifacts import ArtifactError, ArtifactStore
 from i2v_contract.fencing import claim_txn
 from i2v_contract.keys import ResultRecord
 from i2v_contract.kv import Compacted, Compare, KVUnavailable, LeaseLost, Put
-from i2v_contract.reasons import Reason, details
+from i2v_contract.reasons import FieldViolation, Reason, details
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.hooks import JobRejected, JobReport, Stop
 from i2v_node.membership import Membership, Sleep
@@ -99,12 +100,18 @@ class ClusterHooks:
         if not request.job_id:
             return
         if request.epoch <= 0 or request.assign_revision <= 0:
-            raise JobRejected(
-                grpc.StatusCode.INVALID_ARGUMENT,
+            message = (
                 f"job {request.job_id}: epoch ({request.epoch}) and assign_revision "
                 f"({request.assign_revision}) must be > 0 for a dispatched job; only a coordinator "
-                "sets job_id, or leave job_id empty for a standalone run",
-                details(Reason.INVALID_DISPATCH, job_id=request.job_id),
+                "sets job_id, or leave job_id empty for a standalone run"
+            )
+            bad = [f for f in ("epoch", "assign_revision") if getattr(request, f) <= 0]
+            violations = tuple(FieldViolation(f, "must be > 0 for a dispatched job") for f in bad)
+            why = details(Reason.INVALID_DISPATCH, job_id=request.job_id, field=bad[0])
+            raise JobRejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                message,
+                dataclasses.replace(why, field_violations=violations),
             )
         if not self.m.accepting:
             raise JobRejected(grpc.StatusCode.UNAVAILABLE, f"{NOT_ACCEPTING} (node {self.m.node_id})")

@@ -13,6 +13,7 @@ Node.Cancel(job_id) or the drain grace period stops it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -26,8 +27,9 @@ from i2v_common.artifacts import ArtifactStore
 from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import node_pb2_grpc
 from i2v_common.tls import peer_names
+from i2v_contract.ids import check_job_id
 from i2v_contract.limits import FieldError, Limits
-from i2v_contract.reasons import Reason, details, field_details
+from i2v_contract.reasons import ErrorDetails, Reason, details, field_details
 from i2v_contract.version import package_version
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.chunks import result_events
@@ -45,6 +47,11 @@ if TYPE_CHECKING:
     from i2v_node.engine import Engine
 
 log = logging.getLogger(__name__)
+
+
+def dispatch_details(err: FieldError) -> ErrorDetails:
+    """INVALID_DISPATCH, naming the field and what is wrong with it (never echoing the bad id)."""
+    return dataclasses.replace(field_details(err), reason=Reason.INVALID_DISPATCH.value)
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
@@ -189,12 +196,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         if (bad := dispatch_error(request)) is not None:
             self.metrics.job_done("invalid")
             log.info("rejected dispatch: %s", bad)
-            await errors.abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                bad,
-                details(Reason.INVALID_DISPATCH, job_id=request.job_id),
-            )
+            await errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, bad.message, dispatch_details(bad))
         prepared: Prepared | None = None
         # A dispatched job is validated after its claim (in the slot), so bad input still gets a result.
         if not request.job_id:
@@ -236,6 +238,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     async def Cancel(
         self, request: node_pb2.NodeCancelRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.NodeCancelResponse:
+        if request.job_id:
+            try:
+                check_job_id("job_id", request.job_id)
+            except FieldError as err:
+                await errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, err.message, field_details(err))
         running = self.slot.job
         if request.job_id or (running is not None and running.dispatched):
             # Only a coordinator stops a dispatched job.

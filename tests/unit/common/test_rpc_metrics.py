@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from i2v_common import keepalive
-from i2v_common.rpc_metrics import RpcMetrics
+from i2v_common.rpc_metrics import RpcMetrics, outcome
 from i2v_common.serving import HEALTH_SERVICE, RpcServer, served_services
 from i2v_contract.wire import node_pb2
 
@@ -134,3 +134,42 @@ async def test_an_rpc_server_takes_interceptors() -> None:
     finally:
         await server.stop(0)
     assert handled(registry, "Check", "OK") == 1
+
+
+class _Ended:
+    """What outcome() reads of a ServicerContext."""
+
+    def __init__(self, code: grpc.StatusCode | None, cancelled: bool) -> None:
+        self._code, self._cancelled = code, cancelled
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+@pytest.mark.parametrize(
+    ("code", "cancelled", "exc", "counted"),
+    [
+        pytest.param(None, False, None, "OK", id="returned"),
+        pytest.param(grpc.StatusCode.NOT_FOUND, False, grpc.aio.AbortError(), "NOT_FOUND", id="aborted"),
+        pytest.param(None, False, RuntimeError("bug"), "UNKNOWN", id="raised"),
+        pytest.param(None, False, asyncio.CancelledError(), "CANCELLED", id="task-cancelled"),
+        pytest.param(
+            None, True, RuntimeError("execute_batch failed"), "CANCELLED", id="send-after-client-left"
+        ),
+        pytest.param(None, True, grpc.aio.AbortError(), "CANCELLED", id="abort-after-client-left"),
+        pytest.param(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            False,
+            RuntimeError("execute_batch failed"),
+            "INVALID_ARGUMENT",
+            id="abort-sent-as-the-client-hung-up",
+        ),
+    ],
+)
+def test_outcome(
+    code: grpc.StatusCode | None, cancelled: bool, exc: BaseException | None, counted: str
+) -> None:
+    assert outcome(_Ended(code, cancelled), exc) == counted  # type: ignore[arg-type]

@@ -54,6 +54,47 @@ async def test_health_is_not_serving_until_the_owner_says_it_serves(
     assert await _health(channel, service) == NOT_SERVING
 
 
+@pytest.mark.parametrize(
+    ("path", "kind", "message"),
+    [
+        pytest.param(
+            f"/{HEALTH_SERVICE}/Check", "unary", "grpc.health.v1.HealthCheckRequest", id="health-check"
+        ),
+        pytest.param(
+            f"/{HEALTH_SERVICE}/Watch", "stream", "grpc.health.v1.HealthCheckRequest", id="health-watch"
+        ),
+        pytest.param(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "bidi",
+            "ServerReflectionRequest",
+            id="reflection-v1alpha",
+        ),
+        pytest.param(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "bidi",
+            "ServerReflectionRequest",
+            id="reflection-v1",
+        ),
+    ],
+)
+async def test_health_and_reflection_answer_bytes_that_do_not_parse_invalid_argument(
+    served: tuple[RpcServer, grpc.aio.Channel], path: str, kind: str, message: str
+) -> None:
+    _, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        if kind == "unary":
+            await channel.unary_unary(path)(b"\x00", timeout=5)
+        elif kind == "stream":
+            async for _ in channel.unary_stream(path)(b"\x00", timeout=5):
+                pass
+        else:
+            async for _ in channel.stream_stream(path)(iter([b"\x00"]), timeout=5):
+                pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    says = err.value.details() or ""
+    assert "request bytes are not a valid" in says and message in says
+
+
 async def test_a_named_status_is_the_owners_and_goes_not_serving_with_the_server(
     served: tuple[RpcServer, grpc.aio.Channel],
 ) -> None:

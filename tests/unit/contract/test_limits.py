@@ -13,6 +13,7 @@ from i2v_contract.limits import (
     FieldError,
     Normalized,
     check_model,
+    check_work,
     decode_image,
     normalize_request,
 )
@@ -152,3 +153,40 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     # 4096x4096 is allowed by the header check; the file holds too little data to decode.
     with pytest.raises(FieldError, match="cannot be decoded"):
         decode_image(png_claiming(4096, 4096), DEFAULT_LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        pytest.param(
+            {"width": 1280, "height": 1280, "frames": 64, "steps": 50}, True, id="largest-at-default-steps"
+        ),
+        pytest.param(
+            {"width": 1280, "height": 64, "frames": 64, "steps": 200}, True, id="most-steps-small-frame"
+        ),
+        pytest.param({"width": 1280, "height": 1280, "frames": 64, "steps": 51}, False, id="one-step-over"),
+        pytest.param({"width": 1280, "height": 1280, "frames": 64}, True, id="default-steps-are-within"),
+        pytest.param(
+            {"width": 1280, "height": 1280, "steps": 200}, True, id="default-frames-exactly-the-budget"
+        ),
+        pytest.param(
+            {"width": 1280, "height": 1280, "frames": 17, "steps": 200}, False, id="over-by-a-frame"
+        ),
+    ],
+)
+def test_work_budget(fields: dict[str, int], ok: bool) -> None:
+    if ok:
+        _normalize(**fields)
+        return
+    with pytest.raises(FieldError) as err:
+        _normalize(**fields)
+    assert err.value.field == "steps"
+    for name in ("width", "height", "frames", "steps", f"budget of {DEFAULT_LIMITS.max_work}"):
+        assert name in err.value.message
+
+
+def test_work_budget_says_how_many_steps_fit() -> None:
+    with pytest.raises(FieldError) as err:
+        check_work(1280, 1280, 64, 200, DEFAULT_LIMITS)
+    assert "= 20971520000 is over the budget of 5242880000; use at most 50 steps" in err.value.message
+    check_work(1280, 1280, 64, 50, DEFAULT_LIMITS)

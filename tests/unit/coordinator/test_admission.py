@@ -143,6 +143,10 @@ async def test_a_full_queue_still_answers_a_retried_submit_of_a_job_finished_lon
     [
         pytest.param({"width": 1002}, "width", id="a-request-field"),
         pytest.param({"request_id": "no spaces"}, "request_id", id="the-request-id"),
+        pytest.param(
+            {"width": 1280, "height": 1280, "frames": 64, "steps": 200}, "steps", id="over-the-work-budget"
+        ),
+        pytest.param({"prompt": "nul\x00"}, "prompt", id="a-nul-in-the-prompt"),
     ],
 )
 async def test_a_bad_submit_names_the_field_in_a_bad_request(

@@ -120,9 +120,11 @@ def test_a_hop_refusal_hints_at_the_leader_it_sees() -> None:
     ],
 )
 def test_field_problem(method: str, message: object, problem: str) -> None:
-    found = field_problem(method, message)
+    error = field_problem(method, message)
+    found = error.message if error is not None else ""
     assert found.startswith(problem) if problem else found == ""
     assert len(found) < 400
+    assert error is None or found.startswith(f"{error.field}: ")
 
 
 def test_metadata_across_the_hop() -> None:

@@ -3,6 +3,7 @@ from bounded etcd reads, on a standby (in-memory KV)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from types import SimpleNamespace
 from typing import Any, NoReturn, cast
@@ -121,6 +122,9 @@ def test_page_tokens_round_trip(phase: str, after: str) -> None:
         page_token(HISTORY, "/lj/jobs/x"),  # not a history key
         page_token(HISTORY, "/other/history/0000000000000001-x"),
         "WzEsMl0=",  # [1, 2]
+        pytest.param(base64.urlsafe_b64encode(b"[" * 3000).decode(), id="nested-past-the-recursion-limit"),
+        pytest.param(base64.urlsafe_b64encode(b'{"open": 1, "": 2}').decode(), id="a-dict-of-two-keys"),
+        pytest.param(page_token(OPEN, "x" * 4000), id="longer-than-any-issued"),
     ],
 )
 def test_page_token_garbage_is_invalid_argument_naming_the_field(token: str) -> None:

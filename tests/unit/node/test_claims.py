@@ -123,6 +123,8 @@ async def test_dispatch_without_fencing_values_is_invalid(world: World, tmp_path
         await hooks_for(m, tmp_path).before_run("j1", req, Stops())
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "epoch (0) and assign_revision (0) must be > 0" in err.value.message
+    assert err.value.details is not None
+    assert [v.field for v in err.value.details.field_violations] == ["epoch", "assign_revision"]
 
 
 async def test_node_with_invalid_lease_takes_no_work(world: World, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from i2v_common.artifacts import FileStore
 from i2v_common.errors import details_of
 from i2v_common.rpc import node_pb2_grpc
+from i2v_contract.limits import DEFAULT_LIMITS
 from i2v_contract.profiles import usable_profiles
 from i2v_contract.wire import common_pb2, node_pb2
 from i2v_node.running import RunningJob
@@ -41,6 +42,10 @@ from tests.media import png, png_claiming
         pytest.param({"guidance_scale": 1e9}, "guidance", id="huge guidance"),
         pytest.param({"prompt": "word " * 50_000}, "prompt", id="huge prompt"),
         pytest.param({"model": "ali-vilab/not-this-one"}, "model", id="unknown model"),
+        pytest.param({"model": "tiny\n"}, "model", id="control character in model"),
+        pytest.param(
+            {"width": 1280, "height": 1280, "frames": 64, "steps": 51}, "steps", id="over the work budget"
+        ),
     ],
 )
 async def test_bad_input_is_invalid_argument(
@@ -93,6 +98,62 @@ async def test_uri_outside_the_nodes_store_is_failed_precondition(tmp_path: Path
         ]
     finally:
         await served.stop()
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [
+        pytest.param("output_uri", "../../../tmp/x", id="output-traversal"),
+        pytest.param("output_uri", "jobs/j/a/b/c.mp4", id="output-extra-segments"),
+        pytest.param("image_uri", "../outside.png", id="image-traversal"),
+        pytest.param("image_uri", "jobs/j/a/b/c.png", id="image-extra-segments"),
+    ],
+)
+async def test_uri_naming_no_artifact_is_invalid_before_any_work(
+    tmp_path: Path, field: str, name: str
+) -> None:
+    hooks = Claims()
+    store = FileStore(tmp_path / "node-store")
+    servicer = make_servicer(hooks, artifacts=store)
+    servicer.set_engine(NoRunEngine())  # type: ignore[arg-type]
+    served = await Served.start(servicer)
+    try:
+        uri = f"{store.root_url}/{name}"
+        req = request(image=b"", image_uri=uri) if field == "image_uri" else request()
+        if field == "output_uri":
+            req.output_uri = uri
+        err = await call_error(served.stub, req)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+        [violation] = details_of(err).field_violations
+        assert violation.field == field and field in (err.details() or "")
+        assert hooks.seen == [] and not (tmp_path / "tmp").exists()
+    finally:
+        await served.stop()
+
+
+async def test_image_uri_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    uri = store.put("jobs/big/input.png", b"\0" * (DEFAULT_LIMITS.max_image_bytes + 1))
+    servicer = make_servicer(artifacts=store)
+    servicer.set_engine(NoRunEngine())  # type: ignore[arg-type]
+    served = await Served.start(servicer)
+    try:
+        err = await call_error(served.stub, request(image=b"", image_uri=uri))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "image_uri" in (err.details() or "") and "bytes" in (err.details() or "")
+    finally:
+        await served.stop()
+
+
+async def test_cancel_with_a_malformed_job_id_is_invalid(
+    node: tuple[NodeServicer, node_pb2_grpc.NodeStub],
+) -> None:
+    _, stub = node
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Cancel(node_pb2.NodeCancelRequest(job_id="../x"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in details_of(err.value).field_violations] == ["job_id"]
+    assert not (await stub.Cancel(node_pb2.NodeCancelRequest(job_id="nothing-runs"), timeout=5)).cancelled
 
 
 async def test_missing_input_image_in_the_store_is_the_callers_fault(tmp_path: Path) -> None:
@@ -172,8 +233,9 @@ async def test_standalone_bad_input_never_reaches_the_hooks(
 @pytest.mark.parametrize(
     ("job_id", "attempt", "says"),
     [
-        pytest.param("a/b", 1, "job_id 'a/b' must not contain '/'", id="slash-in-job-id"),
-        pytest.param("job-5", 0, "attempt (0) must be >= 1", id="attempt-zero"),
+        pytest.param("a/b", 1, "job_id: 'a/b' is not allowed", id="slash-in-job-id"),
+        pytest.param("a\nb", 1, "job_id: 'a\\nb' is not allowed", id="newline-in-job-id"),
+        pytest.param("job-5", 0, "attempt: 0 must be >= 1", id="attempt-zero"),
     ],
 )
 async def test_bad_dispatch_fields_are_invalid_before_any_work(
@@ -185,6 +247,8 @@ async def test_bad_dispatch_fields_are_invalid_before_any_work(
     err = await call_error(stub, req)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert says in (err.details() or "")
+    [violation] = details_of(err).field_violations
+    assert violation.field == says.partition(":")[0] and details_of(err).reason == "INVALID_DISPATCH"
     assert hooks.seen == [] and servicer.job is None
 
 
