@@ -67,8 +67,9 @@ def read_range(
                         sha256, total = _checked(message, sha256, label), message.total_size
                         end = total if end is None else min(end, total)
                         continue
-                    yield message.data
-                    sent += len(message.data)
+                    data = message.data  # each read of the field copies the bytes out of the message
+                    yield data
+                    sent += len(data)
                     watchdog.touch()  # the reader's pace is not the coordinator's silence
         except grpc.RpcError as err:
             lost = failover.target

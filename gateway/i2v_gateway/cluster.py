@@ -11,7 +11,7 @@ from typing import TypeVar
 import anyio.to_thread
 import grpc
 
-from i2v_client import CallError, CoordinatorClient, RetryPolicy
+from i2v_client import CallError, ClientTls, CoordinatorClient, RetryPolicy
 from i2v_gateway.errors import ApiError, Failure, from_failure
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,12 @@ def bearer(authorization: str | None) -> str | None:
 class Cluster:
     """The coordinators, as this gateway reaches them."""
 
-    def __init__(self, targets: str | Sequence[str], *, policy: RetryPolicy = POLICY) -> None:
-        self.shared = CoordinatorClient(targets, policy=policy)
+    def __init__(
+        self, targets: str | Sequence[str], *, policy: RetryPolicy = POLICY, tls: ClientTls | None = None
+    ) -> None:
+        """`tls`: the coordinators' CA and, for coordinators that require one, the gateway's client
+        certificate. The gateway presents no token of its own: each call carries its caller's."""
+        self.shared = CoordinatorClient(targets, policy=policy, tls=tls)
 
     def client_for(self, token: str | None) -> CoordinatorClient:
         """The client one request calls through: the caller's bearer token on the shared channels,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import Request
 
+from i2v_common.tls import ClientTls
 from i2v_contract.limits import DEFAULT_LIMITS, Limits
 from i2v_gateway.cluster import Cluster, bearer
 from i2v_gateway.middleware import Metrics
@@ -23,6 +24,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     static_dir: Path = STATIC_DIR
     heartbeat_s: float = 15.0  # an SSE comment this often keeps proxies from closing a quiet stream
+    tls: ClientTls | None = None  # how the coordinators are reached (None: plaintext)
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Gateway:
 
     @classmethod
     def start(cls, settings: Settings) -> Gateway:
-        cluster = Cluster(settings.targets)
+        cluster = Cluster(settings.targets, tls=settings.tls)
         return cls(settings, cluster, Watches(cluster.client_for))
 
     def drain(self) -> None:

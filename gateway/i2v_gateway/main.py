@@ -15,11 +15,13 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from i2v_client import parse_targets
+from i2v_common import tls
 from i2v_common.logs import setup_logging
 from i2v_common.sdnotify import Notifier
 from i2v_contract.addresses import parse_address
@@ -27,6 +29,38 @@ from i2v_gateway.app import create_app
 from i2v_gateway.gateway import Gateway, Settings
 
 log = logging.getLogger("i2v_gateway")
+HTTPS_CERT_ENV, HTTPS_KEY_ENV = "I2V_HTTPS_CERT", "I2V_HTTPS_KEY"
+
+
+def _add_security(p: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    coordinators = p.add_argument_group(
+        "reaching the coordinators over TLS (callers' bearer tokens pass through; the gateway has none)"
+    )
+    tls.add_client_flags(coordinators)
+    https = p.add_argument_group("serving HTTPS (without --https-cert: plain HTTP)")
+    https.add_argument(
+        "--https-cert", type=Path, default=_env_path(env, HTTPS_CERT_ENV), metavar="PATH",
+        help=f"serve HTTPS with this certificate (PEM, read at start; ${HTTPS_CERT_ENV})",
+    )  # fmt: skip
+    https.add_argument(
+        "--https-key", type=Path, default=_env_path(env, HTTPS_KEY_ENV), metavar="PATH",
+        help=f"its key (${HTTPS_KEY_ENV})",
+    )  # fmt: skip
+
+
+def _env_path(env: dict[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
+def _resolve_security(p: argparse.ArgumentParser, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """args.tls (the coordinators' side, resolved as the CLI resolves it) and args.https."""
+    if (args.https_cert is None) != (args.https_key is None):
+        p.error("HTTPS needs both --https-cert and --https-key")
+    try:
+        args.tls = tls.client_tls_from_env(args.tls_ca, args.tls_cert, args.tls_key, env)
+        args.https = tls.server_tls_from(args.https_cert, args.https_key, None)
+    except tls.TlsConfigError as err:
+        p.error(str(err))
 
 
 def parse_args(argv: Sequence[str] | None, env: dict[str, str]) -> argparse.Namespace:
@@ -44,6 +78,7 @@ def parse_args(argv: Sequence[str] | None, env: dict[str, str]) -> argparse.Name
     p.add_argument("--max-streams", type=int, default=1000, help="event streams open at once (default: 1000)")
     p.add_argument("--drain-grace", type=float, default=10.0, help="seconds requests get on SIGTERM")
     p.add_argument("--log-level", default=env.get("I2V_LOG_LEVEL", "INFO"))
+    _add_security(p, env)
     args = p.parse_args(argv)
     if not args.coordinators:
         p.error("--coordinators (or $I2V_TARGETS) is required")
@@ -54,6 +89,7 @@ def parse_args(argv: Sequence[str] | None, env: dict[str, str]) -> argparse.Name
         p.error(str(err))
     if args.max_streams < 1:
         p.error("--max-streams: use 1 or more")
+    _resolve_security(p, args, env)
     return args
 
 
@@ -86,7 +122,9 @@ def _bind(listen: str) -> socket.socket:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    settings = Settings(args.coordinators, max_streams=args.max_streams, cors_origins=tuple(args.cors_origin))
+    settings = Settings(
+        args.coordinators, max_streams=args.max_streams, cors_origins=tuple(args.cors_origin), tls=args.tls
+    )
     if args.max_body_mib is not None:
         settings.max_body_bytes = int(args.max_body_mib * 1024 * 1024)
     return settings
@@ -107,14 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=max(1, round(args.drain_grace)),
         access_log=False,
         lifespan="on",
+        ssl_certfile=args.https.cert if args.https else None,
+        ssl_keyfile=args.https.key if args.https else None,
     )
     notifier = Notifier.from_env()
     server = _Server(config, gw, notifier)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"i2v-gateway serving http://{shown}:{port} (coordinators {args.coordinators})", flush=True)
+    url = f"{'https' if args.https else 'http'}://{shown}:{port}"
+    over = " over TLS" if args.tls else ""
+    print(f"i2v-gateway serving {url} (coordinators {args.coordinators}{over})", flush=True)
     if notifier is not None:
-        notifier.send("READY=1", f"STATUS=serving http://{shown}:{port}")
+        notifier.send("READY=1", f"STATUS=serving {url}")
     # uvicorn re-raises the signal that stopped it once its handlers are gone: by then the drain is
     # done, so it lands here and the exit is 0, as the other servers' is.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -18,6 +19,7 @@ from i2v_contract.wire import coordinator_pb2
 from i2v_gateway.errors import ApiError
 from i2v_gateway.gateway import Gateway, caller
 from i2v_gateway.mapping import parse_create, video_object
+from i2v_gateway.relay import relay
 from i2v_gateway.views import Unsatisfiable, byte_range
 
 router = APIRouter(prefix="/v1", tags=["videos"])
@@ -196,18 +198,18 @@ async def download_content(video_id: str, request: Request, who: Caller, variant
     if size:
         headers["Content-Length"] = str(last - first + 1)
     chunks = client.read(video_id, offset=first, limit=last - first + 1 if size else 0, sha256=sha256)
-    body = await gw.cluster.call(lambda: _first(chunks))
+    # The first chunk now, so a failure is an error answer rather than a cut-off body.
+    head = await gw.cluster.call(lambda: next(chunks, b""))
     return StreamingResponse(
-        body, status_code=status, media_type=job.result.mime_type or "video/mp4", headers=headers
+        _body(head, chunks),
+        status_code=status,
+        media_type=job.result.mime_type or "video/mp4",
+        headers=headers,
     )
 
 
-def _first(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Read the first chunk now, so a failure is an error answer rather than a cut-off body."""
-    first = next(chunks, b"")
-
-    def rest() -> Iterator[bytes]:
-        yield first
-        yield from chunks
-
-    return rest()
+async def _body(head: bytes, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async with aclosing(relay(chunks)) as rest:
+        async for chunk in rest:
+            yield chunk
