@@ -57,7 +57,9 @@ def _resolve_security(p: argparse.ArgumentParser, args: argparse.Namespace, env:
     if (args.https_cert is None) != (args.https_key is None):
         p.error("HTTPS needs both --https-cert and --https-key")
     try:
-        args.tls = tls.client_tls_from_env(args.tls_ca, args.tls_cert, args.tls_key, env)
+        args.tls = tls.client_tls_from_env(
+            args.tls_ca, args.tls_cert, args.tls_key, env, args.tls_server_name
+        )
         args.https = tls.server_tls_from(args.https_cert, args.https_key, None)
     except tls.TlsConfigError as err:
         p.error(str(err))

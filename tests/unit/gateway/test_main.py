@@ -40,6 +40,13 @@ def test_the_coordinators_ca_and_client_certificate_come_from_flags_or_the_envir
     assert mixed.tls == ClientTls(ca.cert, other.cert, other.key)
 
 
+def test_the_coordinators_certificates_may_be_checked_against_a_role_name(ca: TestCA) -> None:
+    flags = ["--tls-ca", str(ca.cert), "--tls-server-name", "i2v-coordinator"]
+    assert parse_args([*TARGETS, *flags], {}).tls == ClientTls(ca.cert, server_name="i2v-coordinator")
+    from_env = parse_args([*TARGETS, "--tls-ca", str(ca.cert)], {"I2V_TLS_SERVER_NAME": "named"})
+    assert from_env.tls == ClientTls(ca.cert, server_name="named")
+
+
 def test_https_is_served_with_a_certificate_and_its_key(ca: TestCA) -> None:
     https = ca.issue("gateway", client=False, file_stem="https")
     args = parse_args([*TARGETS, "--https-cert", str(https.cert), "--https-key", str(https.key)], {})
