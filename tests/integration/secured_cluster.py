@@ -60,7 +60,10 @@ class Secrets:
             auth.token_line(t["root"], "root", auth.ADMIN),
             auth.token_line(t["dispatch"], "coordinators", auth.ADMIN),
         ]
-        return [*lines, auth.token_line(t["carol"], n["carol"])] if rotated else lines
+        if not rotated:
+            return lines
+        # an operator's slip: a token pasted in place of its hash (the servers skip the line)
+        return [*lines, auth.token_line(t["carol"], n["carol"]), f"{t['wrong']} {n['carol']} client"]
 
 
 @dataclass

@@ -256,6 +256,8 @@ def check_the_run(run: Run) -> None:
     assert all(len(text) > 0 for text in logs.values()), [n for n, t in logs.items() if not t]
     for server in [p.member_id for p in run.cluster.group.procs] + ["hygiene-node"]:
         assert len(logs[server].splitlines()) > 20, f"{server} logged almost nothing at DEBUG"
+    for coordinator in run.cluster.group.procs:  # the slip in the rotated file, reported by its number
+        assert b"line 6 the first field is not sha256" in logs[coordinator.member_id]
     assert b"i2v-gateway serving" in logs["gateway"] and b" DEBUG " in logs["gateway"]
     assert len(run.metrics) >= 4 and all("# TYPE" in page for page in run.metrics.values())
 
