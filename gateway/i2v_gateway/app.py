@@ -59,22 +59,13 @@ def _ops_routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Ready: not draining, and a coordinator answers")
+    @app.get("/readyz", tags=["operations"], summary="Ready: not draining, and a coordinator leads")
     async def readyz(request: Request) -> JSONResponse:
         gw = gateway(request)
-        if gw.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        try:
-            status = await gw.cluster.call(gw.cluster.shared.cluster_status)
-        except ApiError as err:
-            if err.status not in (401, 403):
-                raise
-            # With tokens on, the fleet view is an admin's and this gateway has no token: an
-            # answered refusal says a coordinator is up; whether one leads, requests will say.
-            return JSONResponse({"status": "ready", "leader": None})
-        if not status.leader_id:
-            return JSONResponse({"status": "no leader"}, status_code=503)
-        return JSONResponse({"status": "ready", "leader": status.leader_id})
+        verdict = await gw.cluster.readiness(gw.draining)
+        if not verdict.ready:
+            return JSONResponse({"status": verdict.status}, status_code=503)
+        return JSONResponse({"status": "ready", "leader": verdict.leader})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request) -> PlainTextResponse:

@@ -1,6 +1,7 @@
 """The gateway's way into the cluster: one CoordinatorClient (its channels shared by every request),
-the one place a request picks the client it calls through, and the SDK's blocking calls run off the
-event loop with their CallErrors turned into HTTP errors."""
+the one place a request picks the client it calls through, the SDK's blocking calls run off the
+event loop with their CallErrors turned into HTTP errors, and readiness from the coordinators'
+health services (readiness.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import TypeVar
 import anyio.to_thread
 import grpc
 
-from i2v_client import CallError, ClientTls, CoordinatorClient, RetryPolicy
+from i2v_client import CallError, ClientTls, CoordinatorClient, RetryPolicy, parse_targets
 from i2v_gateway.errors import ApiError, Failure, from_failure
+from i2v_gateway.leaders import Leaders
+from i2v_gateway.readiness import Verdict, decide
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ class Cluster:
         """`tls`: the coordinators' CA and, for coordinators that require one, the gateway's client
         certificate. The gateway presents no token of its own: each call carries its caller's."""
         self.shared = CoordinatorClient(targets, policy=policy, tls=tls)
+        self.leaders = Leaders(parse_targets(targets, "--coordinators"), tls)
+        self._verdict = ""
 
     def client_for(self, token: str | None) -> CoordinatorClient:
         """The client one request calls through: the caller's bearer token on the shared channels,
@@ -74,5 +79,15 @@ class Cluster:
         except grpc.RpcError as err:  # a raw failure the SDK passed on
             raise ApiError(502, f"coordinator call failed: {err}", type="server_error") from None
 
+    async def readiness(self, draining: bool) -> Verdict:
+        """Ready when not draining and a coordinator's health says it leads (no token needed)."""
+        answers = {} if draining else await anyio.to_thread.run_sync(self.leaders.ask, self.shared.targets)
+        verdict = decide(draining, answers)
+        if verdict.status != self._verdict:  # one line per change, not per probe
+            self._verdict = verdict.status
+            log.info("readiness: %s%s", verdict.status, f" ({verdict.reason})" if verdict.reason else "")
+        return verdict
+
     def close(self) -> None:
+        self.leaders.close()
         self.shared.close()

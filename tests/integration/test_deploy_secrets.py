@@ -2,8 +2,9 @@
 Secrets mounted read-only as directories (never subPath, which would freeze them), the gateway
 gets its certificate Secret, no rendered manifest carries a key or a token, the example script's
 certificates work with the servers' TLS settings and the exec probe the manifests run, and the
-systemd units' certificate and token variables are ones the servers read. docs/deploy.md,
-"Secrets", explains the choices."""
+systemd units' certificate and token variables are ones the servers read; with an existing etcd
+(overlays/external-etcd, components/etcd-tls) the servers reach it over TLS as a user, from Secrets
+mounted the same way. docs/deploy.md, "Secrets", explains the choices."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from i2v_common import tls
+from i2v_common.etcd_security import load_etcd_security
+from i2v_contract.addresses import parse_endpoints
 from tests.integration.test_deploy_manifests import (
     DEPLOY,
     GPU_OVERLAYS,
@@ -62,6 +65,14 @@ SECRET_FLAGS = {
         "--tokens-file": "i2v-tokens",
     },
 }
+# components/etcd-tls, in the overlays that use an existing etcd: the same flags on both roles
+ETCD_OVERLAYS = ("external-etcd",)
+ETCD_SECRET_FLAGS = {
+    "--etcd-ca": "i2v-etcd-client",
+    "--etcd-cert": "i2v-etcd-client",
+    "--etcd-key": "i2v-etcd-client",
+    "--etcd-password-file": "i2v-etcd-password",
+}
 PROBE_SCRIPT = DEPLOY / "docker" / "grpc_probe.py"
 MAKE_SECRETS = DEPLOY / "k8s" / "examples" / "make-secrets.sh"
 
@@ -87,6 +98,30 @@ def test_production_servers_serve_tls_with_tokens_from_secrets(rendered: Rendere
             assert mounts[str(path.parent)][0] == secret, where
         if role == "node":
             assert flag_value(args, "--coordinator-identity") == "i2v-coordinator", overlay
+
+
+def test_an_existing_etcd_is_reached_over_tls_as_a_user_from_secrets(rendered: Rendered) -> None:
+    seen = set()
+    for overlay, role, spec, c, args in resolved_servers(rendered):
+        endpoints = flag_value(args, "--etcd")
+        if overlay not in ETCD_OVERLAYS:
+            # the in-cluster etcd (components/etcd) is plaintext: no etcd TLS flag, http endpoints
+            assert not [a for a in args if a.startswith("--etcd-")], (overlay, role)
+            parse_endpoints(endpoints, tls=False)
+            continue
+        mounts = secret_mounts(spec, c)
+        for flag, secret in ETCD_SECRET_FLAGS.items():
+            path = Path(flag_value(args, flag))
+            where = (overlay, role, flag)
+            assert str(path.parent) in mounts, (where, sorted(mounts))
+            assert mounts[str(path.parent)][0] == secret, where
+        assert Path(flag_value(args, "--etcd-ca")).name == "ca.crt"
+        assert flag_value(args, "--etcd-user") == "i2v", (overlay, role)
+        # the servers refuse http:// endpoints once TLS to etcd is configured
+        assert all(e.startswith("https://") for e in endpoints.split(",")), endpoints
+        assert len(parse_endpoints(endpoints, tls=True)) == 3
+        seen.add((overlay, role))
+    assert seen == {(o, r) for o in ETCD_OVERLAYS for r in ("coordinator", "node")}
 
 
 def test_the_gateway_mounts_its_client_certificate(rendered: Rendered) -> None:
@@ -138,8 +173,22 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     missing = tool_missing("openssl", "kubectl", "i2v")
     if missing:
         pytest.skip(f"make-secrets.sh: {missing}")
-    out = tmp_path_factory.mktemp("secrets") / "out"
-    env = {"PATH": TOOL_PATH, "PYTHON": sys.executable, "I2V_COORDINATOR_NAMES": "coord.example.internal"}
+    base = tmp_path_factory.mktemp("secrets")
+    etcd_ca = base / "etcd-ca"
+    etcd_ca.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=etcd CA", "-days", "2",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+        cwd=etcd_ca, capture_output=True, check=True, timeout=60, env={"PATH": TOOL_PATH},
+    )  # fmt: skip
+    out = base / "out"
+    env = {
+        "PATH": TOOL_PATH,
+        "PYTHON": sys.executable,
+        "I2V_COORDINATOR_NAMES": "coord.example.internal",
+        "I2V_ETCD_CA_DIR": str(etcd_ca),
+    }
     result = subprocess.run(
         ["bash", str(MAKE_SECRETS), str(out), "i2v"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -151,12 +200,13 @@ def test_the_made_secrets_are_what_the_manifests_mount(made: Path) -> None:
     docs = list(yaml.safe_load_all((made / "secrets.yaml").read_text()))
     secrets = {d["metadata"]["name"]: d for d in docs}
     wanted = {s for flags in SECRET_FLAGS.values() for s in flags.values()} | {"i2v-gateway-tls"}
-    assert set(secrets) == wanted
-    for name in ("i2v-coordinator-tls", "i2v-node-tls", "i2v-gateway-tls"):
+    assert set(secrets) == wanted | set(ETCD_SECRET_FLAGS.values())
+    for name in ("i2v-coordinator-tls", "i2v-node-tls", "i2v-gateway-tls", "i2v-etcd-client"):
         assert secrets[name]["type"] == "kubernetes.io/tls"
         assert set(secrets[name]["data"]) == {"tls.crt", "tls.key", "ca.crt"}, name
     assert set(secrets["i2v-tokens"]["data"]) == {"tokens"}
     assert set(secrets["i2v-dispatch-token"]["data"]) == {"token"}
+    assert set(secrets["i2v-etcd-password"]["data"]) == {"password"}
     # the dispatch token's hash is an admin line of the tokens file
     lines = (made / "tokens").read_text().splitlines()
     assert any(line.endswith(" i2v-dispatch admin") for line in lines), lines
@@ -171,6 +221,30 @@ def test_the_servers_take_the_made_certificates(made: Path) -> None:
     )
     assert server is not None and client is not None and client.cert == server.cert
     assert tls.server_tls_from(made / "i2v-node.crt", made / "i2v-node.key", made / "ca.crt") is not None
+
+
+def test_the_made_etcd_client_files_are_what_the_servers_take(made: Path) -> None:
+    etcd = load_etcd_security({
+        "etcd_ca": ("--etcd-ca", str(made / "etcd-ca.crt")),
+        "etcd_cert": ("--etcd-cert", str(made / "etcd-client.crt")),
+        "etcd_key": ("--etcd-key", str(made / "etcd-client.key")),
+        "etcd_user": ("--etcd-user", "i2v"),
+        "etcd_password_file": ("--etcd-password-file", str(made / "etcd-password")),
+    })  # fmt: skip
+    assert etcd.tls and etcd.user == "i2v" and len(etcd.password) >= 32
+    assert etcd.credentials() is not None
+    # signed by etcd's CA (not the cluster's), for client use, named after the user
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(made / "etcd-ca.crt"), "-purpose", "sslclient",
+         str(made / "etcd-client.crt")],
+        capture_output=True, text=True, timeout=60, env={"PATH": TOOL_PATH},
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    subject = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject", "-in", str(made / "etcd-client.crt")],
+        capture_output=True, text=True, timeout=60, check=True, env={"PATH": TOOL_PATH},
+    ).stdout  # fmt: skip
+    assert "CN=i2v" in subject.replace(" ", ""), subject
 
 
 class HealthServer:
@@ -257,6 +331,7 @@ def test_the_coordinator_probe_speaks_tls(rendered: Rendered, made: Path) -> Non
 
 # ---- systemd: certificates and tokens as files the servers read and re-read ----
 
+ETCD_VARS = ("I2V_ETCD_CA", "I2V_ETCD_CERT", "I2V_ETCD_KEY", "I2V_ETCD_USER", "I2V_ETCD_PASSWORD_FILE")
 SECURITY_VARS = re.compile(r"^I2V_(TLS_[A-Z_]+|TOKENS_FILE|DISPATCH_TOKEN_FILE)$")
 
 
@@ -279,3 +354,15 @@ def test_unit_security_settings_are_read_by_the_server(unit: str) -> None:
         # the shipped examples turn TLS and tokens on, with files under /etc/i2v
         if name in ("I2V_TLS_CERT", "I2V_TLS_KEY", "I2V_TOKENS_FILE"):
             assert env[name].startswith("/etc/i2v/"), (unit, name, env[name])
+    # the etcd security settings are shipped commented out (an etcd without TLS by default), each
+    # one a variable the server reads
+    examples = [v for _, k, v in entries if k == "EnvironmentFile"]
+    etcd_vars = {
+        line[1:].partition("=")[0]
+        for example in examples
+        for line in (SYSTEMD / Path(example).name.replace("%i", "0")).read_text().splitlines()
+        if line.startswith("#I2V_ETCD_")
+    }
+    assert etcd_vars == set(ETCD_VARS), (unit, sorted(etcd_vars))
+    for name in etcd_vars:  # the help names each one in brackets after its flag
+        assert f"[{name}]" in text, f"{unit}: {exe} does not read ${name}"

@@ -1,7 +1,8 @@
 """The HTTP gateway against a real cluster (etcd, two coordinators, one tiny node), spoken to by
 OpenAI's own Python SDK and by curl: create with an image, retrieve, list, download (whole and by
 Range), cancel, errors in OpenAI's shape, live progress over SSE resumed with Last-Event-ID,
-metrics, and SIGTERM ending open streams cleanly."""
+metrics, readiness following the leader through a failover, and SIGTERM ending open streams
+cleanly."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,6 +192,28 @@ def test_metrics_count_by_route_template_without_ids(cluster: GatewayCluster, ma
     assert 'route="/v1/videos/{video_id}",status="200"' in text
     assert 'route="/v1/videos",status="200"' in text
     assert made.id not in text
+
+
+def readiness(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_readiness_names_the_leader_and_follows_a_failover(cluster: GatewayCluster) -> None:
+    old, _, _ = cluster.group.wait_leader(30)
+    assert readiness(cluster.url) == (200, {"status": "ready", "leader": old.address})
+    old.pause()  # frozen: its health stays silent, a standby takes over once its lease lapses
+    try:
+        new, _, _ = cluster.group.wait_leader(30, exclude=old)
+        deadline = time.monotonic() + 15
+        while (answer := readiness(cluster.url)) != (200, {"status": "ready", "leader": new.address}):
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.2)
+    finally:
+        old.resume()
 
 
 def test_sigterm_ends_open_streams_cleanly(cluster: GatewayCluster) -> None:

@@ -115,11 +115,21 @@ def error_of(err: openai.APIStatusError) -> dict[str, Any]:
 def test_the_gateway_serves_https_and_says_it_reaches_the_coordinators_over_tls(secured: Secured) -> None:
     assert secured.url.startswith("https://")
     with secured.http() as http:
-        assert http.get("/readyz").status_code == 200  # a refusal for want of a token is an answer
+        assert http.get("/readyz").status_code == 200
     log = secured.cluster.gateway.log()
     assert f"serving {secured.url} " in log and "over TLS" in log
     for token in (ALICE, BOB, CAROL, ROOT):
         assert token not in log
+
+
+def test_ready_while_a_coordinator_leads_though_the_fleet_view_is_an_admins(secured: Secured) -> None:
+    leader, _, _ = secured.cluster.group.wait_leader(30)
+    with secured.http() as http:
+        ready = http.get("/readyz")
+        fleet = http.get("/v1/cluster")  # what readiness used to ask: refused without an admin token
+    # asked over mTLS with the gateway's client certificate, through the health service (no token)
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "leader": leader.address}
+    assert fleet.status_code == 401
 
 
 def test_no_key_a_malformed_header_or_an_unknown_key_is_401(secured: Secured) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes what components/tls and components/tokens mount: a CA, the coordinators', nodes' and
 # gateway's certificates, the tokens file with a dispatch token and an operator's admin token, and
-# the five Secrets as one manifest (docs/deploy.md, "Secrets").
+# the five Secrets as one manifest (seven with components/etcd-tls's, below; docs/deploy.md,
+# "Secrets").
 #
 # Usage: deploy/k8s/examples/make-secrets.sh OUT_DIR [NAMESPACE]
 #   OUT_DIR    a new directory outside the repository (mode 0700): the keys, the tokens and
@@ -11,6 +12,9 @@
 # Environment: I2V_CA_DIR=DIR reuses the CA in DIR (ca.crt, ca.key) instead of making one, to
 # rotate the certificates under the same CA; I2V_COORDINATOR_NAMES / I2V_NODE_NAMES add DNS names
 # (comma-separated) to those certificates; I2V_CERT_DAYS (default 90) is their lifetime.
+# I2V_ETCD_CA_DIR=DIR (ca.crt, ca.key of the CA that etcd trusts for clients) adds what
+# components/etcd-tls mounts: a client certificate for etcd (CN = I2V_ETCD_USER, default i2v), a new
+# random password in etcd-password (give it to `etcdctl user add`), and their two Secrets.
 # Needs openssl, kubectl (to write the manifest; nothing is sent to a cluster) and the i2v CLI.
 set -euo pipefail
 
@@ -66,6 +70,18 @@ leaf i2v-coordinator serverAuth,clientAuth \
 leaf i2v-node serverAuth,clientAuth "$(dns "i2v-node,i2v-node.$ns,i2v-node.$svc" "${I2V_NODE_NAMES:-}")"
 leaf i2v-gateway clientAuth ""
 
+# etcd: a client certificate from etcd's CA (CN: the user, for etcd's certificate-named users too).
+etcd_user="${I2V_ETCD_USER:-i2v}"
+if [[ -n "${I2V_ETCD_CA_DIR:-}" ]]; then
+  mkdir etcd-ca
+  cp "$I2V_ETCD_CA_DIR/ca.crt" "$I2V_ETCD_CA_DIR/ca.key" etcd-ca/
+  (cd etcd-ca && leaf "$etcd_user" clientAuth "" && mv "$etcd_user.crt" ../etcd-client.crt &&
+    mv "$etcd_user.key" ../etcd-client.key)
+  cp etcd-ca/ca.crt etcd-ca.crt
+  rm -rf etcd-ca
+  openssl rand -base64 32 | tr -d '\n' >etcd-password
+fi
+
 # Tokens: the coordinators' dispatch token (admin, so the nodes take its calls) and one admin for
 # the operator. Clients get theirs from `i2v token new --name NAME`, its line appended to `tokens`.
 dispatch="$("$i2v" token new --name i2v-dispatch --role admin --json)"
@@ -89,6 +105,13 @@ secret() { kubectl create secret "$@" --namespace "$ns" --dry-run=client -o yaml
   secret generic i2v-tokens --from-file=tokens=tokens
   echo "---"
   secret generic i2v-dispatch-token --from-file=token=dispatch-token
+  if [[ -n "${I2V_ETCD_CA_DIR:-}" ]]; then
+    echo "---"
+    secret generic i2v-etcd-client --type=kubernetes.io/tls \
+      --from-file=tls.crt=etcd-client.crt --from-file=tls.key=etcd-client.key --from-file=ca.crt=etcd-ca.crt
+    echo "---"
+    secret generic i2v-etcd-password --from-file=password=etcd-password
+  fi
 } >secrets.yaml
 
 echo "make-secrets: wrote $out (apply secrets.yaml; admin.token is the operator's admin token;"
