@@ -1,7 +1,7 @@
 """A secured etcd (TLS with client certificates required, authentication enabled, 1 s token TTL)
 against the real adapter and real `i2v-coordinator` / `i2v-node` processes.
 
-The certificates come from a throwaway CA made per module (tests/etcd_pki.py); the users and roles
+The certificates come from a throwaway CA made per module (tests/pki.py); the users and roles
 are created through etcd's Auth API (tests/etcd_cluster.py).
 """
 
@@ -25,9 +25,9 @@ from i2v_common.etcd_security import EtcdSecurity
 from i2v_contract.kv import KVDenied, KVUnavailable, LeaseLost, Put, WatchEvent
 from tests.chaos.coordinator_procs import CoordinatorProcess
 from tests.etcd_cluster import EtcdAuth, EtcdCluster, EtcdTLS, EtcdUser, etcd_binary
-from tests.etcd_pki import Pair, TestCA
 from tests.integration.node_process import NodeProcess
 from tests.media import png
+from tests.pki import Issued, TestCA
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,10 +40,10 @@ WAIT_S = 5.0
 @dataclass(frozen=True)
 class Pki:
     ca: Path
-    server: Pair
-    client: Pair
-    named: Pair  # its common name is an etcd user
-    stranger: Pair  # a client certificate from another CA
+    server: Issued
+    client: Issued
+    named: Issued  # its common name is an etcd user
+    stranger: Issued  # a client certificate from another CA
     stranger_ca: Path
 
 
@@ -72,12 +72,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     base = tmp_path_factory.mktemp("pki")
     ca, other = TestCA(base / "ca"), TestCA(base / "other", name="stranger-ca")
     return Pki(
-        ca=ca.ca,
-        server=ca.issue("server", "etcd", server=True),
-        client=ca.issue("client", "i2v-client", server=False),
-        named=ca.issue("named", "i2v-by-cert", server=False),
-        stranger=other.issue("client", "i2v-client", server=False),
-        stranger_ca=other.ca,
+        ca=ca.cert,
+        # etcd's HTTP gateway dials its own gRPC port with the server certificate: client use too
+        server=ca.issue("etcd", file_stem="server"),
+        client=ca.issue("i2v-client", file_stem="client", server=False),
+        named=ca.issue("i2v-by-cert", file_stem="named", server=False),
+        stranger=other.issue("i2v-client", file_stem="client", server=False),
+        stranger_ca=other.cert,
     )
 
 
@@ -237,7 +238,7 @@ async def test_renewed_certificate_files_are_used_without_a_restart(
     caplog.set_level(logging.INFO, logger="i2v_common.etcd_wire")
     cert, cert_key = tmp_path / "cert.pem", tmp_path / "key.pem"
 
-    def install(pair: Pair) -> None:
+    def install(pair: Issued) -> None:
         shutil.copyfile(pair.cert, cert)
         shutil.copyfile(pair.key, cert_key)
 
