@@ -1,7 +1,7 @@
 """A bounded run of each fuzz target (fuzz/targets.py) under atheris, from the seed corpus: no input
 may raise anything but the refusals the servers answer with. scripts/fuzz.sh runs them longer.
 
-I2V_FUZZ_SECONDS sets each target's time (default 8); the executions are printed."""
+I2V_FUZZ_SECONDS sets each target's time (default 4); the executions are printed."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from fuzz import seeds
 pytest.importorskip("atheris")
 
 ROOT = Path(__file__).resolve().parents[2]
-SECONDS = int(os.environ.get("I2V_FUZZ_SECONDS", "8"))
+SECONDS = int(os.environ.get("I2V_FUZZ_SECONDS", "4"))
 
 pytestmark = pytest.mark.timeout(SECONDS * 3 + 120)
 
