@@ -94,9 +94,9 @@ def _tokens(where: Path) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
     return client, dispatch, (*flags, "--dispatch-token-file", str(where / "dispatch-token")), flags
 
 
-def start_modes(etcd: EtcdCluster, work: Path, ca: TestCA) -> list[Mode]:
+def start_modes(etcd: EtcdCluster, work: Path, ca: TestCA, modes: list[Mode]) -> None:
+    """Each mode's coordinator, appended to `modes` as it starts (so a failure later still stops it)."""
     coordinator, node, client = ca.issue("i2v-coordinator"), ca.issue("bench-node"), ca.issue("bench-client")
-    modes = []
     for name in MODES:
         if name == "plaintext":
             c_flags: tuple[str, ...] = ()
@@ -122,7 +122,6 @@ def start_modes(etcd: EtcdCluster, work: Path, ca: TestCA) -> list[Mode]:
         )
     for mode in modes:
         mode.coordinator.wait_started()
-    return modes
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -208,7 +207,7 @@ def main() -> int:
         etcd = EtcdCluster(1, work / "etcd").start()
         modes: list[Mode] = []
         try:
-            modes = start_modes(etcd, work, TestCA(work / "pki"))
+            start_modes(etcd, work, TestCA(work / "pki"), modes)
             order = list(range(len(modes)))
             submitted: dict[str, list[str]] = {m.name: [] for m in modes}
             for mode in modes:  # warm-up, not counted: first connections, etcd's first writes
