@@ -18,6 +18,8 @@ from pathlib import Path
 
 import grpc
 
+from i2v_common.tls import signature
+
 # (flag, environment variable, argparse dest, help)
 _FLAGS = (
     ("--etcd-ca", "I2V_ETCD_CA", "etcd_ca", "CA certificate (PEM) that signed etcd's server certificates; "
@@ -80,9 +82,9 @@ class EtcdSecurity:
             certificate_chain=self.cert.read_bytes() if self.cert else None,
         )
 
-    def fingerprint(self) -> tuple[tuple[int, int] | None, ...]:
-        """Size and modification time of each PEM file: a change means new certificates to load."""
-        return tuple(_stat(path) for path in (self.ca, self.cert, self.key))
+    def fingerprint(self) -> tuple[tuple[int, int, int], ...]:
+        """What changes when a PEM file is replaced or rewritten: new certificates to load."""
+        return signature([path for path in (self.ca, self.cert, self.key) if path is not None])
 
     def describe(self) -> str:
         """For the startup log line: what is on, never the password."""
@@ -139,13 +141,6 @@ def load_etcd_security(values: dict[str, tuple[str, str]]) -> EtcdSecurity:
         )
     password = _password(password_file) if password_file else ""
     return EtcdSecurity(ca=ca, cert=cert, key=key, user=user, password=password)
-
-
-def _stat(path: Path | None) -> tuple[int, int] | None:
-    try:
-        return None if path is None else (path.stat().st_mtime_ns, path.stat().st_size)
-    except OSError:
-        return None
 
 
 def _read(source: tuple[str, str]) -> bytes:
