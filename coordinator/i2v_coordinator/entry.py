@@ -31,7 +31,7 @@ from i2v_common.ratelog import RateLimitedLog
 from i2v_common.rpc import coordinator_pb2_grpc
 from i2v_contract.limits import FieldError
 from i2v_contract.reasons import field_details
-from i2v_contract.wire import coordinator_pb2
+from i2v_contract.wire import LEADER_HEALTH, coordinator_pb2
 from i2v_coordinator.access import Access
 from i2v_coordinator.etcdhealth import EtcdHealth
 from i2v_coordinator.forwarder import Forwarder
@@ -49,7 +49,6 @@ from i2v_coordinator.term import Term
 log = logging.getLogger(__name__)
 
 SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
-LEADER_HEALTH = f"{SERVICE}.Leader"
 
 
 class DoorLeadership(Protocol):

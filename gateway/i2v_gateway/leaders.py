@@ -15,12 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from i2v_client.channels import open_channel
 from i2v_common.tls import ClientTls
 from i2v_contract.addresses import format_address, parse_address
-from i2v_contract.wire import coordinator_pb2
+from i2v_contract.wire import LEADER_HEALTH
 from i2v_gateway.readiness import Answer, candidates
 
 log = logging.getLogger(__name__)
 
-LEADER_HEALTH = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name + ".Leader"
 Resolver = Callable[[str], list[str]]
 
 

@@ -25,8 +25,15 @@ def test_wire_re_exports_the_generated_module_itself(name: str, generated: types
     assert name in wire.__all__
 
 
-def test_wire_exports_exactly_the_messages_and_the_leader_metadata_key() -> None:
-    assert sorted(wire.__all__) == ["LEADER_ADDR_METADATA", "common_pb2", "coordinator_pb2", "node_pb2"]
+def test_wire_exports_exactly_the_messages_and_the_leader_names() -> None:
+    assert sorted(wire.__all__) == [
+        "LEADER_ADDR_METADATA",
+        "LEADER_HEALTH",
+        "common_pb2",
+        "coordinator_pb2",
+        "node_pb2",
+    ]
+    assert wire.LEADER_HEALTH == "i2v.v1.Coordinator.Leader"
     assert not [name for name in vars(wire) if name.endswith("_grpc")]
 
 
